@@ -1,0 +1,175 @@
+"""Deterministically train the digits teacher (or, for a baseline, the student) on CPU.
+
+Usage::
+
+    python examples/digits/train.py                      # teacher -> examples/digits/teacher.pt
+    python examples/digits/train.py --model student      # student baseline, not saved
+
+Trains only on the "train" split of `digits_splits(image_size=32, seed=0)` and reports accuracy
+on "eval". The saved file is a plain `state_dict` loadable with `torch.load(..., weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model import INPUT_SHAPE, student, teacher
+from shrink_builtins.datasets.digits import digits_splits
+
+HERE = Path(__file__).resolve().parent
+BUILDERS: dict[str, Callable[[], nn.Module]] = {"teacher": teacher, "student": student}
+BATCH_SIZE = 64
+LEARNING_RATE = 3e-3
+MAX_SHIFT = 2
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) -> int:
+    """Multiply-accumulates of all Conv2d and Linear layers for one forward pass."""
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = module.kernel_size
+        per_output = (module.in_channels // module.groups) * kh * kw
+        total += output.numel() * per_output
+
+    def linear_hook(module: nn.Linear, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        total += output.numel() * module.in_features
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            handles.append(module.register_forward_hook(conv_hook))
+        elif isinstance(module, nn.Linear):
+            handles.append(module.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(input_shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return total
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = MAX_SHIFT) -> torch.Tensor:
+    """Shift each image by a random (dy, dx) in [-max_shift, max_shift], filling with zeros."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift, max_shift, max_shift, max_shift))
+    offsets = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator).tolist()
+    return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy of `model` (in eval mode) on `(x, y)`."""
+    model.eval()
+    return (model(x).argmax(dim=1) == y).float().mean().item()
+
+
+def train(
+    model: nn.Module,
+    train_xy: tuple[torch.Tensor, torch.Tensor],
+    eval_xy: tuple[torch.Tensor, torch.Tensor],
+    epochs: int,
+    seed: int,
+) -> float:
+    """Train with Adam + cosine LR and shift augmentation; return the final eval accuracy."""
+    x_train, y_train = train_xy
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    steps_per_epoch = (len(x_train) + BATCH_SIZE - 1) // BATCH_SIZE
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=LEARNING_RATE, total_steps=epochs * steps_per_epoch
+    )
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(x_train), BATCH_SIZE):
+            idx = order[start : start + BATCH_SIZE]
+            xb = random_shift(x_train[idx], generator)
+            yb = y_train[idx]
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(dim=1) == yb).sum().item()
+        eval_acc = accuracy(model, *eval_xy)
+        print(
+            f"epoch {epoch:2d}/{epochs}  loss {loss_sum / len(x_train):.4f}  "
+            f"train_acc {correct / len(x_train):.4f}  eval_acc {eval_acc:.4f}",
+            flush=True,
+        )
+    model.eval()
+    return accuracy(model, *eval_xy)
+
+
+def _tensors(xy: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Copy a read-only numpy split into torch tensors."""
+    x, y = xy
+    return torch.from_numpy(np.array(x, dtype=np.float32)), torch.from_numpy(np.array(y, dtype=np.int64))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments, train, report and (for the teacher, by default) save the state_dict."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(BUILDERS), default="teacher", help="which model to train")
+    parser.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to save the state_dict (default: teacher.pt beside this script for the teacher; "
+        "the student is saved only when --out is given)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for init, shuffling and augmentation")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(True)
+
+    splits = digits_splits(image_size=32, seed=0)
+    train_xy, eval_xy = _tensors(splits["train"]), _tensors(splits["eval"])
+    model = BUILDERS[args.model]()
+    print(
+        f"{args.model}: {count_macs(model):,} MACs, {count_params(model):,} params; "
+        f"train {len(train_xy[0])}, eval {len(eval_xy[0])} images",
+        flush=True,
+    )
+
+    started = time.perf_counter()
+    final_acc = train(model, train_xy, eval_xy, args.epochs, args.seed)
+    elapsed = time.perf_counter() - started
+    print(f"final eval accuracy {final_acc:.4f} ({final_acc * len(eval_xy[0]):.0f}/{len(eval_xy[0])})")
+    print(f"training time {elapsed:.1f} s; MACs {count_macs(model):,}; params {count_params(model):,}")
+
+    out = args.out if args.out is not None else (HERE / "teacher.pt" if args.model == "teacher" else None)
+    if out is not None:
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+        torch.save(state, out)
+        print(f"saved {out} ({out.stat().st_size:,} bytes)")
+
+
+if __name__ == "__main__":
+    main()

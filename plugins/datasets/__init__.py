@@ -1,0 +1,39 @@
+"""Built-in datasets: `sklearn.digits`."""
+
+from __future__ import annotations
+
+import hashlib
+
+from pydantic import Field
+
+from shrink import DataProvider, Dataset, PassOptions, Split, hookimpl
+from shrink.context import Context
+
+
+class Digits(DataProvider):
+    """scikit-learn's handwritten digits (1,797 images, 10 classes), resized; train/calibration/eval splits."""
+
+    name = "sklearn.digits"
+    splits = ("train", "calibration", "eval")
+
+    class Options(PassOptions):
+        image_size: int = Field(32, ge=8, le=64, description="side of the square images fed to the model (bilinear resize from 8x8)")
+        seed: int = Field(0, ge=0, description="seed of the stratified train/eval split")
+
+    def load(self, ctx: Context) -> Dataset:
+        from shrink_builtins.datasets.digits import digits_splits
+
+        opts = self.options
+        raw = digits_splits(opts.image_size, opts.seed)  # type: ignore[attr-defined]
+        digest = hashlib.sha256()
+        for name in sorted(raw):
+            x, y = raw[name]
+            digest.update(name.encode() + x.tobytes() + y.tobytes())
+        splits = {name: Split(x, y) for name, (x, y) in raw.items()}
+        return Dataset(self.name, "classification", splits, digest.hexdigest(),
+                       {"classes": [str(i) for i in range(10)], "input_shape": [1, 1, opts.image_size, opts.image_size]})  # type: ignore[attr-defined]
+
+
+@hookimpl
+def shrink_register_datasets() -> list[type[DataProvider]]:
+    return [Digits]

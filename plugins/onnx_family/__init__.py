@@ -1,0 +1,61 @@
+"""Built-in ONNX plugin: the `onnx` model source and measuring ONNX artifacts with ONNX Runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, PositiveInt
+
+from shrink import Artifact, Context, PassOptions, PlanContext, Source, hookimpl
+
+
+class OnnxSource(Source):
+    """An existing ONNX model file."""
+
+    name = "onnx"
+    produces = "onnx"
+
+    class Options(PassOptions):
+        path: str = Field(min_length=1, description="the .onnx file")
+        input_shape: list[PositiveInt] | None = Field(None, min_length=1, max_length=8,
+                                                     description="pins the input's dynamic dimensions, batch first")
+
+    def check(self, plan: PlanContext) -> list[str]:
+        path = plan.path(self.options.path)  # type: ignore[attr-defined]
+        return [] if path.is_file() else [f"model file {str(path)!r} does not exist"]
+
+    def load(self, ctx: Context) -> Artifact:
+        import shutil
+
+        import onnx
+
+        opts: Any = self.options
+        src = ctx.path(opts.path)
+        dest = ctx.new_path("source", ".onnx")
+        shutil.copyfile(src, dest)
+        onnx.checker.check_model(str(dest))
+        proto = onnx.load(str(dest), load_external_data=False)
+        init = {i.name for i in proto.graph.initializer}
+        graph_inputs = [i for i in proto.graph.input if i.name not in init]
+        inputs = []
+        for i, value in enumerate(graph_inputs):
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+            if i == 0 and opts.input_shape:
+                dims = list(opts.input_shape)
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
+            inputs.append({"name": value.name, "shape": dims, "dtype": dtype})
+        return Artifact(str(dest), "onnx", meta={"inputs": inputs, "outputs": [{"name": o.name} for o in proto.graph.output]})
+
+
+@hookimpl
+def shrink_register_sources() -> list[type[Source]]:
+    return [OnnxSource]
+
+
+@hookimpl
+def shrink_measure_artifact(artifact: Artifact, ctx: Context) -> dict[str, Any] | None:
+    if artifact.format != "onnx":
+        return None
+    from shrink_builtins.onnx_family.measure import measure
+
+    return measure(artifact, ctx)

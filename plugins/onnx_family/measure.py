@@ -1,0 +1,35 @@
+"""Metrics of an ONNX artifact: parameters, file size and, with labelled data, accuracy under ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from shrink import Artifact, Context
+from shrink_builtins.onnx_family.ort import run_session
+
+
+def parameter_count(proto: onnx.ModelProto) -> int:
+    total = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    total += int(numpy_helper.to_array(attr.t).size)
+    return total
+
+
+def measure(artifact: Artifact, ctx: Context) -> dict[str, Any]:
+    path = Path(artifact.model)
+    proto = onnx.load(str(path))
+    metrics: dict[str, Any] = {"params": parameter_count(proto), "model_bytes": path.stat().st_size}
+    if ctx.data is not None and ctx.data.task == "classification" and "eval" in ctx.data.splits:
+        split = ctx.data.split("eval")
+        (spec,) = artifact.inputs[:1] or [{"name": proto.graph.input[0].name}]
+        logits = run_session(path, {spec["name"]: np.ascontiguousarray(split.inputs)})[0]
+        metrics["accuracy"] = round(float((logits.argmax(axis=1) == split.labels).mean()), 6)
+    return metrics

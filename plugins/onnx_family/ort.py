@@ -1,0 +1,31 @@
+"""ONNX Runtime helpers: single-threaded sessions and batched inference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def session(path: str | Path, threads: int = 1) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_session(path: str | Path, feeds: dict[str, np.ndarray], batch_size: int = 256) -> list[np.ndarray]:
+    """Run `feeds` through the model in batches (batch 1 when the model's batch dimension is fixed)."""
+    sess = session(path)
+    first = sess.get_inputs()[0]
+    fixed = isinstance(first.shape[0], int) if first.shape else True
+    step = int(first.shape[0]) if fixed and first.shape else batch_size
+    n = len(next(iter(feeds.values())))
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, n, step):
+        chunks.append(sess.run(None, {k: v[start:start + step] for k, v in feeds.items()}))
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]

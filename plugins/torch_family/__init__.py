@@ -1,0 +1,31 @@
+"""Built-in torch plugin: the `torch` model source and the passes that work on torch models.
+
+torch itself is imported only inside `load()`, `run()` and the measuring hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shrink import Artifact, Context, Pass, Source, hookimpl
+from shrink_builtins.torch_family.export import ExportOnnx
+from shrink_builtins.torch_family.source import TorchSource
+
+
+@hookimpl
+def shrink_register_sources() -> list[type[Source]]:
+    return [TorchSource]
+
+
+@hookimpl
+def shrink_register_passes() -> list[type[Pass]]:
+    return [ExportOnnx]
+
+
+@hookimpl
+def shrink_measure_artifact(artifact: Artifact, ctx: Context) -> dict[str, Any] | None:
+    if artifact.format != "torch":
+        return None
+    from shrink_builtins.torch_family.runtime import measure
+
+    return measure(artifact, ctx)

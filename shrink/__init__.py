@@ -1,0 +1,30 @@
+"""shrink: a compiler for small models.
+
+The public API for plugin authors: `hookimpl`, `Pass`, `PassOptions`, `Source`, `DataProvider`,
+`Artifact`, `Context`, `Dataset`, `Split`, `Check`, `CheckResult` and the `ShrinkError` family.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import pluggy
+
+try:
+    __version__ = metadata.version("shrink")
+except metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+hookimpl = pluggy.HookimplMarker("shrink")
+
+from shrink.artifact import Artifact, Step  # noqa: E402
+from shrink.checks import Check, CheckResult, Subject  # noqa: E402
+from shrink.context import Context, Dataset, PlanContext, Split  # noqa: E402
+from shrink.errors import ExitCode, PassFailed, PluginError, ShrinkError, UsageError  # noqa: E402
+from shrink.passes import DataProvider, Pass, PassOptions, Source  # noqa: E402
+
+__all__ = [
+    "Artifact", "Check", "CheckResult", "Context", "DataProvider", "Dataset", "ExitCode", "Pass", "PassFailed",
+    "PassOptions", "PlanContext", "PluginError", "ShrinkError", "Source", "Split", "Step", "Subject", "UsageError",
+    "hookimpl", "__version__",
+]

@@ -1,0 +1,115 @@
+"""The bundle: a directory written atomically, with a manifest that makes it re-verifiable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from shrink.errors import UsageError
+
+MANIFEST = "manifest.json"
+MANIFEST_KIND = "shrink-bundle"
+MANIFEST_VERSION = 1
+MODEL_FILE = "model.onnx"
+LIBRARIES = ("shrink", "torch", "torch-pruning", "nncf", "onnx", "onnxruntime", "onnxsim", "numpy", "scikit-learn", "pluggy")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def is_bundle(path: Path) -> bool:
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        return json.loads(manifest.read_text()).get("kind") == MANIFEST_KIND
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_output_dir(path: Path) -> None:
+    """Refuse (exit 2) an existing output that is not a shrink bundle: we never clobber user files."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"output {str(path)!r} exists and is not a directory", where="--output")
+    if path.is_dir() and any(path.iterdir()) and not is_bundle(path):
+        raise UsageError(f"output directory {str(path)!r} is not empty and is not a shrink bundle", where="--output",
+                         hint="choose another -o DIR or remove it yourself")
+
+
+def clean_stale_temporaries(out: Path) -> None:
+    """Tidy up after a compile that was killed: restore the previous bundle if it was moved aside
+    and the new one never arrived, then remove temporary siblings."""
+    parent = out.parent
+    if not parent.is_dir():
+        return
+    olds = sorted(parent.glob(f".{out.name}.shrink-old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not out.exists() and is_bundle(olds[-1]):
+        os.rename(olds[-1], out)
+    for stale in parent.glob(f".{out.name}.shrink-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def write_bundle(out: Path, files: dict[str, Path | bytes | str], manifest: dict[str, Any]) -> None:
+    """Write `files` and a manifest (with every file's sha256 and size) to `out`, atomically.
+
+    Everything is written into a temporary sibling directory which is renamed into place only when
+    complete; an existing bundle at `out` is replaced, never left half-written.
+    """
+    check_output_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.shrink-new-", dir=out.parent))
+    try:
+        records = {}
+        for name, content in sorted(files.items()):
+            if Path(name).name != name or name in (".", "..", MANIFEST):
+                raise ValueError(f"bundle file name {name!r} is not a plain file name")
+            dest = tmp / name
+            if isinstance(content, Path):
+                shutil.copyfile(content, dest)
+            elif isinstance(content, bytes):
+                dest.write_bytes(content)
+            else:
+                dest.write_text(content, encoding="utf-8")
+            records[name] = {"sha256": sha256_file(dest), "size": dest.stat().st_size}
+        manifest = {**manifest, "kind": MANIFEST_KIND, "manifest_version": MANIFEST_VERSION, "files": records}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        _fsync_dir(tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.shrink-old-", dir=out.parent))
+            os.rmdir(old)
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    for child in path.iterdir():
+        with child.open("rb") as fh:
+            os.fsync(fh.fileno())

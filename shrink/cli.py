@@ -1,0 +1,318 @@
+"""The `shrink` command line. One function per command; all output goes through `Console`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from shrink import __version__
+from shrink.console import Console
+from shrink.errors import ExitCode, Problem, ShrinkError, UsageError
+
+Handler = Callable[[argparse.Namespace, Console], int]
+
+
+def _registry() -> Any:
+    from shrink.registry import Registry
+
+    return Registry.load()
+
+
+def _warn_failed_plugins(registry: Any, console: Console) -> None:
+    for info in registry.failed:
+        console.warn(f"plugin {info.label} failed to load: {info.error}")
+
+
+def _result(verdict: str, code: int, bundle: str | None = None, checks: list[dict[str, Any]] | None = None,
+            errors: list[Problem] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"verdict": verdict, "exit_code": int(code), "bundle": bundle, "checks": checks or [],
+            "errors": [p.as_dict() for p in errors or []], **extra}
+
+
+# compile / plan -----------------------------------------------------------------------------------
+
+def _print_checks(console: Console, checks: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="checks", title_justify="left")
+    for col in ("check", "verdict", "value", "limit", "unit", "cause"):
+        table.add_column(col)
+    for c in checks:
+        table.add_row(c.name, "[green]ok[/]" if c.ok else "[bold red]FAIL[/]", _num(c.value), _num(c.limit), c.unit, c.cause or "")
+    console.print(table)
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "–" if value is None else str(value)
+
+
+class _Progress:
+    """Progress on stderr: a rich progress bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar: Any = None
+        self.tasks: dict[str, Any] = {}
+        if console.err.is_terminal:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console.err)
+
+    def __enter__(self) -> _Progress:
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar:
+            self.bar.stop()
+
+    def __call__(self, task: str, fraction: float, text: str) -> None:
+        if self.bar is None:
+            if fraction in (0.0, 1.0):
+                self.console.info(("  " if fraction == 1.0 else "→ ") + text)
+            return
+        if task not in self.tasks:
+            self.tasks[task] = self.bar.add_task(text, total=1.0)
+        self.bar.update(self.tasks[task], completed=fraction, description=text)
+
+
+def cmd_compile(args: argparse.Namespace, console: Console) -> int:
+    from shrink.compiler import compile_plan, load_plan
+
+    registry = _registry()
+    _warn_failed_plugins(registry, console)
+    plan = load_plan(Path(args.recipe), registry, args.target)
+    output = Path(args.output) if args.output else None
+    with console.stdout_to_stderr(), _Progress(console) as progress:
+        outcome = compile_plan(plan, registry, output, progress)
+    code = ExitCode.OK if outcome.ok else ExitCode.CHECK_FAILED
+    if console.json_mode:
+        console.emit_json(_result("pass" if outcome.ok else "fail", code, str(outcome.bundle),
+                                  [c.as_dict() for c in outcome.checks]))
+    else:
+        _print_checks(console, outcome.checks)
+        verdict = "[bold green]PASS[/]" if outcome.ok else "[bold red]FAIL[/]"
+        console.print(f"{verdict} bundle written to {outcome.bundle}")
+    return code
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    from shrink.compiler import load_plan
+
+    registry = _registry()
+    _warn_failed_plugins(registry, console)
+    plan = load_plan(Path(args.recipe), registry, args.target)
+    described = plan.describe()
+    if console.json_mode:
+        console.emit_json(_result("pass", ExitCode.OK, plan=described))
+        return ExitCode.OK
+    from rich.table import Table
+
+    console.print(f"recipe [bold]{plan.recipe.name}[/] → target [bold]{plan.target.name}[/] "
+                  f"(model: {described['source']['source']} → {plan.source.produces}; data: {described['data'] or 'none'})")
+    table = Table(title_justify="left")
+    for col in ("#", "pass", "plugin", "format", "options"):
+        table.add_column(col)
+    for step in described["passes"]:
+        options = ", ".join(f"{k}={json.dumps(v)}" for k, v in step["options"].items())
+        table.add_row(str(step["index"]), step["pass"], step["plugin"], f"{step['consumes']} → {step['produces']}", options)
+    console.print(table)
+    if plan.recipe.budget:
+        console.print("budget: " + ", ".join(f"{k} ≤ {v}" for k, v in plan.recipe.budget.items()))
+    console.print("[green]plan ok[/]: nothing was run")
+    return ExitCode.OK
+
+
+# listing commands ---------------------------------------------------------------------------------
+
+def cmd_passes(args: argparse.Namespace, console: Console) -> int:
+    from shrink.passes import summary
+
+    registry = _registry()
+    _warn_failed_plugins(registry, console)
+    rows = []
+    for name in registry.names("passes"):
+        entry = registry.get("passes", name)
+        cls = entry.obj
+        rows.append({"name": name, "plugin": entry.plugin.label, "consumes": list(cls.consumes), "produces": cls.produces,
+                     "default": bool(cls.default), "requires": sorted(cls.requires), "summary": summary(cls)})
+    if console.json_mode:
+        console.emit_json({"passes": rows, "conflicts": [p.as_dict() for p in registry.conflicts]})
+    else:
+        from rich.table import Table
+
+        table = Table()
+        for col in ("pass", "formats", "plugin", "summary"):
+            table.add_column(col)
+        for r in rows:
+            name = r["name"] + (" [dim](default)[/]" if r["default"] else "")
+            table.add_row(name, f"{'/'.join(r['consumes'])} → {r['produces']}", r["plugin"], r["summary"])
+        console.print(table)
+    return _conflicts_code(registry, console)
+
+
+def _conflicts_code(registry: Any, console: Console) -> int:
+    for problem in registry.conflicts:
+        console.problem(problem)
+    return ExitCode.PLUGIN if registry.conflicts else ExitCode.OK
+
+
+def cmd_targets(args: argparse.Namespace, console: Console) -> int:
+    from shrink.targets import Catalog
+
+    registry = _registry()
+    _warn_failed_plugins(registry, console)
+    registry.ensure_consistent()
+    catalog = Catalog(registry)
+    if args.name:
+        target = catalog.resolve(args.name)
+        if console.json_mode:
+            console.emit_json({"name": target.name, "origin": target.origin, "extends": list(target.chain[1:]),
+                               "sha256": target.sha256, "profile": target.profile})
+        else:
+            console.print(f"[bold]{target.name}[/] from {target.origin}"
+                          + (f" (extends {' → '.join(target.chain[1:])})" if len(target.chain) > 1 else ""))
+            console.out.print_json(json.dumps(target.profile))
+        return ExitCode.OK
+    rows = []
+    for name in catalog.names():
+        target = catalog.resolve(name)
+        rows.append({"name": name, "aliases": target.profile.get("aliases", []), "description": target.get("description", default=""),
+                     "runtime": target.get("runtime", "name", default=""), "plugin": target.origin})
+    if console.json_mode:
+        console.emit_json({"targets": rows})
+    else:
+        from rich.table import Table
+
+        table = Table()
+        for col in ("target", "aliases", "runtime", "description"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["name"], ", ".join(r["aliases"]), r["runtime"], r["description"])
+        console.print(table)
+    return ExitCode.OK
+
+
+def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
+    registry = _registry()
+    rows = [{"name": p.name, "dist": p.dist, "version": p.version, "module": p.value,
+             "status": "disabled" if p.disabled else ("failed" if p.error else "loaded"), "error": p.error,
+             "provides": {k: v for k, v in p.provides.items() if k != "traceback"}}
+            for p in registry.plugins]
+    if console.json_mode:
+        console.emit_json({"plugins": rows, "conflicts": [p.as_dict() for p in registry.conflicts]})
+    else:
+        from rich.table import Table
+
+        table = Table()
+        for col in ("plugin", "distribution", "status", "provides"):
+            table.add_column(col)
+        for r in rows:
+            provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in r["provides"].items())
+            status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]", "disabled": "[dim]disabled[/]"}[r["status"]]
+            table.add_row(r["name"], f"{r['dist']} {r['version']}", status, provides if not r["error"] else r["error"])
+        console.print(table)
+    return _conflicts_code(registry, console)
+
+
+def cmd_schema(args: argparse.Namespace, console: Console) -> int:
+    from shrink.schema import schema_for
+
+    registry = _registry() if args.kind == "recipe" else None
+    if registry is not None:
+        _warn_failed_plugins(registry, console)
+        registry.ensure_consistent()
+    console.emit_json(schema_for(args.kind, registry))
+    return ExitCode.OK
+
+
+# argument parsing and error handling ---------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+    parser = argparse.ArgumentParser(
+        prog="shrink", parents=[common],
+        description="A compiler for small models: distill, prune, quantize, fuse and export to fit real devices.",
+        epilog="exit codes: 0 ok, 1 internal error, 2 bad input, 3 plugin error, 4 a check failed, 5 a pass failed, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"shrink {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("compile", parents=[common], help="run a recipe and write a bundle")
+    p.add_argument("recipe", help="recipe JSON file")
+    p.add_argument("--target", "-t", help="target name, alias or profile JSON path (overrides the recipe)")
+    p.add_argument("--output", "-o", metavar="DIR", help="bundle directory (default dist/<name>-<target>/)")
+    p.set_defaults(handler=cmd_compile)
+
+    p = sub.add_parser("plan", parents=[common], help="validate and plan a recipe; run nothing")
+    p.add_argument("recipe")
+    p.add_argument("--target", "-t")
+    p.set_defaults(handler=cmd_plan)
+
+    p = sub.add_parser("passes", parents=[common], help="list the installed passes")
+    p.set_defaults(handler=cmd_passes)
+
+    p = sub.add_parser("targets", parents=[common], help="list target profiles, or show one resolved")
+    p.add_argument("name", nargs="?")
+    p.set_defaults(handler=cmd_targets)
+
+    p = sub.add_parser("plugins", parents=[common], help="list plugins, what they provide, and failures")
+    p.set_defaults(handler=cmd_plugins)
+
+    p = sub.add_parser("schema", parents=[common], help="print the JSON Schema of recipes or target profiles")
+    p.add_argument("kind", nargs="?", choices=("recipe", "target"), default="recipe")
+    p.set_defaults(handler=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console(json_mode=bool(getattr(args, "json", False)), debug=bool(getattr(args, "debug", False)))
+    logging.basicConfig(level=logging.DEBUG if console.debug else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    try:
+        return int(args.handler(args, console))
+    except ShrinkError as exc:
+        if console.debug:
+            traceback.print_exc()
+        for problem in exc.problems:
+            console.problem(problem)
+        if console.json_mode:
+            console.emit_json(_result("error", exc.exit_code, errors=exc.problems))
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        console.err.print("[red]interrupted[/]")
+        if console.json_mode:
+            console.emit_json(_result("error", ExitCode.INTERRUPTED, errors=[Problem("", "interrupted")]))
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:  # a bug: keep the traceback
+        traceback.print_exc()
+        console.err.print("[bold red]internal error[/]: this is a bug in shrink or a plugin; please report it with the traceback above")
+        if console.json_mode:
+            console.emit_json(_result("error", ExitCode.INTERNAL, errors=[Problem("", f"internal error: {type(exc).__name__}: {exc}")]))
+        return int(ExitCode.INTERNAL)
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+__all__ = ["main", "build_parser", "UsageError"]

@@ -1,0 +1,97 @@
+"""`compile`: recipe → plan → run → checks → bundle, the whole flow in one place."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shrink.artifact import Artifact
+from shrink.bundle import MODEL_FILE, check_output_dir, library_versions, write_bundle
+from shrink.checks import CheckResult, Subject, run_checks
+from shrink.engine import Progress, run_plan, workspace
+from shrink.errors import PluginError
+from shrink.plan import Plan, make_plan
+from shrink.recipe import load_recipe
+from shrink.registry import Registry
+from shrink.report import render_markdown
+
+
+@dataclass(frozen=True)
+class CompileOutcome:
+    plan: Plan
+    bundle: Path
+    checks: list[CheckResult]
+    final: Artifact
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def default_output(plan: Plan) -> Path:
+    return Path("dist") / f"{plan.recipe.name}-{plan.target.name}"
+
+
+def load_plan(recipe_path: Path, registry: Registry, target: str | None = None) -> Plan:
+    return make_plan(load_recipe(recipe_path), registry, target)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
+
+
+def final_checks(plan: Plan, registry: Registry, final: Artifact, source: Artifact, model_path: Path) -> list[CheckResult]:
+    subject = Subject(model_path, plan.target, plan.recipe.budget, dict(final.metrics), dict(source.metrics))
+    extra = [entry.obj for entry in registry.entries["checks"].values()]
+    try:
+        return run_checks(subject, extra)
+    except Exception as exc:
+        raise PluginError(f"a check raised {type(exc).__name__}: {exc}") from exc
+
+
+def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, progress: Progress | None = None) -> CompileOutcome:
+    out = output or default_output(plan)
+    check_output_dir(out)  # refuse before spending minutes on the passes
+    with workspace() as workdir:
+        result = run_plan(plan, registry, workdir, progress)
+        model_path = Path(result.final.model)
+        checks = final_checks(plan, registry, result.final, result.source, model_path)
+        manifest = build_manifest(plan, registry, result.final, checks)
+        files: dict[str, Path | bytes | str] = {MODEL_FILE: model_path, "report.md": render_markdown(manifest, checks)}
+        for name, path in result.final.meta.get("bundle_files", {}).items():
+            files[name] = Path(path)
+        write_bundle(out, files, manifest)
+    return CompileOutcome(plan, out, checks, result.final)
+
+
+def build_manifest(plan: Plan, registry: Registry, final: Artifact, checks: list[CheckResult]) -> dict[str, Any]:
+    return _jsonable({
+        "verdict": "pass" if all(c.ok for c in checks) else "fail",
+        "versions": library_versions(),
+        "python": platform.python_version(),
+        "plugins": [{"name": p.name, "dist": p.dist, "version": p.version} for p in registry.plugins
+                    if not p.error and not p.disabled],
+        "recipe": {"path": str(plan.recipe.path), "name": plan.recipe.name, "raw": plan.recipe.raw,
+                   "plan": plan.describe()},
+        "target": {"name": plan.target.name, "sha256": plan.target.sha256, "origin": plan.target.origin,
+                   "profile": plan.target.profile},
+        "model": {"file": MODEL_FILE, "format": final.format,
+                  "inputs": list(final.meta.get("inputs", [])), "outputs": list(final.meta.get("outputs", []))},
+        "metrics": dict(final.metrics),
+        "history": [
+            {"index": s.index, "name": s.name, "plugin": s.plugin, "seconds": round(s.seconds, 3),
+             "metrics": dict(s.metrics), "details": dict(s.details)}
+            for s in final.history
+        ],
+        "checks": [c.as_dict() for c in checks],
+    })

@@ -1,0 +1,197 @@
+"""Target profiles: loading, schema validation, `extends` inheritance and aliases."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shrink.errors import PluginError, Problem, TargetError, UsageError
+from shrink.jsonio import json_path, load_strict
+
+if TYPE_CHECKING:
+    from shrink.registry import PluginInfo, Registry
+
+
+@cache
+def target_schema() -> dict[str, Any]:
+    return json.loads(resources.files("shrink").joinpath("schemas/target.schema.json").read_text())
+
+
+def schema_problems(instance: Any, schema: dict[str, Any], label: str, prefix: tuple[str | int, ...] = ()) -> list[Problem]:
+    """Validate with jsonschema; one `Problem` per error, each named by file and JSON path."""
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(instance), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
+        path = prefix + tuple(error.absolute_path)
+        message = error.message
+        if error.validator == "additionalProperties":
+            message = _unknown_keys_message(error)
+        problems.append(Problem(f"{label}: {json_path(path)}", message, _hint_for(error)))
+    return problems
+
+
+def _unknown_keys_message(error: Any) -> str:
+    allowed = sorted(error.schema.get("properties", {}))
+    extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+    if not extra:
+        return error.message
+    return ", ".join(f"unknown key {key!r}" for key in extra)
+
+
+def _hint_for(error: Any) -> str | None:
+    import difflib
+
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        hints = []
+        for key in sorted(set(error.instance) - set(allowed)):
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"did you mean {close[0]!r} instead of {key!r}?")
+        if hints:
+            return " ".join(hints)
+        return "allowed keys: " + ", ".join(allowed) if allowed else None
+    if error.validator == "enum":
+        close = difflib.get_close_matches(str(error.instance), [str(v) for v in error.validator_value], n=1)
+        if close:
+            return f"did you mean {close[0]!r}?"
+    return None
+
+
+def read_profile(item: Path | dict[str, Any], label: str) -> dict[str, Any]:
+    """Load (if a path) and validate one profile; raises `UsageError` naming the file and path."""
+    profile = load_strict(Path(item), label) if not isinstance(item, dict) else dict(item)
+    problems = schema_problems(profile, target_schema(), label)
+    if problems:
+        raise TargetError(problems)
+    return profile
+
+
+def registered_profile(item: Any, info: PluginInfo) -> dict[str, Any]:
+    """Registry helper: load and validate a profile a plugin registered (a broken one is exit 3)."""
+    if isinstance(item, dict):
+        label = f"target {item.get('name', '?')!r} of plugin {info.label}"
+    else:
+        label = f"{Path(item).name} (plugin {info.label})"
+    try:
+        return read_profile(item, label)
+    except UsageError as exc:
+        raise PluginError(exc.problems) from None
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved target profile (inheritance applied)."""
+
+    name: str
+    profile: dict[str, Any]
+    origin: str  # where it came from: plugin label or file path
+    chain: tuple[str, ...]  # this profile and its ancestors, nearest first
+
+    @property
+    def sha256(self) -> str:
+        canonical = json.dumps(self.profile, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(canonical).hexdigest()
+
+    def get(self, *keys: str, default: Any = None) -> Any:
+        value: Any = self.profile
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                return default
+            value = value[key]
+        return value
+
+    @property
+    def export_opset(self) -> int:
+        return int(self.get("export_opset", default=17))
+
+
+class Catalog:
+    """All registered profiles, by name and alias."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.profiles: dict[str, tuple[dict[str, Any], str]] = {}
+        self.aliases: dict[str, str] = {}
+        problems: list[Problem] = []
+        for name in registry.names("targets"):
+            entry = registry.get("targets", name)
+            assert entry is not None
+            self.profiles[name] = (entry.obj, entry.plugin.label)
+        for name, (profile, origin) in self.profiles.items():
+            for alias in profile.get("aliases", []):
+                owner = self.aliases.get(alias)
+                if alias in self.profiles or (owner and owner != name):
+                    problems.append(Problem(f"target {name!r} ({origin})", f"alias {alias!r} is already used by target {owner or alias!r}"))
+                self.aliases[alias] = name
+        if problems:
+            raise PluginError(problems)
+
+    def names(self) -> list[str]:
+        return sorted(self.profiles)
+
+    def canonical(self, name: str) -> str | None:
+        if name in self.profiles:
+            return name
+        return self.aliases.get(name)
+
+    def resolve(self, name: str, where: str = "--target") -> Target:
+        """Resolve a profile by name, alias, or path to a profile JSON file."""
+        if name.endswith(".json") or "/" in name or "\\" in name:
+            return self._resolve_file(Path(name), where)
+        canonical = self.canonical(name)
+        if canonical is None:
+            import difflib
+
+            choices = list(self.profiles) + list(self.aliases)
+            close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}?" if close else "see `shrink targets` for the installed targets"
+            raise TargetError(f"unknown target {name!r}", where=where, hint=hint)
+        profile, origin = self.profiles[canonical]
+        merged, chain = self._inherit(profile, origin)
+        return Target(canonical, merged, origin, chain)
+
+    def _resolve_file(self, path: Path, where: str) -> Target:
+        if not path.is_file():
+            raise TargetError(f"target profile {str(path)!r} does not exist", where=where)
+        profile = read_profile(path, str(path))
+        merged, chain = self._inherit(profile, str(path))
+        return Target(profile["name"], merged, str(path), chain)
+
+    def _inherit(self, profile: dict[str, Any], origin: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+        chain = [profile["name"]]
+        layers = [profile]
+        current = profile
+        while "extends" in current:
+            parent_name = self.canonical(current["extends"])
+            if parent_name is None:
+                raise TargetError(f"extends unknown target {current['extends']!r}", where=f"target {current['name']!r} ({origin})")
+            if parent_name in chain:
+                raise TargetError(f"'extends' forms a cycle: {' -> '.join(chain + [parent_name])}", where=f"target {profile['name']!r}")
+            chain.append(parent_name)
+            current = self.profiles[parent_name][0]
+            layers.append(current)
+        merged: dict[str, Any] = {}
+        for layer in reversed(layers):
+            merged = _merge(merged, layer)
+        merged.pop("extends", None)
+        merged["name"] = profile["name"]
+        merged["aliases"] = profile.get("aliases", [])
+        return merged, tuple(chain)

@@ -1,0 +1,1 @@
+"""Built-in target profiles (JSON), shipped as package data."""
