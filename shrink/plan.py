@@ -18,6 +18,8 @@ from shrink.passes import DataProvider, Pass, PassOptions, Source
 from shrink.recipe import Recipe
 from shrink.targets import Catalog, Target, schema_problems
 
+from shrink.registry import SINGULAR
+
 if TYPE_CHECKING:
     from shrink.registry import Entry, PluginInfo, Registry
 
@@ -127,12 +129,12 @@ class _Planner:
 
     def section(self, key: str, kind: str, discriminator: str = "source") -> tuple[Any, Entry] | None:
         raw = self.recipe.raw.get(key)
-        if raw is None:
-            return None
+        if not isinstance(raw, dict) or not isinstance(raw.get(discriminator), str):
+            return None  # the envelope problems already say why
         name = raw[discriminator]
         entry = self.registry.get(kind, name)
         if entry is None:
-            self.add((key, discriminator), f"unknown {kind[:-1]} {name!r}", self.registry.suggest(kind, name))
+            self.add((key, discriminator), f"unknown {SINGULAR[kind]} {name!r}", self.registry.suggest(kind, name))
             return None
         return self.instantiate(entry, raw, (key,), discriminator)
 
@@ -150,7 +152,9 @@ class _Planner:
             return None
         return entry.obj(options), entry
 
-    def resolve_pass(self, index: int, raw: dict[str, Any]) -> tuple[Pass, Entry] | None:
+    def resolve_pass(self, index: int, raw: Any) -> tuple[Pass, Entry] | None:
+        if not isinstance(raw, dict) or not isinstance(raw.get("pass"), str):
+            return None
         name = raw["pass"]
         entry = self.registry.get("passes", name)
         if entry is None and "." not in name:
@@ -165,11 +169,14 @@ def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = 
     """Resolve and statically check `recipe`; all problems are raised together as a `RecipeError`."""
     registry.ensure_consistent()
     planner = _Planner(recipe, registry)
+    planner.problems.extend(recipe.problems)
     catalog = Catalog(registry)
 
     target: Target | None = None
     target_name = target_override or recipe.raw.get("target")
-    if target_name is None:
+    if not isinstance(target_name, str):
+        target_name = None
+    if target_name is None and "target" not in recipe.raw:
         planner.add(("target",), "no target given", "set \"target\" in the recipe or pass --target")
     else:
         where = "--target" if target_override else f"{recipe.label}: target"
@@ -180,7 +187,8 @@ def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = 
 
     source = planner.section("model", "sources")
     data = planner.section("data", "datasets")
-    resolved = [planner.resolve_pass(i, raw) for i, raw in enumerate(recipe.raw["passes"])]
+    raw_passes = recipe.raw.get("passes")
+    resolved = [planner.resolve_pass(i, raw) for i, raw in enumerate(raw_passes if isinstance(raw_passes, list) else [])]
 
     if planner.problems or target is None or source is None or any(r is None for r in resolved):
         raise RecipeError(planner.problems or [Problem(recipe.label, "the recipe could not be resolved")])

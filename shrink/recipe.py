@@ -58,10 +58,14 @@ def envelope_schema() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A loaded recipe (envelope validated); `raw` is the JSON after migration."""
+    """A loaded recipe; `raw` is the JSON after migration, `problems` what the envelope schema found.
+
+    Planning goes on despite envelope problems so that every problem is reported at once.
+    """
 
     path: Path
     raw: dict[str, Any]
+    problems: tuple[Problem, ...] = ()
 
     @property
     def label(self) -> str:
@@ -73,7 +77,7 @@ class Recipe:
 
     @property
     def name(self) -> str:
-        return str(self.raw["name"])
+        return str(self.raw.get("name", self.path.stem))
 
     @property
     def seed(self) -> int:
@@ -81,7 +85,8 @@ class Recipe:
 
     @property
     def budget(self) -> dict[str, Any]:
-        return dict(self.raw.get("budget", {}))
+        budget = self.raw.get("budget")
+        return dict(budget) if isinstance(budget, dict) else {}
 
     def resolve_path(self, value: str) -> Path:
         """Relative paths resolve against the recipe file's directory, never the working directory."""
@@ -108,7 +113,4 @@ def load_recipe(path: Path) -> Recipe:
         raw = MIGRATIONS[version](raw)
         version += 1
         raw["schema_version"] = version
-    problems: list[Problem] = schema_problems(raw, envelope_schema(), label)
-    if problems:
-        raise RecipeError(problems)
-    return Recipe(path.resolve(), raw)
+    return Recipe(path.resolve(), raw, tuple(schema_problems(raw, envelope_schema(), label)))

@@ -56,6 +56,7 @@ class Entry:
 
 
 KINDS = ("passes", "targets", "sources", "datasets", "checks")
+SINGULAR = {"passes": "pass", "targets": "target", "sources": "source", "datasets": "dataset", "checks": "check"}
 
 
 def _disabled_names() -> set[str]:
@@ -156,7 +157,7 @@ class Registry:
     def _name(self, kind: str, item: Any, info: PluginInfo) -> str:
         name = item["name"] if kind == "targets" else getattr(item, "name", None)
         if not isinstance(name, str) or not name:
-            raise PluginError(f"{kind} entry {item!r} has no 'name'", where=f"plugin {info.label}")
+            raise PluginError(f"{SINGULAR[kind]} {item!r} has no 'name'", where=f"plugin {info.label}")
         if kind == "passes":
             from shrink.plan import check_pass_class
 
@@ -170,7 +171,7 @@ class Registry:
             self.conflicts.append(
                 Problem(
                     f"plugin {info.label}",
-                    f"{kind[:-1]} {name!r} is also registered by plugin {other.label}",
+                    f"{SINGULAR[kind]} {name!r} is also registered by plugin {other.label}",
                     hint=f"uninstall one of them or disable one with {DISABLE_ENV}={info.name}",
                 )
             )
