@@ -6,6 +6,7 @@ Every check yields results of one shape, used everywhere (manifest, `--json`, re
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -36,10 +37,24 @@ class Subject:
     budget: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)  # final metrics
     source_metrics: dict[str, Any] = field(default_factory=dict)  # metrics of the source model
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # [{name, shape, dtype}] pinning dynamic dims
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # explicit --shape overrides
+    _analysis: Any = field(default=None, repr=False)
 
     @property
     def model_bytes(self) -> int:
         return self.model_path.stat().st_size
+
+    @property
+    def analysis(self) -> Any:
+        """The static analysis of the model (`shrink.analysis.Analysis`), computed once on first use."""
+        if self._analysis is None:
+            from shrink.analysis import analyze
+
+            pinned = {i["name"]: list(i["shape"]) for i in self.inputs
+                      if i.get("shape") and all(isinstance(d, int) for d in i["shape"])}
+            self._analysis = analyze(self.model_path, {**pinned, **self.shapes} or None)
+        return self._analysis
 
 
 class Check:
@@ -113,7 +128,206 @@ class AccuracyDropBudget(Check):
         return [CheckResult("accuracy_drop", ok, limit, drop, "fraction", cause)]
 
 
-BUILTIN_CHECKS: tuple[type[Check], ...] = (StorageCheck, ModelBytesBudget, AccuracyDropBudget)
+def model_region(target: Target) -> tuple[str, dict[str, Any]] | None:
+    """The memory region the model runs in: `ram`, else `sram`, else the first one listed."""
+    memory = target.get("memory") or {}
+    for name in ("ram", "sram", *memory):
+        if name in memory:
+            return name, memory[name]
+    return None
+
+
+def ram_estimate(subject: Subject) -> tuple[int, str]:
+    """Bytes of RAM the model needs on the target, and how they add up."""
+    a = subject.analysis
+    runtime = subject.target.get("runtime") or {}
+    weights = a.weight_bytes if runtime.get("weights_in_ram", True) else 0
+    arena = math.ceil(a.arena_bytes * (1 + float(runtime.get("arena_overhead", 0.0))))
+    overhead = int(runtime.get("ram_overhead_bytes", 0))
+    parts = [f"arena {_fmt_bytes(arena)}"]
+    if weights:
+        parts.insert(0, f"weights {_fmt_bytes(weights)}")
+    if overhead:
+        parts.append(f"runtime {_fmt_bytes(overhead)}")
+    return weights + arena + overhead, " + ".join(parts)
+
+
+def _peak_cause(subject: Subject) -> str:
+    a = subject.analysis
+    live = ", ".join(f"{t.name} ({_fmt_bytes(t.bytes)})" for t in a.peak_live[:4])
+    return f"activations peak at node {a.peak_node!r} with {live} live"
+
+
+class RamCheck(Check):
+    """Weights (where the runtime keeps them in RAM) + planned arena + runtime overhead vs the memory region."""
+
+    name = "ram"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        region = model_region(subject.target)
+        if region is None:
+            return []
+        name, spec = region
+        limit = int(spec["bytes"]) - int(spec.get("reserved_bytes", 0))
+        value, parts = ram_estimate(subject)
+        ok = value <= limit
+        cause = None if ok else (
+            f"{parts} = {_fmt_bytes(value)} exceeds {subject.target.name} {name} {_fmt_bytes(limit)} "
+            f"by {_fmt_bytes(value - limit)}; {_peak_cause(subject)}"
+        )
+        return [CheckResult("ram", ok, limit, value, "bytes", cause)]
+
+
+def _allowed(target: Target, domain: str, op_type: str, opset: int, dtypes: tuple[str, ...]) -> str | None:
+    """Why the target cannot run this op, or None if it can."""
+    opsets = target.get("opset") or {}
+    if opsets:
+        if domain not in opsets:
+            return f"domain {domain} is not supported"
+        if not opsets[domain]["min"] <= opset <= opsets[domain]["max"]:
+            return f"{domain} opset {opset} is outside {opsets[domain]['min']}–{opsets[domain]['max']}"
+    table = (target.get("ops") or {}).get(domain)
+    if table is None:
+        return None
+    if op_type not in table:
+        return "no kernel for this op"
+    spec = table[op_type]
+    accepted = spec.get("dtypes", ["*"]) if isinstance(spec, dict) else spec
+    if "*" in accepted:
+        return None
+    bad = sorted(set(dtypes) - set(accepted))
+    return f"dtype {', '.join(bad)} not accepted (accepts {', '.join(accepted)})" if bad else None
+
+
+class OpsCheck(Check):
+    """Every (domain, op, opset, dtype) of the graph against the target's op set."""
+
+    name = "ops"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        target = subject.target
+        if not target.get("opset") and not target.get("ops"):
+            return []
+        offending: list[str] = []
+        count = 0
+        for use in subject.analysis.ops:
+            why = _allowed(target, use.domain, use.op_type, use.opset, use.dtypes)
+            if why:
+                count += use.count
+                nodes = ", ".join(use.nodes[:5]) + (f" (+{len(use.nodes) - 5} more)" if len(use.nodes) > 5 else "")
+                offending.append(f"{use.op_type} [{', '.join(use.dtypes)}]: {why}: {nodes}")
+        runtime = target.get("runtime", "name", default="the runtime")
+        cause = f"{count} node(s) {runtime} on {target.name} cannot run: " + "; ".join(offending) if offending else None
+        return [CheckResult("ops", not offending, 0, count, "unsupported nodes", cause)]
+
+
+def compute_dtype(subject: Subject) -> str:
+    """The dtype the bulk of the MACs run in: int8 when the weights are mostly 8-bit."""
+    by_dtype = subject.analysis.weights_by_dtype
+    total = sum(row["params"] for row in by_dtype.values()) or 1
+    eight_bit = sum(row["params"] for d, row in by_dtype.items() if d in ("int8", "uint8"))
+    if eight_bit / total >= 0.5:
+        return "int8"
+    half = sum(row["params"] for d, row in by_dtype.items() if d in ("float16", "bfloat16"))
+    return "float16" if half / total >= 0.5 else "float32"
+
+
+def latency_estimate(subject: Subject) -> tuple[float, float, str] | None:
+    """(low, high) estimated milliseconds per inference and the dtype used, from MACs and throughput."""
+    throughput = subject.target.get("throughput") or {}
+    dtype = compute_dtype(subject)
+    entry = throughput.get(dtype) or throughput.get("float32")
+    if entry is None:
+        return None
+    if dtype not in throughput:
+        dtype = "float32"
+    low_rate, high_rate = entry["gmacs"]
+    overhead = float(subject.target.get("overhead_ms", default=0.0))
+    macs = subject.analysis.macs
+    return overhead + macs / (high_rate * 1e6), overhead + macs / (low_rate * 1e6), dtype
+
+
+class LatencyCheck(Check):
+    """Estimated latency on the target (a range, from MACs and calibrated throughput); the budget gates the upper end."""
+
+    name = "latency"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        estimate = latency_estimate(subject)
+        budget = subject.budget.get("latency_ms")
+        if estimate is None:
+            if budget is None:
+                return []
+            return [CheckResult("latency_ms", False, budget, None, "ms",
+                                f"{subject.target.name} has no throughput figures to estimate latency from")]
+        low, high, dtype = estimate
+        rate = subject.target.get("throughput", dtype, "gmacs")
+        how = f"estimated {low:.3g}–{high:.3g} ms for {subject.analysis.macs:,} MACs at {rate[0]}–{rate[1]} GMAC/s ({dtype})"
+        host = subject.metrics.get("host_latency_ms")
+        if host is not None:
+            how += f"; measured on this host {host:.3g} ms (not gated)"
+        results = [CheckResult("latency", True, None, round(high, 4), "ms", how)]
+        if budget is not None:
+            ok = high <= budget
+            results.append(CheckResult("latency_ms", ok, budget, round(high, 4), "ms",
+                                       None if ok else f"{how}: over the {budget} ms budget"))
+        return results
+
+
+class EnergyCheck(Check):
+    """Estimated energy per inference where the profile has an energy figure; the budget gates it."""
+
+    name = "energy"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        nj = subject.target.get("energy", "nj_per_mac")
+        budget = subject.budget.get("energy_mj")
+        if nj is None:
+            if budget is None:
+                return []
+            return [CheckResult("energy_mj", False, budget, None, "mJ", f"{subject.target.name} has no energy figure")]
+        value = round(subject.analysis.macs * float(nj) * 1e-6, 6)
+        how = f"{subject.analysis.macs:,} MACs x {nj} nJ/MAC"
+        results = [CheckResult("energy", True, None, value, "mJ", how)]
+        if budget is not None:
+            ok = value <= budget
+            results.append(CheckResult("energy_mj", ok, budget, value, "mJ", None if ok else f"{how} is over the budget"))
+        return results
+
+
+class MacsBudget(Check):
+    """The recipe's `macs` budget."""
+
+    name = "macs"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        limit = subject.budget.get("macs")
+        if limit is None:
+            return []
+        value = subject.analysis.macs
+        ok = value <= limit
+        return [CheckResult("macs", ok, limit, value, "MACs", None if ok else f"{value:,} MACs, {value - limit:,} over the budget")]
+
+
+class RamBudget(Check):
+    """The recipe's `ram_bytes` budget against the same estimate as the `ram` check."""
+
+    name = "ram_bytes"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        limit = subject.budget.get("ram_bytes")
+        if limit is None:
+            return []
+        value, parts = ram_estimate(subject)
+        ok = value <= limit
+        cause = None if ok else f"{parts} = {_fmt_bytes(value)}, over the budget; {_peak_cause(subject)}"
+        return [CheckResult("ram_bytes", ok, limit, value, "bytes", cause)]
+
+
+BUILTIN_CHECKS: tuple[type[Check], ...] = (
+    StorageCheck, RamCheck, OpsCheck, LatencyCheck, EnergyCheck,
+    ModelBytesBudget, RamBudget, MacsBudget, AccuracyDropBudget,
+)
 
 
 def run_checks(subject: Subject, extra: list[type[Check]] = ()) -> list[CheckResult]:  # type: ignore[assignment]

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from shrink import __version__
 from shrink.console import Console
 from shrink.errors import ExitCode, Problem, ShrinkError, UsageError
@@ -38,14 +40,10 @@ def _result(verdict: str, code: int, bundle: str | None = None, checks: list[dic
 # compile / plan -----------------------------------------------------------------------------------
 
 def _print_checks(console: Console, checks: list[Any]) -> None:
-    from rich.table import Table
-
-    table = Table(title="checks", title_justify="left")
-    for col in ("check", "verdict", "value", "limit", "unit", "cause"):
-        table.add_column(col)
     for c in checks:
-        table.add_row(c.name, "[green]ok[/]" if c.ok else "[bold red]FAIL[/]", _num(c.value), _num(c.limit), c.unit, c.cause or "")
-    console.print(table)
+        mark = "[green]ok  [/]" if c.ok else "[bold red]FAIL[/]"
+        limit = f" (limit {_num(c.limit)} {c.unit})" if c.limit is not None else f" {c.unit}"
+        console.print(f"{mark} {c.name}: {_num(c.value)}{limit}" + (f" — {escape(c.cause)}" if c.cause else ""))
 
 
 def _num(value: Any) -> str:
@@ -237,6 +235,62 @@ def cmd_schema(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.OK
 
 
+def cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    from shrink.verify import parse_budgets, verify_bundle, verify_model
+
+    budget = parse_budgets(args.budget or [])
+    registry = _registry()
+    _warn_failed_plugins(registry, console)
+    registry.ensure_consistent()
+    path = Path(args.path)
+    if path.is_dir():
+        target, checks = verify_bundle(path, registry, args.target, budget)
+    elif path.exists():
+        from shrink.analysis import parse_shape
+
+        shapes = dict(parse_shape(text) for text in args.shape or [])
+        target, checks = verify_model(path, registry, args.target, budget, shapes)
+    else:
+        raise UsageError(f"no such bundle or model: {path}")
+    ok = all(c.ok for c in checks)
+    code = ExitCode.OK if ok else ExitCode.CHECK_FAILED
+    if console.json_mode:
+        console.emit_json(_result("pass" if ok else "fail", code, str(path) if path.is_dir() else None,
+                                  [c.as_dict() for c in checks], target=target.name))
+    else:
+        _print_checks(console, checks)
+        console.print(("[bold green]PASS[/]" if ok else "[bold red]FAIL[/]") + f" {path} for {target.name}")
+    return code
+
+
+def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
+    from shrink.analysis import analyze, load_model, parse_shape
+
+    path = Path(args.model)
+    shapes = dict(parse_shape(text) for text in args.shape or [])
+    analysis = analyze(load_model(path), shapes or None)
+    checks: list[Any] = []
+    if args.target:
+        from shrink.checks import Subject, run_checks
+        from shrink.targets import Catalog
+
+        registry = _registry()
+        registry.ensure_consistent()
+        target = Catalog(registry).resolve(args.target)
+        subject = Subject(path, target, shapes=shapes, _analysis=analysis)
+        checks = run_checks(subject, [e.obj for e in registry.entries["checks"].values()])
+    if console.json_mode:
+        console.emit_json({**analysis.as_dict(), "model": str(path), "model_bytes": path.stat().st_size,
+                           "target": args.target, "checks": [c.as_dict() for c in checks]})
+        return ExitCode.OK
+    from shrink.inspect_view import render_analysis
+
+    render_analysis(console, path, analysis)
+    if checks:
+        _print_checks(console, checks)
+    return ExitCode.OK
+
+
 # argument parsing and error handling ---------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,6 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe")
     p.add_argument("--target", "-t")
     p.set_defaults(handler=cmd_plan)
+
+    p = sub.add_parser("verify", parents=[common], help="re-check a bundle (integrity first) or a bare ONNX model")
+    p.add_argument("path", help="bundle directory or .onnx file")
+    p.add_argument("--target", "-t", help="check against this target instead of the bundle's own (required for a bare model)")
+    p.add_argument("--budget", action="append", metavar="KEY=VALUE", help="add or override a budget (repeatable)")
+    p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224", help="pin a bare model's dynamic input dimensions")
+    p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("inspect", parents=[common], help="static analysis of an ONNX model; reports, never gates")
+    p.add_argument("model", help=".onnx file")
+    p.add_argument("--target", "-t", help="also show the checks against this target")
+    p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224", help="pin an input's dynamic dimensions (repeatable)")
+    p.set_defaults(handler=cmd_inspect)
 
     p = sub.add_parser("passes", parents=[common], help="list the installed passes")
     p.set_defaults(handler=cmd_passes)

@@ -51,7 +51,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def final_checks(plan: Plan, registry: Registry, final: Artifact, source: Artifact, model_path: Path) -> list[CheckResult]:
-    subject = Subject(model_path, plan.target, plan.recipe.budget, dict(final.metrics), dict(source.metrics))
+    subject = Subject(model_path, plan.target, plan.recipe.budget, dict(final.metrics), dict(source.metrics),
+                      inputs=list(final.meta.get("inputs", [])))
     extra = [entry.obj for entry in registry.entries["checks"].values()]
     try:
         return run_checks(subject, extra)

@@ -81,8 +81,8 @@ def test_missing_schema_version(cli, make_recipe):
 
 
 def test_unknown_target_did_you_mean(cli, make_recipe):
-    result = cli("plan", make_recipe(target="cortex-a35"))
-    _assert_clean_error(result, "recipe.json: target: unknown target 'cortex-a35'", "did you mean 'cortex-a53'")
+    result = cli("plan", make_recipe(target="cortx-a53"))
+    _assert_clean_error(result, "recipe.json: target: unknown target 'cortx-a53'", "did you mean 'cortex-a53'")
 
 
 def test_target_override_on_command_line(cli, make_recipe):

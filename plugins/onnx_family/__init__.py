@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field, PositiveInt
 
 from shrink import Artifact, Context, PassOptions, PlanContext, Source, hookimpl
+from shrink.passes import Pass
 
 
 class OnnxSource(Source):
@@ -59,3 +60,11 @@ def shrink_measure_artifact(artifact: Artifact, ctx: Context) -> dict[str, Any] 
     from shrink_builtins.onnx_family.measure import measure
 
     return measure(artifact, ctx)
+
+
+@hookimpl
+def shrink_register_passes() -> list[type[Pass]]:
+    from shrink_builtins.onnx_family.fuse import FuseOrt
+    from shrink_builtins.onnx_family.quantize import QuantizeFP16, QuantizePTQ
+
+    return [QuantizePTQ, QuantizeFP16, FuseOrt]

@@ -65,3 +65,82 @@ def measure(artifact: Artifact, ctx: Context) -> dict[str, Any]:
         split = ctx.data.split("eval")
         metrics["accuracy"] = round(accuracy(predict(model, split.inputs), split.labels), 6)
     return metrics
+
+
+# Rebuilding pruned or fused models from recorded widths (so weights load with weights_only=True) ---
+
+def set_submodule(model: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
+    """Replace the submodule at dotted path `name` (works inside nn.Sequential / ModuleList too)."""
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, module)
+
+
+def record_shapes(model: torch.nn.Module) -> dict[str, dict[str, int]]:
+    """The widths of every Conv, Linear, BatchNorm and 1-D LayerNorm: `{name: {"in", "out"[, "groups"]}}`."""
+    nn = torch.nn
+    shapes: dict[str, dict[str, int]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            shapes[name] = {"in": module.in_channels, "out": module.out_channels, "groups": module.groups}
+        elif isinstance(module, nn.Linear):
+            shapes[name] = {"in": module.in_features, "out": module.out_features}
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            shapes[name] = {"in": module.num_features, "out": module.num_features}
+        elif isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
+            shapes[name] = {"in": module.normalized_shape[0], "out": module.normalized_shape[0]}
+    return shapes
+
+
+def _resized(module: torch.nn.Module, spec: dict[str, int]) -> torch.nn.Module:
+    nn = torch.nn
+    cin, cout = int(spec["in"]), int(spec["out"])
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        return type(module)(cin, cout, module.kernel_size, stride=module.stride, padding=module.padding,
+                            output_padding=module.output_padding, groups=int(spec.get("groups", module.groups)),
+                            bias=module.bias is not None, dilation=module.dilation, padding_mode=module.padding_mode)
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return type(module)(cin, cout, module.kernel_size, stride=module.stride, padding=module.padding,
+                            dilation=module.dilation, groups=int(spec.get("groups", module.groups)),
+                            bias=module.bias is not None, padding_mode=module.padding_mode)
+    if isinstance(module, nn.Linear):
+        return type(module)(cin, cout, bias=module.bias is not None)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return type(module)(cout, eps=module.eps, momentum=module.momentum, affine=module.affine,
+                            track_running_stats=module.track_running_stats)
+    if isinstance(module, nn.LayerNorm):
+        return type(module)(cout, eps=module.eps, elementwise_affine=module.elementwise_affine,
+                            bias=getattr(module, "bias", None) is not None)
+    raise TypeError(f"cannot resize a {type(module).__name__}")
+
+
+def rebuild(model: torch.nn.Module, pruned_shapes: dict[str, dict[str, int]] | None,
+            fused_bn: list[list[str]] | list[tuple[str, str]] | None = None) -> torch.nn.Module:
+    """Re-create `model`'s (a fresh factory output) pruned / fused modules so a saved state_dict loads.
+
+    `pruned_shapes` is `artifact.meta["pruned_shapes"]` (from `record_shapes`), `fused_bn` is
+    `artifact.meta["fused_bn"]` (conv, bn) pairs: the conv gains a bias and the BN becomes Identity.
+    Modifies and returns `model`; the new modules have fresh parameters, to be overwritten by
+    `load_state_dict(torch.load(path, weights_only=True))`.
+    """
+    for name, spec in (pruned_shapes or {}).items():
+        try:
+            old = model.get_submodule(name)
+        except AttributeError:
+            raise UsageError(f"the model has no module {name!r} to resize; was it built by the same factory?") from None
+        current = record_shapes_of(old)
+        if current != {k: int(v) for k, v in spec.items() if k in current}:
+            set_submodule(model, name, _resized(old, spec))
+    for conv_name, bn_name in fused_bn or []:
+        conv = model.get_submodule(conv_name)
+        if conv.bias is None:
+            conv.bias = torch.nn.Parameter(torch.zeros(conv.out_channels))
+        set_submodule(model, bn_name, torch.nn.Identity())
+    return model
+
+
+def record_shapes_of(module: torch.nn.Module) -> dict[str, int]:
+    """`record_shapes` for one module ({} for a module without recorded widths)."""
+    wrapper = torch.nn.Module()
+    wrapper.add_module("m", module)
+    return record_shapes(wrapper).get("m", {})
