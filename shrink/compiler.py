@@ -11,7 +11,7 @@ from shrink.artifact import Artifact
 from shrink.bundle import MODEL_FILE, check_output_dir, library_versions, write_bundle
 from shrink.checks import CheckResult, Subject, run_checks
 from shrink.engine import Progress, run_plan, workspace
-from shrink.errors import PluginError
+from shrink.errors import PluginError, ShrinkError
 from shrink.plan import Plan, make_plan
 from shrink.recipe import load_recipe
 from shrink.registry import Registry
@@ -50,14 +50,24 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def final_checks(plan: Plan, registry: Registry, final: Artifact, source: Artifact, model_path: Path) -> list[CheckResult]:
-    subject = Subject(model_path, plan.target, plan.recipe.budget, dict(final.metrics), dict(source.metrics),
-                      inputs=list(final.meta.get("inputs", [])))
+def final_checks(plan: Plan, registry: Registry, subject: Subject) -> list[CheckResult]:
     extra = [entry.obj for entry in registry.entries["checks"].values()]
     try:
         return run_checks(subject, extra)
+    except ShrinkError:
+        raise
     except Exception as exc:
         raise PluginError(f"a check raised {type(exc).__name__}: {exc}") from exc
+
+
+def required_operators(analysis: Any) -> str:
+    """ONNX Runtime's reduced-build operator config (`domain;opset;Op1,Op2`) for the final model."""
+    by_domain: dict[tuple[str, int], set[str]] = {}
+    for use in analysis.ops:
+        by_domain.setdefault((use.domain, use.opset), set()).add(use.op_type)
+    lines = [f"# Operators {MODEL_FILE} needs: build ONNX Runtime with --include_ops_by_config <this file>"]
+    lines += [f"{domain};{opset};{','.join(sorted(ops))}" for (domain, opset), ops in sorted(by_domain.items())]
+    return "\n".join(lines) + "\n"
 
 
 def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, progress: Progress | None = None) -> CompileOutcome:
@@ -66,9 +76,14 @@ def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, pro
     with workspace() as workdir:
         result = run_plan(plan, registry, workdir, progress)
         model_path = Path(result.final.model)
-        checks = final_checks(plan, registry, result.final, result.source, model_path)
+        subject = Subject(model_path, plan.target, plan.recipe.budget, dict(result.final.metrics),
+                          dict(result.source.metrics), inputs=list(result.final.meta.get("inputs", [])))
+        checks = final_checks(plan, registry, subject)
         manifest = build_manifest(plan, registry, result.final, checks)
+        manifest["analysis"] = subject.analysis.as_dict()
         files: dict[str, Path | bytes | str] = {MODEL_FILE: model_path, "report.md": render_markdown(manifest, checks)}
+        if plan.target.get("runtime", "name") == "onnxruntime":
+            files["required_operators.config"] = required_operators(subject.analysis)
         for name, path in result.final.meta.get("bundle_files", {}).items():
             files[name] = Path(path)
         write_bundle(out, files, manifest)

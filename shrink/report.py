@@ -19,7 +19,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-METRIC_COLUMNS = ("params", "model_bytes", "macs", "accuracy")
+METRIC_COLUMNS = ("params", "model_bytes", "accuracy", "host_latency_ms")
 
 
 def render_markdown(manifest: dict[str, Any], checks: list[CheckResult]) -> str:
@@ -45,6 +45,17 @@ def render_markdown(manifest: dict[str, Any], checks: list[CheckResult]) -> str:
         lines += ["", "## What the passes report", ""]
         for name, info in details:
             lines.append(f"- **{name}**: " + ", ".join(f"{k} = {_cell(v)}" for k, v in info.items()))
+    analysis = manifest.get("analysis")
+    if analysis:
+        lines += [
+            "", "## Final model", "",
+            f"- parameters: {analysis['params']:,} ({analysis['weight_bytes']:,} bytes of weights: "
+            + ", ".join(f"{d} {r['params']:,}" for d, r in sorted(analysis["weights_by_dtype"].items())) + ")",
+            f"- MACs per inference: {analysis['macs']:,} (FLOPs = 2 x MACs)",
+            f"- peak activations: {analysis['peak_activation_bytes']:,} bytes (lower bound), arena plan "
+            f"{analysis['arena_bytes']:,} bytes, peak at node `{analysis['peak_node']}`",
+            "- operators: " + ", ".join(f"{o['op_type']} x{o['count']}" for o in analysis["ops"]),
+        ]
     lines += ["", "## Checks", "", "| check | verdict | value | limit | unit | cause |", "|---|---|---|---|---|---|"]
     for check in checks:
         lines.append(

@@ -85,6 +85,13 @@ class FuseOrt(Pass):
         if problems:
             raise RuntimeError(f"the {level}-level result does not fit the target: " + "; ".join(problems))
         counts_before, counts_after = op_counts(before), op_counts(after)
+        casts = counts_after.get("Cast", 0) - counts_before.get("Cast", 0)
+        if casts > 0 and _has_float16(before):
+            fed = sorted({n.op_type for n in after.graph.node if n.op_type != "Cast"
+                          and any(i in _cast_outputs(after) - _cast_outputs(before) for i in n.input)})
+            raise RuntimeError(f"ONNX Runtime on this host has no float16 kernels for {', '.join(fed) or 'some ops'} and "
+                               f"inserted {casts} Cast node(s) back to float32; the saved graph would run them in float32 "
+                               "on the target too (a host-specific rewrite). Run fuse.ort before quantize.fp16")
         fused = Counter({op: n for op, n in counts_after.items() if op not in counts_before})
         removed = Counter({op: n for op, n in counts_before.items() if op not in counts_after})
         details.update({
@@ -116,3 +123,16 @@ def _optimize(source: Path, ctx: Context, level: str) -> tuple[Path, Any]:
     prune_opset_imports(proto)
     save_inline(proto, out)
     return out, proto
+
+
+def _has_float16(proto: Any) -> bool:
+    from onnx import TensorProto
+
+    if any(t.data_type == TensorProto.FLOAT16 for t in proto.graph.initializer):
+        return True
+    values = list(proto.graph.value_info) + list(proto.graph.input) + list(proto.graph.output)
+    return any(v.type.tensor_type.elem_type == TensorProto.FLOAT16 for v in values)
+
+
+def _cast_outputs(proto: Any) -> set[str]:
+    return {o for n in proto.graph.node if n.op_type == "Cast" for o in n.output}

@@ -10,7 +10,7 @@ import onnx
 from onnx import numpy_helper
 
 from shrink import Artifact, Context
-from shrink_builtins.onnx_family.ort import run_session
+from shrink_builtins.onnx_family.ort import host_latency_ms, run_session
 
 
 def parameter_count(proto: onnx.ModelProto) -> int:
@@ -27,9 +27,28 @@ def measure(artifact: Artifact, ctx: Context) -> dict[str, Any]:
     path = Path(artifact.model)
     proto = onnx.load(str(path))
     metrics: dict[str, Any] = {"params": parameter_count(proto), "model_bytes": path.stat().st_size}
+    sample = _single_input(artifact, ctx)
+    if sample is not None:
+        metrics["host_latency_ms"] = round(host_latency_ms(path, sample), 4)
     if ctx.data is not None and ctx.data.task == "classification" and "eval" in ctx.data.splits:
         split = ctx.data.split("eval")
         (spec,) = artifact.inputs[:1] or [{"name": proto.graph.input[0].name}]
         logits = run_session(path, {spec["name"]: np.ascontiguousarray(split.inputs)})[0]
         metrics["accuracy"] = round(float((logits.argmax(axis=1) == split.labels).mean()), 6)
     return metrics
+
+
+def _single_input(artifact: Artifact, ctx: Context) -> dict[str, np.ndarray] | None:
+    """One batch-1 input: the first eval sample when it fits, else zeros of the recorded shape."""
+    if len(artifact.inputs) != 1:
+        return None
+    spec = artifact.inputs[0]
+    shape = spec.get("shape") or []
+    if not shape or not all(isinstance(d, int) for d in shape):
+        return None
+    shape = [1, *shape[1:]]
+    if ctx.data is not None and "eval" in ctx.data.splits:
+        x = np.asarray(ctx.data.split("eval").inputs[:1])
+        if list(x.shape) == shape:
+            return {spec["name"]: np.ascontiguousarray(x.astype(spec.get("dtype", "float32")))}
+    return {spec["name"]: np.zeros(shape, dtype=spec.get("dtype", "float32"))}

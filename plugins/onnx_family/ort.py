@@ -29,3 +29,19 @@ def run_session(path: str | Path, feeds: dict[str, np.ndarray], batch_size: int 
     for start in range(0, n, step):
         chunks.append(sess.run(None, {k: v[start:start + step] for k, v in feeds.items()}))
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+
+def host_latency_ms(path: str | Path, feeds: dict[str, np.ndarray], max_runs: int = 300, max_seconds: float = 1.0) -> float:
+    """Median batch-1 latency on this host (1 intra-op thread) — reported beside estimates, never gated."""
+    import time
+
+    sess = session(path)
+    for _ in range(10):
+        sess.run(None, feeds)
+    times: list[float] = []
+    deadline = time.perf_counter() + max_seconds
+    while len(times) < max_runs and (len(times) < 20 or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        sess.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)

@@ -8,7 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from shrink import Artifact, Context, Pass, Source, hookimpl
+from shrink_builtins.torch_family.distill import DistillKD
 from shrink_builtins.torch_family.export import ExportOnnx
+from shrink_builtins.torch_family.fuse import FuseBatchNorm
+from shrink_builtins.torch_family.prune import PruneStructured
 from shrink_builtins.torch_family.source import TorchSource
 
 
@@ -19,7 +22,7 @@ def shrink_register_sources() -> list[type[Source]]:
 
 @hookimpl
 def shrink_register_passes() -> list[type[Pass]]:
-    return [ExportOnnx]
+    return [ExportOnnx, DistillKD, PruneStructured, FuseBatchNorm]
 
 
 @hookimpl

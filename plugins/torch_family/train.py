@@ -38,6 +38,7 @@ class TrainConfig:
     max_shift: int = 2
     temperature: float = 2.0
     alpha: float = 0.5
+    channels_last: bool = True  # faster conv training on CPU; the model is returned contiguous
 
 
 @dataclass
@@ -114,6 +115,22 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
     if cfg.epochs <= 0:
         return result
     generator = torch.Generator().manual_seed(seed)
+    channels_last = cfg.channels_last and any(p.ndim == 4 for p in model.parameters())
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    try:
+        _loop(model, x, y, cfg, generator, teacher, report, label, progress, result)
+    finally:
+        if channels_last:
+            model.to(memory_format=torch.contiguous_format)
+    model.eval()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
+          teacher: nn.Module | None, report: Report | None, label: str, progress: tuple[float, float],
+          result: TrainResult) -> None:
     optimizer = make_optimizer(model.parameters(), cfg)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     scheduler = _scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
@@ -123,9 +140,11 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(x), generator=generator)
-        total = 0.0
+        total, seen = 0.0, 0
         for start in range(0, len(x), cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
+            if len(idx) < 2 and len(x) > 1:
+                continue  # a lone sample breaks BatchNorm in training mode
             xb = x[idx]
             if cfg.augment:
                 xb = random_shift(xb, generator, cfg.max_shift)
@@ -143,15 +162,13 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
             if scheduler is not None:
                 scheduler.step()
             total += float(loss.detach()) * len(idx)
-        mean = total / len(x)
+            seen += len(idx)
+        mean = total / max(seen, 1)
         if not math.isfinite(mean):
             raise FloatingPointError(f"{label}: the loss became {mean} in epoch {epoch + 1}; lower the learning rate")
         result.losses.append(mean)
         if report is not None:
             report(lo + (hi - lo) * (epoch + 1) / cfg.epochs, f"{label}: epoch {epoch + 1}/{cfg.epochs}, loss {mean:.4f}")
-    model.eval()
-    result.seconds = time.perf_counter() - started
-    return result
 
 
 @torch.no_grad()

@@ -1,0 +1,240 @@
+"""`prune.structured`: channel pruning with torch-pruning's dependency graph, then a recovery fine-tune."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from shrink import Artifact, Context, Pass, PassOptions
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+Importance = Literal["magnitude", "taylor", "bn_scale"]
+
+
+class PruneStructured(Pass):
+    """Remove whole channels with torch-pruning (dependency-aware), then fine-tune to recover (optionally with KD)."""
+
+    name = "prune.structured"
+    consumes = ("torch",)
+    produces = "torch"
+    requires = frozenset({"train", "labels"})
+    default = True
+
+    class Options(PassOptions):
+        ratio: float = Field(0.5, gt=0, le=0.95, description="fraction of channels to remove (0.5 leaves ~25% of the parameters)")
+        importance: Importance = Field("magnitude", description="channel ranking: 'magnitude' (group L2 norm), 'taylor' "
+                                       "(first-order Taylor on training batches) or 'bn_scale' (|BatchNorm gamma|)")
+        global_pruning: bool = Field(False, description="rank channels across all layers instead of removing `ratio` from each layer")
+        max_layer_ratio: float | None = Field(None, gt=0, le=1, description="most any single layer may lose with "
+                                              "global_pruning (default: the larger of ratio and 0.9)")
+        round_to: int | None = Field(None, ge=1, le=256, description="keep channel counts a multiple of this (e.g. 4 or 8 for SIMD)")
+        ignore: list[str] = Field(default_factory=list, max_length=1000,
+                                  description="module names never pruned (the output layer is always kept)")
+        finetune_epochs: int = Field(3, ge=0, le=1000, description="recovery fine-tune epochs after pruning (0: none)")
+        finetune_kd: bool = Field(True, description="fine-tune with Hinton KD from the unpruned model")
+        temperature: float = Field(2.0, gt=0, le=20, description="KD softmax temperature")
+        alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term (1 - alpha weights cross-entropy)")
+        batch_size: int = Field(64, ge=1, le=65536, description="fine-tune batch size")
+        lr: float = Field(2e-3, gt=0, le=10, description="fine-tune peak learning rate")
+        optimizer: Literal["adam", "sgd"] = Field("adam", description="fine-tune optimizer (adam: AdamW when weight_decay > 0)")
+        weight_decay: float = Field(0.0, ge=0, le=1, description="weight decay")
+        schedule: Literal["onecycle", "cosine", "constant"] = Field("onecycle", description="learning-rate schedule")
+        augment: bool = Field(True, description="random ±max_shift pixel shifts of image inputs while fine-tuning")
+        max_shift: int = Field(2, ge=0, le=16, description="largest augmentation shift in pixels")
+        taylor_batches: int = Field(4, ge=1, le=1000, description="training batches whose gradients rank channels for 'taylor'")
+        seed: int = Field(0, ge=0, le=2**31 - 1, description="added to the recipe seed")
+
+        @model_validator(mode="after")
+        def _consistent(self) -> PruneStructured.Options:
+            if self.max_layer_ratio is not None and self.ratio > self.max_layer_ratio:
+                raise ValueError(f"ratio {self.ratio} is greater than max_layer_ratio {self.max_layer_ratio}")
+            if self.finetune_epochs == 0 and "finetune_kd" in self.model_fields_set and self.finetune_kd:
+                raise ValueError("finetune_kd needs finetune_epochs > 0")
+            for key in ("temperature", "alpha"):
+                if key in self.model_fields_set and not (self.finetune_kd and self.finetune_epochs > 0):
+                    raise ValueError(f"{key} applies only to a KD fine-tune (finetune_kd with finetune_epochs > 0)")
+            if "taylor_batches" in self.model_fields_set and self.importance != "taylor":
+                raise ValueError("taylor_batches applies only to importance 'taylor'")
+            return self
+
+    def run(self, artifact: Artifact, ctx: Context) -> Artifact:
+        import copy
+
+        from shrink_builtins.torch_family.fuse import fused_for_inference
+        from shrink_builtins.torch_family.runtime import record_shapes, setup_torch
+        from shrink_builtins.torch_family.train import (count_macs, count_params, eval_split, evaluate, split_tensors,
+                                                        train)
+
+        opts: Any = self.options
+        seed = ctx.seed + opts.seed
+        setup_torch(seed)
+        x, y = split_tensors(ctx.require_data("train", self.name), self.name)
+        example = x[:1]
+        evaluation = eval_split(ctx)
+        original: nn.Module = artifact.model
+        model = copy.deepcopy(original).eval()
+        before = {"params": count_params(model), "macs": count_macs(model, example), "shapes": record_shapes(model)}
+
+        started = time.perf_counter()
+        ctx.report(0.05, f"ranking channels ({opts.importance}) and pruning {opts.ratio:.0%}")
+        pruned = prune_channels(model, example, opts.ratio, importance=opts.importance, global_pruning=opts.global_pruning,
+                                max_layer_ratio=opts.max_layer_ratio or max(opts.ratio, 0.9), round_to=opts.round_to, ignore=list(opts.ignore),
+                                data=(x, y), taylor_batches=opts.taylor_batches, batch_size=opts.batch_size, seed=seed)
+        prune_seconds = time.perf_counter() - started
+        after_prune = evaluate(model, evaluation)
+
+        result = None
+        if opts.finetune_epochs:
+            teacher = fused_for_inference(original) if opts.finetune_kd else None
+            result = train(model, x, y, _config(opts), seed, teacher=teacher, report=ctx.report,
+                           label="fine-tuning" + (" with KD" if teacher is not None else ""), progress=(0.1, 0.95))
+        model.eval()
+        shapes = record_shapes(model)
+        details: dict[str, Any] = {
+            "ratio": opts.ratio, "importance": opts.importance, "global_pruning": opts.global_pruning,
+            "params_before": before["params"], "params_after": count_params(model),
+            "params_kept": round(count_params(model) / max(before["params"], 1), 4),
+            "macs_before": before["macs"], "macs_after": count_macs(model, example),
+            "ignored": pruned["ignored"], "channels": _channels(before["shapes"], model),
+            "accuracy_before": evaluate(original, evaluation), "accuracy_after_prune": after_prune,
+            "finetune_epochs": opts.finetune_epochs, "finetune_kd": bool(opts.finetune_kd and opts.finetune_epochs),
+            "prune_seconds": round(prune_seconds, 3),
+        }
+        if result is not None:
+            details["finetune_seconds"] = round(result.seconds, 3)
+            details["finetune_loss"] = result.final_loss
+        details["accuracy"] = evaluate(model, evaluation)
+        details["rebuild"] = check_rebuild(model, artifact, ctx, shapes)
+        return artifact.evolve(model=model, meta={"pruned_shapes": shapes}, details=details)
+
+
+def _config(opts: Any) -> Any:
+    from shrink_builtins.torch_family.train import TrainConfig
+
+    return TrainConfig(epochs=opts.finetune_epochs, batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer,
+                       weight_decay=opts.weight_decay, schedule=opts.schedule, augment=opts.augment,
+                       max_shift=opts.max_shift, temperature=opts.temperature, alpha=opts.alpha)
+
+
+def _channels(before: dict[str, dict[str, int]], model: nn.Module) -> str:
+    """'name: 32→22, …' for the Conv/Linear layers whose output width changed (compact, for the report)."""
+    from torch import nn
+
+    changed = []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)) and name in before:
+            out = module.out_channels if isinstance(module, nn.modules.conv._ConvNd) else module.out_features
+            if out != before[name]["out"]:
+                changed.append(f"{name}: {before[name]['out']}→{out}")
+    return ", ".join(changed) if changed else "none"
+
+
+def output_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.Module]:
+    """The layer producing the model's output: the last Linear (else Conv) whose width is the output's."""
+    import torch
+    from torch import nn
+
+    with torch.no_grad():
+        out = model.eval()(example)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"prune.structured needs a model returning one tensor, got {type(out).__name__}")
+    width = out.shape[1] if out.ndim > 1 else out.shape[0]
+    for kind in (nn.Linear, nn.modules.conv._ConvNd):
+        found = [(name, m) for name, m in model.named_modules()
+                 if isinstance(m, kind) and (m.out_features if kind is nn.Linear else m.out_channels) == width]
+        if found:
+            return found[-1]
+    raise ValueError(f"no Linear or Conv layer with {width} outputs (the model's output width) was found; "
+                     "name the output layer in 'ignore'")
+
+
+def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float, *, importance: str = "magnitude",
+                   global_pruning: bool = False, max_layer_ratio: float = 1.0, round_to: int | None = None,
+                   ignore: list[str] | None = None, data: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   taylor_batches: int = 4, batch_size: int = 64, seed: int = 0) -> dict[str, Any]:
+    """Prune `model` in place with `tp.pruner.BasePruner`; the output layer and `ignore` are kept whole."""
+    import difflib
+
+    import torch
+    import torch.nn.functional as F
+    import torch_pruning as tp
+
+    from shrink import UsageError
+
+    modules = dict(model.named_modules())
+    unknown = [name for name in ignore or [] if name not in modules or not name]
+    if unknown:
+        hints = [f"{n!r} (did you mean {difflib.get_close_matches(n, list(modules), n=1)[0]!r}?)"
+                 if difflib.get_close_matches(n, list(modules), n=1) else repr(n) for n in unknown]
+        raise UsageError(f"ignore: the model has no module {', '.join(hints)}")
+    out_name, out_layer = output_layer(model, example)
+    ignored_names = [out_name] + [n for n in ignore or [] if n != out_name]
+    ignored = [modules[n] for n in ignored_names]
+    output_shape = tuple(model(example).shape)
+
+    if importance == "magnitude":
+        imp = tp.importance.GroupMagnitudeImportance(p=2)
+    elif importance == "taylor":
+        imp = tp.importance.GroupTaylorImportance()
+    else:
+        imp = tp.importance.BNScaleImportance()
+    # Fresh dicts: torch-pruning mutates its default arguments.
+    pruner = tp.pruner.BasePruner(model, example, importance=imp, pruning_ratio=ratio, global_pruning=global_pruning,
+                                  max_pruning_ratio=max_layer_ratio, ignored_layers=ignored, round_to=round_to,
+                                  in_channel_groups={}, out_channel_groups={}, num_heads={}, channel_groups={})
+    if importance == "taylor":
+        if data is None:
+            raise ValueError("taylor importance needs training data")
+        x, y = data
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(x), generator=generator)
+        model.zero_grad(set_to_none=True)
+        model.train()
+        for i in range(taylor_batches):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            if len(idx) == 0:
+                break
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+        model.eval()
+    pruner.step()
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    with torch.no_grad():
+        shape = tuple(model(example).shape)
+    if shape != output_shape:
+        raise RuntimeError(f"pruning changed the output shape {output_shape} → {shape}")
+    return {"ignored": ignored_names}
+
+
+def check_rebuild(model: nn.Module, artifact: Artifact, ctx: Context, shapes: dict[str, dict[str, int]]) -> str:
+    """Rebuild the model from its factory and the recorded widths and load the weights (weights_only=True)."""
+    import io
+
+    import torch
+
+    from shrink.factory import load_factory
+    from shrink_builtins.torch_family.runtime import rebuild
+
+    spec = artifact.meta.get("factory")
+    if not spec:
+        return "skipped: no factory recorded"
+    kwargs = artifact.meta.get("factory_kwargs")
+    if kwargs is None:
+        model_section = ctx.recipe.raw.get("model", {})
+        kwargs = model_section.get("kwargs", {}) if model_section.get("factory") == spec else {}
+    try:
+        state = None
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        buffer.seek(0)
+        state = torch.load(buffer, weights_only=True)
+        fresh = rebuild(load_factory(spec, ctx.recipe.base_dir)(**kwargs), shapes, artifact.meta.get("fused_bn"))
+        fresh.load_state_dict(state)
+    except Exception as exc:  # reported, not fatal: the pass's model is fine in memory
+        return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return "ok"
