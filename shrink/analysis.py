@@ -95,6 +95,8 @@ class Analysis:
     nodes: int
     subgraphs: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    qdq_ops: tuple[OpUse, ...] = ()  # `ops` as an integer runtime's converter sees them: DequantizeLinear inputs folded
+
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (lists for tuples, plain ints and strings)."""
@@ -308,8 +310,8 @@ def _runtime_inputs(graph: GraphProto) -> list[onnx.ValueInfoProto]:
     return [v for v in graph.input if v.name not in weights]
 
 
-def _pin_inputs(model: ModelProto, shapes: Mapping[str, list[int]], label: str) -> tuple[ModelProto, bool]:
-    """A copy of `model` whose runtime inputs all have concrete shapes; also whether any dim changed."""
+def _pin_inputs(model: ModelProto, shapes: Mapping[str, list[int]], label: str) -> ModelProto:
+    """A copy of `model` whose runtime inputs all have concrete shapes (stale inferred shapes dropped)."""
     inputs = _runtime_inputs(model.graph)
     unknown = sorted(set(shapes) - {v.name for v in inputs})
     if unknown:
@@ -329,7 +331,7 @@ def _pin_inputs(model: ModelProto, shapes: Mapping[str, list[int]], label: str) 
         for out in pinned.graph.output:
             if out.type.HasField("tensor_type"):
                 out.type.tensor_type.ClearField("shape")
-    return pinned, changed
+    return pinned
 
 
 def _pin_input(value: onnx.ValueInfoProto, wanted: list[int] | None, label: str) -> bool:
@@ -434,12 +436,13 @@ def _main_tensor_names(graph: GraphProto) -> list[str]:
     return list(names)
 
 
-def _complete_types(pinned: ModelProto, types: dict[str, _Type], label: str, inference_error: str | None) -> None:
+def _complete_types(pinned: ModelProto, types: dict[str, _Type], label: str, inference_error: str | None,
+                    base_dir: Path | None) -> None:
     missing = [n for n in _main_tensor_names(pinned.graph) if not _known(types.get(n))]
     if not missing:
         return
     try:
-        measured = _ort_types(pinned, missing)
+        measured = _ort_types(pinned, missing, base_dir)
     except Exception as exc:  # noqa: BLE001 - any onnxruntime failure is reported with the tensor's name
         why = f"shape inference failed ({inference_error}) and " if inference_error else ""
         raise AnalysisError(f"shape of tensor '{missing[0]}' is unknown: {why}onnxruntime could not run the "
@@ -455,12 +458,15 @@ def _known(found: _Type | None) -> bool:
     return found is not None and found.shape is not None and found.elem != TensorProto.UNDEFINED
 
 
-def _ort_types(pinned: ModelProto, names: list[str]) -> dict[str, _Type]:
+def _ort_types(pinned: ModelProto, names: list[str], base_dir: Path | None) -> dict[str, _Type]:
     """Run the model once on zero inputs, exposing `names` as outputs, and read their types and shapes."""
     import onnxruntime as ort
+    from onnx.external_data_helper import load_external_data_for_model
 
     exposed = ModelProto()
     exposed.CopyFrom(pinned)
+    if base_dir is not None:
+        load_external_data_for_model(exposed, str(base_dir))
     wanted = set(names)
     kept = [v for v in exposed.graph.value_info if v.name not in wanted]
     del exposed.graph.value_info[:]
@@ -750,10 +756,9 @@ def _control_flow_macs(node: NodeProto, name: str, types: _Types, values: Mappin
 def _iterations(node: NodeProto, name: str, types: _Types, values: Mapping[str, TensorProto]) -> tuple[int, str | None]:
     if node.op_type == "Loop":
         trip = node.input[0] if node.input else ""
-        if trip in values:
-            count = int(numpy_helper.to_array(values[trip]).reshape(-1)[0])
-            if 0 <= count < _MAX_TRIP_COUNT:
-                return count, None
+        count = _scalar(values.get(trip))
+        if count is not None and 0 <= count < _MAX_TRIP_COUNT:
+            return count, None
         return 1, f"Loop '{name}': trip count not static, body MACs counted once"
     if node.op_type == "Scan":
         scan_inputs = int(_attr(node, "num_scan_inputs", 0))
@@ -767,6 +772,12 @@ def _iterations(node: NodeProto, name: str, types: _Types, values: Mapping[str, 
                 pass
         return 1, f"Scan '{name}': sequence length unknown, body MACs counted once"
     return 1, f"{node.op_type} '{name}': subgraph MACs counted once"
+
+
+def _scalar(tensor: TensorProto | None) -> int | None:
+    if tensor is None or tensor.data_location == TensorProto.EXTERNAL or _numel(tensor.dims) != 1:
+        return None
+    return int(numpy_helper.to_array(tensor).reshape(-1)[0])
 
 
 # liveness and arena ---------------------------------------------------------------------------------
@@ -884,15 +895,24 @@ def _arena(lives: list[_Life]) -> int:
 
 # op inventory ---------------------------------------------------------------------------------------
 
-def _inventory(model: ModelProto, types: _Types) -> tuple[tuple[OpUse, ...], int]:
-    opsets = {_domain(o.domain): int(o.version) for o in model.opset_import}
+def _inventory(graph: GraphProto, opsets: Mapping[str, int], types: _Types,
+               fold_qdq: bool = False) -> tuple[tuple[OpUse, ...], int]:
+    """Nodes grouped by (domain, op, opset, input dtypes). With `fold_qdq`, an input produced by a
+    DequantizeLinear counts with the dtype of that DequantizeLinear's input (int8, int32), as a converter
+    to an integer runtime folds QDQ groups into quantized kernels."""
     groups: dict[tuple[str, str, int, tuple[str, ...]], list[str]] = {}
     total = 0
-    for graph, prefix, scope in _walk_scopes(model.graph, "", types):
-        for i, node in enumerate(graph.node):
+    for sub, prefix, scope in _walk_scopes(graph, "", types):
+        folded: dict[str, str] = {}
+        if fold_qdq:
+            for node in sub.node:
+                if node.op_type == "DequantizeLinear" and node.input[0] in scope:
+                    folded[node.output[0]] = dtype_name(scope[node.input[0]].elem)
+        for i, node in enumerate(sub.node):
             domain = _domain(node.domain)
-            dtypes = tuple(dtype_name(scope[n].elem) if n in scope else "unknown" for n in node.input if n)
-            key = (domain, node.op_type, opsets.get(domain, 0), dtypes)
+            dtypes = tuple(folded.get(n) or (dtype_name(scope[n].elem) if n in scope else "unknown")
+                           for n in node.input if n)
+            key = (domain, node.op_type, opsets.get(domain, 0), tuple(dict.fromkeys(dtypes)) if fold_qdq else dtypes)
             groups.setdefault(key, []).append(prefix + _node_label(node, i))
             total += 1
     ops = tuple(OpUse(d, op, v, dt, len(names), tuple(names)) for (d, op, v, dt), names in sorted(groups.items()))
@@ -915,25 +935,16 @@ def analyze(model: ModelProto | str | Path, shapes: Mapping[str, list[int]] | No
     no entry raises `AnalysisError`. Shapes come from ONNX shape inference and, for tensors it leaves
     unknown, from one onnxruntime run on zero inputs (data-dependent shapes are then those of zeros).
     """
-    if isinstance(model, (str, os.PathLike)):
-        label = str(model)
-        model = load_model(model)
-    else:
-        label = f"model '{model.graph.name}'" if model.graph.name else "model"
-        _check_envelope(model, label)
-        check_structure(model, label)
-    pinned, _ = _pin_inputs(model, dict(shapes or {}), label)
-    inferred, inference_error = _infer(pinned)
-    graph = inferred.graph
-    types = _graph_types(graph)
-    _complete_types(pinned, types, label, inference_error)
+    model, label, base_dir = _resolve(model)
+    graph, types, notes = _typed_graph(model, shapes or {}, label, base_dir)
     order = _topological_order(graph, label)
     const = _constant_names(graph, order)
     lives = _lifetimes(graph, order, const, types)
     peak, step = _peak(lives, len(order))
     weights = _weights(model)
+    opsets = {_domain(o.domain): int(o.version) for o in model.opset_import}
     macs = _count_macs(graph, types, _constant_values(graph), "")
-    ops, total_nodes = _inventory(inferred, types)
+    ops, total_nodes = _inventory(graph, opsets, types)
     subgraphs = tuple(f"{prefix}{_node_label(n, i)}" for g, prefix in _walk_graphs(graph, "")
                       for i, n in enumerate(g.node) if any(True for _ in _subgraphs_of(n)))
     live_at_peak = sorted((t for t in lives if t.start <= step <= t.end), key=lambda t: (-t.bytes, t.name))
@@ -950,8 +961,30 @@ def analyze(model: ModelProto | str | Path, shapes: Mapping[str, list[int]] | No
         input_bytes=sum(_tensor_bytes(types, v.name) for v in _runtime_inputs(graph)),
         output_bytes=sum(_tensor_bytes(types, v.name) for v in graph.output),
         ops=ops,
-        opsets={_domain(o.domain): int(o.version) for o in model.opset_import},
+        opsets=opsets,
         nodes=total_nodes,
         subgraphs=subgraphs,
-        notes=tuple(macs.notes) + tuple(f"{s}: subgraph activations not included in the peak" for s in subgraphs),
+        notes=tuple(notes + macs.notes + [f"{s}: subgraph activations not included in the peak" for s in subgraphs]),
+        qdq_ops=_inventory(graph, opsets, types, fold_qdq=True)[0],
     )
+
+
+def _resolve(model: ModelProto | str | os.PathLike[str]) -> tuple[ModelProto, str, Path | None]:
+    """The checked model, the label that names it in messages, and the folder of its external data."""
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model), str(model), Path(model).parent
+    label = f"model '{model.graph.name}'" if model.graph.name else "model"
+    _check_envelope(model, label)
+    check_structure(model, label)
+    return model, label, None
+
+
+def _typed_graph(model: ModelProto, shapes: Mapping[str, list[int]], label: str,
+                 base_dir: Path | None) -> tuple[GraphProto, dict[str, _Type], list[str]]:
+    """The pinned, shape-inferred main graph with a known type and shape for every tensor it names."""
+    pinned = _pin_inputs(model, shapes, label)
+    inferred, inference_error = _infer(pinned)
+    types = _graph_types(inferred.graph)
+    _complete_types(pinned, types, label, inference_error, base_dir)
+    notes = [f"strict shape inference failed: {inference_error}"] if inference_error else []
+    return inferred.graph, types, notes

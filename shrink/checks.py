@@ -210,7 +210,9 @@ class OpsCheck(Check):
             return []
         offending: list[str] = []
         count = 0
-        for use in subject.analysis.ops:
+        # A target with explicit kernel tables runs a converted graph, where QDQ groups become int8 kernels.
+        inventory = subject.analysis.qdq_ops if target.get("ops") else subject.analysis.ops
+        for use in inventory:
             why = _allowed(target, use.domain, use.op_type, use.opset, use.dtypes)
             if why:
                 count += use.count

@@ -19,7 +19,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-METRIC_COLUMNS = ("params", "model_bytes", "accuracy", "host_latency_ms")
+METRIC_COLUMNS = ("params", "macs", "model_bytes", "accuracy", "host_latency_ms")
 
 
 def render_markdown(manifest: dict[str, Any], checks: list[CheckResult]) -> str:

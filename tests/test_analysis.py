@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def _init(name: str, shape: list[int], dtype: type = np.float32) -> TensorProto:
 
 
 def _model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
-           inits: list[TensorProto] = (), ms: bool = False) -> onnx.ModelProto:
+           inits: Sequence[TensorProto] = (), ms: bool = False) -> onnx.ModelProto:
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("com.microsoft", 1)] if ms else [])
     graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
     return helper.make_model(graph, opset_imports=opsets)
@@ -79,6 +80,16 @@ def test_matmul_with_batch_broadcasting() -> None:
     a = _sane(analyze(model))
     # p = a @ w: [2,3,5,4], K = 7; y = b @ p broadcasts [1,3] with [2,3]: [2,3,6,4], K = 5
     assert a.macs_by_op == {"MatMul": 2 * 3 * 5 * 4 * 7 + 2 * 3 * 6 * 4 * 5}
+
+
+def test_einsum_and_bidirectional_lstm() -> None:
+    model = _model(
+        [helper.make_node("Einsum", ["a", "b"], ["e"], equation="bij,bjk->bik"),
+         helper.make_node("LSTM", ["x", "w", "r"], ["y"], hidden_size=20, direction="bidirectional")],
+        [_vi("a", [2, 3, 4]), _vi("b", [2, 4, 5]), _vi("x", [7, 1, 10])], [_vi("e", None), _vi("y", None)],
+        [_init("w", [2, 80, 10]), _init("r", [2, 80, 20])])
+    a = _sane(analyze(model))
+    assert a.macs_by_op == {"Einsum": 2 * 3 * 4 * 5, "LSTM": 7 * 1 * (1600 + 3200)}
 
 
 # peak memory -------------------------------------------------------------------------------------------
@@ -205,6 +216,13 @@ def test_fused_conv_shapes_come_from_onnxruntime() -> None:
     assert a.macs_by_op == {"FusedConv": 4 * 64 * 27, "FusedMatMul": 4 * 8 * 5 * 8}
     assert a.peak_activation_bytes == 768 + 1024
     assert a.output_bytes == 4 * 8 * 5 * 4
+
+
+def test_fallback_reads_external_data(tmp_path: Path) -> None:
+    model = _model([helper.make_node("FusedConv", ["x", "w"], ["y"], domain="com.microsoft", pads=[1, 1, 1, 1])],
+                   [_vi("x", [1, 3, 8, 8])], [_vi("y", None)], [_init("w", [4, 3, 3, 3])], ms=True)
+    onnx.save(model, tmp_path / "m.onnx", save_as_external_data=True, location="m.data", size_threshold=0)
+    assert analyze(tmp_path / "m.onnx").macs == 4 * 64 * 27
 
 
 def test_unknown_shape_that_onnxruntime_cannot_measure_is_an_error() -> None:

@@ -6,33 +6,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
-
 from shrink import Artifact, Context
+from shrink.analysis import analyze
 from shrink_builtins.onnx_family.ort import host_latency_ms, run_session
-
-
-def parameter_count(proto: onnx.ModelProto) -> int:
-    total = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
-    for node in proto.graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    total += int(numpy_helper.to_array(attr.t).size)
-    return total
 
 
 def measure(artifact: Artifact, ctx: Context) -> dict[str, Any]:
     path = Path(artifact.model)
-    proto = onnx.load(str(path))
-    metrics: dict[str, Any] = {"params": parameter_count(proto), "model_bytes": path.stat().st_size}
+    metrics: dict[str, Any] = {"model_bytes": path.stat().st_size}
+    shapes = {i["name"]: list(i["shape"]) for i in artifact.inputs
+              if i.get("shape") and all(isinstance(d, int) for d in i["shape"])}
+    analysis = analyze(path, shapes or None)
+    metrics.update(params=analysis.params, macs=analysis.macs, peak_activation_bytes=analysis.peak_activation_bytes)
     sample = _single_input(artifact, ctx)
     if sample is not None:
         metrics["host_latency_ms"] = round(host_latency_ms(path, sample), 4)
     if ctx.data is not None and ctx.data.task == "classification" and "eval" in ctx.data.splits:
         split = ctx.data.split("eval")
-        (spec,) = artifact.inputs[:1] or [{"name": proto.graph.input[0].name}]
+        (spec,) = artifact.inputs[:1]
         logits = run_session(path, {spec["name"]: np.ascontiguousarray(split.inputs)})[0]
         metrics["accuracy"] = round(float((logits.argmax(axis=1) == split.labels).mean()), 6)
     return metrics

@@ -318,7 +318,8 @@ class QuantizePTQ(Pass):
             if dynamic:
                 static_only = sorted({"calibration_samples", "calibration_method"} & self.model_fields_set)
                 if static_only:
-                    raise ValueError(f"{' and '.join(static_only)} {'apply' if len(static_only) > 1 else 'applies'} only to static schemes; scheme {self.scheme!r} "
+                    verb = "apply" if len(static_only) > 1 else "applies"
+                    raise ValueError(f"{' and '.join(static_only)} {verb} only to static schemes; scheme {self.scheme!r} "
                                      "computes activation ranges at run time")
             return self
 
@@ -338,7 +339,8 @@ class QuantizePTQ(Pass):
                 problems.append(f"target {target.name} prefers quantization scheme {tscheme!r}, which quantize.ptq does "
                                 f"not implement ({', '.join(SCHEMES)}); set an explicit scheme")
                 return problems
-        static_possible = opts.scheme.startswith("static") or (opts.scheme == "auto" and (tscheme.startswith("static") or opts.engine == "nncf"))
+        static_possible = opts.scheme.startswith("static") or (
+            opts.scheme == "auto" and (tscheme.startswith("static") or opts.engine == "nncf"))
         if static_possible and not plan.recipe.raw.get("data"):
             which = f"scheme {opts.scheme!r}" if opts.scheme != "auto" else f"scheme 'auto' (→ {tscheme} on {target.name} for conv nets)"
             problems.append(f"{which} needs calibration data but the recipe has no 'data' section; "
@@ -375,7 +377,9 @@ class QuantizePTQ(Pass):
         counts = op_counts(proto)
         scheme, reason = self._resolve(counts, ctx)
         per_channel = scheme.endswith("per-channel")
-        reduce_range = opts.reduce_range if opts.reduce_range is not None else bool(ctx.target.get("quantization", "reduce_range", default=False))
+        reduce_range = opts.reduce_range
+        if reduce_range is None:
+            reduce_range = bool(ctx.target.get("quantization", "reduce_range", default=False))
         needed_opset = 13 if per_channel and scheme.startswith("static") else 11
         if _opset(proto) < needed_opset:
             raise RuntimeError(f"scheme {scheme} needs ai.onnx opset ≥ {needed_opset}; the model has opset {_opset(proto)} "
@@ -430,7 +434,8 @@ class QuantizePTQ(Pass):
         opts: Any = self.options
         found = data_feeds(path, artifact, ctx, ("calibration", "train"), opts.calibration_samples)
         if found is None:
-            what = "the recipe has no data" if ctx.data is None else f"no calibration/train split of {ctx.data.name!r} fits the model's inputs"
+            what = ("the recipe has no data" if ctx.data is None
+                    else f"no calibration/train split of {ctx.data.name!r} fits the model's inputs")
             raise RuntimeError(f"static quantization needs calibration inputs: {what}; use scheme 'dynamic-per-channel'")
         return found
 
@@ -556,12 +561,16 @@ def _batch(path: Path, preferred: int) -> int:
 def _quantized_nodes(proto: onnx.ModelProto) -> tuple[Counter[str], Counter[str]]:
     """(nodes that run in int8, compute nodes left in float) by op type."""
     dq_outputs = {o for n in proto.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    dq_inputs = {n.input[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"}
     quantized: Counter[str] = Counter()
     float_left: Counter[str] = Counter()
     for node in proto.graph.node:
         if node.op_type in QDQ_OPS:
             continue
-        if node.op_type in INTEGER_OPS or node.op_type.startswith("QLinear") or any(i in dq_outputs for i in node.input):
+        inputs = [i for i in node.input if i]
+        if (node.op_type in INTEGER_OPS or node.op_type.startswith("QLinear")
+                or (inputs and all(i in dq_outputs for i in inputs))  # QDQ: every input dequantized (weights included)
+                or any(o in dq_inputs for o in node.output)):  # int8 data in, dequantized after (e.g. a quantized Gather)
             quantized[node.op_type] += 1
         elif node.op_type in COMPUTE_OPS:
             float_left[node.op_type] += 1
