@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from shrink import Artifact, Context, Pass, PassOptions, PlanContext
 from shrink.factory import FACTORY_PATTERN, check_factory
@@ -28,12 +29,12 @@ class DistillKD(Pass):
     default = True
 
     class Options(PassOptions):
-        student: StudentSpec | None = Field(None, description="the student's factory; or give 'width' instead")
-        width: float | None = Field(None, gt=0, lt=1, description="student = the teacher with every hidden layer's "
+        student: StudentSpec | SkipJsonSchema[None] = Field(None, description="the student's factory; or give 'width' instead")
+        width: float | SkipJsonSchema[None] = Field(None, gt=0, lt=1, description="student = the teacher with every hidden layer's "
                                     "channels scaled by this (torch-pruning; output layer kept); instead of 'student'")
-        init: Literal["teacher", "random"] | None = Field(None, description="with 'width': start from the teacher's "
+        init: Literal["teacher", "random"] | SkipJsonSchema[None] = Field(None, description="with 'width': start from the teacher's "
                                                           "largest-magnitude channels ('teacher', default) or re-initialise ('random')")
-        round_to: int | None = Field(None, ge=1, le=256, description="with 'width': keep channel counts a multiple of this")
+        round_to: int | SkipJsonSchema[None] = Field(None, ge=1, le=256, description="with 'width': keep channel counts a multiple of this")
         temperature: float = Field(2.0, gt=0, le=20, description="softmax temperature T of the KD term (1–2 suits a converged teacher)")
         alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term; 1 - alpha weights cross-entropy on the labels")
         epochs: int = Field(10, ge=1, le=1000, description="training epochs")

@@ -1,0 +1,328 @@
+"""The torch passes (distill.kd, prune.structured, fuse.bn) on tiny real models and 8x8 digits, through the real engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch_pruning")
+
+from shrink.compiler import load_plan  # noqa: E402
+from shrink.context import Context  # noqa: E402
+from shrink.registry import Registry  # noqa: E402
+
+FACTORY = '''
+import torch
+from torch import nn
+
+
+def cnn(width: int = 8) -> nn.Module:
+    """Two conv blocks on 8x8 inputs, a hidden Linear and the 10-class output Linear."""
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * width * 16, 16), nn.ReLU(), nn.Linear(16, 10),
+    )
+
+
+def small() -> nn.Module:
+    return cnn(width=4)
+
+
+class Branchy(nn.Module):
+    """Not a Sequential: conv1 → bn1 is foldable; conv2's output also feeds a skip path, so it is not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(4)
+        self.head = nn.Linear(4 * 64, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        y = self.conv2(x)
+        x = torch.relu(self.bn2(y)) + y
+        return self.head(x.flatten(1))
+
+
+def branchy() -> nn.Module:
+    return Branchy()
+'''
+
+
+def write_recipe(tmp_path: Path, passes: list[dict[str, Any]], factory: str = "nets.py:cnn", **extra: Any) -> Path:
+    (tmp_path / "nets.py").write_text(FACTORY)
+    recipe = {
+        "schema_version": 1, "name": "tiny-torch",
+        "model": {"source": "torch", "factory": factory, "input_shape": [1, 1, 8, 8]},
+        "data": {"source": "sklearn.digits", "image_size": 8},
+        "target": "cortex-a53", "passes": passes, **extra,
+    }
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry.load()
+
+
+class Harness:
+    """Real plan, data and source from a recipe; runs single passes so tests can look at torch artifacts."""
+
+    def __init__(self, tmp_path: Path, registry: Registry, passes: list[dict[str, Any]], factory: str = "nets.py:cnn",
+                 seed: int = 0) -> None:
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        recipe = write_recipe(tmp_path, [*passes, {"pass": "export.onnx"}], factory, seed=seed)
+        self.plan = load_plan(recipe, registry)
+        self.ctx = Context(recipe=self.plan.recipe, target=self.plan.target, data=None, workdir=tmp_path, seed=seed)
+        assert self.plan.data is not None
+        self.ctx.data = self.plan.data.load(self.ctx)
+        self.source = self.plan.source.load(self.ctx)
+        self.ctx.source = self.source
+
+    def run(self, index: int = 0, artifact: Any = None) -> Any:
+        return self.plan.steps[index].instance.run(artifact or self.source, self.ctx)
+
+    def eval_inputs(self, n: int = 64) -> Any:
+        return torch.from_numpy(self.ctx.data.split("eval").inputs[:n].copy())
+
+
+def state(model: Any) -> dict[str, Any]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same_state(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# plan time --------------------------------------------------------------------------------------
+
+def test_ratio_out_of_range_is_a_plan_error(cli, tmp_path):
+    result = cli("plan", write_recipe(tmp_path, [{"pass": "prune.structured", "ratio": 1.5}, {"pass": "export.onnx"}]))
+    assert result.code == 2, result.err
+    assert "passes[0].ratio" in result.err and "0.95" in result.err
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(("step", "fragment"), [
+    ({"pass": "prune.structured", "finetune_epochs": 0, "finetune_kd": True}, "finetune_kd needs finetune_epochs > 0"),
+    ({"pass": "prune.structured", "ratio": 0.6, "max_layer_ratio": 0.5}, "ratio 0.6 is greater than max_layer_ratio 0.5"),
+    ({"pass": "prune.structured", "taylor_batches": 2}, "taylor_batches applies only to importance 'taylor'"),
+    ({"pass": "distill.kd", "width": 0.5, "student": {"factory": "nets.py:small"}}, "give exactly one of 'student'"),
+    ({"pass": "distill.kd"}, "give exactly one of 'student'"),
+    ({"pass": "distill.kd", "student": {"factory": "nets.py:small"}, "init": "random"}, "'init' applies only to a 'width' student"),
+    ({"pass": "distill.kd", "student": {"factory": "missing.py:small"}}, "student: factory file"),
+    ({"pass": "distill.kd", "student": {"factory": "nets.py:small", "kwarg": {}}}, "passes[0].student: unknown key 'kwarg'"),
+])
+def test_cross_field_and_plan_checks(cli, tmp_path, step, fragment):
+    result = cli("plan", write_recipe(tmp_path, [step, {"pass": "export.onnx"}]))
+    assert result.code == 2, result.err
+    assert "recipe.json: passes[0]" in result.err
+    assert fragment in result.err, result.err
+
+
+def test_format_contract_and_defaults(cli, tmp_path):
+    result = cli("plan", write_recipe(tmp_path, [{"pass": "distill", "student": {"factory": "nets.py:small"}},
+                                                  {"pass": "prune"}, {"pass": "fuse.bn"}, {"pass": "export.onnx"}]), "--json")
+    assert result.code == 0, result.err
+    steps = result.json["plan"]["passes"]
+    assert [s["pass"] for s in steps] == ["distill.kd", "prune.structured", "fuse.bn", "export.onnx"]
+    assert [(s["consumes"], s["produces"]) for s in steps[:3]] == [("torch", "torch")] * 3
+    assert steps[1]["options"]["ratio"] == 0.5 and steps[1]["options"]["finetune_epochs"] == 3
+    assert steps[0]["options"]["temperature"] == 2.0
+    result = cli("plan", write_recipe(tmp_path, [{"pass": "export.onnx"}, {"pass": "fuse.bn"}]))
+    assert result.code == 2
+    assert "passes[1].pass: fuse.bn consumes torch but receives onnx here" in result.err
+
+
+def test_passes_listed_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, json; from shrink.cli import main; main(['passes', '--json']); "
+            "sys.stderr.write(json.dumps(sorted(m for m in ('torch', 'torch_pruning') if m in sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in json.loads(proc.stdout)["passes"]}
+    assert rows["distill.kd"]["default"] and rows["prune.structured"]["default"] and not rows["fuse.bn"]["default"]
+    assert rows["prune.structured"]["requires"] == ["labels", "train"]
+    assert proc.stderr.strip().endswith("[]"), proc.stderr
+
+
+# prune.structured --------------------------------------------------------------------------------
+
+def test_prune_reduces_params_and_shapes_rebuild_weights_only(tmp_path, registry):
+    from shrink_builtins.torch_family.runtime import rebuild
+
+    h = Harness(tmp_path, registry, [{"pass": "prune.structured", "ratio": 0.5, "finetune_epochs": 1, "round_to": 2}])
+    before = state(h.source.model)
+    out = h.run()
+    assert same_state(before, state(h.source.model)), "the input model was mutated"
+    d = out.details
+    assert d["params_after"] < 0.5 * d["params_before"] and d["macs_after"] < d["macs_before"]
+    assert d["ignored"] == ["10"] and d["rebuild"] == "ok"
+    shapes = out.meta["pruned_shapes"]
+    assert shapes["0"]["out"] == 4 and shapes["3"] == {"in": 4, "out": 8, "groups": 1} and shapes["10"]["out"] == 10
+    assert all(s["out"] % 2 == 0 for name, s in shapes.items() if name != "10")
+    path = tmp_path / "pruned.pt"
+    torch.save(out.model.state_dict(), path)
+    from shrink.factory import load_factory
+
+    fresh = rebuild(load_factory("nets.py:cnn", tmp_path)(), shapes)
+    fresh.load_state_dict(torch.load(path, weights_only=True))
+    x = h.eval_inputs()
+    with torch.no_grad():
+        assert torch.allclose(fresh.eval()(x), out.model.eval()(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("importance", ["taylor", "bn_scale"])
+def test_other_importances_prune(tmp_path, registry, importance):
+    h = Harness(tmp_path, registry, [{"pass": "prune.structured", "ratio": 0.5, "importance": importance,
+                                      "finetune_epochs": 1, "finetune_kd": False}])
+    out = h.run()
+    assert out.details["params_after"] < out.details["params_before"]
+    assert out.details["finetune_kd"] is False
+
+
+def test_prune_unknown_ignore_name_is_a_clear_error(tmp_path, registry):
+    from shrink import UsageError
+
+    h = Harness(tmp_path, registry, [{"pass": "prune.structured", "ignore": ["9x"], "finetune_epochs": 0}])
+    with pytest.raises(UsageError, match="no module '9x'"):
+        h.run()
+
+
+def test_prune_is_deterministic(tmp_path, registry):
+    step = [{"pass": "prune.structured", "ratio": 0.4, "finetune_epochs": 1}]
+    a, b = Harness(tmp_path / "a", registry, step), Harness(tmp_path / "b", registry, step)
+    out_a, out_b = a.run(), b.run()
+    assert out_a.details["accuracy"] == out_b.details["accuracy"]
+    assert same_state(state(out_a.model), state(out_b.model))
+
+
+# fuse.bn -------------------------------------------------------------------------------------------
+
+def test_fuse_bn_removes_batchnorm_keeps_outputs_and_rebuilds(tmp_path, registry):
+    from shrink_builtins.torch_family.runtime import rebuild
+
+    h = Harness(tmp_path, registry, [{"pass": "fuse.bn"}])
+    for m in h.source.model.modules():  # non-trivial statistics so folding really changes the weights
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    out = h.run()
+    assert out.details["fused"] == 2 and out.details["batchnorm_left"] == 0
+    assert out.details["max_abs_change"] < 1e-4
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in out.model.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in h.source.model.modules()) == 2, "input mutated"
+    assert out.meta["fused_bn"] == [["0", "1"], ["3", "4"]]
+    x = h.eval_inputs()
+    with torch.no_grad():
+        assert torch.allclose(out.model(x), h.source.model.eval()(x), atol=1e-4)
+    path = tmp_path / "fused.pt"
+    torch.save(out.model.state_dict(), path)
+    from shrink.factory import load_factory
+
+    fresh = rebuild(load_factory("nets.py:cnn", tmp_path)(), None, out.meta["fused_bn"])
+    fresh.load_state_dict(torch.load(path, weights_only=True))
+    with torch.no_grad():
+        assert torch.allclose(fresh.eval()(x), out.model(x), atol=1e-6)
+
+
+def test_fuse_bn_traces_custom_modules_and_skips_shared_outputs(tmp_path, registry):
+    h = Harness(tmp_path, registry, [{"pass": "fuse.bn"}], factory="nets.py:branchy")
+    out = h.run()
+    assert out.details["method"] == "fx"
+    assert out.meta["fused_bn"] == [["conv1", "bn1"]]
+    assert isinstance(out.model.bn2, torch.nn.BatchNorm2d) and out.details["batchnorm_left"] == 1
+
+
+def test_fuse_bn_gate_raises_beyond_tolerance(tmp_path, registry):
+    from shrink_builtins.torch_family.fuse import FusionError
+
+    h = Harness(tmp_path, registry, [{"pass": "fuse.bn", "tolerance": 1e-12}])
+    for m in h.source.model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.fill_(1e-3)  # large folded scales: float rounding shows
+            m.running_mean.fill_(0.3)
+    with pytest.raises(FusionError, match="tolerance 1e-12"):
+        h.run()
+
+
+# distill.kd ----------------------------------------------------------------------------------------
+
+def test_distill_produces_the_student_architecture(tmp_path, registry):
+    h = Harness(tmp_path, registry, [{"pass": "distill.kd", "student": {"factory": "nets.py:cnn", "kwargs": {"width": 2}},
+                                      "epochs": 1, "compare_scratch": True}])
+    before = state(h.source.model)
+    out = h.run()
+    assert same_state(before, state(h.source.model))
+    from shrink.factory import load_factory
+
+    expected = load_factory("nets.py:cnn", tmp_path)(width=2)
+    assert {k: v.shape for k, v in out.model.state_dict().items()} == {k: v.shape for k, v in expected.state_dict().items()}
+    assert out.meta["factory"] == "nets.py:cnn" and out.meta["factory_kwargs"] == {"width": 2}
+    d = out.details
+    assert d["student_params"] < d["teacher_params"] and d["student_macs"] < d["teacher_macs"]
+    assert 0 <= d["accuracy"] <= 1 and 0 <= d["accuracy_without_teacher"] <= 1 and "kd_gain" in d
+
+
+def test_distill_width_student_is_rebuildable(tmp_path, registry):
+    from shrink_builtins.torch_family.runtime import rebuild
+
+    h = Harness(tmp_path, registry, [{"pass": "distill.kd", "width": 0.5, "epochs": 1}])
+    out = h.run()
+    shapes = out.meta["pruned_shapes"]
+    assert shapes["0"]["out"] == 4 and shapes["8"] == {"in": 128, "out": 8} and shapes["10"]["out"] == 10
+    assert out.details["rebuild"] == "ok"
+    path = tmp_path / "student.pt"
+    torch.save(out.model.state_dict(), path)
+    from shrink.factory import load_factory
+
+    fresh = rebuild(load_factory("nets.py:cnn", tmp_path)(), shapes)
+    fresh.load_state_dict(torch.load(path, weights_only=True))
+
+
+def test_distill_same_seed_same_accuracy(tmp_path, registry):
+    step = [{"pass": "distill.kd", "student": {"factory": "nets.py:small"}, "epochs": 1}]
+    runs = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        runs.append(Harness(tmp_path / name, registry, step, seed=seed).run())
+    assert runs[0].details["accuracy"] == runs[1].details["accuracy"]
+    assert same_state(state(runs[0].model), state(runs[1].model))
+    assert not same_state(state(runs[0].model), state(runs[2].model))
+
+
+# the whole chain through the CLI -------------------------------------------------------------------
+
+def test_compile_distill_prune_fuse_export(cli, tmp_path):
+    recipe = write_recipe(tmp_path, [
+        {"pass": "distill.kd", "student": {"factory": "nets.py:small"}, "epochs": 1},
+        {"pass": "prune.structured", "ratio": 0.25, "finetune_epochs": 1},
+        {"pass": "fuse.bn"},
+        {"pass": "export.onnx"},
+    ])
+    out = tmp_path / "bundle"
+    result = cli("compile", recipe, "-o", out, "--json")
+    assert result.json["exit_code"] in (0, 4), result.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    history = {h["name"]: h for h in manifest["history"]}
+    assert history["distill.kd"]["details"]["student_params"] < history["distill.kd"]["details"]["teacher_params"]
+    assert history["prune.structured"]["details"]["params_after"] < history["prune.structured"]["details"]["params_before"]
+    assert history["prune.structured"]["details"]["rebuild"] == "ok"
+    assert history["fuse.bn"]["details"]["fused"] == 2
+    assert history["export.onnx"]["metrics"]["params"] < history["source:torch"]["metrics"]["params"]
