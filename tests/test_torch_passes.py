@@ -126,6 +126,7 @@ def test_ratio_out_of_range_is_a_plan_error(cli, tmp_path):
     ({"pass": "distill.kd", "student": {"factory": "nets.py:small"}, "init": "random"}, "'init' applies only to a 'width' student"),
     ({"pass": "distill.kd", "student": {"factory": "missing.py:small"}}, "student: factory file"),
     ({"pass": "distill.kd", "student": {"factory": "nets.py:small", "kwarg": {}}}, "passes[0].student: unknown key 'kwarg'"),
+    ({"pass": "distill.kd", "width": 1.5}, "passes[0].width: 1.5 is greater than or equal to the maximum of 1"),
 ])
 def test_cross_field_and_plan_checks(cli, tmp_path, step, fragment):
     result = cli("plan", write_recipe(tmp_path, [step, {"pass": "export.onnx"}]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -30,11 +30,11 @@ class DistillKD(Pass):
 
     class Options(PassOptions):
         student: StudentSpec | SkipJsonSchema[None] = Field(None, description="the student's factory; or give 'width' instead")
-        width: float | SkipJsonSchema[None] = Field(None, gt=0, lt=1, description="student = the teacher with every hidden layer's "
+        width: Annotated[float, Field(gt=0, lt=1)] | SkipJsonSchema[None] = Field(None, description="student = the teacher with every hidden layer's "
                                     "channels scaled by this (torch-pruning; output layer kept); instead of 'student'")
         init: Literal["teacher", "random"] | SkipJsonSchema[None] = Field(None, description="with 'width': start from the teacher's "
                                                           "largest-magnitude channels ('teacher', default) or re-initialise ('random')")
-        round_to: int | SkipJsonSchema[None] = Field(None, ge=1, le=256, description="with 'width': keep channel counts a multiple of this")
+        round_to: Annotated[int, Field(ge=1, le=256)] | SkipJsonSchema[None] = Field(None, description="with 'width': keep channel counts a multiple of this")
         temperature: float = Field(2.0, gt=0, le=20, description="softmax temperature T of the KD term (1–2 suits a converged teacher)")
         alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term; 1 - alpha weights cross-entropy on the labels")
         epochs: int = Field(10, ge=1, le=1000, description="training epochs")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -31,9 +31,9 @@ class PruneStructured(Pass):
         importance: Importance = Field("magnitude", description="channel ranking: 'magnitude' (group L2 norm), 'taylor' "
                                        "(first-order Taylor on training batches) or 'bn_scale' (|BatchNorm gamma|)")
         global_pruning: bool = Field(False, description="rank channels across all layers instead of removing `ratio` from each layer")
-        max_layer_ratio: float | SkipJsonSchema[None] = Field(None, gt=0, le=1, description="most any single layer may lose with "
+        max_layer_ratio: Annotated[float, Field(gt=0, le=1)] | SkipJsonSchema[None] = Field(None, description="most any single layer may lose with "
                                               "global_pruning (default: the larger of ratio and 0.9)")
-        round_to: int | SkipJsonSchema[None] = Field(None, ge=1, le=256, description="keep channel counts a multiple of this (e.g. 4 or 8 for SIMD)")
+        round_to: Annotated[int, Field(ge=1, le=256)] | SkipJsonSchema[None] = Field(None, description="keep channel counts a multiple of this (e.g. 4 or 8 for SIMD)")
         ignore: list[str] = Field(default_factory=list, max_length=1000,
                                   description="module names never pruned (the output layer is always kept)")
         finetune_epochs: int = Field(3, ge=0, le=1000, description="recovery fine-tune epochs after pruning (0: none)")
