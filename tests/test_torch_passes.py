@@ -53,6 +53,19 @@ class Branchy(nn.Module):
 
 def branchy() -> nn.Module:
     return Branchy()
+
+
+class Untraceable(nn.Sequential):
+    """Data-dependent control flow: torch.fx cannot trace it, so fuse.bn falls back to Sequential order."""
+
+    def forward(self, x):
+        if x.sum() > -1e9:
+            return super().forward(x)
+        return super().forward(-x)
+
+
+def untraceable() -> nn.Module:
+    return Untraceable(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
 '''
 
 
@@ -250,6 +263,13 @@ def test_fuse_bn_traces_custom_modules_and_skips_shared_outputs(tmp_path, regist
     assert out.details["method"] == "fx"
     assert out.meta["fused_bn"] == [["conv1", "bn1"]]
     assert isinstance(out.model.bn2, torch.nn.BatchNorm2d) and out.details["batchnorm_left"] == 1
+
+
+def test_fuse_bn_falls_back_to_sequential_order(tmp_path, registry):
+    h = Harness(tmp_path, registry, [{"pass": "fuse.bn"}], factory="nets.py:untraceable")
+    out = h.run()
+    assert out.details["method"] == "sequential" and out.meta["fused_bn"] == [["0", "1"]]
+    assert out.details["batchnorm_left"] == 0
 
 
 def test_fuse_bn_gate_raises_beyond_tolerance(tmp_path, registry):

@@ -70,6 +70,7 @@ class DistillKD(Pass):
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         import copy
+        import dataclasses
 
         import torch
 
@@ -104,8 +105,6 @@ class DistillKD(Pass):
             how = opts.student.factory
         else:
             student = copy.deepcopy(teacher_model).eval()
-            if artifact.meta.get("fused_bn"):
-                raise ValueError("a 'width' student needs the teacher before fuse.bn; run distill.kd first")
             prune_channels(student, example, 1.0 - opts.width, round_to=opts.round_to, max_layer_ratio=1.0)
             if (opts.init or "teacher") == "random":
                 torch.manual_seed(seed)
@@ -134,8 +133,7 @@ class DistillKD(Pass):
             "teacher_accuracy": evaluate(teacher_model, evaluation), "accuracy": evaluate(student, evaluation),
         }
         if initial is not None:
-            scratch_cfg = TrainConfig(**{**cfg.__dict__, "alpha": 0.0})
-            baseline = train(initial, x, y, scratch_cfg, seed, report=ctx.report, label="training without the teacher",
+            baseline = train(initial, x, y, dataclasses.replace(cfg, alpha=0.0), seed, report=ctx.report, label="training without the teacher",
                              progress=(0.6, 0.97))
             details["accuracy_without_teacher"] = evaluate(initial, evaluation)
             if details["accuracy"] is not None and details["accuracy_without_teacher"] is not None:

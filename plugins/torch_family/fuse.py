@@ -9,7 +9,6 @@ from pydantic import Field
 from shrink import Artifact, Context, Pass, PassOptions
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
 
@@ -40,7 +39,7 @@ class FuseBatchNorm(Pass):
         model = copy.deepcopy(artifact.model).eval()
         ctx.report(0.1, "finding Conv → BatchNorm pairs")
         example = sample_inputs(ctx, artifact, opts.samples)
-        fused, pairs, method = fuse_conv_bn(model, example[:1])
+        fused, pairs, method = fuse_conv_bn(model)
         ctx.report(0.7, f"folded {len(pairs)} BatchNorm layer(s); checking outputs")
         before = predict(artifact.model, example)
         after = predict(fused, example)
@@ -88,7 +87,7 @@ def _is_conv(module: Any) -> bool:
     return isinstance(module, nn.modules.conv._ConvNd)
 
 
-def conv_bn_pairs(model: nn.Module, example: Any = None) -> tuple[list[tuple[str, str]], str]:
+def conv_bn_pairs(model: nn.Module) -> tuple[list[tuple[str, str]], str]:
     """(conv, bn) module-name pairs where the conv's output feeds only that BN, and how they were found.
 
     Traced with torch.fx when possible (any module structure); otherwise adjacent children of
@@ -135,7 +134,7 @@ def _sequential_pairs(model: nn.Module) -> list[tuple[str, str]]:
     return pairs
 
 
-def fuse_conv_bn(model: nn.Module, example: Any = None) -> tuple[nn.Module, list[tuple[str, str]], str]:
+def fuse_conv_bn(model: nn.Module) -> tuple[nn.Module, list[tuple[str, str]], str]:
     """Fold each (conv, bn) pair in place (`model` must be a copy in eval mode): the conv gets the
     folded weights and a bias, the BatchNorm becomes `nn.Identity`, so module names stay stable."""
     from torch import nn
@@ -144,7 +143,7 @@ def fuse_conv_bn(model: nn.Module, example: Any = None) -> tuple[nn.Module, list
     from shrink_builtins.torch_family.runtime import set_submodule
 
     model.eval()
-    pairs, method = conv_bn_pairs(model, example)
+    pairs, method = conv_bn_pairs(model)
     done = []
     for conv_name, bn_name in pairs:
         conv = model.get_submodule(conv_name)

@@ -134,6 +134,8 @@ def _loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
     optimizer = make_optimizer(model.parameters(), cfg)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     scheduler = _scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
+    if teacher is not None and cfg.alpha == 0:
+        teacher = None  # no KD term: skip the teacher's forward passes
     if teacher is not None:
         teacher.eval()
     lo, hi = progress
