@@ -9,6 +9,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from shrink import Artifact, Context, Pass, PassOptions, PlanContext
 from shrink.factory import FACTORY_PATTERN, check_factory
+from shrink_builtins.torch_family.options import TrainingOptions
 
 
 class StudentSpec(PassOptions):
@@ -28,26 +29,16 @@ class DistillKD(Pass):
     requires = frozenset({"train", "labels"})
     default = True
 
-    class Options(PassOptions):
+    class Options(TrainingOptions):
         student: StudentSpec | SkipJsonSchema[None] = Field(None, description="the student's factory; or give 'width' instead")
         width: Annotated[float, Field(gt=0, lt=1)] | SkipJsonSchema[None] = Field(None, description="student = the teacher with every hidden layer's "
                                     "channels scaled by this (torch-pruning; output layer kept); instead of 'student'")
         init: Literal["teacher", "random"] | SkipJsonSchema[None] = Field(None, description="with 'width': start from the teacher's "
                                                           "largest-magnitude channels ('teacher', default) or re-initialise ('random')")
         round_to: Annotated[int, Field(ge=1, le=256)] | SkipJsonSchema[None] = Field(None, description="with 'width': keep channel counts a multiple of this")
-        temperature: float = Field(2.0, gt=0, le=20, description="softmax temperature T of the KD term (1–2 suits a converged teacher)")
-        alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term; 1 - alpha weights cross-entropy on the labels")
         epochs: int = Field(10, ge=1, le=1000, description="training epochs")
-        batch_size: int = Field(64, ge=1, le=65536, description="batch size")
-        lr: float = Field(3e-3, gt=0, le=10, description="peak learning rate")
-        optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer (adam: AdamW when weight_decay > 0; sgd: Nesterov momentum 0.9)")
-        weight_decay: float = Field(0.0, ge=0, le=1, description="weight decay")
-        schedule: Literal["onecycle", "cosine", "constant"] = Field("onecycle", description="learning-rate schedule over all steps")
-        augment: bool = Field(True, description="random ±max_shift pixel shifts of image inputs (zero pad + crop)")
-        max_shift: int = Field(2, ge=0, le=16, description="largest augmentation shift in pixels")
         compare_scratch: bool = Field(False, description="also train the same student without the teacher "
                                       "(cross-entropy only, same init and epochs) and report both accuracies")
-        seed: int = Field(0, ge=0, le=2**31 - 1, description="added to the recipe seed")
 
         @model_validator(mode="after")
         def _consistent(self) -> DistillKD.Options:

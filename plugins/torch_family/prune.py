@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from shrink import Artifact, Context, Pass, PassOptions
+from shrink import Artifact, Context, Pass
+from shrink_builtins.torch_family.options import TrainingOptions
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +27,7 @@ class PruneStructured(Pass):
     requires = frozenset({"train", "labels"})
     default = True
 
-    class Options(PassOptions):
+    class Options(TrainingOptions):
         ratio: float = Field(0.5, gt=0, le=0.95, description="fraction of channels to remove (0.5 leaves ~25% of the parameters)")
         importance: Importance = Field("magnitude", description="channel ranking: 'magnitude' (group L2 norm), 'taylor' "
                                        "(first-order Taylor on training batches) or 'bn_scale' (|BatchNorm gamma|)")
@@ -38,17 +39,8 @@ class PruneStructured(Pass):
                                   description="module names never pruned (the output layer is always kept)")
         finetune_epochs: int = Field(3, ge=0, le=1000, description="recovery fine-tune epochs after pruning (0: none)")
         finetune_kd: bool = Field(True, description="fine-tune with Hinton KD from the unpruned model")
-        temperature: float = Field(2.0, gt=0, le=20, description="KD softmax temperature")
-        alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term (1 - alpha weights cross-entropy)")
-        batch_size: int = Field(64, ge=1, le=65536, description="fine-tune batch size")
         lr: float = Field(2e-3, gt=0, le=10, description="fine-tune peak learning rate")
-        optimizer: Literal["adam", "sgd"] = Field("adam", description="fine-tune optimizer (adam: AdamW when weight_decay > 0)")
-        weight_decay: float = Field(0.0, ge=0, le=1, description="weight decay")
-        schedule: Literal["onecycle", "cosine", "constant"] = Field("onecycle", description="learning-rate schedule")
-        augment: bool = Field(True, description="random ±max_shift pixel shifts of image inputs while fine-tuning")
-        max_shift: int = Field(2, ge=0, le=16, description="largest augmentation shift in pixels")
         taylor_batches: int = Field(4, ge=1, le=1000, description="training batches whose gradients rank channels for 'taylor'")
-        seed: int = Field(0, ge=0, le=2**31 - 1, description="added to the recipe seed")
 
         @model_validator(mode="after")
         def _consistent(self) -> PruneStructured.Options:
