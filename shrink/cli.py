@@ -206,7 +206,7 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     registry = _registry()
     rows = [{"name": p.name, "dist": p.dist, "version": p.version, "module": p.value,
              "status": "disabled" if p.disabled else ("failed" if p.error else "loaded"), "error": p.error,
-             "provides": {k: v for k, v in p.provides.items() if k != "traceback"}}
+             "provides": dict(p.provides)}
             for p in registry.plugins]
     if console.json_mode:
         console.emit_json({"plugins": rows, "conflicts": [p.as_dict() for p in registry.conflicts]})
@@ -381,5 +381,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     sys.exit(main())
 
-
-__all__ = ["main", "build_parser", "UsageError"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
-import traceback
+import logging
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -19,6 +19,8 @@ import pluggy
 
 from shrink import hookspecs
 from shrink.errors import PluginError, Problem
+
+log = logging.getLogger("shrink.registry")
 
 ENTRY_POINT_GROUP = "shrink"
 DISABLE_ENV = "SHRINK_DISABLE_PLUGINS"
@@ -150,9 +152,9 @@ class Registry:
                 except PluginError as exc:
                     info.error = str(exc)
                 except Exception as exc:
+                    log.debug("shrink_register_%s of %s raised", kind, info.label, exc_info=True)
                     info.error = f"shrink_register_{kind} raised {type(exc).__name__}: {exc}"
                     info.provides.pop(kind, None)
-                    info.provides.setdefault("traceback", [traceback.format_exc()])
 
     def _name(self, kind: str, item: Any, info: PluginInfo) -> str:
         name = item["name"] if kind == "targets" else getattr(item, "name", None)

@@ -145,3 +145,9 @@ def test_json_errors_shape(cli, make_recipe):
     assert payload["verdict"] == "error" and payload["exit_code"] == 2 and payload["bundle"] is None
     assert payload["errors"][0]["where"] == "recipe.json: passes[0].pass"
     assert payload["errors"][0]["hint"].startswith("did you mean")
+
+
+def test_impossible_pass_order_rejected_with_reason(cli, make_recipe):
+    result = cli("plan", make_recipe(passes=[{"pass": "quantize"}, {"pass": "export"}, {"pass": "prune", "ratio": 0.3}]))
+    _assert_clean_error(result, "passes[0].pass: quantize.ptq consumes onnx but receives torch here",
+                        "add a 'export' pass before it", "passes[2].pass: prune.structured consumes torch but receives onnx here")
