@@ -23,49 +23,13 @@ from torch import nn
 
 from model import INPUT_SHAPE, student, teacher
 from shrink_builtins.datasets.digits import digits_splits
+from shrink_builtins.torch_family.train import count_macs, count_params
 
 HERE = Path(__file__).resolve().parent
 BUILDERS: dict[str, Callable[[], nn.Module]] = {"teacher": teacher, "student": student}
 BATCH_SIZE = 64
 LEARNING_RATE = 3e-3
 MAX_SHIFT = 2
-
-
-def count_macs(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) -> int:
-    """Multiply-accumulates of all Conv2d and Linear layers for one forward pass."""
-    total = 0
-
-    def conv_hook(module: nn.Conv2d, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = module.kernel_size
-        per_output = (module.in_channels // module.groups) * kh * kw
-        total += output.numel() * per_output
-
-    def linear_hook(module: nn.Linear, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal total
-        total += output.numel() * module.in_features
-
-    handles = []
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, nn.Linear):
-            handles.append(module.register_forward_hook(linear_hook))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(input_shape))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    return total
-
-
-def count_params(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = MAX_SHIFT) -> torch.Tensor:
@@ -153,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     train_xy, eval_xy = _tensors(splits["train"]), _tensors(splits["eval"])
     model = BUILDERS[args.model]()
     print(
-        f"{args.model}: {count_macs(model):,} MACs, {count_params(model):,} params; "
+        f"{args.model}: {count_macs(model, torch.zeros(INPUT_SHAPE)):,} MACs, {count_params(model):,} params; "
         f"train {len(train_xy[0])}, eval {len(eval_xy[0])} images",
         flush=True,
     )
@@ -162,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     final_acc = train(model, train_xy, eval_xy, args.epochs, args.seed)
     elapsed = time.perf_counter() - started
     print(f"final eval accuracy {final_acc:.4f} ({final_acc * len(eval_xy[0]):.0f}/{len(eval_xy[0])})")
-    print(f"training time {elapsed:.1f} s; MACs {count_macs(model):,}; params {count_params(model):,}")
+    print(f"training time {elapsed:.1f} s; MACs {count_macs(model, torch.zeros(INPUT_SHAPE)):,}; params {count_params(model):,}")
 
     out = args.out if args.out is not None else (HERE / "teacher.pt" if args.model == "teacher" else None)
     if out is not None:
