@@ -16,7 +16,8 @@ from shrink.errors import PluginError, Problem, RecipeError, ShrinkError
 from shrink.jsonio import json_path
 from shrink.passes import DataProvider, Pass, PassOptions, Source
 from shrink.recipe import Recipe
-from shrink.targets import Catalog, Target, schema_problems
+from shrink.targets import Catalog, Target
+from shrink.validation import schema_problems
 
 from shrink.registry import SINGULAR
 

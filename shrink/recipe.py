@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from shrink.errors import Problem, RecipeError
 from shrink.jsonio import load_strict
-from shrink.targets import schema_problems
+from shrink.validation import schema_problems
 
 SCHEMA_VERSION = 1
 

@@ -11,7 +11,8 @@ from shrink.checks import CheckResult, Subject, run_checks
 from shrink.errors import UsageError
 from shrink.recipe import BUDGET_KEYS
 from shrink.registry import Registry
-from shrink.targets import Catalog, Target, schema_problems
+from shrink.targets import Catalog, Target, target_schema
+from shrink.validation import schema_problems
 
 
 def parse_budgets(items: list[str]) -> dict[str, Any]:
@@ -65,8 +66,6 @@ def integrity(bundle: Path, manifest: dict[str, Any]) -> CheckResult:
 def _bundle_target(manifest: dict[str, Any], bundle: Path) -> Target:
     stored = manifest.get("target", {})
     profile = stored.get("profile")
-    from shrink.targets import target_schema
-
     if not isinstance(profile, dict) or schema_problems(profile, target_schema(), MANIFEST):
         raise UsageError("the manifest's target profile is missing or invalid", where=str(bundle / MANIFEST),
                          hint="pass --target to verify against an installed profile")
