@@ -64,7 +64,7 @@ def _export(which: str, out_dir: Path) -> dict[str, Any]:
     torch.manual_seed(0)
     module = getattr(digits, which)()
     if which == "teacher":
-        module.load_state_dict(torch.load(DIGITS / "teacher.pt", map_location="cpu"))
+        module.load_state_dict(torch.load(DIGITS / "teacher.pt", map_location="cpu", weights_only=True))
     module.eval()
     static, dynamic = out_dir / f"{which}.onnx", out_dir / f"{which}_dyn.onnx"
     example = torch.zeros(1, 1, 32, 32)

@@ -177,6 +177,14 @@ def _first_line(exc: BaseException) -> str:
 def _check_envelope(model: ModelProto, label: str) -> None:
     if model.ir_version <= 0 or not model.HasField("graph") or not model.opset_import:
         raise AnalysisError("not an ONNX model or truncated (no ir_version, graph or opset import)", where=label)
+    if model.ir_version > onnx.IR_VERSION:
+        raise AnalysisError(f"IR version {model.ir_version} is newer than the installed onnx supports ({onnx.IR_VERSION})",
+                            where=label)
+    newest = onnx.defs.onnx_opset_version()
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx") and not 1 <= opset.version <= newest:
+            raise AnalysisError(f"imports ai.onnx opset {opset.version}, which does not exist (known: 1 to {newest})",
+                                where=label)
 
 
 def _external_location(tensor: TensorProto) -> tuple[str, int, int | None]:

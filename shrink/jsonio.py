@@ -8,15 +8,44 @@ the JSON path where they occur.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from shrink.errors import Problem, UsageError
 
+MAX_DEPTH = 64  # objects and arrays nested deeper than this are refused (no recipe or profile needs it)
+MAX_NUMBER_CHARS = 400  # longer numeric literals are refused before Python converts them
 
-class _Constant:
-    def __init__(self, text: str) -> None:
-        self.text = text
+
+class _Invalid:
+    """A value JSON's grammar allows (or Python's `json` accepts) that a recipe or profile must not hold."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _constant(text: str) -> _Invalid:
+    return _Invalid(f"{text} is not valid JSON (use a number or null)")
+
+
+def _brief_number(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:12]}…{text[-6:]} ({len(text)} characters)"
+
+
+def _int(text: str) -> int | _Invalid:
+    if len(text) > MAX_NUMBER_CHARS:
+        return _Invalid(f"number {_brief_number(text)} is too large")
+    return int(text)
+
+
+def _float(text: str) -> float | _Invalid:
+    if len(text) > MAX_NUMBER_CHARS:
+        return _Invalid(f"number {_brief_number(text)} is too long")
+    value = float(text)
+    if not math.isfinite(value):
+        return _Invalid(f"number {_brief_number(text)} is out of range (it overflows to infinity)")
+    return value
 
 
 class _Object(dict):
@@ -46,8 +75,10 @@ def json_path(parts: tuple[str | int, ...] | list[str | int]) -> str:
 
 def _strictness_problems(value: Any, path: tuple[str | int, ...], label: str) -> list[Problem]:
     problems: list[Problem] = []
-    if isinstance(value, _Constant):
-        problems.append(Problem(f"{label}: {json_path(path)}", f"{value.text} is not valid JSON (use a number or null)"))
+    if isinstance(value, _Invalid):
+        problems.append(Problem(f"{label}: {json_path(path)}", value.message))
+    elif isinstance(value, (dict, list)) and len(path) >= MAX_DEPTH:
+        problems.append(Problem(f"{label}: {json_path(path)}", f"nested more than {MAX_DEPTH} levels deep"))
     elif isinstance(value, dict):
         for key in getattr(value, "duplicates", []):
             problems.append(Problem(f"{label}: {json_path(path + (key,))}", f"duplicate key {key!r}"))
@@ -70,11 +101,11 @@ def _plain(value: Any) -> Any:
 def loads_strict(text: str, label: str) -> Any:
     """Parse `text`; `label` names the source in messages (usually the file name)."""
     try:
-        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_Constant)
+        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant, parse_int=_int, parse_float=_float)
     except json.JSONDecodeError as exc:
         raise UsageError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", where=label) from None
     except RecursionError:
-        raise UsageError("invalid JSON: nested too deeply", where=label) from None
+        raise UsageError(f"invalid JSON: nested more than {MAX_DEPTH} levels deep", where=label) from None
     problems = _strictness_problems(value, (), label)
     if problems:
         raise UsageError(problems)

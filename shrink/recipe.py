@@ -99,7 +99,7 @@ def load_recipe(path: Path) -> Recipe:
     label = path.name
     raw = load_strict(path, label)
     if not isinstance(raw, dict):
-        raise RecipeError("a recipe must be a JSON object", where=label)
+        raise RecipeError(f"a recipe must be a JSON object, not {type(raw).__name__}", where=f"{label}: (root)")
     version = raw.get("schema_version")
     if version is None:
         raise RecipeError("missing required key 'schema_version'", where=f"{label}: (root)",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from shrink.errors import PluginError, Problem, TargetError, UsageError
 from shrink.jsonio import load_strict
-from shrink.validation import schema_problems
+from shrink.validation import brief, schema_problems
 
 if TYPE_CHECKING:
     from shrink.registry import PluginInfo, Registry
@@ -121,7 +121,7 @@ class Catalog:
             choices = list(self.profiles) + list(self.aliases)
             close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
             hint = f"did you mean {close[0]!r}?" if close else "see `shrink targets` for the installed targets"
-            raise TargetError(f"unknown target {name!r}", where=where, hint=hint)
+            raise TargetError(f"unknown target {brief(name)}", where=where, hint=hint)
         profile, origin = self.profiles[canonical]
         merged, chain = self._inherit(profile, origin)
         return Target(canonical, merged, origin, chain)

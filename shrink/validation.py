@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 from shrink.errors import Problem
@@ -16,11 +17,33 @@ def schema_problems(instance: Any, schema: dict[str, Any], label: str, prefix: t
     problems = []
     for error in sorted(validator.iter_errors(instance), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
         path = prefix + tuple(error.absolute_path)
-        message = error.message
+        message = _shorten(error.message, error.instance)
         if error.validator == "additionalProperties":
             message = _unknown_keys_message(error)
         problems.append(Problem(f"{label}: {json_path(path)}", message, _hint_for(error)))
     return problems
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxdict, _BRIEF.maxlist, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 2, 4, 4, 60, 60, 40
+
+
+def brief(value: Any) -> str:
+    """A repr short enough for a one-line message (long strings, numbers and nested values elided)."""
+    return _BRIEF.repr(value)
+
+
+def _shorten(message: str, instance: Any) -> str:
+    """jsonschema quotes the whole offending value; keep messages to one readable line."""
+    try:
+        full = repr(instance)
+    except (RecursionError, ValueError):
+        return message
+    if len(full) > 80 and full in message:
+        message = message.replace(full, brief(instance), 1)
+    if len(message) > 500:
+        message = message[:497] + "..."
+    return message
 
 
 def _unknown_keys_message(error: Any) -> str:
@@ -28,7 +51,7 @@ def _unknown_keys_message(error: Any) -> str:
     extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
     if not extra:
         return error.message
-    return ", ".join(f"unknown key {key!r}" for key in extra)
+    return ", ".join(f"unknown key {brief(key)}" for key in extra)
 
 
 def _hint_for(error: Any) -> str | None:
@@ -40,7 +63,7 @@ def _hint_for(error: Any) -> str | None:
         for key in sorted(set(error.instance) - set(allowed)):
             close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
             if close:
-                hints.append(f"did you mean {close[0]!r} instead of {key!r}?")
+                hints.append(f"did you mean {close[0]!r} instead of {brief(key)}?")
         if hints:
             return " ".join(hints)
         return "allowed keys: " + ", ".join(allowed) if allowed else None

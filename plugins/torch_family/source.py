@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
 from shrink import Artifact, Context, PassOptions, PlanContext, Source
 from shrink.factory import FACTORY_PATTERN, check_factory, load_factory
+from shrink.limits import InputShape
 
 
 class TorchSource(Source):
@@ -20,7 +21,7 @@ class TorchSource(Source):
         factory: str = Field(pattern=FACTORY_PATTERN, description="'package.module:callable' or 'path/to/file.py:callable' returning an nn.Module")
         weights: str | None = Field(None, min_length=1, description="state_dict file, loaded with torch.load(weights_only=True)")
         kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
-        input_shape: list[PositiveInt] = Field(min_length=1, max_length=8, description="shape of one model input, batch first, e.g. [1, 1, 32, 32]")
+        input_shape: InputShape = Field(description="shape of one model input, batch first, e.g. [1, 1, 32, 32]")
         input_name: str = Field("input", pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="name of the model input")
         input_dtype: str = Field("float32", pattern="^(float32|int64|int32)$", description="dtype of the model input")
 
@@ -32,8 +33,6 @@ class TorchSource(Source):
             problems.append(problem)
         if opts.weights and not plan.path(opts.weights).is_file():
             problems.append(f"weights file {str(plan.path(opts.weights))!r} does not exist")
-        if _numel(opts.input_shape) > 1 << 28:
-            problems.append(f"input_shape {opts.input_shape} has more than 2**28 elements per input")
         return problems
 
     def load(self, ctx: Context) -> Artifact:
@@ -52,10 +51,3 @@ class TorchSource(Source):
         model.eval()
         inputs = [{"name": opts.input_name, "shape": list(opts.input_shape), "dtype": opts.input_dtype}]
         return Artifact(model, "torch", meta={"inputs": inputs, "factory": opts.factory})
-
-
-def _numel(shape: list[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
