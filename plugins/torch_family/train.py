@@ -22,6 +22,7 @@ from shrink import UsageError
 from shrink.context import Split
 
 Report = Callable[[float, str], None]
+StepHook = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -104,11 +105,12 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed: int,
           teacher: nn.Module | None = None, report: Report | None = None, label: str = "training",
-          progress: tuple[float, float] = (0.0, 1.0)) -> TrainResult:
+          progress: tuple[float, float] = (0.0, 1.0), on_step: StepHook | None = None) -> TrainResult:
     """Train `model` in place on (x, y): cross-entropy, or Hinton KD from `teacher` when given.
 
     The teacher runs in eval mode under no_grad on the same (augmented) batch. `report` gets a
-    fraction inside `progress` once per epoch.
+    fraction inside `progress` once per epoch. `on_step(step, total_steps)` runs before each
+    training batch (e.g. to update pruning masks on a schedule).
     """
     started = time.perf_counter()
     result = TrainResult(cfg.epochs, 0.0)
@@ -119,7 +121,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
     if channels_last:
         model.to(memory_format=torch.channels_last)
     try:
-        _loop(model, x, y, cfg, generator, teacher, report, label, progress, result)
+        _loop(model, x, y, cfg, generator, teacher, report, label, progress, result, on_step)
     finally:
         if channels_last:
             model.to(memory_format=torch.contiguous_format)
@@ -130,7 +132,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
 
 def _loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
           teacher: nn.Module | None, report: Report | None, label: str, progress: tuple[float, float],
-          result: TrainResult) -> None:
+          result: TrainResult, on_step: StepHook | None = None) -> None:
     optimizer = make_optimizer(model.parameters(), cfg)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     scheduler = _scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
@@ -139,6 +141,7 @@ def _loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
     if teacher is not None:
         teacher.eval()
     lo, hi = progress
+    step = 0
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(x), generator=generator)
@@ -151,6 +154,9 @@ def _loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
             if cfg.augment:
                 xb = random_shift(xb, generator, cfg.max_shift)
             yb = y[idx]
+            if on_step is not None:
+                on_step(step, cfg.epochs * steps_per_epoch)
+            step += 1
             logits = model(xb)
             if teacher is None:
                 loss = F.cross_entropy(logits, yb)
