@@ -23,6 +23,7 @@ class Step:
     seconds: float
     metrics: Mapping[str, Any]
     details: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
+    cached: bool = False  # restored from the pass cache instead of run
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from shrink.errors import UsageError
+from shrink.errors import PluginError, UsageError
 
 MANIFEST = "manifest.json"
 MANIFEST_KIND = "shrink-bundle"
@@ -84,7 +87,8 @@ def write_bundle(out: Path, files: dict[str, Path | bytes | str], manifest: dict
         records = {}
         for name, content in sorted(files.items()):
             if Path(name).name != name or name in (".", "..", MANIFEST):
-                raise ValueError(f"bundle file name {name!r} is not a plain file name")
+                raise PluginError(f"bundle file name {name!r} is not a plain file name", where="bundle_files",
+                                  hint="a pass may add only plain file names to artifact.meta['bundle_files']")
             dest = tmp / name
             if isinstance(content, Path):
                 shutil.copyfile(content, dest)
@@ -97,16 +101,37 @@ def write_bundle(out: Path, files: dict[str, Path | bytes | str], manifest: dict
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
         _fsync_dir(tmp)
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.shrink-old-", dir=out.parent))
-            os.rmdir(old)
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
+            if _exchange(tmp, out):  # one atomic step: `out` is the old bundle, then the new one
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:  # no renameat2: a microsecond window without `out`, repaired by clean_stale_temporaries
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.shrink-old-", dir=out.parent))
+                os.rmdir(old)
+                os.rename(out, old)
+                os.rename(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directory entries with Linux's renameat2(RENAME_EXCHANGE); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    if ctypes.get_errno() in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(ctypes.get_errno(), f"cannot swap {b} into place: {os.strerror(ctypes.get_errno())}")
 
 
 def _fsync_dir(path: Path) -> None:

@@ -265,9 +265,6 @@ class LatencyCheck(Check):
         low, high, dtype = estimate
         rate = subject.target.get("throughput", dtype, "gmacs")
         how = f"estimated {low:.3g}–{high:.3g} ms for {subject.analysis.macs:,} MACs at {rate[0]}–{rate[1]} GMAC/s ({dtype})"
-        host = subject.metrics.get("host_latency_ms")
-        if host is not None:
-            how += f"; measured on this host {host:.3g} ms (not gated)"
         results = [CheckResult("latency", True, None, round(high, 4), "ms", how)]
         if budget is not None:
             ok = high <= budget

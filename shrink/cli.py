@@ -37,6 +37,32 @@ def _result(verdict: str, code: int, bundle: str | None = None, checks: list[dic
             "errors": [p.as_dict() for p in errors or []], **extra}
 
 
+def _junit(args: argparse.Namespace, code: int, target: str | None = None, checks: list[dict[str, Any]] | None = None,
+           problems: list[Problem] | None = None) -> None:
+    """Write `--junit FILE` when asked (compile, verify); a file that cannot be written is exit 2."""
+    path = getattr(args, "junit", None)
+    if not path:
+        return
+    from shrink import junit
+
+    try:
+        junit.write(Path(path), args.command, code, target=target, checks=checks or [], problems=problems or [],
+                    subject=getattr(args, "recipe", None) or getattr(args, "path", None))
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}", where="--junit") from None
+
+
+def _junit_error(args: argparse.Namespace, console: Console, code: int, problems: list[Problem]) -> None:
+    """The `--junit` report of a command that ended in an error: one errored testcase with its problems."""
+    if any(p.where == "--junit" for p in problems):
+        return  # the report itself could not be written
+    try:
+        _junit(args, code, getattr(args, "target", None), problems=problems)
+    except ShrinkError as exc:
+        for problem in exc.problems:
+            console.problem(problem)
+
+
 # compile / plan -----------------------------------------------------------------------------------
 
 def _print_checks(console: Console, checks: list[Any]) -> None:
@@ -92,17 +118,45 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
     _warn_failed_plugins(registry, console)
     plan = load_plan(Path(args.recipe), registry, args.target)
     output = Path(args.output) if args.output else None
+    from shrink.cache import PassCache
+
+    cache = PassCache(enabled=not args.no_cache)
     with console.stdout_to_stderr(), _Progress(console) as progress:
-        outcome = compile_plan(plan, registry, output, progress)
+        outcome = compile_plan(plan, registry, output, progress, cache)
     code = ExitCode.OK if outcome.ok else ExitCode.CHECK_FAILED
+    _junit(args, code, plan.target.name, [c.as_dict() for c in outcome.checks])
     if console.json_mode:
         console.emit_json(_result("pass" if outcome.ok else "fail", code, str(outcome.bundle),
                                   [c.as_dict() for c in outcome.checks]))
     else:
         _print_checks(console, outcome.checks)
+        host = outcome.final.metrics.get("host_latency_ms")
+        if host is not None:
+            console.print(f"     host latency: {_num(host)} ms measured on this machine (reported, never gated)")
         verdict = "[bold green]PASS[/]" if outcome.ok else "[bold red]FAIL[/]"
         console.print(f"{verdict} bundle written to {outcome.bundle}")
     return code
+
+
+def cmd_cache(args: argparse.Namespace, console: Console) -> int:
+    from shrink.cache import PassCache
+
+    cache = PassCache()
+    if args.action == "clear":
+        removed = cache.clear()
+        if console.json_mode:
+            console.emit_json({"path": str(cache.root.parent), "removed": removed})
+        else:
+            console.print(f"removed {removed} entries from {cache.root.parent}")
+        return ExitCode.OK
+    info = cache.info()
+    if console.json_mode:
+        console.emit_json(info)
+        return ExitCode.OK
+    console.print(f"pass cache at {info['path']}: {info['entries']} entries, {info['bytes']:,} bytes")
+    for name, count in info["by_pass"].items():
+        console.print(f"  {name}: {count}")
+    return ExitCode.OK
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
@@ -254,6 +308,7 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"no such bundle or model: {path}")
     ok = all(c.ok for c in checks)
     code = ExitCode.OK if ok else ExitCode.CHECK_FAILED
+    _junit(args, code, target.name, [c.as_dict() for c in checks])
     if console.json_mode:
         console.emit_json(_result("pass" if ok else "fail", code, str(path) if path.is_dir() else None,
                                   [c.as_dict() for c in checks], target=target.name))
@@ -310,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe JSON file")
     p.add_argument("--target", "-t", help="target name, alias or profile JSON path (overrides the recipe)")
     p.add_argument("--output", "-o", metavar="DIR", help="bundle directory (default dist/<name>-<target>/)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="run every pass, neither reading nor writing the pass cache ($SHRINK_CACHE_DIR, default ~/.cache/shrink)")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (written even when the command fails)")
     p.set_defaults(handler=cmd_compile)
 
     p = sub.add_parser("plan", parents=[common], help="validate and plan a recipe; run nothing")
@@ -322,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", "-t", help="check against this target instead of the bundle's own (required for a bare model)")
     p.add_argument("--budget", action="append", metavar="KEY=VALUE", help="add or override a budget (repeatable)")
     p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224", help="pin a bare model's dynamic input dimensions")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (written even when the command fails)")
     p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("inspect", parents=[common], help="static analysis of an ONNX model; reports, never gates")
@@ -339,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", parents=[common], help="list plugins, what they provide, and failures")
     p.set_defaults(handler=cmd_plugins)
+
+    p = sub.add_parser("cache", parents=[common], help="show or clear the pass cache")
+    p.add_argument("action", choices=("info", "clear"))
+    p.set_defaults(handler=cmd_cache)
 
     p = sub.add_parser("schema", parents=[common], help="print the JSON Schema of recipes or target profiles")
     p.add_argument("kind", nargs="?", choices=("recipe", "target"), default="recipe")
@@ -362,17 +425,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         for problem in exc.problems:
             console.problem(problem)
+        _junit_error(args, console, exc.exit_code, exc.problems)
         if console.json_mode:
             console.emit_json(_result("error", exc.exit_code, errors=exc.problems))
         return int(exc.exit_code)
     except KeyboardInterrupt:
         console.err.print("[red]interrupted[/]")
+        _junit_error(args, console, ExitCode.INTERRUPTED, [Problem("", "interrupted")])
         if console.json_mode:
             console.emit_json(_result("error", ExitCode.INTERRUPTED, errors=[Problem("", "interrupted")]))
         return int(ExitCode.INTERRUPTED)
     except Exception as exc:  # a bug: keep the traceback
         traceback.print_exc()
         console.err.print("[bold red]internal error[/]: this is a bug in shrink or a plugin; please report it with the traceback above")
+        _junit_error(args, console, ExitCode.INTERNAL, [Problem("", f"internal error: {type(exc).__name__}: {exc}")])
         if console.json_mode:
             console.emit_json(_result("error", ExitCode.INTERNAL, errors=[Problem("", f"internal error: {type(exc).__name__}: {exc}")]))
         return int(ExitCode.INTERNAL)

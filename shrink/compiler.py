@@ -7,15 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shrink import golden
 from shrink.artifact import Artifact
 from shrink.bundle import MODEL_FILE, check_output_dir, library_versions, write_bundle
 from shrink.checks import CheckResult, Subject, run_checks
-from shrink.engine import Progress, run_plan, workspace
+from shrink.cache import PassCache, code_hash, jsonable
+from shrink.engine import Progress, RunResult, run_plan, workspace
 from shrink.errors import PluginError, ShrinkError
 from shrink.plan import Plan, make_plan
 from shrink.recipe import load_recipe
 from shrink.registry import Registry
 from shrink.report import render_markdown
+from shrink.report_html import render_html
 
 
 @dataclass(frozen=True)
@@ -38,18 +41,6 @@ def load_plan(recipe_path: Path, registry: Registry, target: str | None = None) 
     return make_plan(load_recipe(recipe_path), registry, target)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return str(value)
-
-
 def final_checks(plan: Plan, registry: Registry, subject: Subject) -> list[CheckResult]:
     extra = [entry.obj for entry in registry.entries["checks"].values()]
     try:
@@ -70,18 +61,41 @@ def required_operators(analysis: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, progress: Progress | None = None) -> CompileOutcome:
+def golden_reference(result: RunResult, plan: Plan, cache: PassCache | None) -> tuple[bytes, dict[str, Any]] | None:
+    """The golden file and its manifest record, from the pass cache when the final model was cached."""
+    key = PassCache.key({"final": result.key, "golden": code_hash(golden)}) if result.key and cache else None
+    entry = cache.get(key) if cache and key else None
+    if entry is not None and "reference" in entry.record:
+        if entry.record["reference"] is None:
+            return None
+        return entry.file(golden.GOLDEN_FILE).read_bytes(), entry.record["reference"]
+    result.ensure_data()
+    reference = golden.make(Path(result.final.model), list(result.final.meta.get("inputs", [])), result.ctx.data, plan.recipe.seed)
+    if cache and key:
+        cache.put(key, {"recipe": plan.recipe.name, "step": "golden", "name": "golden", "reference": reference and reference[1]},
+                  files={golden.GOLDEN_FILE: reference[0]} if reference else None)
+    return reference
+
+
+def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, progress: Progress | None = None,
+                 cache: PassCache | None = None) -> CompileOutcome:
+    """Run `plan` and write its bundle to `output`; `cache` reuses and stores pass results."""
     out = output or default_output(plan)
     check_output_dir(out)  # refuse before spending minutes on the passes
     with workspace() as workdir:
-        result = run_plan(plan, registry, workdir, progress)
+        result = run_plan(plan, registry, workdir, progress, cache)
         model_path = Path(result.final.model)
         subject = Subject(model_path, plan.target, plan.recipe.budget, dict(result.final.metrics),
                           dict(result.source.metrics), inputs=list(result.final.meta.get("inputs", [])))
         checks = final_checks(plan, registry, subject)
         manifest = build_manifest(plan, registry, result.final, checks)
         manifest["analysis"] = subject.analysis.as_dict()
-        files: dict[str, Path | bytes | str] = {MODEL_FILE: model_path, "report.md": render_markdown(manifest, checks)}
+        reference = golden_reference(result, plan, cache)
+        manifest["golden"] = reference[1] if reference else None
+        files: dict[str, Path | bytes | str] = {MODEL_FILE: model_path, "report.md": render_markdown(manifest, checks),
+                                                 "report.html": render_html(manifest, checks)}
+        if reference:
+            files[golden.GOLDEN_FILE] = reference[0]
         if plan.target.get("runtime", "name") == "onnxruntime":
             files["required_operators.config"] = required_operators(subject.analysis)
         for name, path in result.final.meta.get("bundle_files", {}).items():
@@ -91,7 +105,7 @@ def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, pro
 
 
 def build_manifest(plan: Plan, registry: Registry, final: Artifact, checks: list[CheckResult]) -> dict[str, Any]:
-    return _jsonable({
+    return jsonable({
         "verdict": "pass" if all(c.ok for c in checks) else "fail",
         "versions": library_versions(),
         "python": platform.python_version(),
@@ -105,7 +119,7 @@ def build_manifest(plan: Plan, registry: Registry, final: Artifact, checks: list
                   "inputs": list(final.meta.get("inputs", [])), "outputs": list(final.meta.get("outputs", []))},
         "metrics": dict(final.metrics),
         "history": [
-            {"index": s.index, "name": s.name, "plugin": s.plugin, "seconds": round(s.seconds, 3),
+            {"index": s.index, "name": s.name, "plugin": s.plugin, "seconds": round(s.seconds, 3), "cached": s.cached,
              "metrics": dict(s.metrics), "details": dict(s.details)}
             for s in final.history
         ],

@@ -71,3 +71,24 @@ def shrink_measure_artifact(artifact: Artifact, ctx: Context) -> dict[str, Any] 
     `params`, `model_bytes`, `accuracy` (on the `eval` split, a fraction). Results of all plugins
     are merged; a plugin must only answer for formats (and tasks) it knows.
     """
+
+
+@hookspec(firstresult=True)
+def shrink_save_artifact(artifact: Artifact, directory: Path, ctx: Context) -> dict[str, Any] | None:
+    """Save `artifact.model` into the empty `directory` for the pass cache; return a JSON-able descriptor.
+
+    Return None when the artifact's format is not this plugin's, or when this model cannot be saved
+    and restored faithfully (that step is then not cached; correctness never depends on the cache).
+    The first non-None answer wins.
+    """
+
+
+@hookspec(firstresult=True)
+def shrink_load_artifact(format: str, descriptor: dict[str, Any], directory: Path, meta: dict[str, Any],
+                         ctx: Context) -> Any | None:
+    """Restore a model saved by `shrink_save_artifact`: return the object for `Artifact.model`.
+
+    `meta` is the artifact's metadata as saved; files must be copied out of `directory` (into
+    `ctx.new_path(...)`) rather than used in place. Return None when `format` is not this plugin's;
+    raise when the saved model cannot be restored (the engine then runs the pass instead).
+    """

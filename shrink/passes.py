@@ -116,6 +116,12 @@ class DataProvider:
     def load(self, ctx: Context) -> Dataset:
         raise NotImplementedError
 
+    def fingerprint(self, ctx: Context) -> str | None:
+        """Optional: the fingerprint `load()` would give, computed without loading (e.g. a hash of the
+        raw files, the options and the code that prepares them). It keys the pass cache; None means
+        "load the data to fingerprint it"."""
+        return None
+
 
 def summary(cls: type[Any]) -> str:
     """The first line of a plugin class's docstring."""

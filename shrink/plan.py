@@ -17,7 +17,7 @@ from shrink.jsonio import json_path
 from shrink.passes import DataProvider, Pass, PassOptions, Source
 from shrink.recipe import Recipe
 from shrink.targets import Catalog, Target
-from shrink.validation import schema_problems
+from shrink.validation import brief, schema_problems
 
 from shrink.registry import SINGULAR
 
@@ -135,7 +135,7 @@ class _Planner:
         name = raw[discriminator]
         entry = self.registry.get(kind, name)
         if entry is None:
-            self.add((key, discriminator), f"unknown {SINGULAR[kind]} {name!r}", self.registry.suggest(kind, name))
+            self.add((key, discriminator), f"unknown {SINGULAR[kind]} {brief(name)}", self.registry.suggest(kind, name))
             return None
         return self.instantiate(entry, raw, (key,), discriminator)
 
@@ -161,7 +161,7 @@ class _Planner:
         if entry is None and "." not in name:
             entry = self.registry.default_pass(name)
         if entry is None:
-            self.add(("passes", index, "pass"), f"unknown pass {name!r}", self.registry.suggest("passes", name))
+            self.add(("passes", index, "pass"), f"unknown pass {brief(name)}", self.registry.suggest("passes", name))
             return None
         return self.instantiate(entry, raw, ("passes", index), "pass")
 
@@ -179,7 +179,7 @@ def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = 
         target_name = None
     if target_name is None and "target" not in recipe.raw:
         planner.add(("target",), "no target given", "set \"target\" in the recipe or pass --target")
-    else:
+    elif target_name is not None:  # a non-string "target" is already an envelope problem
         where = "--target" if target_override else f"{recipe.label}: target"
         try:
             target = catalog.resolve(target_name, where)
@@ -209,10 +209,10 @@ def _chain(planner: _Planner, source: Source, resolved: list[tuple[Pass, Entry]]
         steps.append(Step(index, entry, instance, fmt))
         if fmt not in instance.consumes:
             producers = sorted(
-                {e.name.split(".")[0] for e in planner.registry.entries["passes"].values()
-                 if e.obj.produces in instance.consumes and fmt in e.obj.consumes}
+                e.name for e in planner.registry.entries["passes"].values()
+                if e.obj.produces in instance.consumes and fmt in e.obj.consumes
             )
-            hint = f"add a {' or '.join(repr(p) for p in producers)} pass before it" if producers else None
+            hint = f"add a pass that turns {fmt} into {' or '.join(instance.consumes)} before it: {', '.join(producers)}" if producers else None
             planner.add(("passes", index, "pass"),
                         f"{entry.name} consumes {'/'.join(instance.consumes)} but receives {fmt} here", hint)
         fmt = instance.produces

@@ -13,6 +13,7 @@ import os
 import logging
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -215,6 +216,12 @@ class Registry:
             broken = ", ".join(p.label for p in self.failed)
             hint = (hint + " " if hint else "") + f"(plugins that failed to load: {broken})"
         return hint
+
+    def save_artifact(self, artifact: Any, directory: Path, ctx: Any) -> dict[str, Any] | None:
+        return self.pm.hook.shrink_save_artifact(artifact=artifact, directory=directory, ctx=ctx)
+
+    def load_artifact(self, format: str, descriptor: dict[str, Any], directory: Path, meta: dict[str, Any], ctx: Any) -> Any:
+        return self.pm.hook.shrink_load_artifact(format=format, descriptor=descriptor, directory=directory, meta=meta, ctx=ctx)
 
     def measure(self, artifact: Any, ctx: Any) -> dict[str, Any]:
         metrics: dict[str, Any] = {}

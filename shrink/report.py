@@ -7,7 +7,8 @@ from typing import Any
 from shrink.checks import CheckResult
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A value as a report shows it: thousands separators, 4 significant digits, yes/no, – for none."""
     if value is None:
         return "–"
     if isinstance(value, bool):
@@ -19,7 +20,20 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-METRIC_COLUMNS = ("params", "macs", "model_bytes", "accuracy", "host_latency_ms")
+METRIC_COLUMNS = ("params", "macs", "model_bytes", "accuracy")
+VOLATILE_NOTE = ("Wall-clock timings and host-measured latency change from run to run, so they are kept out of the "
+                 "bundle's hashed files (this report included) and recorded only in manifest.json "
+                 "(`history[].seconds`, `metrics.host_latency_ms`); compiling the same recipe again gives identical bytes.")
+
+
+def is_volatile(key: str) -> bool:
+    """Metrics and details that are measured wall-clock figures, not reproducible results."""
+    return key == "seconds" or key.endswith("_seconds") or key.startswith("host_")
+
+
+def stable(mapping: dict[str, Any]) -> dict[str, Any]:
+    """`mapping` without its volatile entries: what reports (hashed bundle files) may show."""
+    return {k: v for k, v in mapping.items() if not is_volatile(k)}
 
 
 def render_markdown(manifest: dict[str, Any], checks: list[CheckResult]) -> str:
@@ -32,19 +46,20 @@ def render_markdown(manifest: dict[str, Any], checks: list[CheckResult]) -> str:
         "",
         "## Passes",
         "",
-        "| # | step | plugin | seconds | " + " | ".join(METRIC_COLUMNS) + " |",
-        "|---|---|---|---|" + "---|" * len(METRIC_COLUMNS),
+        "| # | step | plugin | " + " | ".join(METRIC_COLUMNS) + " |",
+        "|---|---|---|" + "---|" * len(METRIC_COLUMNS),
     ]
     for step in manifest["history"]:
         index = "–" if step["index"] is None else str(step["index"])
         metrics = step["metrics"]
-        cells = " | ".join(_cell(metrics.get(k)) for k in METRIC_COLUMNS)
-        lines.append(f"| {index} | {step['name']} | {step['plugin']} | {step['seconds']:.2f} | {cells} |")
-    details = [(s["name"], s["details"]) for s in manifest["history"] if s.get("details")]
+        cells = " | ".join(cell(metrics.get(k)) for k in METRIC_COLUMNS)
+        lines.append(f"| {index} | {step['name']} | {step['plugin']} | {cells} |")
+    lines += ["", VOLATILE_NOTE]
+    details = [(s["name"], stable(s["details"])) for s in manifest["history"] if stable(s.get("details") or {})]
     if details:
         lines += ["", "## What the passes report", ""]
         for name, info in details:
-            lines.append(f"- **{name}**: " + ", ".join(f"{k} = {_cell(v)}" for k, v in info.items()))
+            lines.append(f"- **{name}**: " + ", ".join(f"{k} = {cell(v)}" for k, v in info.items()))
     analysis = manifest.get("analysis")
     if analysis:
         lines += [
@@ -59,7 +74,7 @@ def render_markdown(manifest: dict[str, Any], checks: list[CheckResult]) -> str:
     lines += ["", "## Checks", "", "| check | verdict | value | limit | unit | cause |", "|---|---|---|---|---|---|"]
     for check in checks:
         lines.append(
-            f"| {check.name} | {'ok' if check.ok else '**FAIL**'} | {_cell(check.value)} | {_cell(check.limit)} "
+            f"| {check.name} | {'ok' if check.ok else '**FAIL**'} | {cell(check.value)} | {cell(check.limit)} "
             f"| {check.unit} | {check.cause or ''} |"
         )
     if not checks:

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from shrink import golden
 from shrink.bundle import MANIFEST, MANIFEST_KIND, MODEL_FILE, sha256_file
 from shrink.checks import CheckResult, Subject, run_checks
-from shrink.errors import UsageError
+from shrink.errors import Problem, UsageError
 from shrink.recipe import BUDGET_KEYS
 from shrink.registry import Registry
 from shrink.targets import Catalog, Target, target_schema
@@ -43,7 +44,31 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
         raise UsageError(f"{MANIFEST} cannot be read: {exc}", where=str(path)) from None
     if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND or not isinstance(manifest.get("files"), dict):
         raise UsageError(f"{MANIFEST} is not a shrink bundle manifest", where=str(path))
+    problems = schema_problems(manifest, _MANIFEST_SCHEMA, str(path))
+    model_file = manifest.get("model", {}).get("file", MODEL_FILE) if not problems else MODEL_FILE
+    if not problems and model_file not in manifest["files"]:
+        problems.append(Problem(f"{path}: model.file", f"{model_file!r} is not one of the files the manifest records"))
+    if problems:
+        raise UsageError(problems)
     return manifest
+
+
+_OBJECT: dict[str, Any] = {"type": "object"}
+_MANIFEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "files": {"type": "object", "propertyNames": {"pattern": r"^[^/\\]+$", "not": {"enum": [".", ".."]}}},
+        "model": {"type": "object", "properties": {
+            "file": {"type": "string", "pattern": r"^[^/\\]+$"},
+            "inputs": {"type": "array", "items": _OBJECT}, "outputs": {"type": "array", "items": _OBJECT}}},
+        "recipe": {"type": "object", "properties": {"raw": {"type": "object", "properties": {
+            "budget": {"type": "object", "additionalProperties": False, "properties": BUDGET_KEYS}}}}},
+        "target": {"type": "object", "properties": {"profile": _OBJECT}},
+        "metrics": _OBJECT,
+        "history": {"type": "array", "items": {"type": "object", "properties": {"metrics": _OBJECT}}},
+        "golden": _OBJECT,
+    },
+}
 
 
 def integrity(bundle: Path, manifest: dict[str, Any]) -> CheckResult:
@@ -83,7 +108,11 @@ def verify_bundle(bundle: Path, registry: Registry, target: str | None, budget: 
                       dict(history[0].get("metrics", {})), inputs=list(manifest.get("model", {}).get("inputs", [])))
     if not result.ok:  # the other checks would measure files we can no longer trust
         return resolved, [result]
-    return resolved, [result, *run_checks(subject, _extra_checks(registry))]
+    checks = [result, *run_checks(subject, _extra_checks(registry))]
+    reference = manifest.get("golden")
+    if isinstance(reference, dict) and isinstance(reference.get("file"), str) and reference["file"] in manifest["files"]:
+        checks.append(golden.check(model, bundle / reference["file"], reference))
+    return resolved, checks
 
 
 def verify_model(path: Path, registry: Registry, target: str | None, budget: dict[str, Any],

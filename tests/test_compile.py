@@ -24,7 +24,8 @@ def test_compile_writes_bundle_with_verifiable_manifest(cli, make_recipe, tmp_pa
     for check in payload["checks"]:
         assert set(check) == {"name", "ok", "limit", "value", "unit", "cause"}
 
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "report.md", "required_operators.config"]
+    assert sorted(p.name for p in out.iterdir()) == ["golden.npz", "manifest.json", "model.onnx", "report.html", "report.md",
+                                                     "required_operators.config"]
     manifest = json.loads((out / "manifest.json").read_text())
     for name, record in manifest["files"].items():
         assert _sha256(out / name) == record["sha256"]

@@ -150,4 +150,4 @@ def test_json_errors_shape(cli, make_recipe):
 def test_impossible_pass_order_rejected_with_reason(cli, make_recipe):
     result = cli("plan", make_recipe(passes=[{"pass": "quantize"}, {"pass": "export"}, {"pass": "prune", "ratio": 0.3}]))
     _assert_clean_error(result, "passes[0].pass: quantize.ptq consumes onnx but receives torch here",
-                        "add a 'export' pass before it", "passes[2].pass: prune.structured consumes torch but receives onnx here")
+                        "add a pass that turns torch into onnx before it: export.onnx, quantize.qat", "passes[2].pass: prune.structured consumes torch but receives onnx here")

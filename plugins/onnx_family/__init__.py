@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
 from shrink import Artifact, Context, PassOptions, PlanContext, Source, hookimpl
+from shrink.limits import InputShape
 from shrink.passes import Pass
 
 
@@ -18,8 +20,7 @@ class OnnxSource(Source):
 
     class Options(PassOptions):
         path: str = Field(min_length=1, description="the .onnx file")
-        input_shape: list[PositiveInt] | None = Field(None, min_length=1, max_length=8,
-                                                     description="pins the input's dynamic dimensions, batch first")
+        input_shape: InputShape | None = Field(None, description="pins the input's dynamic dimensions, batch first")
 
     def check(self, plan: PlanContext) -> list[str]:
         path = plan.path(self.options.path)  # type: ignore[attr-defined]
@@ -65,6 +66,28 @@ def shrink_measure_artifact(artifact: Artifact, ctx: Context) -> dict[str, Any] 
 @hookimpl
 def shrink_register_passes() -> list[type[Pass]]:
     from shrink_builtins.onnx_family.fuse import FuseOrt
+    from shrink_builtins.onnx_family.ort_format import ExportOrt
     from shrink_builtins.onnx_family.quantize import QuantizeFP16, QuantizePTQ
 
-    return [QuantizePTQ, QuantizeFP16, FuseOrt]
+    return [QuantizePTQ, QuantizeFP16, FuseOrt, ExportOrt]
+
+
+@hookimpl
+def shrink_save_artifact(artifact: Artifact, directory: Path, ctx: Context) -> dict[str, Any] | None:
+    if artifact.format != "onnx":
+        return None
+    import shutil
+
+    shutil.copyfile(artifact.model, directory / "model.onnx")
+    return {"kind": "onnx-file", "file": "model.onnx"}
+
+
+@hookimpl
+def shrink_load_artifact(format: str, descriptor: dict[str, Any], directory: Path, meta: dict[str, Any], ctx: Context) -> Any:
+    if format != "onnx" or descriptor.get("kind") != "onnx-file":
+        return None
+    import shutil
+
+    dest = ctx.new_path("cached", ".onnx")
+    shutil.copyfile(directory / descriptor["file"], dest)
+    return str(dest)

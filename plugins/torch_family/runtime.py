@@ -144,3 +144,47 @@ def record_shapes_of(module: torch.nn.Module) -> dict[str, int]:
     wrapper = torch.nn.Module()
     wrapper.add_module("m", module)
     return record_shapes(wrapper).get("m", {})
+
+
+# The pass cache: a torch model is saved as its state_dict and restored through its factory ---------
+
+def factory_model(meta: Any, ctx: Context) -> torch.nn.Module | None:
+    """A fresh model from the artifact's recorded factory, with pruned widths and fused BNs re-applied."""
+    from shrink.factory import load_factory
+
+    spec = meta.get("factory")
+    if not spec:
+        return None
+    kwargs = meta.get("factory_kwargs")
+    if kwargs is None:
+        section = ctx.recipe.raw.get("model", {})
+        kwargs = section.get("kwargs", {}) if section.get("factory") == spec else {}
+    with torch.random.fork_rng(devices=[]):  # factories may reseed; the compile's RNG stream must not change
+        state = random.getstate(), np.random.get_state()
+        try:
+            model = load_factory(spec, ctx.recipe.base_dir)(**dict(kwargs))
+        finally:
+            random.setstate(state[0])
+            np.random.set_state(state[1])
+    return rebuild(model, meta.get("pruned_shapes"), meta.get("fused_bn"))
+
+
+def save_model(artifact: Artifact, directory: Path, ctx: Context) -> dict[str, Any] | None:
+    """Save the state_dict when the factory rebuilds exactly this architecture, else None (not cached)."""
+    model: torch.nn.Module = artifact.model
+    fresh = factory_model(artifact.meta, ctx)
+    if fresh is None or str(fresh) != str(model):
+        return None
+    state = model.state_dict()
+    if {k: tuple(v.shape) for k, v in state.items()} != {k: tuple(v.shape) for k, v in fresh.state_dict().items()}:
+        return None
+    torch.save(state, directory / "weights.pt")
+    return {"kind": "state_dict", "file": "weights.pt", "training": model.training}
+
+
+def restore_model(descriptor: dict[str, Any], directory: Path, meta: dict[str, Any], ctx: Context) -> torch.nn.Module:
+    model = factory_model(meta, ctx)
+    if model is None:
+        raise UsageError("the cached torch model records no factory")
+    load_state_dict(model, directory / descriptor["file"])
+    return model.train(bool(descriptor.get("training", False)))

@@ -1,0 +1,119 @@
+"""The pass cache: what a recompile reuses, what invalidates it, and the `shrink cache` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_subprocess
+
+TRAINING = [
+    {"pass": "distill.kd", "student": {"factory": "tiny.py:tiny", "kwargs": {"width": 2}}, "epochs": 2},
+    {"pass": "fuse.bn"},
+    {"pass": "export.onnx"},
+    {"pass": "quantize.ptq"},
+]
+
+
+def _compile(cli, recipe: Path, out: Path, *extra: str) -> dict:
+    result = cli("compile", recipe, "-o", out, *extra)
+    assert result.code == 0, result.err
+    return json.loads((out / "manifest.json").read_text())
+
+
+def _cached(manifest: dict) -> list[bool]:
+    return [step["cached"] for step in manifest["history"]]
+
+
+def _hashes(manifest: dict) -> dict[str, str]:
+    return {name: record["sha256"] for name, record in manifest["files"].items()}
+
+
+@pytest.fixture
+def first(cli, make_recipe, tmp_path: Path) -> tuple[Path, dict]:
+    recipe = make_recipe(passes=TRAINING)
+    return recipe, _compile(cli, recipe, tmp_path / "first")
+
+
+def test_unchanged_recipe_is_fully_cached_and_identical(cli, first, tmp_path: Path):
+    recipe, manifest = first
+    assert _cached(manifest) == [False] * 5
+    again = _compile(cli, recipe, tmp_path / "again")
+    assert _cached(again) == [True] * 5
+    assert _hashes(again) == _hashes(manifest)
+    assert [s["metrics"] for s in again["history"]] == [s["metrics"] for s in manifest["history"]]
+    assert again["checks"] == manifest["checks"]
+
+
+def test_changing_a_later_pass_reuses_the_earlier_ones(cli, first, make_recipe, tmp_path: Path):
+    _, manifest = first
+    changed = json.loads(json.dumps(TRAINING))
+    changed[3]["calibration_samples"] = 50
+    again = _compile(cli, make_recipe(passes=changed), tmp_path / "again")
+    assert _cached(again) == [True, True, True, True, False]
+    assert _hashes(again)["model.onnx"] != _hashes(manifest)["model.onnx"]
+
+
+def test_resuming_from_a_cached_torch_model(cli, first, make_recipe, tmp_path: Path):
+    """export.onnx changes, so the run restores fuse.bn's torch model from its state_dict and goes on."""
+    _, manifest = first
+    changed = json.loads(json.dumps(TRAINING))
+    changed[2]["parity_samples"] = 32
+    again = _compile(cli, make_recipe(passes=changed), tmp_path / "again")
+    assert _cached(again) == [True, True, True, False, False]
+    # same weights in, same export out: the restored torch model is the one that was cached
+    assert _hashes(again)["model.onnx"] == _hashes(manifest)["model.onnx"]
+
+
+def test_changed_weights_file_invalidates_everything(cli, make_recipe, tmp_path: Path):
+    import torch
+
+    namespace: dict = {}
+    exec(compile((tmp_path / "tiny.py").read_text(), "tiny.py", "exec"), namespace)  # the fixture's factory
+    state = namespace["tiny"]().state_dict()
+    weights = tmp_path / "w.pt"
+    torch.save(state, weights)
+    model = {"source": "torch", "factory": "tiny.py:tiny", "weights": "w.pt", "input_shape": [1, 1, 8, 8]}
+    recipe = make_recipe(model=model, passes=[{"pass": "export.onnx"}])
+    assert _cached(_compile(cli, recipe, tmp_path / "a")) == [False, False]
+    assert _cached(_compile(cli, recipe, tmp_path / "b")) == [True, True]
+    state["4.bias"] = state["4.bias"] + 0.5
+    torch.save(state, weights)
+    assert _cached(_compile(cli, recipe, tmp_path / "c")) == [False, False]
+
+
+def test_no_cache_neither_reads_nor_writes(cli, make_recipe, tmp_path: Path):
+    recipe = make_recipe()
+    assert _cached(_compile(cli, recipe, tmp_path / "a", "--no-cache")) == [False, False]
+    info = cli("cache", "info", "--json")
+    assert info.code == 0 and info.json["entries"] == 0
+    _compile(cli, recipe, tmp_path / "b")
+    assert _cached(_compile(cli, recipe, tmp_path / "c", "--no-cache")) == [False, False]
+
+
+def test_cache_info_and_clear(cli, make_recipe, tmp_path: Path, private_pass_cache: Path):
+    _compile(cli, make_recipe(), tmp_path / "a")
+    info = cli("cache", "info", "--json").json
+    assert info["path"] == str(private_pass_cache)
+    assert info["entries"] == 3 and info["by_pass"] == {"export.onnx": 1, "golden": 1, "source:torch": 1}
+    assert info["bytes"] > 0
+    cleared = cli("cache", "clear", "--json")
+    assert cleared.code == 0 and cleared.json["removed"] == 3
+    assert cli("cache", "info", "--json").json["entries"] == 0
+
+
+def test_debug_explains_each_miss(first, make_recipe, tmp_path: Path):
+    changed = json.loads(json.dumps(TRAINING))
+    changed[0]["epochs"] = 1
+    result = run_subprocess("compile", make_recipe(passes=changed), "-o", tmp_path / "again", "--debug")
+    assert result.code == 0, result.err
+    assert "cache miss for passes[0] distill.kd: changed since the last compile: options (epochs)" in result.err
+
+
+def test_unwritable_cache_does_not_fail_the_compile(cli, make_recipe, tmp_path: Path, monkeypatch):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("SHRINK_CACHE_DIR", str(blocker))
+    assert _cached(_compile(cli, make_recipe(), tmp_path / "a")) == [False, False]

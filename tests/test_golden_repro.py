@@ -1,0 +1,94 @@
+"""Golden I/O in the bundle, checked by `shrink verify`; byte-identical bundles from identical compiles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shrink.bundle import sha256_file
+from shrink.golden import npz_bytes
+from tests.conftest import run_subprocess
+
+TRAINING = [
+    {"pass": "distill.kd", "student": {"factory": "tiny.py:tiny", "kwargs": {"width": 2}}, "epochs": 2},
+    {"pass": "fuse.bn"},
+    {"pass": "export.onnx"},
+    {"pass": "quantize.ptq"},
+]
+
+
+@pytest.fixture
+def bundle(cli, make_recipe, tmp_path: Path) -> Path:
+    out = tmp_path / "bundle"
+    result = cli("compile", make_recipe(), "-o", out)
+    assert result.code == 0, result.err
+    return out
+
+
+def _rewrite(bundle: Path, name: str, content: bytes) -> None:
+    """Replace a bundle file and fix up its manifest record, so only the golden check can notice."""
+    (bundle / name).write_bytes(content)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"][name] = {"sha256": sha256_file(bundle / name), "size": len(content)}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_bundle_carries_golden_io_from_eval_samples(bundle: Path):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    record = manifest["golden"]
+    assert record["file"] == "golden.npz" and "golden.npz" in manifest["files"]
+    assert record["samples"] == 8 and record["inputs"] == ["input"]
+    with np.load(bundle / "golden.npz", allow_pickle=False) as stored:
+        assert stored["input_0"].shape == (8, 1, 1, 8, 8)
+        assert stored["output_0"].shape == (8, 1, 10)
+
+
+def test_verify_runs_the_golden_inputs(cli, bundle: Path):
+    result = cli("verify", bundle, "--json")
+    assert result.code == 0, result.err
+    (golden,) = [c for c in result.json["checks"] if c["name"] == "golden"]
+    assert golden["ok"] and golden["value"] <= golden["limit"]
+
+
+def test_changed_golden_output_fails_verify_with_exit_4(cli, bundle: Path):
+    with np.load(bundle / "golden.npz", allow_pickle=False) as stored:
+        arrays = {k: stored[k].copy() for k in stored.files}
+    arrays["output_0"][3, 0, 7] += 0.5
+    _rewrite(bundle, "golden.npz", npz_bytes(arrays))
+    result = cli("verify", bundle, "--json")
+    assert result.code == 4
+    (golden,) = [c for c in result.json["checks"] if c["name"] == "golden"]
+    assert not golden["ok"] and "drifted by 0.5" in golden["cause"]
+    assert all(c["ok"] for c in result.json["checks"] if c["name"] != "golden")
+
+
+def test_unreadable_golden_file_fails_the_check(cli, bundle: Path):
+    _rewrite(bundle, "golden.npz", b"not a zip")
+    result = cli("verify", bundle, "--json")
+    assert result.code == 4
+    (golden,) = [c for c in result.json["checks"] if c["name"] == "golden"]
+    assert "cannot be read" in golden["cause"]
+
+
+def test_golden_file_is_deterministic():
+    arrays = {"input_0": np.arange(6, dtype=np.float32).reshape(2, 3), "output_0": np.ones((2, 1), np.int64)}
+    assert npz_bytes(arrays) == npz_bytes(dict(reversed(list(arrays.items()))))
+    with np.load(__import__("io").BytesIO(npz_bytes(arrays))) as loaded:
+        assert np.array_equal(loaded["input_0"], arrays["input_0"])
+
+
+def test_same_recipe_twice_gives_identical_bundle_bytes(make_recipe, tmp_path: Path):
+    """Two compiles in separate processes (training, pruning-free KD, export and int8 quantization)."""
+    recipe = make_recipe(passes=TRAINING, budget={"accuracy_drop": 1.0})
+    hashes = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        result = run_subprocess("compile", recipe, "-o", out, "--no-cache", env={"SHRINK_TORCH_THREADS": "1"})
+        assert result.code == 0, result.err
+        manifest = json.loads((out / "manifest.json").read_text())
+        hashes.append({name: record["sha256"] for name, record in manifest["files"].items()})
+    assert {"model.onnx", "golden.npz", "report.md"} <= set(hashes[0])
+    assert hashes[0] == hashes[1]
