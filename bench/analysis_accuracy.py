@@ -26,10 +26,12 @@ dynamic batch axis.
     also includes kernel scratch buffers (im2col) and reuse the planner does in place, so a ratio near
     but not exactly 1 is expected; the residual counter slack is about 0.2 MiB.
 
-(c) Latency: the host estimate `macs / 26e9` s (ncnn's fp32 MobileNetV1 rate on one Zen2 core, the
-    x86-64 profile's upper rate) against onnxruntime's measured median batch-1 latency (default
-    optimizations, 1 intra-op thread, denormals as zero), interleaving the two models. Small models are
-    dominated by per-op overhead, so measured/estimated is expected to be well above 1.
+(c) Latency: shrink's own estimate (the `latency` check's range: per-call overhead + nodes x per-node
+    overhead + MACs at the high/low calibrated throughput) for the profile that describes this host
+    (`x86-64-avx512` when /proc/cpuinfo lists avx512f, else `x86-64-avx2`; calibrated by
+    `bench/host_calibration.py` on MobileNetV1 and Relu chains, not on these models) against
+    onnxruntime's measured median batch-1 latency (default optimizations, 1 intra-op thread, denormals
+    as zero), interleaving the two models. Goal: measured within 2x of the estimate.
 """
 
 from __future__ import annotations
@@ -50,7 +52,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits"
-HOST_GMACS = 26e9
 RSS_BATCH = {"teacher": 32, "student": 128}
 RSS_THRESHOLD = "4096"
 
@@ -166,6 +167,30 @@ def _latencies(paths: dict[str, Path], rounds: int = 15, runs: int = 20) -> dict
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def host_profile() -> str:
+    """The installed profile that describes this x86-64 host's vector unit."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    return "x86-64-avx512" if re.search(r"\bavx512f\b", flags) else "x86-64-avx2"
+
+
+HOST_PROFILE = host_profile()
+
+
+def _host_estimate(model: Path) -> tuple[float, float, str]:
+    """shrink's latency estimate range (ms) for `model` on the host's profile, as the `latency` check computes it."""
+    from shrink.checks import Subject, latency_estimate
+    from shrink.registry import Registry
+    from shrink.targets import Catalog
+
+    target = Catalog(Registry.load()).resolve(HOST_PROFILE)
+    estimate = latency_estimate(Subject(model, target))
+    assert estimate is not None, f"{HOST_PROFILE} has no throughput figures"
+    return estimate
+
+
 def _row(label: str, value: float | int, reference: float | int, unit: str) -> str:
     ratio = value / reference if reference else float("nan")
     return f"  {label:<44} {value:>14,.6g} {unit:<5} vs {reference:>14,.6g}  ratio {ratio:.3f}"
@@ -184,7 +209,7 @@ def main() -> int:
             exported_b = analyze(m["dynamic"], {"x": [batch, 1, 32, 32]})
             fused_b = analyze(_ort_optimized(m["dynamic"]), {"x": [batch, 1, 32, 32]})
             measured = _rss_in_child(_ort_optimized(m["dynamic"]), batch)
-            estimate = exported.macs / HOST_GMACS
+            low, high, dtype = _host_estimate(m["static"])
             print(f"{which}: {exported.params:,} ONNX params (torch {m['torch_params']:,}), "
                   f"{exported.weight_bytes:,} weight bytes, peak at '{exported.peak_node}'")
             print("  (a) MACs (analyze / torch hooks)")
@@ -195,8 +220,11 @@ def main() -> int:
             print(_row("peak_activation_bytes, exported graph", exported_b.peak_activation_bytes, measured, "B"))
             print(_row("exported graph at batch 1 vs measured / batch", exported.peak_activation_bytes,
                        measured / batch, "B"))
-            print("  (c) host latency, batch 1 (measured / estimated)")
-            print(_row("measured ORT median (1 thread) vs MACs/26e9", latency[which] * 1e3, estimate * 1e3, "ms"))
+            mid = math.sqrt(low * high)
+            print(f"  (c) host latency, batch 1 (measured / {HOST_PROFILE}'s estimate {low * 1e3:.3g}-{high * 1e3:.3g} us, {dtype})")
+            print(_row("measured ORT median vs estimate (geometric mid)", latency[which] * 1e3, mid, "ms"))
+            print(_row("measured ORT median vs low end of the range", latency[which] * 1e3, low, "ms"))
+            print(_row("measured ORT median vs high end of the range", latency[which] * 1e3, high, "ms"))
     print(f"bench time {time.perf_counter() - started:.1f} s")
     return 0
 

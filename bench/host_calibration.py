@@ -8,8 +8,13 @@ and the profile fields they calibrate (`throughput`, `overhead_ms`, `node_overhe
   built in torch at random weights (weights do not change the speed), exported at opset 17 and
   run by ONNX Runtime (default optimizations, 1 thread); effective GMAC/s = MACs / median latency.
   int8: the same graph with static QDQ per-channel quantization (onnxruntime.quantization).
-- Per-call overhead: a one-node graph (Relu on 16 floats): the median latency of a run.
-- Per-node overhead: a chain of 101 Relu nodes on 16 floats minus the one-node graph, per node.
+  That is the high end of the throughput range; the low end is half of it (the convention of the
+  other profiles: small layers do not reach the large-layer rate).
+- Per-node overhead: a chain of 51 3x3 convolutions with 8 channels on 8x8 maps (36,864 MACs each,
+  the size of the example models' layers) minus a one-conv graph, per node, less the node's MACs at
+  the MobileNetV1 rate: what a real layer costs beyond its arithmetic (fp32; int8 printed beside).
+  A 1-channel 4x4 chain (144 MACs a node) shows the bare dispatch cost for comparison.
+- Per-call overhead: the 1-channel one-conv graph's latency less one bare dispatch.
 Latencies are medians of interleaved runs after warm-up.
 """
 
@@ -52,15 +57,19 @@ def _export(model: Any, shape: tuple[int, ...], path: Path) -> Path:
     return path
 
 
-def _relu_chain(nodes: int, path: Path) -> Path:
+def _conv_chain(nodes: int, channels: int, side: int, path: Path) -> Path:
+    """`nodes` 3x3 convolutions (padding 1) in a row on a [1, channels, side, side] tensor."""
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
+    rng = np.random.default_rng(0)
     names = ["x"] + [f"t{i}" for i in range(nodes - 1)] + ["y"]
+    weights = [numpy_helper.from_array((rng.random((channels, channels, 3, 3), np.float32) - 0.5) / channels, f"w{i}")
+               for i in range(nodes)]
     graph = helper.make_graph(
-        [helper.make_node("Relu", [names[i]], [names[i + 1]]) for i in range(nodes)], "chain",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])])
+        [helper.make_node("Conv", [names[i], f"w{i}"], [names[i + 1]], pads=[1, 1, 1, 1]) for i in range(nodes)], "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, side, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, side, side])], weights)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
@@ -112,16 +121,26 @@ def calibrate(workdir: Path) -> dict[str, float]:
     import torch
 
     torch.set_num_threads(1)
-    shape = (1, 3, 224, 224)
+    shape, tiny, small = (1, 3, 224, 224), (1, 1, 4, 4), (1, 8, 8, 8)
     fp32 = _export(_mobilenet_v1(), shape, workdir / "mobilenet_v1.onnx")
-    int8 = _quantize(fp32, shape)
-    measured = _latencies({"fp32": (fp32, shape), "int8": (int8, shape),
-                           "one": (_relu_chain(1, workdir / "one.onnx"), (1, 16)),
-                           "chain": (_relu_chain(101, workdir / "chain.onnx"), (1, 16))})
+    small_1 = _conv_chain(1, 8, 8, workdir / "small1.onnx")
+    small_51 = _conv_chain(51, 8, 8, workdir / "small51.onnx")
+    models = {"fp32": (fp32, shape), "int8": (_quantize(fp32, shape), shape),
+              "tiny_1": (_conv_chain(1, 1, 4, workdir / "tiny1.onnx"), tiny),
+              "tiny_51": (_conv_chain(51, 1, 4, workdir / "tiny51.onnx"), tiny),
+              "small_1": (small_1, small), "small_51": (small_51, small),
+              "small_1_int8": (_quantize(small_1, small), small), "small_51_int8": (_quantize(small_51, small), small)}
+    ms = _latencies(models)
+    tiny_node_ms = (ms["tiny_51"] - ms["tiny_1"]) / 50
+    small_macs = 8 * 8 * 9 * 8 * 8
+    fp32_gmacs = MOBILENET_MACS / ms["fp32"] / 1e6
+    int8_gmacs = MOBILENET_MACS / ms["int8"] / 1e6
     return {
-        "mobilenet_fp32_ms": measured["fp32"], "mobilenet_int8_ms": measured["int8"],
-        "fp32_gmacs": MOBILENET_MACS / measured["fp32"] / 1e6, "int8_gmacs": MOBILENET_MACS / measured["int8"] / 1e6,
-        "overhead_ms": measured["one"], "node_overhead_us": (measured["chain"] - measured["one"]) / 100 * 1e3,
+        "mobilenet_fp32_ms": ms["fp32"], "mobilenet_int8_ms": ms["int8"], "fp32_gmacs": fp32_gmacs, "int8_gmacs": int8_gmacs,
+        "small_node_us": (ms["small_51"] - ms["small_1"]) / 50 * 1e3,
+        "node_overhead_us": ((ms["small_51"] - ms["small_1"]) / 50 - small_macs / fp32_gmacs / 1e6) * 1e3,
+        "node_overhead_int8_us": ((ms["small_51_int8"] - ms["small_1_int8"]) / 50 - small_macs / int8_gmacs / 1e6) * 1e3,
+        "tiny_node_us": tiny_node_ms * 1e3, "overhead_ms": ms["tiny_1"] - tiny_node_ms,
     }
 
 
@@ -142,9 +161,11 @@ def main() -> None:
         result = calibrate(Path(tmp))
     print(f"host: {cpu_name()}, onnxruntime {onnxruntime.__version__}, python {sys.version.split()[0]}, 1 intra-op thread")
     print(f"MobileNetV1 1.0/224 fp32 {result['mobilenet_fp32_ms']:.2f} ms = {result['fp32_gmacs']:.1f} GMAC/s; "
-          f"int8 QDQ {result['mobilenet_int8_ms']:.2f} ms = {result['int8_gmacs']:.1f} GMAC/s")
-    print(f"per-call overhead (1 Relu) {result['overhead_ms'] * 1e3:.1f} us; per-node overhead {result['node_overhead_us']:.2f} us")
-
+          f"int8 QDQ {result['mobilenet_int8_ms']:.2f} ms = {result['int8_gmacs']:.1f} GMAC/s  (throughput, high end)")
+    print(f"3x3 conv, 8 channels, 8x8 (36,864 MACs): {result['small_node_us']:.2f} us a node; less its MACs at the "
+          f"MobileNet rate: {result['node_overhead_us']:.2f} us fp32, {result['node_overhead_int8_us']:.2f} us int8  (node_overhead_us)")
+    print(f"3x3 conv, 1 channel, 4x4 (144 MACs): {result['tiny_node_us']:.2f} us a node (dispatch alone)")
+    print(f"per-call overhead {result['overhead_ms'] * 1e3:.1f} us  (overhead_ms)")
 
 if __name__ == "__main__":
     main()

@@ -235,7 +235,8 @@ def compute_dtype(subject: Subject) -> str:
 
 
 def latency_estimate(subject: Subject) -> tuple[float, float, str] | None:
-    """(low, high) estimated milliseconds per inference and the dtype used, from MACs and throughput."""
+    """(low, high) estimated milliseconds per inference and the dtype used: the per-call overhead, the
+    per-node overhead times the node count, and MACs at the high and low calibrated throughput."""
     throughput = subject.target.get("throughput") or {}
     dtype = compute_dtype(subject)
     entry = throughput.get(dtype) or throughput.get("float32")
@@ -245,6 +246,7 @@ def latency_estimate(subject: Subject) -> tuple[float, float, str] | None:
         dtype = "float32"
     low_rate, high_rate = entry["gmacs"]
     overhead = float(subject.target.get("overhead_ms", default=0.0))
+    overhead += subject.analysis.nodes * float(subject.target.get("node_overhead_us", default=0.0)) / 1000
     macs = subject.analysis.macs
     return overhead + macs / (high_rate * 1e6), overhead + macs / (low_rate * 1e6), dtype
 
@@ -265,6 +267,9 @@ class LatencyCheck(Check):
         low, high, dtype = estimate
         rate = subject.target.get("throughput", dtype, "gmacs")
         how = f"estimated {low:.3g}–{high:.3g} ms for {subject.analysis.macs:,} MACs at {rate[0]}–{rate[1]} GMAC/s ({dtype})"
+        per_node = subject.target.get("node_overhead_us")
+        if per_node:
+            how += f" + {subject.analysis.nodes} nodes x {per_node} µs"
         results = [CheckResult("latency", True, None, round(high, 4), "ms", how)]
         if budget is not None:
             ok = high <= budget

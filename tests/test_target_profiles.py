@@ -39,7 +39,7 @@ def _cited(provenance: dict[str, str], field: str) -> bool:
 def _numeric_fields(profile: dict[str, Any]) -> list[str]:
     """The numeric fields that need a source, as provenance keys."""
     fields = [f"memory.{region}" for region in profile.get("memory", {})]
-    for key in ("storage", "throughput", "energy", "clock_mhz", "overhead_ms"):
+    for key in ("storage", "throughput", "energy", "clock_mhz", "overhead_ms", "node_overhead_us"):
         if key in profile:
             fields.append(key)
     runtime = profile.get("runtime", {})
@@ -52,7 +52,7 @@ def _numeric_fields(profile: dict[str, Any]) -> list[str]:
 
 
 def test_expected_profiles_are_shipped() -> None:
-    expected = {"cortex-a53", "x86-64-avx2", "rpi-zero-2w", "cortex-a55", "cortex-a72", "jetson-nano", "cortex-m7", "cortex-m4", "cortex-m55"}
+    expected = {"cortex-a53", "x86-64-avx2", "x86-64-avx512", "rpi-zero-2w", "cortex-a55", "cortex-a72", "jetson-nano", "cortex-m7", "cortex-m4", "cortex-m55"}
     assert expected <= set(RAW)
 
 
@@ -189,3 +189,23 @@ def test_mcu_energy_and_unverified_assumptions_are_marked(resolved: dict[str, Ta
     assert "unverified" in m4.get("provenance", "energy")
     assert "unverified" in m4.get("provenance", "throughput")
     assert "unverified" in resolved["cortex-m55"].get("provenance", "throughput")
+
+
+def test_host_profiles_charge_each_node(resolved: dict[str, Target], tmp_path: Path) -> None:
+    """The x86 estimate: per-call overhead + nodes x per-node overhead + MACs at the calibrated rates."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from shrink.checks import Subject, latency_estimate
+
+    relus = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"]) for i in range(10)]
+    graph = helper.make_graph(relus, "g", [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("t10", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "relus.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    avx512 = resolved["x86-64-avx512"]
+    assert avx512.get("isa", "profile") == "x86-64-v4" and "avx512vnni" in avx512.get("isa", "features")
+    assert avx512.get("runtime", "name") == "onnxruntime"  # inherited from x86-64-avx2
+    low, high, dtype = latency_estimate(Subject(path, avx512))
+    expected = avx512.get("overhead_ms") + 10 * avx512.get("node_overhead_us") / 1000
+    assert dtype == "float32" and low == pytest.approx(expected) and high == pytest.approx(expected)
