@@ -319,11 +319,11 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
-    from shrink.analysis import analyze, load_model, parse_shape
+    from shrink.analysis import analyze, parse_shape
 
     path = Path(args.model)
     shapes = dict(parse_shape(text) for text in args.shape or [])
-    analysis = analyze(load_model(path), shapes or None)
+    analysis = analyze(path, shapes or None)  # a path, so messages name the file
     checks: list[Any] = []
     if args.target:
         from shrink.checks import Subject, run_checks
