@@ -99,7 +99,7 @@ def main() -> int:
         work = Path(tmp)
         bundle = work / "bundle"
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "shrink", "compile", args.recipe, "-o", str(bundle), "--json"],
+        proc = subprocess.run([sys.executable, "-m", "shrink", "compile", args.recipe, "-o", str(bundle), "--json", "--no-cache"],
                               capture_output=True, text=True)
         compile_seconds = time.perf_counter() - start
         verdict = json.loads(proc.stdout)

@@ -180,6 +180,20 @@ def test_explicit_per_tensor_with_exclusions_and_entropy(cli, models, tmp_path):
     assert weight_scales and all(s.size == 1 for s in weight_scales)  # one scale per tensor
 
 
+def test_exclude_nodes_by_pattern_keeps_them_float(cli, models, tmp_path):
+    names = [n.name for n in onnx.load(str(models["conv"])).graph.node if n.op_type == "Conv"]
+    first = names[0]
+    out = tmp_path / "bundle"
+    pattern = f"{first[:-1]}[{first[-1]}]"  # a glob (character class) that matches the first Conv only
+    manifest = compile_ok(cli, recipe(tmp_path, models["conv"], [{"pass": "quantize", "exclude_nodes": [pattern]}]), out)
+    details = step(manifest, "quantize.ptq")["details"]
+    assert details["kept_float"] == first and details["float_compute_ops"] == "Conv×1"
+
+    missing = recipe(tmp_path, models["conv"], [{"pass": "quantize", "exclude_nodes": ["no-such-node*"]}], name="bad.json")
+    result = cli("compile", missing, "-o", tmp_path / "bad")
+    assert result.code == 5 and "exclude_nodes: no node named or matching 'no-such-node*'" in result.err
+
+
 def test_nncf_engine(cli, models, tmp_path):
     pytest.importorskip("nncf")
     out = tmp_path / "bundle"

@@ -300,7 +300,8 @@ class QuantizePTQ(Pass):
         calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
             "minmax", description="how activation ranges are chosen from calibration data (engine 'ort')")
         exclude_ops: tuple[str, ...] = Field((), description="op types to leave in float (e.g. ['Gemm'])")
-        exclude_nodes: tuple[str, ...] = Field((), description="node names to leave in float")
+        exclude_nodes: tuple[str, ...] = Field((), description="node names or fnmatch patterns (e.g. '*/features.0/*Conv') "
+                                                                 "to leave in float; a pattern matching no node fails the pass")
         reduce_range: bool | None = Field(None, description="quantize weights to 7 bits (u8s8 overflow on AVX2 without "
                                                             "VNNI); default: the target's quantization.reduce_range")
         parity_samples: int = Field(256, ge=1, le=4096, description="eval inputs for the input-vs-output parity check")
@@ -465,7 +466,9 @@ class QuantizePTQ(Pass):
         ctx.report(0.1, "quant_pre_process (shape inference, graph cleanup)")
         pre = ctx.new_path("preprocessed", ".onnx")
         details["preprocess"] = _preprocess(quant_pre_process, source, pre)
-        self._check_nodes(pre)
+        excluded = self._excluded(pre)
+        if excluded:
+            details["kept_float"] = ", ".join(excluded)
         step = _batch(pre, 16)
         if step != _batch(pre, 0):  # dynamic batch: equal-sized batches (the histogram calibrators need them)
             step = max(d for d in range(1, step + 1) if len(x) % d == 0)
@@ -484,7 +487,7 @@ class QuantizePTQ(Pass):
         ctx.report(0.3, f"calibrating on {len(x)} inputs ({opts.calibration_method})")
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
                         per_channel=per_channel, reduce_range=reduce_range, activation_type=activation_type,
-                        weight_type=weight_type, nodes_to_exclude=list(opts.exclude_nodes) or None, calibrate_method=method)
+                        weight_type=weight_type, nodes_to_exclude=excluded or None, calibrate_method=method)
         details["calibration_method"] = opts.calibration_method
         return details
 
@@ -495,10 +498,9 @@ class QuantizePTQ(Pass):
         from onnxruntime.quantization import QuantType
 
         opts: Any = self.options
-        self._check_nodes(source)
+        excluded = self._excluded(source)
         items = [{name: x[i:i + 1]} for i in range(len(x))]  # subset_size counts loader items: one sample each
-        ignored = nncf.IgnoredScope(names=list(opts.exclude_nodes), types=list(opts.exclude_ops)) \
-            if opts.exclude_nodes or opts.exclude_ops else None
+        ignored = nncf.IgnoredScope(names=excluded, types=list(opts.exclude_ops)) if excluded or opts.exclude_ops else None
         preset = nncf.QuantizationPreset.MIXED if activation_type == QuantType.QUInt8 else nncf.QuantizationPreset.PERFORMANCE
         advanced = AdvancedQuantizationParameters(weights_quantization_params=QuantizationParameters(per_channel=per_channel))
         quantized = nncf.quantize(onnx.load(str(source)), nncf.Dataset(items), subset_size=len(items), preset=preset,
@@ -513,28 +515,38 @@ class QuantizePTQ(Pass):
         ctx.report(0.1, "quant_pre_process (shape inference, graph cleanup)")
         pre = ctx.new_path("preprocessed", ".onnx")
         preprocess = _preprocess(quant_pre_process, source, pre)
-        self._check_nodes(pre)
+        excluded = self._excluded(pre)
         ops = [op for op in DYNAMIC_OPS if op not in set(opts.exclude_ops)]
         ctx.report(0.3, f"dynamic quantization of {', '.join(ops)}")
         quantize_dynamic(str(pre), str(out), op_types_to_quantize=ops, per_channel=per_channel, reduce_range=reduce_range,
-                         weight_type=QuantType.QInt8, nodes_to_exclude=list(opts.exclude_nodes) or None)
+                         weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None)
         return {"format": "QOperator (dynamic)", "activations": "QUInt8 (at run time)", "weights": "QInt8",
                 "preprocess": preprocess, "dynamic_ops": ", ".join(ops)}
 
-    def _check_nodes(self, path: Path) -> None:
+    def _excluded(self, path: Path) -> list[str]:
+        """`exclude_nodes` (names or fnmatch patterns, e.g. `*/features.0/*Conv`) expanded to the graph's node names."""
+        import fnmatch
+
         import onnx
 
         opts: Any = self.options
         if not opts.exclude_nodes:
-            return
+            return []
         names = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node]
-        missing = [n for n in opts.exclude_nodes if n not in names]
+        chosen: list[str] = []
+        missing = []
+        for pattern in opts.exclude_nodes:
+            matched = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
+            if not matched:
+                missing.append(pattern)
+            chosen += [n for n in matched if n not in chosen]
         if missing:
             hints = []
             for name in missing:
                 close = difflib.get_close_matches(name, names, n=1)
                 hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise RuntimeError(f"exclude_nodes: no node named {', '.join(hints)} in the graph")
+            raise RuntimeError(f"exclude_nodes: no node named or matching {', '.join(hints)} in the graph")
+        return chosen
 
 
 def _preprocess(quant_pre_process: Any, source: Path, dest: Path) -> str:
