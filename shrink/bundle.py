@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -41,6 +42,17 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (temporaries named after a dead process are left-overs of a kill)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def is_bundle(path: Path) -> bool:
     manifest = path / MANIFEST
     if not manifest.is_file():
@@ -53,6 +65,9 @@ def is_bundle(path: Path) -> bool:
 
 def check_output_dir(path: Path) -> None:
     """Refuse (exit 2) an existing output that is not a shrink bundle: we never clobber user files."""
+    if path.is_symlink():
+        raise UsageError(f"output {str(path)!r} is a symbolic link; shrink replaces bundles atomically and would replace the link",
+                         where="--output", hint=f"pass the directory it points to ({os.path.realpath(path)})")
     if path.exists() and not path.is_dir():
         raise UsageError(f"output {str(path)!r} exists and is not a directory", where="--output")
     if path.is_dir() and any(path.iterdir()) and not is_bundle(path):
@@ -60,16 +75,25 @@ def check_output_dir(path: Path) -> None:
                          hint="choose another -o DIR or remove it yourself")
 
 
+def _temporaries(out: Path, kind: str) -> list[Path]:
+    """`.NAME.shrink-KIND-<pid>-xxxx` siblings of `out` whose compile is no longer running."""
+    found = []
+    for path in out.parent.glob(f".{glob.escape(out.name)}.shrink-{kind}-*"):
+        pid = path.name[len(f".{out.name}.shrink-{kind}-"):].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            found.append(path)
+    return found
+
+
 def clean_stale_temporaries(out: Path) -> None:
     """Tidy up after a compile that was killed: restore the previous bundle if it was moved aside
-    and the new one never arrived, then remove temporary siblings."""
-    parent = out.parent
-    if not parent.is_dir():
+    and the new one never arrived, then remove the dead compiles' temporary siblings."""
+    if not out.parent.is_dir():
         return
-    olds = sorted(parent.glob(f".{out.name}.shrink-old-*"), key=lambda p: p.stat().st_mtime)
+    olds = sorted(_temporaries(out, "old"), key=lambda p: p.stat().st_mtime)
     if olds and not out.exists() and is_bundle(olds[-1]):
         os.rename(olds[-1], out)
-    for stale in parent.glob(f".{out.name}.shrink-*"):
+    for stale in _temporaries(out, "old") + _temporaries(out, "new"):
         shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -82,7 +106,8 @@ def write_bundle(out: Path, files: dict[str, Path | bytes | str], manifest: dict
     check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.shrink-new-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.shrink-new-{os.getpid()}-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a bundle is an ordinary directory
     try:
         records = {}
         for name, content in sorted(files.items()):
@@ -104,7 +129,7 @@ def write_bundle(out: Path, files: dict[str, Path | bytes | str], manifest: dict
             if _exchange(tmp, out):  # one atomic step: `out` is the old bundle, then the new one
                 shutil.rmtree(tmp, ignore_errors=True)
             else:  # no renameat2: a microsecond window without `out`, repaired by clean_stale_temporaries
-                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.shrink-old-", dir=out.parent))
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.shrink-old-{os.getpid()}-", dir=out.parent))
                 os.rmdir(old)
                 os.rename(out, old)
                 os.rename(tmp, out)
@@ -114,6 +139,12 @@ def write_bundle(out: Path, files: dict[str, Path | bytes | str], manifest: dict
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shrink.bundle import library_versions, sha256_file
+from shrink.bundle import library_versions, process_alive, sha256_file
 
 log = logging.getLogger("shrink.cache")
 
@@ -53,20 +53,30 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _hash_tree(path: Path) -> str:
+def _hash_tree(path: Path, suffixes: tuple[str, ...] | None = None) -> str:
+    """A digest of a folder: each file's relative path and sha256 (of `.py` files only, given `suffixes`),
+    skipping hidden entries and caches; at most 10,000 files."""
     parts = []
-    for i, child in enumerate(sorted(p for p in path.rglob("*") if p.is_file())):
-        if i >= _MAX_HASHED_FILES:
-            break
-        parts.append((str(child.relative_to(path)), sha256_file(child)))
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("__pycache__", "node_modules", "site-packages"))
+        for name in sorted(files):
+            if name.startswith(".") or (suffixes and not name.endswith(suffixes)):
+                continue
+            child = Path(root) / name
+            parts.append((str(child.relative_to(path)), sha256_file(child)))
+            if len(parts) >= _MAX_HASHED_FILES:
+                return digest(parts)
     return digest(parts)
 
 
 def referenced_files(options: Any, resolve: Any) -> dict[str, str]:
-    """sha256 of every file or folder an option value names (`weights`, `file.py:fn`, `pkg.mod:fn`).
+    """A digest of every file, folder or code an option value names.
 
-    `resolve` maps a recipe string to a path (relative to the recipe). Module factories are located
-    with `importlib.util.find_spec`, as the compile itself would import them.
+    Files (`weights`) by content; folders (a model folder) by the content of their files; factories
+    (`file.py:fn`, `pkg.mod:fn`) by every `.py` file of the folder or top-level package they live in,
+    so edits to modules a factory imports invalidate the cache too. `resolve` maps a recipe string to
+    a path (relative to the recipe). Anything that cannot be resolved counts as "no file": the
+    compile itself reports bad values.
     """
     found: dict[str, str] = {}
 
@@ -78,28 +88,43 @@ def referenced_files(options: Any, resolve: Any) -> dict[str, str]:
             for item in value:
                 visit(item)
         elif isinstance(value, str) and value and len(value) < 4096:
-            candidates = [value]
-            if ":" in value and not value.startswith(("http:", "https:")):
-                candidates.append(value.rsplit(":", 1)[0])
-            for candidate in candidates:
-                try:
-                    path = resolve(candidate)
-                    if path.is_file():
-                        found[value] = sha256_file(path)
-                        return
-                    if path.is_dir() and "/" in candidate:
-                        found[value] = _hash_tree(path)
-                        return
-                except (OSError, ValueError):
-                    continue
-            match = _FACTORY.match(value)
-            if match:
-                origin = _module_origin(match["module"], resolve("."))
-                if origin is not None:
-                    found[value] = sha256_file(origin)
+            try:
+                digest_of = _referenced(value, resolve)
+            except Exception:  # noqa: BLE001 - a value we cannot follow is not a file; the pass reports it
+                digest_of = None
+            if digest_of:
+                found[value] = digest_of
 
     visit(options)
     return found
+
+
+def _referenced(value: str, resolve: Any) -> str | None:
+    head, sep, _ = value.rpartition(":")
+    if sep and head.endswith(".py") and not value.startswith(("http:", "https:")):
+        code = resolve(head)
+        if code.is_file():
+            return digest([sha256_file(code), _hash_tree(code.parent, (".py",))])
+    path = resolve(value)
+    if path.is_file():
+        return sha256_file(path)
+    if path.is_dir() and path != Path(path.anchor) and not str(path).startswith(("/proc", "/sys", "/dev")):
+        return _hash_tree(path)
+    match = _FACTORY.match(value)
+    if match:
+        origin = _module_origin(match["module"], resolve("."))
+        if origin is not None:
+            return digest([sha256_file(origin), _package_hash(origin, match["module"])])
+    return None
+
+
+def _package_hash(origin: Path, module: str) -> str:
+    """The `.py` files of the top-level package `module` belongs to (of its folder, for a top-level module)."""
+    levels = module.count(".") - (0 if origin.name == "__init__.py" else 1)
+    top = origin.parent
+    for _ in range(max(levels, 0)):
+        top = top.parent
+    return _hash_tree(top, (".py",))
 
 
 def _module_origin(module: str, base: Path) -> Path | None:
@@ -108,7 +133,7 @@ def _module_origin(module: str, base: Path) -> Path | None:
         sys.path.insert(0, str(base))
     try:
         spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError, AttributeError):
+    except Exception:  # noqa: BLE001 - importing a parent package may raise anything; the compile reports it
         return None
     finally:
         if added:
@@ -131,12 +156,27 @@ def jsonable(value: Any) -> Any:
 
 
 def code_hash(obj: Any) -> str:
-    """sha256 of the file that defines `obj` (a pass or source class), so edits invalidate its entries."""
-    try:
-        source = inspect.getsourcefile(obj)
-    except TypeError:
-        source = None
-    return sha256_file(Path(source)) if source and Path(source).is_file() else ""
+    """A digest of the code `obj` (a pass or source class, or a module) comes from: every `.py` file of
+    its top-level package, so edits to helper modules invalidate its entries, not only its own file."""
+    module = obj if inspect.ismodule(obj) else sys.modules.get(getattr(obj, "__module__", ""), None)
+    if module is None:
+        return ""
+    top = sys.modules.get(module.__name__.split(".")[0])
+    files = [getattr(top, "__file__", None), getattr(module, "__file__", None)]
+    source = next((Path(f) for f in files if f), None)
+    if source is None or not source.is_file():
+        return ""
+    if source.name == "__init__.py":
+        return _hash_tree(source.parent, (".py",))
+    return sha256_file(source)
+
+
+def _sweep(shard: Path) -> None:
+    """Remove temporaries (`.<key>-<pid>-xxxx`) whose compile was killed before renaming them into place."""
+    for tmp in shard.glob(".*-*-*"):
+        pid = tmp.name.split("-")[1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -183,10 +223,14 @@ class PassCache:
             return None
         final = self._dir(key)
         if final.exists():
-            return self.get(key)
+            existing = self.get(key)
+            if existing is not None:
+                return existing
+            shutil.rmtree(final, ignore_errors=True)  # a damaged entry: replace it
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=final.parent))
+            _sweep(final.parent)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-{os.getpid()}-", dir=final.parent))
         except OSError as exc:
             log.warning("pass cache at %s is not writable: %s", self.root, exc)
             return None

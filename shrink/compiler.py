@@ -68,7 +68,8 @@ def golden_reference(result: RunResult, plan: Plan, cache: PassCache | None) -> 
     if entry is not None and "reference" in entry.record:
         if entry.record["reference"] is None:
             return None
-        return entry.file(golden.GOLDEN_FILE).read_bytes(), entry.record["reference"]
+        if entry.file(golden.GOLDEN_FILE).is_file():
+            return entry.file(golden.GOLDEN_FILE).read_bytes(), entry.record["reference"]
     result.ensure_data()
     reference = golden.make(Path(result.final.model), list(result.final.meta.get("inputs", [])), result.ctx.data, plan.recipe.seed)
     if cache and key:

@@ -16,7 +16,7 @@ from typing import Any
 
 from shrink import cache as cache_mod
 from shrink.artifact import Artifact, Step
-from shrink.bundle import library_versions
+from shrink.bundle import library_versions, process_alive
 from shrink.cache import PassCache
 from shrink.context import Context, Dataset
 from shrink.errors import PassFailed, PluginError, Problem, ShrinkError
@@ -43,21 +43,11 @@ class RunResult:
 WORKSPACE_PREFIX = "shrink-run-"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_workspaces() -> None:
     """Remove the workspaces of compiles that were killed (their process no longer exists)."""
     for path in Path(tempfile.gettempdir()).glob(f"{WORKSPACE_PREFIX}*-*"):
         pid = path.name[len(WORKSPACE_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -118,8 +108,10 @@ def _data_fingerprint(plan: Plan, ctx: Context, notify: Progress) -> str | None:
 
 def cache_components(plan: Plan, data: str | None) -> list[dict[str, Any]]:
     """What each step's result depends on: the source first, then one entry per pass (chained by key)."""
+    import shrink
+
     shared = {"data": data, "seed": plan.recipe.seed, "target": plan.target.sha256,
-              "libraries": cache_mod.digest(library_versions())}
+              "libraries": cache_mod.digest(library_versions()), "shrink": cache_mod.code_hash(shrink)}
     resolve = plan.recipe.resolve_path
     source_options = plan.source.options.model_dump(mode="json")
     components = [{
@@ -182,9 +174,7 @@ def _restore(cache: PassCache, registry: Registry, entry: cache_mod.Entry, ctx: 
                 files[name] = str(ctx.new_path("cached", Path(name).suffix))
                 shutil.copyfile(entry.path / stored, files[name])
             meta["bundle_files"] = files
-    except ShrinkError:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged or outdated entry means "run the step", never a failed compile
         log.debug("cache entry %s cannot be restored: %s: %s", entry.key[:12], type(exc).__name__, exc)
         return None
     return Artifact(model, entry.record["format"], meta=meta, details=entry.record.get("details") or {})
@@ -218,8 +208,9 @@ def run_plan(plan: Plan, registry: Registry, workdir: Path, progress: Progress |
             entry = cache.get(key)
             if entry is None:
                 step = "source" if i == 0 else f"passes[{i - 1}]"
-                log.debug("cache miss for %s %s: %s", step, components[i]["step"],
-                          cache.explain_miss(components[i], recipe.name, step))
+                if log.isEnabledFor(logging.DEBUG):  # explaining reads every entry of the cache
+                    log.debug("cache miss for %s %s: %s", step, components[i]["step"],
+                              cache.explain_miss(components[i], recipe.name, step))
                 break
             hits.append(entry)
 

@@ -53,11 +53,18 @@ def load_factory(spec: str, base_dir: Path) -> Callable[..., Any]:
             assert spec_obj is not None and spec_obj.loader is not None
             module = importlib.util.module_from_spec(spec_obj)
             sys.modules[unique] = module
+            folder = str(path.parent)
+            added = folder not in sys.path
+            if added:  # as for a script: the file's own folder is importable (sibling modules)
+                sys.path.insert(0, folder)
             try:
                 spec_obj.loader.exec_module(module)
             except BaseException:
                 sys.modules.pop(unique, None)
                 raise
+            finally:
+                if added:
+                    sys.path.remove(folder)
     else:
         added = str(base_dir) not in sys.path
         if added:

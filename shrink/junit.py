@@ -9,12 +9,20 @@ must stay torch-free), and deterministic: no timestamps, no host names.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from shrink.errors import ExitCode, Problem
+
+
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(text: str | None) -> str | None:
+    return None if text is None else _NOT_XML.sub("\ufffd", text)
 
 
 def _text(value: Any) -> str:
@@ -83,6 +91,10 @@ def write(path: Path, command: str, code: int, *, target: str | None = None, che
           problems: Sequence[Problem] = (), subject: str | None = None) -> None:
     """Write the report to `path` (parent folders created); raises OSError when it cannot."""
     tree = build(command, code, target=target, checks=checks, problems=problems, subject=subject)
+    for element in tree.iter():  # XML 1.0 cannot carry control characters, whatever a path or message holds
+        element.text = _xml_safe(element.text)
+        for key, value in element.attrib.items():
+            element.set(key, _xml_safe(value) or "")
     ET.indent(tree)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as fh:

@@ -66,7 +66,12 @@ _MANIFEST_SCHEMA: dict[str, Any] = {
         "target": {"type": "object", "properties": {"profile": _OBJECT}},
         "metrics": _OBJECT,
         "history": {"type": "array", "items": {"type": "object", "properties": {"metrics": _OBJECT}}},
-        "golden": _OBJECT,
+        "golden": {  # null: the compile could not pin the inputs, so there is no golden file
+            "type": ["object", "null"], "required": ["file", "inputs", "outputs"],
+            "properties": {"file": {"type": "string"}, "samples": {"type": "integer", "minimum": 1},
+                           "inputs": {"type": "array", "items": {"type": "string"}},
+                           "outputs": {"type": "array", "items": {"type": "string"}},
+                           "atol": {"type": "number", "minimum": 0}, "rtol": {"type": "number", "minimum": 0}}},
     },
 }
 

@@ -117,3 +117,35 @@ def test_unwritable_cache_does_not_fail_the_compile(cli, make_recipe, tmp_path: 
     blocker.write_text("")
     monkeypatch.setenv("SHRINK_CACHE_DIR", str(blocker))
     assert _cached(_compile(cli, make_recipe(), tmp_path / "a")) == [False, False]
+
+
+def test_editing_a_module_the_factory_imports_invalidates(cli, make_recipe, tmp_path: Path):
+    (tmp_path / "blocks.py").write_text("from torch import nn\n\n\ndef act():\n    return nn.ReLU()\n")
+    (tmp_path / "net.py").write_text(
+        "import torch\nfrom torch import nn\n\nfrom blocks import act\n\n\n"
+        "def build():\n    torch.manual_seed(0)\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), act(), nn.Linear(16, 10))\n")
+    model = {"source": "torch", "factory": "net.py:build", "input_shape": [1, 1, 8, 8]}
+    recipe = make_recipe(model=model)
+    assert _cached(_compile(cli, recipe, tmp_path / "a")) == [False, False]
+    assert _cached(_compile(cli, recipe, tmp_path / "b")) == [True, True]
+    (tmp_path / "blocks.py").write_text("from torch import nn\n\n\ndef act():\n    return nn.Tanh()\n")
+    assert _cached(_compile(cli, recipe, tmp_path / "c")) == [False, False]
+
+
+def test_a_damaged_entry_reruns_the_step(cli, first, make_recipe, tmp_path: Path, private_pass_cache: Path):
+    for weights in private_pass_cache.rglob("weights.pt"):
+        weights.write_bytes(b"truncated")
+    changed = json.loads(json.dumps(TRAINING))
+    changed[2]["parity_samples"] = 16  # export changes: the torch steps before it must be restored
+    again = _compile(cli, make_recipe(passes=changed), tmp_path / "again")
+    assert again["verdict"] == "pass"
+    assert _cached(again)[-2:] == [False, False]
+
+
+def test_unfollowable_option_values_are_not_files(tmp_path: Path):
+    from shrink.cache import referenced_files
+
+    (tmp_path / "w.bin").write_bytes(b"x")
+    found = referenced_files({"a": "~nosuchuser-xyz/w", "b": "nosuchpkg_xyz.mod:fn", "c": ["w.bin", 3]},
+                             lambda value: (tmp_path / Path(value).expanduser()).resolve())
+    assert list(found) == ["w.bin"]

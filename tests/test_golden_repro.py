@@ -92,3 +92,18 @@ def test_same_recipe_twice_gives_identical_bundle_bytes(make_recipe, tmp_path: P
         hashes.append({name: record["sha256"] for name, record in manifest["files"].items()})
     assert {"model.onnx", "golden.npz", "report.md"} <= set(hashes[0])
     assert hashes[0] == hashes[1]
+
+
+def test_bundle_without_golden_and_malformed_golden_records(cli, bundle: Path):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    bad = {**manifest, "golden": {**manifest["golden"], "atol": "abc"}}
+    (bundle / "manifest.json").write_text(json.dumps(bad))
+    result = cli("verify", bundle)
+    assert result.code == 2 and "golden.atol" in result.err and "Traceback" not in result.err
+
+    (bundle / "golden.npz").unlink()
+    del manifest["files"]["golden.npz"]
+    (bundle / "manifest.json").write_text(json.dumps({**manifest, "golden": None}))
+    result = cli("verify", bundle, "--json")
+    assert result.code == 0, result.err
+    assert "golden" not in [c["name"] for c in result.json["checks"]]
