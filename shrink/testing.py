@@ -113,6 +113,15 @@ def run_subprocess(*args: str | Path, env: Mapping[str, str] | None = None, code
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+@pytest.fixture(autouse=True)
+def private_pass_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own pass cache (in-process and in subprocesses), never the user's
+    `~/.cache/shrink`, so results never leak between tests."""
+    path = tmp_path_factory.mktemp("pass-cache")
+    monkeypatch.setenv("SHRINK_CACHE_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run the CLI in-process: `cli("plan", path)` → Result(code, stdout, stderr)."""
