@@ -54,8 +54,9 @@ def sample_inputs(inputs: list[dict[str, Any]], data: Dataset | None, seed: int,
             feeds[spec["name"]] = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind == "b":
             feeds[spec["name"]] = rng.integers(0, 2, shape).astype(dtype)
-        else:
-            feeds[spec["name"]] = rng.integers(0, 2, shape).astype(dtype)
+        else:  # an input's `range` [low, high) (e.g. token ids in the vocabulary, a mask of ones), else 0/1
+            low, high = (spec.get("range") or [0, 2])[:2]
+            feeds[spec["name"]] = rng.integers(int(low), int(high), shape).astype(dtype)
     return feeds
 
 

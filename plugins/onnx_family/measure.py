@@ -32,7 +32,7 @@ def measure(artifact: Artifact, ctx: Context) -> dict[str, Any]:
 def _single_input(artifact: Artifact, ctx: Context) -> dict[str, np.ndarray] | None:
     """One batch-1 input: the first eval sample when it fits, else zeros of the recorded shape."""
     if len(artifact.inputs) != 1:
-        return None
+        return _pinned_inputs(artifact.inputs)
     spec = artifact.inputs[0]
     shape = spec.get("shape") or []
     if not shape or not all(isinstance(d, int) for d in shape):
@@ -43,3 +43,16 @@ def _single_input(artifact: Artifact, ctx: Context) -> dict[str, np.ndarray] | N
         if list(x.shape) == shape:
             return {spec["name"]: np.ascontiguousarray(x.astype(spec.get("dtype", "float32")))}
     return {spec["name"]: np.zeros(shape, dtype=spec.get("dtype", "float32"))}
+
+
+def _pinned_inputs(specs: list[dict[str, Any]]) -> dict[str, np.ndarray] | None:
+    """Several inputs (e.g. a text encoder's input_ids and attention_mask): each filled with the low end of
+    its `range` (a mask of ones) at its recorded batch-1 shape; None when a shape is not pinned."""
+    feeds = {}
+    for spec in specs:
+        shape = spec.get("shape") or []
+        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+            return None
+        low = (spec.get("range") or [0])[0]
+        feeds[spec["name"]] = np.full([1, *shape[1:]], low, dtype=spec.get("dtype", "float32"))
+    return feeds or None

@@ -155,6 +155,10 @@ def data_feeds(path: Path, artifact: Artifact, ctx: Context, splits: tuple[str, 
     from shrink_builtins.onnx_family.ort import session
 
     inputs = session(path).get_inputs()
+    if artifact.meta.get("tokenizer"):  # text encoders: tokenized sentences (input_ids, attention_mask)
+        from shrink_builtins.hf_family.tokens import token_feeds
+
+        return token_feeds(artifact, ctx, splits, count)
     if ctx.data is None or len(inputs) != 1:
         return None
     spec = next((s for s in artifact.inputs if s.get("name") == inputs[0].name), None)
@@ -550,13 +554,21 @@ class QuantizePTQ(Pass):
 
 
 def _preprocess(quant_pre_process: Any, source: Path, dest: Path) -> str:
-    """`quant_pre_process`, retried without symbolic shape inference when that fails (some exotic graphs)."""
-    try:
-        quant_pre_process(str(source), str(dest))
-        return "quant_pre_process"
-    except Exception as exc:  # noqa: BLE001 - symbolic shape inference is best effort
-        quant_pre_process(str(source), str(dest), skip_symbolic_shape=True)
-        return f"quant_pre_process without symbolic shape inference ({type(exc).__name__})"
+    """`quant_pre_process`, retried without symbolic shape inference when that fails (some exotic graphs).
+
+    When symbolic shape inference gives up, onnxruntime saves `sym_shape_infer_temp.onnx` and its
+    external data into the *current directory*; it runs inside the workspace so the user's folder
+    stays clean.
+    """
+    import contextlib
+
+    with contextlib.chdir(dest.parent):
+        try:
+            quant_pre_process(str(source), str(dest))
+            return "quant_pre_process"
+        except Exception as exc:  # noqa: BLE001 - symbolic shape inference is best effort
+            quant_pre_process(str(source), str(dest), skip_symbolic_shape=True)
+            return f"quant_pre_process without symbolic shape inference ({type(exc).__name__})"
 
 
 def _batch(path: Path, preferred: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -51,6 +52,10 @@ class ExportOnnx(Pass):
         from shrink_builtins.torch_family.runtime import predict
 
         opts: Any = self.options
+        if artifact.meta.get("hf_config"):  # text encoders: two int64 inputs, dynamic batch and sequence
+            from shrink_builtins.hf_family.export import export_encoder
+
+            return export_encoder(opts, artifact, ctx)
         opset = opts.opset or ctx.target.export_opset
         (spec,) = artifact.inputs
         model: torch.nn.Module = artifact.model.eval()
@@ -67,22 +72,7 @@ class ExportOnnx(Pass):
                 torch.onnx.export(model, (example,), str(path), dynamo=True, external_data=False, opset_version=opset,
                                   input_names=[spec["name"]], output_names=[opts.output_name],
                                   dynamic_shapes=({0: torch.export.Dim("batch")},) if opts.dynamic_batch else None)
-        onnx.checker.check_model(str(path), full_check=True)
-        proto = onnx.load(str(path))
-        got = {o.domain or "ai.onnx": o.version for o in proto.opset_import}.get("ai.onnx")
-        if got != opset:
-            raise RuntimeError(f"the {opts.exporter} exporter wrote opset {got}, not the requested {opset}")
-        nodes_before = len(proto.graph.node)
-        simplified = False
-        if opts.simplify:
-            ctx.report(0.5, "simplifying with onnxsim")
-            from onnxsim import simplify
-
-            candidate, ok = simplify(proto)
-            if ok:
-                proto, simplified = candidate, True
-                onnx.save(proto, str(path))
-                onnx.checker.check_model(str(path), full_check=True)
+        proto, nodes_before, simplified = check_and_simplify(path, opset, opts.exporter, opts.simplify, ctx)
         ctx.report(0.8, "checking parity with ONNX Runtime")
         expected = predict(model, samples)
         actual = run_session(path, {spec["name"]: samples})[0]
@@ -113,3 +103,29 @@ def _parity_inputs(ctx: Context, spec: dict[str, Any], count: int) -> Any:
                     return np.ascontiguousarray(x.astype(spec.get("dtype", "float32")))
     rng = np.random.default_rng(ctx.seed)
     return rng.standard_normal([count, *shape[1:]]).astype(spec.get("dtype", "float32"))
+
+
+def check_and_simplify(path: Path, opset: int, exporter: str, simplify: bool, ctx: Context) -> tuple[Any, int, bool]:
+    """The full ONNX checker, the opset the exporter really wrote, then onnxsim (kept only when it succeeds).
+
+    Returns the final proto, the node count before simplification and whether it was simplified.
+    """
+    import onnx
+
+    onnx.checker.check_model(str(path), full_check=True)
+    proto = onnx.load(str(path))
+    got = {o.domain or "ai.onnx": o.version for o in proto.opset_import}.get("ai.onnx")
+    if got != opset:
+        raise RuntimeError(f"the {exporter} exporter wrote opset {got}, not the requested {opset}")
+    nodes_before = len(proto.graph.node)
+    simplified = False
+    if simplify:
+        ctx.report(0.5, "simplifying with onnxsim")
+        from onnxsim import simplify as onnxsim_simplify
+
+        candidate, ok = onnxsim_simplify(proto)
+        if ok:
+            proto, simplified = candidate, True
+            onnx.save(proto, str(path))
+            onnx.checker.check_model(str(path), full_check=True)
+    return proto, nodes_before, simplified

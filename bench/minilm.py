@@ -1,0 +1,148 @@
+"""MiniLM benchmark: the fp32 teacher, the TinyBERT student in fp32 and the student + int8, in one run.
+
+    python bench/minilm.py [--recipe recipes/minilm-tinybert.json] [--seq 128] [--runs 200] [--out dist/bench-minilm]
+
+Compiles three variants of the recipe with shrink (they share the pass cache, so the distillation
+runs once): the teacher exported alone (`export.onnx`), the student without `quantize.ptq` (fp32),
+and the whole recipe (int8). Then, on this machine and in this process: file size, median batch-1
+latency under ONNX Runtime at a fixed sequence length (1 intra-op thread, runs interleaved
+round-robin so drift hits all models alike), and fidelity to the teacher on the held-out sentences
+(per-sentence cosine; Spearman of the pairwise-similarity matrices), with the ratios the issue's
+goal is stated in (student + int8 ≥ 3x faster, ≥ 6x smaller, held-out cosine ≥ 0.90).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def compile_variant(recipe: dict[str, Any], passes: list[dict[str, Any]], name: str, out: Path, workdir: Path) -> tuple[Path, float]:
+    variant = {**recipe, "name": f"{recipe['name']}-{name}", "passes": passes}
+    path = workdir / f"{name}.json"
+    path.write_text(json.dumps(variant, indent=2))
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "shrink", "compile", str(path), "-o", str(out / name), "--json"],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if proc.returncode not in (0, 4):
+        sys.exit(f"compiling the {name} variant failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return out / name, seconds
+
+
+def eval_sentences(recipe: dict[str, Any], base: Path) -> tuple[list[str], dict[str, int]]:
+    from shrink_builtins.hf_family.text import TextData
+
+    options = {k: v for k, v in recipe["data"].items() if k != "source"}
+    provider = TextData(TextData.Options(**options))
+
+    class Ctx:
+        def path(self, value: str) -> Path:
+            return (base / value).resolve()
+
+    data = provider.load(Ctx())  # type: ignore[arg-type]
+    return list(data.split("eval").inputs), dict(data.meta["eval_groups"])
+
+
+def embed(sess: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
+    from shrink_builtins.hf_family.tokens import encode
+
+    outs = []
+    for start in range(0, len(texts), 32):
+        ids, mask = encode(tokenizer, texts[start:start + 32])
+        outs.append(sess.run(None, {"input_ids": ids, "attention_mask": mask})[0])
+    return np.concatenate(outs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "minilm-tinybert.json")
+    parser.add_argument("--seq", type=int, default=128, help="sequence length of the latency runs")
+    parser.add_argument("--runs", type=int, default=200, help="latency runs per model")
+    parser.add_argument("--out", type=Path, default=REPO / "dist" / "bench-minilm")
+    args = parser.parse_args()
+
+    import onnxruntime as ort
+
+    from shrink_builtins.hf_family.metrics import fidelity
+    from shrink_builtins.hf_family.tokens import load_tokenizer
+
+    recipe = json.loads(args.recipe.read_text())
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        teacher_dir, t_teacher = compile_variant(recipe, [{"pass": "export.onnx"}], "teacher", args.out, work)
+        student_dir, t_student = compile_variant(recipe, recipe["passes"][:-1], "student-fp32", args.out, work)
+        int8_dir, t_int8 = compile_variant(recipe, recipe["passes"], "student-int8", args.out, work)
+    print(f"compile: teacher {t_teacher:.0f} s, student fp32 {t_student:.0f} s (includes the distillation unless cached), "
+          f"student int8 {t_int8:.0f} s", file=sys.stderr)
+    models = {"teacher fp32": teacher_dir, "student fp32": student_dir, "student int8": int8_dir}
+
+    texts, groups = eval_sentences(recipe, args.recipe.parent)
+    max_length = int(recipe["model"].get("max_length", 128))
+    tokenizer = load_tokenizer(int8_dir / "tokenizer.json", max_length)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    sessions = {name: ort.InferenceSession(str(d / "model.onnx"), options, providers=["CPUExecutionProvider"])
+                for name, d in models.items()}
+    embeddings = {name: embed(sess, tokenizer, texts) for name, sess in sessions.items()}
+
+    rng = np.random.default_rng(0)
+    feeds = {"input_ids": rng.integers(1000, 30000, size=(1, args.seq)).astype(np.int64),
+             "attention_mask": np.ones((1, args.seq), dtype=np.int64)}
+    for sess in sessions.values():
+        for _ in range(10):
+            sess.run(None, feeds)
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(args.runs):
+        for name, sess in sessions.items():
+            start = time.perf_counter()
+            sess.run(None, feeds)
+            times[name].append(time.perf_counter() - start)
+
+    teacher = embeddings["teacher fp32"]
+    rows = {}
+    for name, d in models.items():
+        manifest = json.loads((d / "manifest.json").read_text())
+        row = {"bytes": (d / "model.onnx").stat().st_size, "params": manifest["metrics"].get("params"),
+               "latency_ms": float(np.median(times[name]) * 1000), **fidelity(embeddings[name], teacher)}
+        start = 0
+        for group, count in groups.items():
+            row[f"cosine_{group}"] = fidelity(embeddings[name][start:start + count], teacher[start:start + count])["cosine"]
+            start += count
+        rows[name] = row
+    group_cols = [f"cosine_{g}" for g in groups]
+    print(f"\nheld-out: {len(texts)} sentences ({', '.join(f'{g} {n}' for g, n in groups.items())}); "
+          f"latency: batch 1, sequence {args.seq}, 1 ORT thread, {args.runs} interleaved runs")
+    print("| model | bytes | params | latency ms | cosine | spearman | " + " | ".join(group_cols) + " |")
+    print("|---|---|---|---|---|---|" + "---|" * len(group_cols))
+    for name, r in rows.items():
+        print(f"| {name} | {r['bytes']:,} | {r['params']:,} | {r['latency_ms']:.2f} | {r['cosine']:.4f} | {r['spearman']:.4f} | "
+              + " | ".join(f"{r[c]:.4f}" for c in group_cols) + " |")
+    t, s, q = rows["teacher fp32"], rows["student fp32"], rows["student int8"]
+    print(f"\nstudent fp32 vs teacher: {t['bytes'] / s['bytes']:.1f}x smaller, {t['latency_ms'] / s['latency_ms']:.1f}x faster")
+    print(f"student int8 vs teacher: {t['bytes'] / q['bytes']:.1f}x smaller, {t['latency_ms'] / q['latency_ms']:.1f}x faster, "
+          f"held-out cosine {q['cosine']:.4f}, Spearman {q['spearman']:.4f}")
+    goal = t["bytes"] / q["bytes"] >= 6 and t["latency_ms"] / q["latency_ms"] >= 3 and q["cosine"] >= 0.90
+    print(f"goal (≥3x faster, ≥6x smaller, cosine ≥0.90): {'met' if goal else 'not met'}")
+    int8_manifest = json.loads((int8_dir / "manifest.json").read_text())
+    distill = next((h for h in int8_manifest["history"] if h["name"] == "distill.tinybert"), None)
+    if distill:
+        print(f"distillation: {distill['details'].get('sentences')} sentences x {distill['details'].get('epochs')} epochs, "
+              f"{distill['details'].get('train_seconds')} s, final losses {distill['details'].get('final_losses')}")
+
+
+if __name__ == "__main__":
+    main()
