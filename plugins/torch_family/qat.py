@@ -80,7 +80,12 @@ class QuantizeQAT(Pass):
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         import copy
+        import os
 
+        # NNCF compiles its CPU fake-quantize extension on first use (~1 min on 2 cores, then cached in
+        # ~/.cache/torch_extensions) and gives up after 60 s by default: on a fresh or busy machine
+        # that fails the pass. Allow 15 minutes unless the user chose a limit.
+        os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
         import nncf
         import numpy as np
         import onnx
