@@ -127,15 +127,21 @@ def embed(model: nn.Module, ids: np.ndarray, mask: np.ndarray, batch_size: int =
 
 def save(model: Encoder, directory: Path) -> dict[str, Any]:
     """The state_dict plus the config that rebuilds the architecture (weights_only loading)."""
+    from shrink_builtins.hf_family.heads import ffn_sizes
+
     torch.save(model.state_dict(), directory / "weights.pt")
     return {"kind": "hf-encoder", "file": "weights.pt", "config": config_dict(model), "task": model.task,
-            "normalize": model.normalize, "output_size": model.output_size}
+            "normalize": model.normalize, "output_size": model.output_size,
+            "heads": head_counts(model), "ffn_sizes": ffn_sizes(model)}  # per-layer widths after head/FFN pruning
 
 
 def restore(descriptor: dict[str, Any], directory: Path) -> Encoder:
+    from shrink_builtins.hf_family.heads import resize
+
     model = build(dict(descriptor["config"]), str(descriptor["task"]), bool(descriptor.get("normalize", True)),
                   descriptor.get("output_size"))
     try:
+        resize(model, descriptor.get("heads"), descriptor.get("ffn_sizes"))
         state = torch.load(directory / descriptor["file"], map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except (RuntimeError, OSError) as exc:

@@ -1,4 +1,6 @@
-"""`prune.structured`: channel pruning with torch-pruning's dependency graph, then a recovery fine-tune."""
+"""`prune.structured`: channel pruning with torch-pruning's dependency graph, then a recovery fine-tune.
+For Hugging Face encoders (`heads_ratio` / `ffn_ratio`) it removes whole attention heads and FFN channels
+instead (`shrink_builtins.hf_family.heads`)."""
 
 from __future__ import annotations
 
@@ -8,18 +10,20 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from shrink import Artifact, Context, Pass
+from shrink import Artifact, Context, Pass, PlanContext, UsageError
 from shrink_builtins.torch_family.options import TrainingOptions
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-Importance = Literal["magnitude", "taylor", "bn_scale"]
+Importance = Literal["magnitude", "taylor", "bn_scale", "ablation"]
+ENCODER_ONLY = ("heads_ratio", "ffn_ratio")
+CHANNELS_ONLY = ("ratio", "ignore", "alpha", "augment", "max_shift")
 
 
 class PruneStructured(Pass):
-    """Remove whole channels with torch-pruning (dependency-aware), then fine-tune to recover (optionally with KD)."""
+    """Remove whole channels with torch-pruning (dependency-aware) or attention heads of encoders, then fine-tune to recover (optionally with KD)."""
 
     name = "prune.structured"
     consumes = ("torch",)
@@ -30,7 +34,14 @@ class PruneStructured(Pass):
     class Options(TrainingOptions):
         ratio: float = Field(0.5, gt=0, le=0.95, description="fraction of channels to remove (0.5 leaves ~25% of the parameters)")
         importance: Importance = Field("magnitude", description="channel ranking: 'magnitude' (group L2 norm), 'taylor' "
-                                       "(first-order Taylor on training batches) or 'bn_scale' (|BatchNorm gamma|)")
+                                       "(first-order Taylor on training batches) or 'bn_scale' (|BatchNorm gamma|); encoders: "
+                                       "'magnitude' (L2 norm of each head's Q/K/V/O weights) or 'ablation' (cosine drop to the "
+                                       "unpruned outputs with the head alone masked, on training sentences)")
+        heads_ratio: Annotated[float, Field(gt=0, lt=1)] | SkipJsonSchema[None] = Field(
+            None, description="Hugging Face encoders: fraction of attention heads to remove from each layer (or across "
+                              "layers with global_pruning); every layer keeps at least one head")
+        ffn_ratio: Annotated[float, Field(gt=0, le=0.95)] | SkipJsonSchema[None] = Field(
+            None, description="Hugging Face encoders: fraction of feed-forward intermediate channels to remove per layer")
         global_pruning: bool = Field(False, description="rank channels across all layers instead of removing `ratio` from each layer")
         max_layer_ratio: Annotated[float, Field(gt=0, le=1)] | SkipJsonSchema[None] = Field(None, description="most any single layer may lose with "
                                               "global_pruning (default: the larger of ratio and 0.9)")
@@ -39,11 +50,17 @@ class PruneStructured(Pass):
                                   description="module names never pruned (the output layer is always kept)")
         finetune_epochs: int = Field(3, ge=0, le=1000, description="recovery fine-tune epochs after pruning (0: none)")
         finetune_kd: bool = Field(True, description="fine-tune with Hinton KD from the unpruned model")
-        lr: float = Field(2e-3, gt=0, le=10, description="fine-tune peak learning rate")
-        taylor_batches: int = Field(4, ge=1, le=1000, description="training batches whose gradients rank channels for 'taylor'")
+        lr: Annotated[float, Field(gt=0, le=10)] | SkipJsonSchema[None] = Field(
+            None, description="fine-tune peak learning rate (default 2e-3; 1e-4 for encoders)")
+        taylor_batches: int = Field(4, ge=1, le=1000, description="training batches that rank channels for 'taylor' "
+                                    "(heads and FFN channels for 'ablation')")
 
         @model_validator(mode="after")
         def _consistent(self) -> PruneStructured.Options:
+            if self.encoder:
+                self._encoder_consistent()
+            elif self.importance == "ablation":
+                raise ValueError("importance 'ablation' applies only to encoder pruning (heads_ratio / ffn_ratio)")
             if self.max_layer_ratio is not None and self.ratio > self.max_layer_ratio:
                 raise ValueError(f"ratio {self.ratio} is greater than max_layer_ratio {self.max_layer_ratio}")
             if self.finetune_epochs == 0 and "finetune_kd" in self.model_fields_set and self.finetune_kd:
@@ -51,9 +68,50 @@ class PruneStructured(Pass):
             for key in ("temperature", "alpha"):
                 if key in self.model_fields_set and not (self.finetune_kd and self.finetune_epochs > 0):
                     raise ValueError(f"{key} applies only to a KD fine-tune (finetune_kd with finetune_epochs > 0)")
-            if "taylor_batches" in self.model_fields_set and self.importance != "taylor":
-                raise ValueError("taylor_batches applies only to importance 'taylor'")
+            if "taylor_batches" in self.model_fields_set and self.importance not in ("taylor", "ablation"):
+                raise ValueError("taylor_batches applies only to importance 'taylor' or 'ablation'")
             return self
+
+        @property
+        def encoder(self) -> bool:
+            """Head/FFN pruning of a Hugging Face encoder rather than channel pruning."""
+            return self.heads_ratio is not None or self.ffn_ratio is not None
+
+        def _encoder_consistent(self) -> None:
+            given = [k for k in CHANNELS_ONLY if k in self.model_fields_set]
+            if given:
+                raise ValueError(f"{', '.join(given)} applies to channel pruning, not to encoder pruning with "
+                                 "heads_ratio / ffn_ratio")
+            if self.importance not in ("magnitude", "ablation"):
+                raise ValueError(f"importance {self.importance!r} does not apply to encoder pruning: use 'magnitude' "
+                                 "or 'ablation' (the cosine KD loss has no gradient at the unpruned model, so 'taylor' "
+                                 "would rank nothing)")
+            if "finetune_kd" in self.model_fields_set and not self.finetune_kd and self.finetune_epochs > 0:
+                raise ValueError("an encoder's recovery fine-tune is KD from the unpruned model (text data has no "
+                                 "labels): finetune_kd cannot be false; set finetune_epochs 0 for no fine-tune")
+            if self.max_layer_ratio is not None and not (self.heads_ratio is not None and self.global_pruning):
+                raise ValueError("max_layer_ratio applies to encoders only with heads_ratio and global_pruning")
+            if self.global_pruning and self.heads_ratio is None:
+                raise ValueError("global_pruning applies to encoders only with heads_ratio (FFN channels are pruned per layer)")
+            if self.round_to is not None and self.ffn_ratio is None:
+                raise ValueError("round_to applies to encoders only with ffn_ratio (it rounds the kept FFN widths)")
+
+    def __init__(self, options: Any) -> None:
+        super().__init__(options)
+        if getattr(options, "encoder", False):
+            self.requires = frozenset({"train"})  # type: ignore[misc]  # sentences; no labels needed
+
+    def check(self, plan: PlanContext) -> list[str]:
+        opts: Any = self.options
+        source = plan.recipe.raw.get("model", {}).get("source") if isinstance(plan.recipe.raw.get("model"), dict) else None
+        if opts.encoder and source != "huggingface":
+            given = " and ".join(k for k in ENCODER_ONLY if getattr(opts, k) is not None)
+            return [f"{given} prune attention heads / FFN channels of Hugging Face encoders (model source "
+                    f"'huggingface'); this recipe's model source is {source!r}: use 'ratio' for channel pruning"]
+        if not opts.encoder and source == "huggingface":
+            return ["prune.structured on a Hugging Face encoder removes attention heads and FFN channels: "
+                    "give heads_ratio and/or ffn_ratio (not 'ratio')"]
+        return []
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         import copy
@@ -64,6 +122,12 @@ class PruneStructured(Pass):
                                                         train)
 
         opts: Any = self.options
+        if opts.encoder or artifact.meta.get("hf_config"):
+            if not opts.encoder:
+                raise UsageError(f"{self.name}: a Hugging Face encoder is pruned with heads_ratio and/or ffn_ratio")
+            from shrink_builtins.hf_family.heads import prune_encoder
+
+            return prune_encoder(opts, artifact, ctx, self.name)
         seed = ctx.seed + opts.seed
         setup_torch(seed)
         x, y = split_tensors(ctx.require_data("train", self.name), self.name)
@@ -109,7 +173,7 @@ class PruneStructured(Pass):
 def _config(opts: Any) -> Any:
     from shrink_builtins.torch_family.train import TrainConfig
 
-    return TrainConfig(epochs=opts.finetune_epochs, batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer,
+    return TrainConfig(epochs=opts.finetune_epochs, batch_size=opts.batch_size, lr=opts.lr if opts.lr is not None else 2e-3, optimizer=opts.optimizer,
                        weight_decay=opts.weight_decay, schedule=opts.schedule, augment=opts.augment,
                        max_shift=opts.max_shift, temperature=opts.temperature, alpha=opts.alpha)
 
