@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shrink.bundle import library_versions, process_alive, sha256_file
+from shrink.bundle import process_alive, sha256_file
 
 log = logging.getLogger("shrink.cache")
 

@@ -11,7 +11,7 @@ from shrink import golden
 from shrink.artifact import Artifact
 from shrink.bundle import MODEL_FILE, check_output_dir, library_versions, write_bundle
 from shrink.checks import CheckResult, Subject, run_checks
-from shrink.cache import PassCache, code_hash, jsonable
+from shrink.cache import PassCache, jsonable
 from shrink.engine import Progress, RunResult, run_plan, workspace
 from shrink.errors import PluginError, ShrinkError
 from shrink.plan import Plan, make_plan
@@ -63,7 +63,7 @@ def required_operators(analysis: Any) -> str:
 
 def golden_reference(result: RunResult, plan: Plan, cache: PassCache | None) -> tuple[bytes, dict[str, Any]] | None:
     """The golden file and its manifest record, from the pass cache when the final model was cached."""
-    key = PassCache.key({"final": result.key, "golden": code_hash(golden)}) if result.key and cache else None
+    key = PassCache.key({"final": result.key, "golden": golden.GOLDEN_FILE}) if result.key and cache else None  # shrink's code is in result.key
     entry = cache.get(key) if cache and key else None
     if entry is not None and "reference" in entry.record:
         if entry.record["reference"] is None:

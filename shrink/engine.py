@@ -110,7 +110,8 @@ def cache_components(plan: Plan, data: str | None) -> list[dict[str, Any]]:
     """What each step's result depends on: the source first, then one entry per pass (chained by key)."""
     import shrink
 
-    shared = {"data": data, "seed": plan.recipe.seed, "target": plan.target.sha256,
+    shared = {"data": data, "data_code": cache_mod.code_hash(type(plan.data)) if plan.data else None,
+              "seed": plan.recipe.seed, "target": plan.target.sha256,
               "libraries": cache_mod.digest(library_versions()), "shrink": cache_mod.code_hash(shrink)}
     resolve = plan.recipe.resolve_path
     source_options = plan.source.options.model_dump(mode="json")
@@ -159,7 +160,7 @@ def _store(cache: PassCache, registry: Registry, key: str, components: dict[str,
         log.warning("not cached: saving %s failed: %s: %s", record.name, type(exc).__name__, exc)
 
 
-def _restore(cache: PassCache, registry: Registry, entry: cache_mod.Entry, ctx: Context) -> Artifact | None:
+def _restore(registry: Registry, entry: cache_mod.Entry, ctx: Context) -> Artifact | None:
     saved = entry.record.get("saved")
     if not isinstance(saved, dict):
         return None
@@ -219,7 +220,7 @@ def run_plan(plan: Plan, registry: Registry, workdir: Path, progress: Progress |
     source: Artifact | None = None
     resume = -1
     for i in range(len(hits) - 1, -1, -1):
-        restored = _restore(cache, registry, hits[i], ctx)
+        restored = _restore(registry, hits[i], ctx)
         if restored is not None:
             artifact, resume = restored, i
             break
@@ -232,7 +233,7 @@ def run_plan(plan: Plan, registry: Registry, workdir: Path, progress: Progress |
         if resume == 0:
             source = artifact
         else:  # passes that still run get the real source model; a fully cached run needs only its metrics
-            restored = _restore(cache, registry, hits[0], ctx) if resume < len(plan.steps) else None
+            restored = _restore(registry, hits[0], ctx) if resume < len(plan.steps) else None
             source = restored or Artifact(None, hits[0].record["format"], meta=hits[0].record.get("meta") or {})
             source = dataclasses.replace(source, metrics=history[0].metrics, history=history[:1])
 

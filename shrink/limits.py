@@ -8,7 +8,6 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, PositiveInt
 
 MAX_INPUT_ELEMENTS = 1 << 28  # one input of 2**28 float32 elements is 1 GiB
-MAX_EPOCHS = 10_000
 
 
 def _human_bytes(n: int) -> str:

@@ -118,8 +118,8 @@ class DataProvider:
 
     def fingerprint(self, ctx: Context) -> str | None:
         """Optional: the fingerprint `load()` would give, computed without loading (e.g. a hash of the
-        raw files, the options and the code that prepares them). It keys the pass cache; None means
-        "load the data to fingerprint it"."""
+        raw files and the options). It keys the pass cache together with the provider's own code; None
+        means "load the data to fingerprint it"."""
         return None
 
 

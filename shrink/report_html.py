@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
-from shrink.checks import CheckResult
+from shrink.checks import CheckResult, dtype_of, estimate_ms
 from shrink.report import VOLATILE_NOTE, stable
 from shrink.report import cell as _num  # one number format for both reports
 
@@ -151,38 +151,22 @@ def _short(name: str, limit: int = 18) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-def _final_dtype(analysis: dict[str, Any] | None) -> str:
-    """Dtype the bulk of the final model's MACs run in (as `shrink.checks.compute_dtype` decides)."""
-    by_dtype = (analysis or {}).get("weights_by_dtype") or {}
-    total = sum(row["params"] for row in by_dtype.values()) or 1
-    if sum(row["params"] for d, row in by_dtype.items() if d in ("int8", "uint8")) / total >= 0.5:
-        return "int8"
-    if sum(row["params"] for d, row in by_dtype.items() if d in ("float16", "bfloat16")) / total >= 0.5:
-        return "float16"
-    return "float32"
-
-
 def latency_estimates(manifest: dict[str, Any]) -> list[tuple[float, float] | None]:
-    """(low, high) estimated ms on the target after each pass, from its MACs and the profile's throughput.
+    """(low, high) estimated ms on the target after each pass, as the `latency` check computes it.
 
     Steps before the first `quantize.*` pass are estimated at float32, the rest at the final model's compute
     dtype; steps with no MAC count get None.
     """
     profile = manifest.get("target", {}).get("profile") or {}
-    throughput = profile.get("throughput") or {}
-    overhead = float(profile.get("overhead_ms", 0.0) or 0.0)
-    final = _final_dtype(manifest.get("analysis"))
+    final = dtype_of((manifest.get("analysis") or {}).get("weights_by_dtype") or {})
     quantized = False
     estimates: list[tuple[float, float] | None] = []
     for step in manifest.get("history", []):
         quantized = quantized or str(step.get("name", "")).startswith("quantize")
-        entry = throughput.get(final if quantized else "float32") or throughput.get("float32")
-        macs = step.get("metrics", {}).get("macs")
-        if entry is None or not _is_number(macs):
-            estimates.append(None)
-            continue
-        low_rate, high_rate = entry["gmacs"]
-        estimates.append((overhead + macs / (high_rate * 1e6), overhead + macs / (low_rate * 1e6)))
+        metrics = step.get("metrics", {})
+        macs, nodes = metrics.get("macs"), metrics.get("nodes", 0)
+        estimate = estimate_ms(profile, macs, nodes, final if quantized else "float32") if _is_number(macs) else None
+        estimates.append(estimate[:2] if estimate else None)
     return estimates
 
 

@@ -173,3 +173,16 @@ def test_verify_with_junit_stays_torch_free(passing_bundle, tmp_path):
     assert result.code == 0, result.err
     assert "HEAVY=\n" in result.err
     assert _counts(_suite(report)[1])["failures"] == 0
+
+
+def test_report_latency_plot_uses_the_checks_estimate(cli, make_recipe, tmp_path):
+    """The plotted upper end after the last pass is the value the `latency` check gates (node overhead included)."""
+    import json
+
+    from shrink.report_html import latency_estimates
+
+    out = tmp_path / "b"
+    assert cli("compile", make_recipe(target="x86-64-avx512"), "-o", out).code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (latency,) = [c for c in manifest["checks"] if c["name"] == "latency"]
+    assert latency_estimates(manifest)[-1][1] == pytest.approx(latency["value"], abs=1e-4)

@@ -17,7 +17,8 @@ def measure(artifact: Artifact, ctx: Context) -> dict[str, Any]:
     shapes = {i["name"]: list(i["shape"]) for i in artifact.inputs
               if i.get("shape") and all(isinstance(d, int) for d in i["shape"])}
     analysis = analyze(path, shapes or None)
-    metrics.update(params=analysis.params, macs=analysis.macs, peak_activation_bytes=analysis.peak_activation_bytes)
+    metrics.update(params=analysis.params, macs=analysis.macs, nodes=analysis.nodes,
+                   peak_activation_bytes=analysis.peak_activation_bytes)
     sample = _single_input(artifact, ctx)
     if sample is not None:
         metrics["host_latency_ms"] = round(host_latency_ms(path, sample), 4)

@@ -154,11 +154,11 @@ def data_feeds(path: Path, artifact: Artifact, ctx: Context, splits: tuple[str, 
 
     from shrink_builtins.onnx_family.ort import session
 
-    inputs = session(path).get_inputs()
     if artifact.meta.get("tokenizer"):  # text encoders: tokenized sentences (input_ids, attention_mask)
         from shrink_builtins.hf_family.tokens import token_feeds
 
         return token_feeds(artifact, ctx, splits, count)
+    inputs = session(path).get_inputs()
     if ctx.data is None or len(inputs) != 1:
         return None
     spec = next((s for s in artifact.inputs if s.get("name") == inputs[0].name), None)
