@@ -274,23 +274,17 @@ def check_rebuild(model: nn.Module, artifact: Artifact, ctx: Context, shapes: di
 
     import torch
 
-    from shrink.factory import load_factory
-    from shrink_builtins.torch_family.runtime import rebuild
+    from shrink_builtins.torch_family.runtime import factory_model
 
-    spec = artifact.meta.get("factory")
-    if not spec:
+    if not artifact.meta.get("factory"):
         return "skipped: no factory recorded"
-    kwargs = artifact.meta.get("factory_kwargs")
-    if kwargs is None:
-        model_section = ctx.recipe.raw.get("model", {})
-        kwargs = model_section.get("kwargs", {}) if model_section.get("factory") == spec else {}
     try:
-        state = None
         buffer = io.BytesIO()
         torch.save(model.state_dict(), buffer)
         buffer.seek(0)
         state = torch.load(buffer, weights_only=True)
-        fresh = rebuild(load_factory(spec, ctx.recipe.base_dir)(**kwargs), shapes, artifact.meta.get("fused_bn"))
+        fresh = factory_model({**artifact.meta, "pruned_shapes": shapes}, ctx)
+        assert fresh is not None
         fresh.load_state_dict(state)
     except Exception as exc:  # reported, not fatal: the pass's model is fine in memory
         return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
