@@ -8,19 +8,27 @@ from typing import Any
 import numpy as np
 
 
-def session(path: str | Path, threads: int = 1) -> Any:
+def session(model: str | Path | bytes, threads: int = 1, config: dict[str, str] | None = None,
+            optimize: bool = True) -> Any:
+    """A CPU InferenceSession of a model file (or serialized bytes) with `threads` intra-op threads;
+    `config` adds session config entries, `optimize=False` runs the graph exactly as written."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=["CPUExecutionProvider"])
 
 
-def run_session(path: str | Path, feeds: dict[str, np.ndarray], batch_size: int = 256) -> list[np.ndarray]:
-    """Run `feeds` through the model in batches (batch 1 when the model's batch dimension is fixed)."""
-    sess = session(path)
+def run_session(model: str | Path | Any, feeds: dict[str, np.ndarray], batch_size: int = 256) -> list[np.ndarray]:
+    """Run `feeds` through a model file (or an open session) in batches (the model's own batch size
+    when its batch dimension is fixed)."""
+    sess = session(model) if isinstance(model, (str, Path)) else model
     first = sess.get_inputs()[0]
     fixed = isinstance(first.shape[0], int) if first.shape else True
     step = int(first.shape[0]) if fixed and first.shape else batch_size

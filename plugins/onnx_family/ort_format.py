@@ -21,8 +21,6 @@ from shrink import Artifact, Context, Pass, PassOptions, PlanContext
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    import numpy as np
-
 ORT_FILE = "model.ort"
 LEVEL_ENV = "ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"  # the tool's documented level switch
 PLATFORMS = {"aarch64": "arm", "arm64": "arm", "armv7": "arm", "armv7l": "arm", "x86_64": "amd64", "amd64": "amd64",
@@ -164,38 +162,18 @@ def operators(config: Path) -> str:
     return " | ".join(lines)
 
 
-def _session(path: Path, replay_runtime_optimizations: bool) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    if replay_runtime_optimizations:
-        options.add_session_config_entry("session.enable_saved_runtime_optimizations", "1")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _outputs(session: Any, feeds: dict[str, np.ndarray], batch: int = 256) -> list[np.ndarray]:
-    import numpy as np
-
-    first = session.get_inputs()[0].shape
-    step = int(first[0]) if first and isinstance(first[0], int) and first[0] > 0 else batch
-    rows = len(next(iter(feeds.values())))
-    chunks = [session.run(None, {k: v[i:i + step] for k, v in feeds.items()}) for i in range(0, rows, step)]
-    return [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
-
-
 def check_outputs(onnx_path: Path, ort_path: Path, artifact: Artifact, ctx: Context, samples: int,
                   replay: bool) -> dict[str, Any]:
     """Load the .ort file in an InferenceSession and compare every output with the .onnx model's on the same inputs."""
     import numpy as np
 
+    from shrink_builtins.onnx_family.ort import run_session, session
     from shrink_builtins.onnx_family.quantize import is_classification, parity_feeds
 
     feeds, origin = parity_feeds(onnx_path, artifact, ctx, samples)
-    expected = _outputs(_session(onnx_path, False), feeds)
-    actual = _outputs(_session(ort_path, replay), feeds)
+    replay_config = {"session.enable_saved_runtime_optimizations": "1"} if replay else None
+    expected = run_session(onnx_path, feeds)
+    actual = run_session(session(ort_path, config=replay_config), feeds)
     if [e.shape for e in expected] != [a.shape for a in actual]:
         raise RuntimeError(f"the ORT-format model's output shapes {[a.shape for a in actual]} differ from the ONNX "
                            f"model's {[e.shape for e in expected]}")

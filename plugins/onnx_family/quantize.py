@@ -197,23 +197,11 @@ def parity_feeds(path: Path, artifact: Artifact, ctx: Context, count: int) -> tu
     return feeds, f"random[{count}] (seed {ctx.seed})"
 
 
-def _run(path: Path, feeds: dict[str, np.ndarray], optimize: bool, batch_size: int = 256) -> list[np.ndarray]:
-    """ONNX Runtime outputs on one thread, in batches (batch 1 when the model's batch dimension is fixed)."""
-    import numpy as np
-    import onnxruntime as ort
+def _run(path: Path, feeds: dict[str, np.ndarray], optimize: bool) -> list[np.ndarray]:
+    """ONNX Runtime outputs on one thread, in batches (the model's own batch size when it is fixed)."""
+    from shrink_builtins.onnx_family.ort import run_session, session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    first = sess.get_inputs()[0].shape
-    step = int(first[0]) if first and isinstance(first[0], int) and first[0] > 0 else batch_size
-    rows = len(next(iter(feeds.values())))
-    chunks = [sess.run(None, {k: v[i:i + step] for k, v in feeds.items()}) for i in range(0, rows, step)]
-    return [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
+    return run_session(session(path, optimize=optimize), feeds)
 
 
 def is_classification(artifact: Artifact, ctx: Context) -> bool:

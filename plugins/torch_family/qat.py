@@ -244,8 +244,9 @@ def fold_weight_quantizers(proto: onnx.ModelProto) -> int:
     Identity nodes that only forward an initializer are removed first (their readers read the initializer).
     """
     import onnx
-    import onnxruntime as ort
     from onnx import helper, numpy_helper
+
+    from shrink_builtins.onnx_family.ort import session
 
     graph = proto.graph
     inits = {i.name: i for i in graph.initializer}
@@ -275,11 +276,7 @@ def fold_weight_quantizers(proto: onnx.ModelProto) -> int:
             helper.make_graph([node], "fold", [], [helper.make_tensor_value_info(node.output[0], dtype, None)],
                               initializer=[inits[i] for i in dict.fromkeys(inputs)]),
             opset_imports=[helper.make_opsetid("", opset)], ir_version=proto.ir_version)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.log_severity_level = 3
-        session = ort.InferenceSession(single.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        (value,) = session.run(None, {})
+        (value,) = session(single.SerializeToString(), optimize=False).run(None, {})
         graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
         folded += 1
     del graph.node[:]
