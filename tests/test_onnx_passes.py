@@ -323,3 +323,12 @@ def test_passes_write_new_self_contained_files(models, tmp_path, passes):
     assert not any(t.data_location == TensorProto.EXTERNAL for t in proto.graph.initializer)
     assert {p.name: _sha256(p) for p in tmp_path.iterdir() if p.is_file() and p.name in before} == before
     assert result.details and result.format == "onnx"
+
+
+def test_attention_with_gemm_projections_is_a_transformer():
+    """MobileBERT-style exports project with Gemm: attention (MatMul + Softmax) still picks the transformer scheme."""
+    from shrink_builtins.onnx_family.quantize import model_family
+
+    assert model_family(Counter({"Gemm": 40, "MatMul": 12, "Softmax": 6, "Gather": 2}))[0] == "transformer"
+    assert model_family(Counter({"Gemm": 3}))[0] == "other"
+    assert model_family(Counter({"Conv": 2, "MatMul": 1, "Softmax": 1}))[0] == "conv"

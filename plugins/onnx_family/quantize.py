@@ -268,6 +268,8 @@ def model_family(counts: Counter[str]) -> tuple[str, str]:
         return "conv", f"{convs} Conv node{'s' if convs != 1 else ''}"
     if matmuls + gathers and matmuls + gathers > gemms:
         return "transformer", f"no Conv, {matmuls} MatMul + {gathers} Gather node(s) (transformer-like)"
+    if matmuls and counts.get("Softmax", 0):  # attention (MatMul → Softmax → MatMul) with Gemm projections
+        return "transformer", f"no Conv, {matmuls} MatMul + {counts['Softmax']} Softmax node(s) (attention)"
     return "other", f"no Conv, {gemms} Gemm + {matmuls} MatMul node(s)"
 
 
@@ -443,6 +445,9 @@ class QuantizePTQ(Pass):
                 reduce_range: bool) -> dict[str, Any]:
         opts: Any = self.options
         feeds, origin = self._calibration(source, artifact, ctx)
+        if len(feeds) != 1:
+            raise RuntimeError(f"static schemes calibrate single-input models; this one has inputs {', '.join(feeds)}: "
+                               "use scheme 'dynamic-per-channel'")
         (name, x), = feeds.items()
         activation_type, weight_type = self._types(ctx)
         details: dict[str, Any] = {"format": "QDQ", "activations": activation_type.name, "weights": weight_type.name,
