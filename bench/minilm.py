@@ -1,14 +1,15 @@
-"""MiniLM benchmark: the fp32 teacher, the TinyBERT student in fp32 and the student + int8, in one run.
+"""MiniLM benchmark: the fp32 teacher and each student recipe (TinyBERT, MobileBERT) in fp32 and int8, in one run.
 
-    python bench/minilm.py [--recipe recipes/minilm-tinybert.json] [--seq 128] [--runs 200] [--out dist/bench-minilm]
+    python bench/minilm.py [--recipes recipes/minilm-tinybert.json recipes/minilm-mobilebert.json] [--seq 128] [--runs 200] [--out dist/bench-minilm]
 
-Compiles three variants of the recipe with shrink (they share the pass cache, so the distillation
-runs once): the teacher exported alone (`export.onnx`), the student without `quantize.ptq` (fp32),
-and the whole recipe (int8). Then, on this machine and in this process: file size, median batch-1
-latency under ONNX Runtime at a fixed sequence length (1 intra-op thread, runs interleaved
-round-robin so drift hits all models alike), and fidelity to the teacher on the held-out sentences
-(per-sentence cosine; Spearman of the pairwise-similarity matrices), with the ratios the issue's
-goal is stated in (student + int8 ≥ 3x faster, ≥ 6x smaller, held-out cosine ≥ 0.90).
+Compiles, with shrink, the teacher exported alone (`export.onnx`, from the first recipe) and, for every
+recipe, the student without its last pass `quantize.ptq` (fp32) and the whole recipe (int8); the two
+share the pass cache, so each distillation runs once. Then, on this machine and in this process: file
+size, median batch-1 latency under ONNX Runtime at a fixed sequence length (1 intra-op thread, runs
+interleaved round-robin so drift hits all models alike), and fidelity to the teacher on the held-out
+sentences (per-sentence cosine, per held-out source too; Spearman of the pairwise-similarity matrices),
+with the ratios the issue's goal is stated in (student + int8 ≥ 3x faster, ≥ 6x smaller, held-out
+cosine ≥ 0.90). The recipes must share the model and the held-out options of their data.
 """
 
 from __future__ import annotations
@@ -25,15 +26,18 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+HELD_OUT_KEYS = ("eval_sources", "eval_size", "eval_file", "source")
+LABELS = {"distill.tinybert": "TinyBERT", "distill.mobilebert": "MobileBERT"}
 
 
-def compile_variant(recipe: dict[str, Any], passes: list[dict[str, Any]], name: str, out: Path, workdir: Path) -> tuple[Path, float]:
+def compile_variant(recipe: dict[str, Any], passes: list[dict[str, Any]], name: str, out: Path, workdir: Path,
+                    base: Path) -> tuple[Path, float]:
     variant = {**recipe, "name": f"{recipe['name']}-{name}", "passes": passes}
     path = workdir / f"{name}.json"
     path.write_text(json.dumps(variant, indent=2))
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "shrink", "compile", str(path), "-o", str(out / name), "--json"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=base)
     seconds = time.perf_counter() - started
     if proc.returncode not in (0, 4):
         sys.exit(f"compiling the {name} variant failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -66,7 +70,8 @@ def embed(sess: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "minilm-tinybert.json")
+    parser.add_argument("--recipes", type=Path, nargs="+",
+                        default=[REPO / "recipes" / "minilm-tinybert.json", REPO / "recipes" / "minilm-mobilebert.json"])
     parser.add_argument("--seq", type=int, default=128, help="sequence length of the latency runs")
     parser.add_argument("--runs", type=int, default=200, help="latency runs per model")
     parser.add_argument("--out", type=Path, default=REPO / "dist" / "bench-minilm")
@@ -77,20 +82,32 @@ def main() -> None:
     from shrink_builtins.hf_family.metrics import fidelity
     from shrink_builtins.hf_family.tokens import load_tokenizer
 
-    recipe = json.loads(args.recipe.read_text())
+    recipes = [(path.resolve(), json.loads(path.read_text())) for path in args.recipes]
+    first_path, first = recipes[0]
+    for path, recipe in recipes[1:]:
+        held = {k: recipe["data"].get(k) for k in HELD_OUT_KEYS}
+        if recipe["model"] != first["model"] or held != {k: first["data"].get(k) for k in HELD_OUT_KEYS}:
+            sys.exit(f"{path.name}: the model or the held-out data options differ from {first_path.name}'s")
     args.out.mkdir(parents=True, exist_ok=True)
+    models: dict[str, Path] = {}
+    students: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        teacher_dir, t_teacher = compile_variant(recipe, [{"pass": "export.onnx"}], "teacher", args.out, work)
-        student_dir, t_student = compile_variant(recipe, recipe["passes"][:-1], "student-fp32", args.out, work)
-        int8_dir, t_int8 = compile_variant(recipe, recipe["passes"], "student-int8", args.out, work)
-    print(f"compile: teacher {t_teacher:.0f} s, student fp32 {t_student:.0f} s (includes the distillation unless cached), "
-          f"student int8 {t_int8:.0f} s", file=sys.stderr)
-    models = {"teacher fp32": teacher_dir, "student fp32": student_dir, "student int8": int8_dir}
+        models["teacher fp32"], seconds = compile_variant(first, [{"pass": "export.onnx"}], "teacher", args.out, work, first_path.parent)
+        print(f"compile: teacher {seconds:.0f} s", file=sys.stderr)
+        for path, recipe in recipes:
+            label = LABELS.get(recipe["passes"][0]["pass"], recipe["name"])
+            slug = label.lower()
+            fp32, t_fp32 = compile_variant(recipe, recipe["passes"][:-1], f"{slug}-fp32", args.out, work, path.parent)
+            int8, t_int8 = compile_variant(recipe, recipe["passes"], f"{slug}-int8", args.out, work, path.parent)
+            print(f"compile: {label} fp32 {t_fp32:.0f} s (includes the distillation unless cached), int8 {t_int8:.0f} s",
+                  file=sys.stderr)
+            models[f"{label} fp32"], models[f"{label} int8"] = fp32, int8
+            students.append({"label": label, "recipe": path, "int8": int8, "compile_seconds": round(t_fp32 + t_int8, 1)})
 
-    texts, groups = eval_sentences(recipe, args.recipe.parent)
-    max_length = int(recipe["model"].get("max_length", 128))
-    tokenizer = load_tokenizer(int8_dir / "tokenizer.json", max_length)
+    texts, groups = eval_sentences(first, first_path.parent)
+    max_length = int(first["model"].get("max_length", 128))
+    tokenizer = load_tokenizer(models["teacher fp32"] / "tokenizer.json", max_length)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
@@ -131,17 +148,27 @@ def main() -> None:
     for name, r in rows.items():
         print(f"| {name} | {r['bytes']:,} | {r['params']:,} | {r['latency_ms']:.2f} | {r['cosine']:.4f} | {r['spearman']:.4f} | "
               + " | ".join(f"{r[c]:.4f}" for c in group_cols) + " |")
-    t, s, q = rows["teacher fp32"], rows["student fp32"], rows["student int8"]
-    print(f"\nstudent fp32 vs teacher: {t['bytes'] / s['bytes']:.1f}x smaller, {t['latency_ms'] / s['latency_ms']:.1f}x faster")
-    print(f"student int8 vs teacher: {t['bytes'] / q['bytes']:.1f}x smaller, {t['latency_ms'] / q['latency_ms']:.1f}x faster, "
-          f"held-out cosine {q['cosine']:.4f}, Spearman {q['spearman']:.4f}")
-    goal = t["bytes"] / q["bytes"] >= 6 and t["latency_ms"] / q["latency_ms"] >= 3 and q["cosine"] >= 0.90
-    print(f"goal (≥3x faster, ≥6x smaller, cosine ≥0.90): {'met' if goal else 'not met'}")
-    int8_manifest = json.loads((int8_dir / "manifest.json").read_text())
-    distill = next((h for h in int8_manifest["history"] if h["name"] == "distill.tinybert"), None)
-    if distill:
-        print(f"distillation: {distill['details'].get('sentences')} sentences x {distill['details'].get('epochs')} epochs, "
-              f"{distill['details'].get('train_seconds')} s, final losses {distill['details'].get('final_losses')}")
+    t = rows["teacher fp32"]
+    summary = []
+    for student in students:
+        label = student["label"]
+        s, q = rows[f"{label} fp32"], rows[f"{label} int8"]
+        smaller, faster = t["bytes"] / q["bytes"], t["latency_ms"] / q["latency_ms"]
+        goal = smaller >= 6 and faster >= 3 and q["cosine"] >= 0.90
+        print(f"\n{label}: fp32 {t['bytes'] / s['bytes']:.1f}x smaller, {t['latency_ms'] / s['latency_ms']:.1f}x faster; "
+              f"int8 {smaller:.1f}x smaller, {faster:.1f}x faster, held-out cosine {q['cosine']:.4f}, Spearman {q['spearman']:.4f}; "
+              f"goal (≥3x faster, ≥6x smaller, cosine ≥0.90): {'met' if goal else 'not met'}")
+        manifest = json.loads((student["int8"] / "manifest.json").read_text())
+        step = manifest["history"][1]
+        details = step["details"]
+        stages = details.get("stages")
+        plan = (", ".join(f"{st['stage']} {st['sentences']}x{st['epochs']}" for st in stages) if stages
+                else f"{details.get('sentences')} sentences x {details.get('epochs')} epochs")
+        print(f"  {step['name']}: {plan}; {details.get('train_seconds')} s; final losses {details.get('final_losses')}")
+        summary.append({"label": label, "smaller": round(smaller, 2), "faster": round(faster, 2), "goal_met": goal,
+                        "train_seconds": details.get("train_seconds"), "student": details.get("student")})
+    (args.out / "results.json").write_text(json.dumps({"rows": rows, "students": summary, "seq": args.seq, "runs": args.runs,
+                                                       "held_out": groups}, indent=2, default=str))
 
 
 if __name__ == "__main__":

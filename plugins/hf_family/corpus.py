@@ -1,8 +1,13 @@
 """An offline English corpus from prose shipped with Python and installed packages (no torch, no network).
 
-`train` sentences come from the standard library's docstrings; held-out `eval` sentences come from
-*different* sources: the package descriptions (METADATA) of installed distributions and a fixed list
-of short spoken-style requests (`requests.txt`), so a student is judged on registers it never saw.
+Training sources (`TRAIN_SOURCES`): the standard library's docstrings (`stdlib`), the language
+reference shipped as `pydoc_data.topics` (`reference`), docstrings of installed distributions' Python
+modules (`site-packages`, at most `SITE_CAP` sentences per distribution so no one package dominates) and
+short requests, questions and remarks generated from templates over a vocabulary (`templates`, seeded).
+Held-out `eval` sentences come from *different* sources: the package descriptions (METADATA) of
+installed distributions and a fixed list of short spoken-style requests (`requests.txt`), so a student
+is judged on text it never saw. No training source reads METADATA or `requests.txt`, and the dataset
+also drops any training sentence that equals a held-out one (case-insensitive).
 Everything is sorted and seeded: the same Python and packages give the same sentences.
 """
 
@@ -23,6 +28,10 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 # code, markup, paths and URLs: anything with these is not a natural-language sentence
 _NOT_PROSE = re.compile(r"[_=<>{}\[\]|\\#@$%^*~`/]|\(\)|::|>>>|\.\.\.|https?:|\w\.\w+\(|--|\s-\s")
 _EXCLUDED_DIRS = {"site-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__", "turtledemo"}
+_SITE_EXCLUDED = {"test", "tests", "testing", "_vendor", "vendor", "__pycache__"}
+SITE_CAP = 600
+TEMPLATE_COUNT = 4000
+TRAIN_SOURCES = ("stdlib", "reference", "site-packages", "templates")
 REQUESTS_FILE = Path(__file__).with_name("requests.txt")
 
 
@@ -97,6 +106,49 @@ def package_sentences() -> tuple[str, ...]:
     return tuple(dedupe(found))
 
 
+@lru_cache(maxsize=2)
+def reference_sentences() -> tuple[str, ...]:
+    """Sentences of the Python language reference shipped with the standard library (`pydoc_data.topics`)."""
+    from pydoc_data.topics import topics
+
+    found: list[str] = []
+    for key in sorted(topics):
+        found += sentences(topics[key])
+    return tuple(dedupe(found))
+
+
+@lru_cache(maxsize=2)
+def site_sentences(cap: int = SITE_CAP) -> tuple[str, ...]:
+    """Docstring sentences of installed distributions' modules (never their METADATA): per distribution,
+    its .py files in sorted order until `cap` sentences, test and vendored folders skipped."""
+    found: list[str] = []
+    for dist in sorted(metadata.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
+        files = sorted(str(f) for f in (dist.files or []) if str(f).endswith(".py")
+                       and not _SITE_EXCLUDED & set(Path(str(f)).parts))
+        mine: list[str] = []
+        for name in files:
+            for doc in docstrings(Path(str(dist.locate_file(name)))):
+                mine += sentences(doc)
+            if len(mine) >= cap:
+                break
+        found += mine[:cap]
+    return tuple(dedupe(found))
+
+
+def template_sentences(count: int = TEMPLATE_COUNT, seed: int = 0) -> tuple[str, ...]:
+    """`count` distinct short requests, questions and remarks from templates (templates.py), seeded."""
+    from shrink_builtins.hf_family.templates import generate
+
+    return tuple(generate(count, seed))
+
+
+def train_sentences(source: str) -> tuple[str, ...]:
+    """The sentences of one training source (one of `TRAIN_SOURCES`)."""
+    readers = {"stdlib": stdlib_sentences, "reference": reference_sentences, "site-packages": site_sentences,
+               "templates": template_sentences}
+    return readers[source]()
+
+
 def requests() -> list[str]:
     """The fixed held-out list of short spoken-style requests shipped with shrink."""
     return [line.strip() for line in REQUESTS_FILE.read_text(encoding="utf-8").splitlines()
@@ -124,4 +176,5 @@ def source_digest() -> str:
         digest.update(f"{dist.metadata['Name']}=={dist.version};".encode())
     digest.update(REQUESTS_FILE.read_bytes())
     digest.update(Path(__file__).read_bytes())
+    digest.update(Path(__file__).with_name("templates.py").read_bytes())
     return digest.hexdigest()

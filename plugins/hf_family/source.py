@@ -14,7 +14,7 @@ from shrink import Artifact, Context, PassOptions, PlanContext, Source, UsageErr
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-ENCODER_TYPES = ("bert", "distilbert", "roberta", "xlm-roberta", "electra", "mpnet")
+ENCODER_TYPES = ("bert", "distilbert", "roberta", "xlm-roberta", "electra", "mpnet", "mobilebert")
 
 
 def package_folder(name: str) -> Path | None:

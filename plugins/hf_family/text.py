@@ -21,8 +21,12 @@ class TextData(DataProvider):
 
     class Options(PassOptions):
         corpus: Literal["packages", "none"] = Field(
-            "packages", description="'packages': train on sentences from the standard library's docstrings; "
+            "packages", description="'packages': train on the built-in offline corpus ('train_sources'); "
                                     "'none': only the sentences of 'file'")
+        train_sources: list[Literal["stdlib", "reference", "site-packages", "templates"]] = Field(
+            ["stdlib"], min_length=1, description="built-in training sources (corpus 'packages'): 'stdlib' (the standard "
+            "library's docstrings), 'reference' (the language reference in pydoc_data), 'site-packages' (installed "
+            "distributions' docstrings, never their descriptions) and 'templates' (generated everyday requests and remarks)")
         file: str | SkipJsonSchema[None] = Field(None, min_length=1, description="your own training sentences, one per line "
                                                  "(relative to the recipe); added to the corpus")
         eval_file: str | SkipJsonSchema[None] = Field(None, min_length=1, description="your own held-out sentences, one per line; "
@@ -42,6 +46,10 @@ class TextData(DataProvider):
                 raise ValueError("corpus 'none' needs 'file' (your training sentences)")
             if self.eval_file is not None and "eval_sources" in self.model_fields_set:
                 raise ValueError("give either 'eval_file' or 'eval_sources'")
+            if len(set(self.train_sources)) != len(self.train_sources):
+                raise ValueError("train_sources has duplicates")
+            if self.corpus == "none" and "train_sources" in self.model_fields_set:
+                raise ValueError("train_sources needs corpus 'packages'")
             return self
 
     def check(self, plan: PlanContext) -> list[str]:
@@ -69,12 +77,18 @@ class TextData(DataProvider):
         opts: Any = self.options
         train: list[str] = []
         sources = []
+        counts: dict[str, int] = {}
         if opts.corpus == "packages":
-            train += corpus.stdlib_sentences()
-            sources.append("stdlib docstrings")
+            for source in opts.train_sources:
+                found = corpus.train_sentences(source)
+                train += found
+                sources.append(source)
+                counts[source] = len(found)
         if opts.file is not None:
-            train += corpus.read_file(ctx.path(opts.file))
+            mine = corpus.read_file(ctx.path(opts.file))
+            train += mine
             sources.append(opts.file)
+            counts[opts.file] = len(mine)
         if opts.eval_file is not None:
             held_out = corpus.dedupe(corpus.read_file(ctx.path(opts.eval_file)))
             groups = {opts.eval_file: len(held_out)}
@@ -86,7 +100,10 @@ class TextData(DataProvider):
                 held_out += items
                 groups[source] = len(items)
         held_keys = {s.lower() for s in held_out}
-        train = corpus.shuffled(corpus.dedupe(train, held_keys), opts.seed)  # never train on a held-out sentence
+        unique = corpus.dedupe(train)
+        train = corpus.dedupe(unique, held_keys)  # never train on a held-out sentence
+        dropped = len(unique) - len(train)
+        train = corpus.shuffled(train, opts.seed)
         if opts.train_size is not None:
             train = train[:opts.train_size]
         if len(held_out) > opts.eval_size:  # keep every group represented: an even sample of the ordered list
@@ -107,7 +124,8 @@ class TextData(DataProvider):
         for name in sorted(splits):
             digest.update(name.encode() + b"\0" + "\n".join(splits[name].inputs).encode())
         return Dataset(self.name, "text", splits, digest.hexdigest(),
-                       {"train_sources": sources, "eval_groups": groups, "sizes": {k: len(v) for k, v in splits.items()}})
+                       {"train_sources": sources, "train_source_sizes": counts, "dropped_as_held_out": dropped,
+                        "eval_groups": groups, "sizes": {k: len(v) for k, v in splits.items()}})
 
 
 def _group_of(groups: dict[str, int]) -> list[str]:
