@@ -285,22 +285,14 @@ def train_stage(stage: dict[str, Any], student: Encoder, teacher: Encoder, trans
 
 
 def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
-    from shrink_builtins.hf_family.tokens import artifact_tokenizer, encode, text_split
+    from shrink_builtins.hf_family.tokens import train_tokens
     from shrink_builtins.torch_family.runtime import setup_torch
 
     seed = ctx.seed + opts.seed
     setup_torch(seed)
     teacher: Encoder = artifact.model.eval()
-    found = text_split(ctx, ("train",))
-    if found is None:
-        raise UsageError(f"{who} needs text sentences in the data's train split (data source 'text')")
-    texts = found[1][:opts.max_sentences] if opts.max_sentences else found[1]
-    tokenizer = artifact_tokenizer(artifact)
-    if tokenizer is None:
-        raise UsageError(f"{who}: the model has no tokenizer (meta 'tokenizer')")
-    max_length = opts.max_length or int(artifact.meta.get("max_length", 128))
-    tokenizer.enable_truncation(max_length=max_length)
-    tokens = encode(tokenizer, texts, pad_to=max_length)
+    ids_all, mask_all, max_length = train_tokens(opts, artifact, ctx, who)
+    tokens = (ids_all, mask_all)
 
     ctx.report(0.02, "building the bottleneck student")
     torch.manual_seed(seed)
@@ -332,7 +324,7 @@ def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
         "student": described, "layer_map": mapping, "teacher_layers": int(teacher.config.num_hidden_layers),
         "teacher_params": sum(p.numel() for p in teacher.parameters()), "student_params": sum(p.numel() for p in student.parameters()),
         "weights": opts.weights.model_dump(), "final_weights": opts.final_weights.model_dump(),
-        "sentences": len(texts), "max_length": max_length, "stages": results,
+        "sentences": len(ids_all), "max_length": max_length, "stages": results,
         "final_losses": results[-1]["loss_per_epoch"][-1] if results and results[-1]["loss_per_epoch"] else {},
         "train_seconds": round(time.perf_counter() - started, 3),
         "attention_transfer": "KL(teacher ‖ student) of attention distributions from pre-softmax scores (hooks on query/key); "

@@ -200,22 +200,13 @@ def _schedule(step: int, total: int, warmup: int) -> float:
 
 
 def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
-    from shrink_builtins.hf_family.tokens import artifact_tokenizer, encode, text_split
+    from shrink_builtins.hf_family.tokens import train_tokens
     from shrink_builtins.torch_family.runtime import setup_torch
 
     seed = ctx.seed + opts.seed
     setup_torch(seed)
     teacher: Encoder = artifact.model.eval()
-    found = text_split(ctx, ("train",))
-    if found is None:
-        raise UsageError(f"{who} needs text sentences in the data's train split (data source 'text')")
-    texts = found[1][:opts.max_sentences] if opts.max_sentences else found[1]
-    tokenizer = artifact_tokenizer(artifact)
-    if tokenizer is None:
-        raise UsageError(f"{who}: the model has no tokenizer (meta 'tokenizer')")
-    max_length = opts.max_length or int(artifact.meta.get("max_length", 128))
-    tokenizer.enable_truncation(max_length=max_length)
-    ids_all, mask_all = encode(tokenizer, texts, pad_to=max_length)
+    ids_all, mask_all, max_length = train_tokens(opts, artifact, ctx, who)
 
     ctx.report(0.02, "building the student")
     torch.manual_seed(seed)
@@ -224,7 +215,7 @@ def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
     losses = Losses(student, teacher, mapping, weights, opts.temperature)
     params = list(student.parameters()) + list(losses.parameters())
     optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
-    steps_per_epoch = math.ceil(len(texts) / opts.batch_size)
+    steps_per_epoch = math.ceil(len(ids_all) / opts.batch_size)
     total = opts.epochs * steps_per_epoch
     warmup = int(opts.warmup * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _schedule(step, total, warmup))
@@ -235,7 +226,7 @@ def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
     try:
         for epoch in range(opts.epochs):
             student.train()
-            order = torch.randperm(len(texts), generator=generator).numpy()
+            order = torch.randperm(len(ids_all), generator=generator).numpy()
             sums = dict.fromkeys((*TERMS, "total"), 0.0)
             seen = 0
             for start in range(0, len(order), opts.batch_size):
@@ -270,7 +261,7 @@ def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
         "student": described, "layer_map": mapping, "initialised_from": sources if opts.init == "teacher" else None,
         "teacher_layers": int(teacher.config.num_hidden_layers),
         "teacher_params": sum(p.numel() for p in teacher.parameters()), "student_params": sum(p.numel() for p in student.parameters()),
-        "weights": weights, "sentences": len(texts), "max_length": max_length, "epochs": opts.epochs, "steps": step,
+        "weights": weights, "sentences": len(ids_all), "max_length": max_length, "epochs": opts.epochs, "steps": step,
         "train_seconds": round(seconds, 3),
         "final_losses": {name: round(value, 6) for name, value in final.items()},
         "loss_per_epoch": [round(h["total"], 6) for h in history],

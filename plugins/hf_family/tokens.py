@@ -83,3 +83,21 @@ def token_feeds(artifact: Artifact, ctx: Context, splits: tuple[str, ...], count
     texts = texts[:count]
     ids, mask = encode(tokenizer, texts, pad_to or int(artifact.meta.get("max_length", 128)))
     return {INPUT_NAMES[0]: ids, INPUT_NAMES[1]: mask}, f"{name}[:{len(texts)}] (tokenized)"
+
+
+def train_tokens(opts: Any, artifact: Artifact, ctx: Context, who: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """The train split's sentences tokenized for a distillation pass (its `max_sentences` and `max_length`
+    options): `(ids, mask, max_length)`, padded to `max_length`."""
+    from shrink import UsageError
+
+    found = text_split(ctx, ("train",))
+    if found is None:
+        raise UsageError(f"{who} needs text sentences in the data's train split (data source 'text')")
+    texts = found[1][:opts.max_sentences] if opts.max_sentences else found[1]
+    tokenizer = artifact_tokenizer(artifact)
+    if tokenizer is None:
+        raise UsageError(f"{who}: the model has no tokenizer (meta 'tokenizer')")
+    max_length = opts.max_length or int(artifact.meta.get("max_length", 128))
+    tokenizer.enable_truncation(max_length=max_length)
+    ids, mask = encode(tokenizer, texts, pad_to=max_length)
+    return ids, mask, max_length
