@@ -27,7 +27,8 @@ from torch import nn
 
 from shrink import Artifact, Context, UsageError
 from shrink_builtins.hf_family.model import Encoder, build, config_dict, head_counts
-from shrink_builtins.hf_family.tinybert_train import ScoreCapture, _copy_matching, _schedule, layers_of, masked_mse, uniform_map
+from shrink_builtins.hf_family.tinybert_train import (ScoreCapture, _copy_matching, _schedule, layers_of, masked_mse,
+                                                      run_epoch, uniform_map)
 
 TERMS = ("embedding", "feature_map", "attention", "prediction")
 _NEG = -1e4
@@ -253,26 +254,11 @@ def train_stage(stage: dict[str, Any], student: Encoder, teacher: Encoder, trans
         for module in stage["modules"] or [student]:
             module.train()
         order = torch.randperm(count, generator=generator).numpy()
-        sums = dict.fromkeys((*TERMS, "total"), 0.0)
-        seen = 0
-        for start in range(0, count, opts.batch_size):
-            idx = order[start:start + opts.batch_size]
-            if len(idx) < 2:
-                continue
-            m = mask_all[idx]
-            length = max(int(m.sum(1).max()), 1)
-            ids = torch.from_numpy(np.ascontiguousarray(ids_all[idx, :length]))
-            mask = torch.from_numpy(np.ascontiguousarray(m[:, :length]))
-            terms = transfer(student, teacher, ids, mask, stage["weights"], stage["blocks"], stage["embeddings_only"])
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            for name, value in terms.items():
-                sums[name] += float(value.detach()) * len(idx)
-            seen += len(idx)
-        means = {name: value / max(seen, 1) for name, value in sums.items()}
+        means, steps = run_epoch(
+            ids_all, mask_all, order, opts.batch_size,
+            lambda ids, mask: transfer(student, teacher, ids, mask, stage["weights"], stage["blocks"], stage["embeddings_only"]),
+            optimizer, scheduler, TERMS)
+        step += steps
         if not math.isfinite(means["total"]):
             raise FloatingPointError(f"the {stage['stage']} stage's loss became {means['total']} in epoch {epoch + 1}; lower lr")
         history.append(means)

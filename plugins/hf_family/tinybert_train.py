@@ -199,6 +199,33 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+def run_epoch(ids_all: np.ndarray, mask_all: np.ndarray, order: np.ndarray, batch_size: int,
+              loss_terms: Any, optimizer: Any, scheduler: Any, names: tuple[str, ...]) -> tuple[dict[str, float], int]:
+    """One epoch over `order` in batches trimmed to their longest sentence (batches of one are skipped):
+    `loss_terms(ids, mask)` returns the weighted terms and their `total`. Returns the mean of each term
+    over the sentences seen, and the optimizer steps taken."""
+    sums = dict.fromkeys((*names, "total"), 0.0)
+    seen = steps = 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        if len(idx) < 2:
+            continue
+        mask_np = mask_all[idx]
+        length = max(int(mask_np.sum(1).max()), 1)
+        ids = torch.from_numpy(np.ascontiguousarray(ids_all[idx, :length]))
+        mask = torch.from_numpy(np.ascontiguousarray(mask_np[:, :length]))
+        terms = loss_terms(ids, mask)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        optimizer.step()
+        scheduler.step()
+        steps += 1
+        for name, value in terms.items():
+            sums[name] += float(value.detach()) * len(idx)
+        seen += len(idx)
+    return {name: value / max(seen, 1) for name, value in sums.items()}, steps
+
+
 def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
     from shrink_builtins.hf_family.tokens import train_tokens
     from shrink_builtins.torch_family.runtime import setup_torch
@@ -227,26 +254,9 @@ def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
         for epoch in range(opts.epochs):
             student.train()
             order = torch.randperm(len(ids_all), generator=generator).numpy()
-            sums = dict.fromkeys((*TERMS, "total"), 0.0)
-            seen = 0
-            for start in range(0, len(order), opts.batch_size):
-                idx = order[start:start + opts.batch_size]
-                if len(idx) < 2:
-                    continue
-                mask_np = mask_all[idx]
-                length = max(int(mask_np.sum(1).max()), 1)
-                ids = torch.from_numpy(np.ascontiguousarray(ids_all[idx, :length]))
-                mask = torch.from_numpy(np.ascontiguousarray(mask_np[:, :length]))
-                terms = losses(student, teacher, ids, mask)
-                optimizer.zero_grad(set_to_none=True)
-                terms["total"].backward()
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                for name, value in terms.items():
-                    sums[name] += float(value.detach()) * len(idx)
-                seen += len(idx)
-            means = {name: value / max(seen, 1) for name, value in sums.items()}
+            means, steps = run_epoch(ids_all, mask_all, order, opts.batch_size, lambda ids, mask: losses(student, teacher, ids, mask),
+                                     optimizer, scheduler, TERMS)
+            step += steps
             if not math.isfinite(means["total"]):
                 raise FloatingPointError(f"the distillation loss became {means['total']} in epoch {epoch + 1}; lower lr")
             history.append(means)
