@@ -1,5 +1,5 @@
 """Built-in Hugging Face plugin: the `huggingface` model source (BERT-family encoders from a local
-folder), the `text` dataset, `distill.tinybert`, `distill.mobilebert`, held-out fidelity metrics for sentence encoders, and
+folder), the `text` dataset, `distill.tinybert`, `distill.mobilebert`, `prune.embeddings`, held-out fidelity metrics for sentence encoders, and
 pass-cache support for encoders. torch, transformers and tokenizers are imported only when used."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from shrink_builtins.hf_family.mobilebert import DistillMobileBERT
 from shrink_builtins.hf_family.source import HuggingFaceSource
 from shrink_builtins.hf_family.text import TextData
 from shrink_builtins.hf_family.tinybert import DistillTinyBERT
+from shrink_builtins.hf_family.embeddings import PruneEmbeddings
 
 
 @hookimpl
@@ -26,7 +27,7 @@ def shrink_register_datasets() -> list[type[DataProvider]]:
 
 @hookimpl
 def shrink_register_passes() -> list[type[Pass]]:
-    return [DistillTinyBERT, DistillMobileBERT]
+    return [DistillTinyBERT, DistillMobileBERT, PruneEmbeddings]
 
 
 @hookimpl

@@ -86,6 +86,10 @@ def teacher_outputs(teacher: Artifact, ctx: Context, ids: np.ndarray, mask: np.n
     return values
 
 
+def _tokenizer_file(artifact: Artifact) -> str | None:
+    return (artifact.meta.get("bundle_files") or {}).get(artifact.meta.get("tokenizer") or "")
+
+
 def measure(artifact: Artifact, ctx: Context) -> dict[str, Any] | None:
     """Held-out fidelity metrics for a sentence encoder, or None when they do not apply."""
     if artifact.meta.get("task") != "sentence-embedding" or artifact.format not in ("torch", "onnx"):
@@ -97,12 +101,18 @@ def measure(artifact: Artifact, ctx: Context) -> dict[str, Any] | None:
     if tokens is None:
         return None
     ids, mask, inverse = tokens
-    reference = teacher_outputs(teacher, ctx, ids, mask)
-    mine = reference if artifact is teacher else outputs(artifact, ids, mask)
+    reference = teacher_outputs(teacher, ctx, ids, mask)[inverse]  # back in the data's order
+    if artifact is teacher:
+        mine = reference
+    else:  # its own tokenizer: a pass may have renumbered the vocabulary (prune.embeddings)
+        own = tokens if _tokenizer_file(artifact) == _tokenizer_file(teacher) else eval_tokens(artifact, ctx)
+        if own is None:
+            return None
+        mine = outputs(artifact, own[0], own[1])[own[2]]
     metrics: dict[str, Any] = fidelity(mine, reference)
     groups = (ctx.data.meta.get("eval_groups") if ctx.data is not None else None) or {}
     if len(groups) > 1:  # per held-out source, in the dataset's order
-        s, t = normalized(mine)[inverse], normalized(reference)[inverse]
+        s, t = normalized(mine), normalized(reference)
         start = 0
         for name, count in groups.items():
             metrics[f"cosine_{name}"] = round(float((s[start:start + count] * t[start:start + count]).sum(1).mean()), 6)

@@ -1,0 +1,115 @@
+"""The torch side of `prune.embeddings`: slice the word and position tables, prove the outputs unchanged."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from shrink import Artifact, Context, UsageError
+from shrink_builtins.hf_family.embeddings import emitted, probes, renumbered_files, unreachable
+from shrink_builtins.hf_family.model import Encoder, config_dict, embed
+from shrink_builtins.hf_family.tokens import artifact_tokenizer, encode, load_tokenizer
+
+
+def _check_texts(ctx: Context, count: int) -> list[str]:
+    texts: list[str] = []
+    if ctx.data is None or not count:
+        return texts
+    for name in ctx.data.splits:
+        raw = ctx.data.split(name).inputs
+        if len(raw) and isinstance(raw[0], str):
+            texts += list(raw[:count])
+    return texts
+
+
+def _sliced(table: nn.Embedding, rows: list[int] | int, padding_idx: int | None) -> nn.Embedding:
+    index = torch.tensor(rows) if isinstance(rows, list) else torch.arange(rows)
+    new = nn.Embedding(len(index), table.weight.shape[1], padding_idx=padding_idx)
+    with torch.no_grad():
+        new.weight.copy_(table.weight[index])
+    return new
+
+
+def unreachable_tokens(tokenizer: Any, rows: int, texts: list[str]) -> tuple[dict[int, str], int]:
+    """`({row: reason}, rows the rules flagged that a probe or a sentence reached and so stay)`."""
+    reasons = unreachable(tokenizer)
+    reasons.update({i: "beyond the tokenizer's vocabulary" for i in range(tokenizer.get_vocab_size(with_added_tokens=True), rows)})
+    reached = emitted(tokenizer, probes(tokenizer) + texts, set(reasons))
+    for index in reached:
+        del reasons[index]
+    return reasons, len(reached)
+
+
+def prune_embeddings(opts: Any, artifact: Artifact, ctx: Context) -> Artifact:
+    tokenizer = artifact_tokenizer(artifact)
+    source: Encoder = artifact.model
+    model = copy.deepcopy(source)
+    embeddings = model.bert.embeddings
+    rows = int(model.model.get_input_embeddings().weight.shape[0])
+    max_length = int(artifact.meta.get("max_length", 128))
+    texts = _check_texts(ctx, opts.check_sentences)
+    details: dict[str, Any] = {"checked_sentences": len(texts)}
+    meta: dict[str, Any] = {}
+    removed_params = 0
+
+    keep = list(range(rows))
+    if opts.tokens:
+        ctx.report(0.05, "finding tokens the tokenizer cannot emit")
+        reasons, reached = unreachable_tokens(tokenizer, rows, texts)
+        keep = [i for i in range(rows) if i not in reasons]
+        details["tokens"] = {"vocab_before": rows, "vocab_after": len(keep), "removed": rows - len(keep),
+                             "removed_by_reason": dict(sorted(Counter(reasons.values()).items())), "kept_after_probing": reached,
+                             "examples": {reason: [tokenizer.id_to_token(i) for i in sorted(i for i, r in reasons.items() if r == reason)[:6]]
+                                          for reason in sorted(set(reasons.values()))}}
+        if len(keep) < rows:
+            old = model.model.get_input_embeddings()
+            new_id = {o: n for n, o in enumerate(keep)}
+            pad = new_id.get(old.padding_idx) if old.padding_idx is not None else None
+            model.model.set_input_embeddings(_sliced(old, keep, pad))
+            model.config.vocab_size = len(keep)
+            if getattr(model.config, "pad_token_id", None) in new_id:
+                model.config.pad_token_id = new_id[model.config.pad_token_id]
+            removed_params += (rows - len(keep)) * int(old.weight.shape[1])
+            vocab = tokenizer.get_vocab_size(with_added_tokens=True)
+            meta["bundle_files"] = dict(sorted(renumbered_files(dict(artifact.meta["bundle_files"]),
+                                                                [i for i in keep if i < vocab], ctx).items()))
+            meta["inputs"] = [dict(spec, range=[0, len(keep)]) if spec.get("name") == "input_ids" else spec
+                              for spec in artifact.meta["inputs"]]
+
+    if opts.positions:
+        table = getattr(embeddings, "position_embeddings", None)
+        if not isinstance(table, nn.Embedding):
+            raise UsageError("prune.embeddings: this encoder has no learned position table (positions: true)")
+        before = int(table.weight.shape[0])
+        if max_length < before:
+            embeddings.position_embeddings = _sliced(table, max_length, table.padding_idx if (table.padding_idx or 0) < max_length else None)
+            for name, buffer in list(embeddings.named_buffers(recurse=False)):
+                if buffer.dim() and buffer.shape[-1] == before:  # position_ids / token_type_ids, arange'd over positions
+                    setattr(embeddings, name, buffer[..., :max_length].clone())
+            model.config.max_position_embeddings = max_length
+            removed_params += (before - max_length) * int(table.weight.shape[1])
+        details["positions"] = {"before": before, "after": min(before, max_length), "max_length": max_length}
+
+    if texts:
+        ctx.report(0.7, f"checking that {len(texts)} sentences give the same outputs")
+        files = meta.get("bundle_files") or artifact.meta["bundle_files"]
+        renamed = load_tokenizer(files[artifact.meta["tokenizer"]], max_length)
+        tokenizer.enable_truncation(max_length=max_length)
+        ids_old, mask_old = encode(tokenizer, texts)
+        ids_new, mask_new = encode(renamed, texts)
+        remap = np.zeros(rows, dtype=np.int64)
+        remap[keep] = np.arange(len(keep))
+        if not (np.array_equal(mask_old, mask_new) and np.array_equal(remap[ids_old] * mask_old, ids_new * mask_new)):
+            raise RuntimeError("the renumbered tokenizer does not reproduce the original token ids")
+        diff = float(np.abs(embed(source, ids_old, mask_old) - embed(model, ids_new, mask_new)).max())
+        if diff > 1e-5:
+            raise RuntimeError(f"outputs changed by up to {diff:.3g} after removing unreachable rows")
+        details["max_abs_diff"] = diff
+    details["params_removed"] = removed_params
+    meta["hf_config"] = config_dict(model)
+    return artifact.evolve(model=model.eval(), meta=meta, details=details)
