@@ -336,3 +336,22 @@ def test_minilm_recipe_plans(cli):
     plan = result.json["plan"]
     assert plan["source"]["source"] == "huggingface" and plan["data"] == "text"
     assert [p["pass"] for p in plan["passes"]] == ["distill.tinybert", "export.onnx", "quantize.ptq"]
+
+
+def test_length_batches_cover_every_sentence_once_and_cut_padding():
+    import torch
+    from shrink_builtins.hf_family.tinybert_train import length_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 120, size=1000)
+    mask = (np.arange(128)[None, :] < lengths[:, None]).astype(np.int64)
+    order = rng.permutation(1000)
+    batches = length_batches(order, mask, 32, torch.Generator().manual_seed(0))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    assert all(len(b) <= 32 for b in batches) and len(batches) == 32  # ceil(1000 / 32): the schedule's step count
+    padded = sum(int(lengths[b].max()) * len(b) for b in batches)
+    random_padded = sum(int(lengths[order[i:i + 32]].max()) * len(order[i:i + 32]) for i in range(0, 1000, 32))
+    assert padded < 0.7 * random_padded
+    again = length_batches(order, mask, 32, torch.Generator().manual_seed(0))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+    assert [int(lengths[b].max()) for b in batches] != sorted((int(lengths[b].max()) for b in batches), reverse=True)

@@ -271,7 +271,7 @@ def finetune(model: Encoder, teacher: Encoder, ids: np.ndarray, mask: np.ndarray
              ctx: Context) -> list[float]:
     """KD recovery: 1 − cosine to the unpruned model's sentence embeddings (T²·KL of the logits for
     classifiers), dropout off (eval mode; fidelity to the teacher is the goal). Mean loss per epoch."""
-    from shrink_builtins.hf_family.tinybert_train import prediction_loss
+    from shrink_builtins.hf_family.tinybert_train import length_batches, prediction_loss, run_epoch
     from shrink_builtins.torch_family.train import TrainConfig, _scheduler, make_optimizer
 
     cfg = TrainConfig(epochs=opts.finetune_epochs, batch_size=opts.batch_size, lr=lr, optimizer=opts.optimizer,
@@ -282,29 +282,18 @@ def finetune(model: Encoder, teacher: Encoder, ids: np.ndarray, mask: np.ndarray
     generator = torch.Generator().manual_seed(seed)
     model.eval()
     teacher.eval()
+
+    def loss_terms(x: torch.Tensor, xm: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            target = teacher(x, xm)
+        return {"total": prediction_loss(model(x, xm), target, model.task, opts.temperature)}
+
     history = []
     for epoch in range(cfg.epochs):
         order = torch.randperm(len(ids), generator=generator).numpy()
-        total, seen = 0.0, 0
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            if len(idx) < 2:
-                continue
-            m = mask[idx]
-            length = max(int(m.sum(1).max()), 1)
-            x = torch.from_numpy(np.ascontiguousarray(ids[idx, :length]))
-            xm = torch.from_numpy(np.ascontiguousarray(m[:, :length]))
-            with torch.no_grad():
-                target = teacher(x, xm)
-            loss = prediction_loss(model(x, xm), target, model.task, opts.temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
-        mean = total / max(seen, 1)
+        means, _ = run_epoch(ids, mask, length_batches(order, mask, cfg.batch_size, generator), loss_terms,
+                             optimizer, scheduler, ())
+        mean = means["total"]
         if not math.isfinite(mean):
             raise FloatingPointError(f"the fine-tune loss became {mean} in epoch {epoch + 1}; lower lr")
         history.append(round(mean, 6))

@@ -28,7 +28,7 @@ from torch import nn
 from shrink import Artifact, Context, UsageError
 from shrink_builtins.hf_family.model import Encoder, build, config_dict, head_counts
 from shrink_builtins.hf_family.tinybert_train import (ScoreCapture, _copy_matching, _schedule, layers_of, masked_mse,
-                                                      run_epoch, uniform_map)
+                                                      length_batches, run_epoch, uniform_map)
 
 TERMS = ("embedding", "feature_map", "attention", "prediction")
 _NEG = -1e4
@@ -255,7 +255,7 @@ def train_stage(stage: dict[str, Any], student: Encoder, teacher: Encoder, trans
             module.train()
         order = torch.randperm(count, generator=generator).numpy()
         means, steps = run_epoch(
-            ids_all, mask_all, order, opts.batch_size,
+            ids_all, mask_all, length_batches(order, mask_all, opts.batch_size, generator),
             lambda ids, mask: transfer(student, teacher, ids, mask, stage["weights"], stage["blocks"], stage["embeddings_only"]),
             optimizer, scheduler, TERMS)
         step += steps

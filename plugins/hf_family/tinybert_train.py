@@ -199,15 +199,31 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def run_epoch(ids_all: np.ndarray, mask_all: np.ndarray, order: np.ndarray, batch_size: int,
+def length_batches(order: np.ndarray, mask_all: np.ndarray, batch_size: int, generator: torch.Generator,
+                   group: int = 64) -> list[np.ndarray]:
+    """Batches of sentences of similar length, in random order: `order` is cut into groups of `group`
+    batches, each group sorted by length and cut into batches, and the batches shuffled. Each batch is
+    trimmed to its longest sentence, so this skips most of the padding random batches carry (61% of the
+    tokens on the built-in corpus) while every epoch still sees new batch compositions."""
+    lengths = mask_all.sum(1)
+    span = batch_size * group
+    batches = []
+    for start in range(0, len(order), span):
+        chunk = order[start:start + span]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    shuffle = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffle]
+
+
+def run_epoch(ids_all: np.ndarray, mask_all: np.ndarray, batches: list[np.ndarray],
               loss_terms: Any, optimizer: Any, scheduler: Any, names: tuple[str, ...]) -> tuple[dict[str, float], int]:
-    """One epoch over `order` in batches trimmed to their longest sentence (batches of one are skipped):
-    `loss_terms(ids, mask)` returns the weighted terms and their `total`. Returns the mean of each term
-    over the sentences seen, and the optimizer steps taken."""
+    """One epoch over `batches` (index arrays), each trimmed to its longest sentence (batches of one are
+    skipped): `loss_terms(ids, mask)` returns the weighted terms and their `total`. Returns the mean of
+    each term over the sentences seen, and the optimizer steps taken."""
     sums = dict.fromkeys((*names, "total"), 0.0)
     seen = steps = 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    for idx in batches:
         if len(idx) < 2:
             continue
         mask_np = mask_all[idx]
@@ -218,7 +234,8 @@ def run_epoch(ids_all: np.ndarray, mask_all: np.ndarray, order: np.ndarray, batc
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         optimizer.step()
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
         steps += 1
         for name, value in terms.items():
             sums[name] += float(value.detach()) * len(idx)
@@ -254,7 +271,8 @@ def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
         for epoch in range(opts.epochs):
             student.train()
             order = torch.randperm(len(ids_all), generator=generator).numpy()
-            means, steps = run_epoch(ids_all, mask_all, order, opts.batch_size, lambda ids, mask: losses(student, teacher, ids, mask),
+            batches = length_batches(order, mask_all, opts.batch_size, generator)
+            means, steps = run_epoch(ids_all, mask_all, batches, lambda ids, mask: losses(student, teacher, ids, mask),
                                      optimizer, scheduler, TERMS)
             step += steps
             if not math.isfinite(means["total"]):
