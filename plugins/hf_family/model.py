@@ -3,7 +3,6 @@ and saving/restoring encoders for the pass cache. Imported only from `load()`, `
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,6 @@ import torch
 from torch import nn
 
 from shrink import UsageError
-
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
 
 class Encoder(nn.Module):
     """A BERT-family encoder with its head: `forward(input_ids, attention_mask)` returns the embedding
@@ -57,18 +53,6 @@ class Encoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.head(self.hidden(input_ids, attention_mask), attention_mask)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def weights_file(folder: Path) -> Path | None:
-    return next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
 
 
 def build(config: dict[str, Any], task: str, normalize: bool = True, output_size: int | None = None) -> Encoder:

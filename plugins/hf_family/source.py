@@ -14,7 +14,14 @@ from shrink import Artifact, Context, PassOptions, PlanContext, Source, UsageErr
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
 ENCODER_TYPES = ("bert", "distilbert", "roberta", "xlm-roberta", "electra", "mpnet", "mobilebert")
+
+
+def weights_file(folder: Path) -> Path | None:
+    """The folder's weights file, safetensors first."""
+    return next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
 
 
 def package_folder(name: str) -> Path | None:
@@ -27,7 +34,7 @@ def package_folder(name: str) -> Path | None:
     for entry in sorted(files, key=str):
         if entry.name == "config.json":
             folder = Path(str(dist.locate_file(entry))).parent
-            if any((folder / w).is_file() for w in WEIGHT_FILES):
+            if weights_file(folder) is not None:
                 return folder
     return None
 
@@ -77,7 +84,7 @@ class HuggingFaceSource(Source):
         problems = []
         if not (folder / "config.json").is_file():
             problems.append(f"model folder {str(folder)!r} has no config.json")
-        elif not any((folder / w).is_file() for w in WEIGHT_FILES):
+        elif weights_file(folder) is None:
             problems.append(f"model folder {str(folder)!r} has no weights ({' or '.join(WEIGHT_FILES)})")
         else:
             try:
@@ -91,14 +98,16 @@ class HuggingFaceSource(Source):
         return problems
 
     def load(self, ctx: Context) -> Artifact:
-        from shrink_builtins.hf_family.model import head_counts, load_folder, sha256_file, config_dict
+        from shrink.bundle import sha256_file
+        from shrink_builtins.hf_family.model import config_dict, head_counts, load_folder
         from shrink_builtins.hf_family.tokens import TOKENIZER_FILE, tokenizer_from_vocab
         from shrink_builtins.torch_family.runtime import setup_torch
 
         opts: Any = self.options
         setup_torch(ctx.seed)
         folder = self.folder(ctx.path)
-        weights = next(folder / w for w in WEIGHT_FILES if (folder / w).is_file())
+        weights = weights_file(folder)
+        assert weights is not None  # check() ran at plan time
         digest = sha256_file(weights)
         if opts.sha256 is not None and digest != opts.sha256:
             raise UsageError(f"model weights {str(weights)!r} have sha256 {digest}, not the recipe's {opts.sha256}",
