@@ -36,7 +36,6 @@ dynamic batch axis.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re

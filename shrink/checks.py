@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from shrink.units import human_bytes
+
 if TYPE_CHECKING:
     from shrink.targets import Target
 
@@ -66,14 +68,6 @@ class Check:
         raise NotImplementedError
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 class StorageCheck(Check):
     """Model file plus the runtime's storage overhead against the target's storage (less reserved)."""
 
@@ -88,8 +82,8 @@ class StorageCheck(Check):
         value = subject.model_bytes + overhead
         ok = value <= limit
         cause = None if ok else (
-            f"model file {_fmt_bytes(subject.model_bytes)} + runtime {_fmt_bytes(overhead)} exceeds "
-            f"{subject.target.name} storage {_fmt_bytes(limit)} by {_fmt_bytes(value - limit)}"
+            f"model file {human_bytes(subject.model_bytes)} + runtime {human_bytes(overhead)} exceeds "
+            f"{subject.target.name} storage {human_bytes(limit)} by {human_bytes(value - limit)}"
         )
         return [CheckResult("storage", ok, limit, value, "bytes", cause)]
 
@@ -105,7 +99,7 @@ class ModelBytesBudget(Check):
             return []
         value = subject.model_bytes
         ok = value <= limit
-        cause = None if ok else f"model file is {_fmt_bytes(value)}, {_fmt_bytes(value - limit)} over the budget"
+        cause = None if ok else f"model file is {human_bytes(value)}, {human_bytes(value - limit)} over the budget"
         return [CheckResult("model_bytes", ok, limit, value, "bytes", cause)]
 
 
@@ -144,17 +138,17 @@ def ram_estimate(subject: Subject) -> tuple[int, str]:
     weights = a.weight_bytes if runtime.get("weights_in_ram", True) else 0
     arena = math.ceil(a.arena_bytes * (1 + float(runtime.get("arena_overhead", 0.0))))
     overhead = int(runtime.get("ram_overhead_bytes", 0))
-    parts = [f"arena {_fmt_bytes(arena)}"]
+    parts = [f"arena {human_bytes(arena)}"]
     if weights:
-        parts.insert(0, f"weights {_fmt_bytes(weights)}")
+        parts.insert(0, f"weights {human_bytes(weights)}")
     if overhead:
-        parts.append(f"runtime {_fmt_bytes(overhead)}")
+        parts.append(f"runtime {human_bytes(overhead)}")
     return weights + arena + overhead, " + ".join(parts)
 
 
 def _peak_cause(subject: Subject) -> str:
     a = subject.analysis
-    live = ", ".join(f"{t.name} ({_fmt_bytes(t.bytes)})" for t in a.peak_live[:4])
+    live = ", ".join(f"{t.name} ({human_bytes(t.bytes)})" for t in a.peak_live[:4])
     return f"activations peak at node {a.peak_node!r} with {live} live"
 
 
@@ -172,8 +166,8 @@ class RamCheck(Check):
         value, parts = ram_estimate(subject)
         ok = value <= limit
         cause = None if ok else (
-            f"{parts} = {_fmt_bytes(value)} exceeds {subject.target.name} {name} {_fmt_bytes(limit)} "
-            f"by {_fmt_bytes(value - limit)}; {_peak_cause(subject)}"
+            f"{parts} = {human_bytes(value)} exceeds {subject.target.name} {name} {human_bytes(limit)} "
+            f"by {human_bytes(value - limit)}; {_peak_cause(subject)}"
         )
         return [CheckResult("ram", ok, limit, value, "bytes", cause)]
 
@@ -327,7 +321,7 @@ class RamBudget(Check):
             return []
         value, parts = ram_estimate(subject)
         ok = value <= limit
-        cause = None if ok else f"{parts} = {_fmt_bytes(value)}, over the budget; {_peak_cause(subject)}"
+        cause = None if ok else f"{parts} = {human_bytes(value)}, over the budget; {_peak_cause(subject)}"
         return [CheckResult("ram_bytes", ok, limit, value, "bytes", cause)]
 
 

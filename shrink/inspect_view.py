@@ -8,15 +8,12 @@ from typing import Any
 from rich.table import Table
 
 from shrink.console import Console
+from shrink.units import human_bytes
 
 
 def _bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{n:,} B" if unit == "B" else f"{value:.1f} {unit} ({n:,} B)"
-        value /= 1024
-    return f"{n:,} B"
+    short = human_bytes(n)
+    return short if short.endswith(" B") else f"{short} ({n:,} B)"
 
 
 def render_analysis(console: Console, path: Path, analysis: Any) -> None:

@@ -7,23 +7,16 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, PositiveInt
 
+from shrink.units import human_bytes
+
 MAX_INPUT_ELEMENTS = 1 << 28  # one input of 2**28 float32 elements is 1 GiB
-
-
-def _human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            return f"{value:.4g} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def check_input_shape(shape: list[int]) -> list[int]:
     """Refuse one model input larger than `MAX_INPUT_ELEMENTS` (computed exactly, never allocated)."""
     elements = math.prod(shape)
     if elements > MAX_INPUT_ELEMENTS:
-        raise ValueError(f"input_shape {shape} has {elements:.3g} elements ({_human_bytes(4 * elements)} as float32); "
+        raise ValueError(f"input_shape {shape} has {elements:.3g} elements ({human_bytes(4 * elements, digits=0)} as float32); "
                          f"one input may have at most 2**28 = {MAX_INPUT_ELEMENTS:,} elements (1 GiB of float32)")
     return shape
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard, cast
 from shrink.checks import CheckResult, dtype_of, estimate_ms
 from shrink.report import VOLATILE_NOTE, stable
 from shrink.report import cell as _num  # one number format for both reports
+from shrink.units import human_bytes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -101,20 +102,12 @@ footer { margin-top: 36px; font-size: 12px; color: var(--muted); }
 
 # formatting -----------------------------------------------------------------------------------------
 
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # unreachable
-
-
 def _with_unit(value: Any, unit: str) -> str:
     """A value for the checks table (the unit has its own column): bytes also in a binary unit, fractions in points."""
     if value is None:
         return "–"
     if unit == "bytes" and _is_number(value) and abs(value) >= 1024:
-        return f"{_num(value)} ({_bytes(value)})"
+        return f"{_num(value)} ({human_bytes(value)})"
     if unit == "fraction" and _is_number(value) and value:
         points = value * 100
         return f"{_num(value)} ({points:.3g} point{'' if points == 1 else 's'})"
@@ -197,7 +190,7 @@ def _empty(ax: Axes, text: str) -> None:
 
 
 def _byte_formatter(value: float, _pos: int) -> str:
-    return _bytes(value).replace(".0 ", " ")
+    return human_bytes(value).replace(".0 ", " ")
 
 
 def _byte_ticks(top: float) -> list[float]:
@@ -384,15 +377,15 @@ def _summary(manifest: dict[str, Any], checks: list[dict[str, Any]]) -> str:
         target_rows.append(("runtime", escape(f"{runtime['name']} {runtime.get('version', '')}".strip())))
     memory = profile.get("memory") or {}
     if memory:
-        target_rows.append(("memory", ", ".join(f"{escape(str(k))} {escape(_bytes(v.get('bytes', 0)))}"
+        target_rows.append(("memory", ", ".join(f"{escape(str(k))} {escape(human_bytes(v.get('bytes', 0)))}"
                                                 for k, v in memory.items() if isinstance(v, dict))))
     storage = profile.get("storage") or {}
     if isinstance(storage, dict) and storage.get("bytes"):
-        target_rows.append(("storage", escape(_bytes(storage["bytes"]))))
+        target_rows.append(("storage", escape(human_bytes(storage["bytes"]))))
     target_rows.append(("profile", f"<code>{escape(str(target.get('origin', '?')))}</code>"))
 
     result_rows: list[tuple[str, str]] = []
-    for key, label, fmt in (("model_bytes", "model file", _bytes), ("params", "parameters", _num),
+    for key, label, fmt in (("model_bytes", "model file", human_bytes), ("params", "parameters", _num),
                             ("macs", "MACs", _num), ("accuracy", "accuracy", lambda v: f"{v:.2%}")):
         pair = _first_last(history, key)
         if pair is None:
@@ -435,7 +428,7 @@ def _checks_table(checks: list[dict[str, Any]]) -> str:
             "<th>cause</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
 
 
-PASS_METRICS = (("params", "params", _num), ("macs", "MACs", _num), ("model_bytes", "model", _bytes),
+PASS_METRICS = (("params", "params", _num), ("macs", "MACs", _num), ("model_bytes", "model", human_bytes),
                 ("accuracy", "accuracy", lambda v: f"{v:.2%}"))
 
 
@@ -475,22 +468,22 @@ def _analysis(analysis: dict[str, Any] | None) -> str:
     by_dtype = analysis.get("weights_by_dtype") or {}
     dtype_rows = "".join(
         f'<tr><td>{escape(str(d))}</td><td class="num">{_e(r.get("params"))}</td>'
-        f'<td class="num">{escape(_bytes(r.get("bytes", 0)))}</td></tr>'
+        f'<td class="num">{escape(human_bytes(r.get("bytes", 0)))}</td></tr>'
         for d, r in sorted(by_dtype.items())
     )
     dtype_table = ('<table><thead><tr><th>dtype</th><th class="num">parameters</th><th class="num">bytes</th></tr></thead>'
                    f"<tbody>{dtype_rows}</tbody></table>")
     macs_by_op = analysis.get("macs_by_op") or {}
-    live = ", ".join(f"<code>{escape(str(t.get('name')))}</code> ({escape(_bytes(t.get('bytes', 0)))})"
+    live = ", ".join(f"<code>{escape(str(t.get('name')))}</code> ({escape(human_bytes(t.get('bytes', 0)))})"
                      for t in (analysis.get("peak_live") or [])[:4])
     rows = [
-        ("parameters", f"{_e(analysis.get('params'))} ({escape(_bytes(analysis.get('weight_bytes', 0)))} of weights)"),
+        ("parameters", f"{_e(analysis.get('params'))} ({escape(human_bytes(analysis.get('weight_bytes', 0)))} of weights)"),
         ("MACs / inference", f"{_e(analysis.get('macs'))}"
          + (" (" + ", ".join(f"{escape(str(k))} {_e(v)}" for k, v in sorted(macs_by_op.items())) + ")" if macs_by_op else "")),
-        ("peak activations", f"{escape(_bytes(analysis.get('peak_activation_bytes', 0)))} (lower bound); "
-                             f"arena plan {escape(_bytes(analysis.get('arena_bytes', 0)))}"),
+        ("peak activations", f"{escape(human_bytes(analysis.get('peak_activation_bytes', 0)))} (lower bound); "
+                             f"arena plan {escape(human_bytes(analysis.get('arena_bytes', 0)))}"),
         ("peak node", f"<code>{escape(str(analysis.get('peak_node')))}</code>" + (f" with {live} live" if live else "")),
-        ("input / output", escape(f"{_bytes(analysis.get('input_bytes', 0))} / {_bytes(analysis.get('output_bytes', 0))}")),
+        ("input / output", escape(f"{human_bytes(analysis.get('input_bytes', 0))} / {human_bytes(analysis.get('output_bytes', 0))}")),
         ("nodes", _e(analysis.get("nodes"))),
         ("operators", ", ".join(f"{escape(str(o.get('op_type')))} ×{_e(o.get('count'))}" for o in analysis.get("ops") or [])),
         ("opsets", ", ".join(f"{escape(str(k))} {_e(v)}" for k, v in sorted((analysis.get("opsets") or {}).items()))),

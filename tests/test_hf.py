@@ -5,7 +5,6 @@ dynamic axes and parity, the TinyBERT losses and mapping, a CLI compile end to e
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -45,7 +45,6 @@ class ExportOnnx(Pass):
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         import numpy as np
-        import onnx
         import torch
 
         from shrink_builtins.onnx_family.ort import run_session
