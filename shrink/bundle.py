@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -53,6 +53,15 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def dead_temporaries(folder: Path, pattern: str) -> list[Path]:
+    """Entries of `folder` whose name matches `pattern` (a regular expression whose group `pid` names
+    the process that made them) when that process no longer runs: the left-overs of a killed compile."""
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir()
+                  if (match := re.fullmatch(pattern, path.name)) and not process_alive(int(match["pid"])))
+
+
 def is_bundle(path: Path) -> bool:
     manifest = path / MANIFEST
     if not manifest.is_file():
@@ -77,12 +86,7 @@ def check_output_dir(path: Path) -> None:
 
 def _temporaries(out: Path, kind: str) -> list[Path]:
     """`.NAME.shrink-KIND-<pid>-xxxx` siblings of `out` whose compile is no longer running."""
-    found = []
-    for path in out.parent.glob(f".{glob.escape(out.name)}.shrink-{kind}-*"):
-        pid = path.name[len(f".{out.name}.shrink-{kind}-"):].split("-", 1)[0]
-        if pid.isdigit() and not process_alive(int(pid)):
-            found.append(path)
-    return found
+    return dead_temporaries(out.parent, re.escape(f".{out.name}.shrink-{kind}-") + r"(?P<pid>\d+)-.*")
 
 
 def clean_stale_temporaries(out: Path) -> None:

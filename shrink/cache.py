@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shrink.bundle import process_alive, sha256_file
+from shrink.bundle import dead_temporaries, sha256_file
 
 log = logging.getLogger("shrink.cache")
 
@@ -173,10 +173,8 @@ def code_hash(obj: Any) -> str:
 
 def _sweep(shard: Path) -> None:
     """Remove temporaries (`.<key>-<pid>-xxxx`) whose compile was killed before renaming them into place."""
-    for tmp in shard.glob(".*-*-*"):
-        pid = tmp.name.split("-")[1]
-        if pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
+    for tmp in dead_temporaries(shard, r"\.[0-9a-f]+-(?P<pid>\d+)-.*"):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 from shrink import cache as cache_mod
 from shrink.artifact import Artifact, Step
-from shrink.bundle import library_versions, process_alive
+from shrink.bundle import dead_temporaries, library_versions
 from shrink.cache import PassCache
 from shrink.context import Context, Dataset
 from shrink.errors import PassFailed, PluginError, Problem, ShrinkError
@@ -45,10 +46,8 @@ WORKSPACE_PREFIX = "shrink-run-"
 
 def clean_stale_workspaces() -> None:
     """Remove the workspaces of compiles that were killed (their process no longer exists)."""
-    for path in Path(tempfile.gettempdir()).glob(f"{WORKSPACE_PREFIX}*-*"):
-        pid = path.name[len(WORKSPACE_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+    for path in dead_temporaries(Path(tempfile.gettempdir()), re.escape(WORKSPACE_PREFIX) + r"(?P<pid>\d+)-.*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager
