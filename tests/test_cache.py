@@ -149,3 +149,15 @@ def test_unfollowable_option_values_are_not_files(tmp_path: Path):
     found = referenced_files({"a": "~nosuchuser-xyz/w", "b": "nosuchpkg_xyz.mod:fn", "c": ["w.bin", 3]},
                              lambda value: (tmp_path / Path(value).expanduser()).resolve())
     assert list(found) == ["w.bin"]
+
+
+def test_sweep_removes_only_dead_compiles_temporaries(tmp_path):
+    import os
+
+    from shrink.cache import _sweep
+
+    dead, alive, entry = tmp_path / ".abcdef012345-999999999-x", tmp_path / f".abcdef012345-{os.getpid()}-x", tmp_path / "abcdef012345"
+    for path in (dead, alive, entry):
+        path.mkdir()
+    _sweep(tmp_path)
+    assert not dead.exists() and alive.exists() and entry.exists()
