@@ -96,7 +96,7 @@ def main() -> None:
         models["teacher fp32"], seconds = compile_variant(first, [{"pass": "export.onnx"}], "teacher", args.out, work, first_path.parent)
         print(f"compile: teacher {seconds:.0f} s", file=sys.stderr)
         for path, recipe in recipes:
-            label = LABELS.get(recipe["passes"][0]["pass"], recipe["name"])
+            label = next((LABELS[p["pass"]] for p in recipe["passes"] if p["pass"] in LABELS), recipe["name"])
             slug = label.lower()
             fp32, t_fp32 = compile_variant(recipe, recipe["passes"][:-1], f"{slug}-fp32", args.out, work, path.parent)
             int8, t_int8 = compile_variant(recipe, recipe["passes"], f"{slug}-int8", args.out, work, path.parent)
@@ -107,26 +107,32 @@ def main() -> None:
 
     texts, groups = eval_sentences(first, first_path.parent)
     max_length = int(first["model"].get("max_length", 128))
-    tokenizer = load_tokenizer(models["teacher fp32"] / "tokenizer.json", max_length)
+    # each bundle with its own tokenizer: prune.embeddings renumbers the vocabulary
+    tokenizers = {name: load_tokenizer(d / "tokenizer.json", max_length) for name, d in models.items()}
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     sessions = {name: ort.InferenceSession(str(d / "model.onnx"), options, providers=["CPUExecutionProvider"])
                 for name, d in models.items()}
-    embeddings = {name: embed(sess, tokenizer, texts) for name, sess in sessions.items()}
+    embeddings = {name: embed(sess, tokenizers[name], texts) for name, sess in sessions.items()}
 
-    rng = np.random.default_rng(0)
-    feeds = {"input_ids": rng.integers(1000, 30000, size=(1, args.seq)).astype(np.int64),
-             "attention_mask": np.ones((1, args.seq), dtype=np.int64)}
-    for sess in sessions.values():
+    # latency input: the held-out text run together, cut to exactly --seq tokens by each model's tokenizer
+    feeds = {}
+    for name in sessions:
+        long = load_tokenizer(models[name] / "tokenizer.json", args.seq)
+        ids = np.asarray(long.encode(" ".join(texts)).ids, dtype=np.int64)[None, :]
+        feeds[name] = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    if any(f["input_ids"].shape[1] != args.seq for f in feeds.values()):
+        sys.exit(f"--seq {args.seq}: the held-out text does not fill it, or the tokenizers truncate earlier")
+    for name, sess in sessions.items():
         for _ in range(10):
-            sess.run(None, feeds)
+            sess.run(None, feeds[name])
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for _ in range(args.runs):
         for name, sess in sessions.items():
             start = time.perf_counter()
-            sess.run(None, feeds)
+            sess.run(None, feeds[name])
             times[name].append(time.perf_counter() - start)
 
     teacher = embeddings["teacher fp32"]
@@ -159,7 +165,7 @@ def main() -> None:
               f"int8 {smaller:.1f}x smaller, {faster:.1f}x faster, held-out cosine {q['cosine']:.4f}, Spearman {q['spearman']:.4f}; "
               f"goal (≥3x faster, ≥6x smaller, cosine ≥0.90): {'met' if goal else 'not met'}")
         manifest = json.loads((student["int8"] / "manifest.json").read_text())
-        step = manifest["history"][1]
+        step = next(h for h in manifest["history"] if h["name"].startswith("distill."))
         details = step["details"]
         stages = details.get("stages")
         plan = (", ".join(f"{st['stage']} {st['sentences']}x{st['epochs']}" for st in stages) if stages

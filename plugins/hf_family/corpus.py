@@ -2,8 +2,11 @@
 
 Training sources (`TRAIN_SOURCES`): the standard library's docstrings (`stdlib`), the language
 reference shipped as `pydoc_data.topics` (`reference`), docstrings of installed distributions' Python
-modules (`site-packages`, at most `SITE_CAP` sentences per distribution so no one package dominates) and
-short requests, questions and remarks generated from templates over a vocabulary (`templates`, seeded).
+modules (`site-packages`, at most `SITE_CAP` sentences per distribution so no one package dominates),
+the comments of the standard library's and those distributions' code (`comments`: whole-line `#`
+comments joined into paragraphs; the informal first- and second-person voice docstrings lack, capped
+the same way) and short requests, questions and remarks generated from templates over a vocabulary
+(`templates`, seeded).
 Held-out `eval` sentences come from *different* sources: the package descriptions (METADATA) of
 installed distributions and a fixed list of short spoken-style requests (`requests.txt`), so a student
 is judged on text it never saw. No training source reads METADATA or `requests.txt`, and the dataset
@@ -18,6 +21,7 @@ import hashlib
 import random
 import re
 import sysconfig
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -31,7 +35,7 @@ _EXCLUDED_DIRS = {"site-packages", "test", "tests", "idlelib", "lib2to3", "__pyc
 _SITE_EXCLUDED = {"test", "tests", "testing", "_vendor", "vendor", "__pycache__"}
 SITE_CAP = 600
 TEMPLATE_COUNT = 4000
-TRAIN_SOURCES = ("stdlib", "reference", "site-packages", "templates")
+TRAIN_SOURCES = ("stdlib", "reference", "site-packages", "comments", "templates")
 REQUESTS_FILE = Path(__file__).with_name("requests.txt")
 
 
@@ -78,6 +82,27 @@ def docstrings(path: Path) -> list[str]:
     return [doc for node in ast.walk(tree) if isinstance(node, nodes) and (doc := ast.get_docstring(node))]
 
 
+def comments(path: Path) -> list[str]:
+    """Whole-line `#` comments of a Python file, consecutive lines joined into one paragraph each."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (UnicodeDecodeError, ValueError, OSError):
+        return []
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        stripped = line.strip()
+        body = stripped.lstrip("#").strip() if stripped.startswith("#") and not stripped.startswith("#!") else ""
+        if body:
+            current.append(body)
+        elif current:
+            paragraphs.append(" ".join(current))
+            current = []
+    if current:
+        paragraphs.append(" ".join(current))
+    return paragraphs
+
+
 def distribution_texts() -> list[tuple[str, str]]:
     """(name, description) of every installed distribution, sorted by name."""
     texts = {}
@@ -117,22 +142,37 @@ def reference_sentences() -> tuple[str, ...]:
     return tuple(dedupe(found))
 
 
-@lru_cache(maxsize=2)
-def site_sentences(cap: int = SITE_CAP) -> tuple[str, ...]:
-    """Docstring sentences of installed distributions' modules (never their METADATA): per distribution,
-    its .py files in sorted order until `cap` sentences, test and vendored folders skipped."""
+def _per_distribution(reader: Callable[[Path], list[str]], cap: int) -> list[str]:
+    """Sentences `reader` finds in installed distributions' modules (never their METADATA): per
+    distribution, its .py files in sorted order until `cap` sentences, test and vendored folders skipped."""
     found: list[str] = []
     for dist in sorted(metadata.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
         files = sorted(str(f) for f in (dist.files or []) if str(f).endswith(".py")
                        and not _SITE_EXCLUDED & set(Path(str(f)).parts))
         mine: list[str] = []
         for name in files:
-            for doc in docstrings(Path(str(dist.locate_file(name)))):
-                mine += sentences(doc)
+            for text in reader(Path(str(dist.locate_file(name)))):
+                mine += sentences(text)
             if len(mine) >= cap:
                 break
         found += mine[:cap]
-    return tuple(dedupe(found))
+    return found
+
+
+@lru_cache(maxsize=2)
+def site_sentences(cap: int = SITE_CAP) -> tuple[str, ...]:
+    """Docstring sentences of installed distributions' modules, at most `cap` per distribution."""
+    return tuple(dedupe(_per_distribution(docstrings, cap)))
+
+
+@lru_cache(maxsize=2)
+def comment_sentences(cap: int = SITE_CAP) -> tuple[str, ...]:
+    """Comment sentences of the standard library and of installed distributions (`cap` per distribution)."""
+    found: list[str] = []
+    for path in stdlib_files():
+        for text in comments(path):
+            found += sentences(text)
+    return tuple(dedupe(found + _per_distribution(comments, cap)))
 
 
 def template_sentences(count: int = TEMPLATE_COUNT, seed: int = 0) -> tuple[str, ...]:
@@ -145,7 +185,7 @@ def template_sentences(count: int = TEMPLATE_COUNT, seed: int = 0) -> tuple[str,
 def train_sentences(source: str) -> tuple[str, ...]:
     """The sentences of one training source (one of `TRAIN_SOURCES`)."""
     readers = {"stdlib": stdlib_sentences, "reference": reference_sentences, "site-packages": site_sentences,
-               "templates": template_sentences}
+               "comments": comment_sentences, "templates": template_sentences}
     return readers[source]()
 
 
