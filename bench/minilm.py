@@ -124,10 +124,13 @@ def main() -> None:
         ids = np.asarray(long.encode(" ".join(texts)).ids, dtype=np.int64)[None, :]
         feeds[name] = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
     if any(f["input_ids"].shape[1] != args.seq for f in feeds.values()):
-        sys.exit(f"--seq {args.seq}: the held-out text does not fill it, or the tokenizers truncate earlier")
+        sys.exit(f"--seq {args.seq}: the held-out text does not fill it")
     for name, sess in sessions.items():
-        for _ in range(10):
-            sess.run(None, feeds[name])
+        try:
+            for _ in range(10):
+                sess.run(None, feeds[name])
+        except Exception as exc:  # e.g. a position table cut at max_length (prune.embeddings positions)
+            sys.exit(f"{name} cannot run {args.seq} tokens: {str(exc).splitlines()[0]}")
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for _ in range(args.runs):
         for name, sess in sessions.items():
@@ -165,8 +168,8 @@ def main() -> None:
               f"int8 {smaller:.1f}x smaller, {faster:.1f}x faster, held-out cosine {q['cosine']:.4f}, Spearman {q['spearman']:.4f}; "
               f"goal (≥3x faster, ≥6x smaller, cosine ≥0.90): {'met' if goal else 'not met'}")
         manifest = json.loads((student["int8"] / "manifest.json").read_text())
-        step = next(h for h in manifest["history"] if h["name"].startswith("distill."))
-        details = step["details"]
+        step = next((h for h in manifest["history"] if h["name"].startswith("distill.")), {"name": "no distillation"})
+        details = step.get("details", {})
         stages = details.get("stages")
         plan = (", ".join(f"{st['stage']} {st['sentences']}x{st['epochs']}" for st in stages) if stages
                 else f"{details.get('sentences')} sentences x {details.get('epochs')} epochs")

@@ -46,7 +46,7 @@ def process_alive(pid: int) -> bool:
     """Whether process `pid` exists (temporaries named after a dead process are left-overs of a kill)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process; a pid too large for pid_t is none either
         return False
     except PermissionError:
         return True

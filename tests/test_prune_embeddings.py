@@ -130,3 +130,15 @@ def test_unchanged_when_nothing_is_unreachable(tmp_path):
 
     folder = write_tiny_bert(tmp_path / "clean", layers=1)
     assert unreachable(_tokenizer(folder)) == {}
+
+
+def test_other_pre_tokenizers_are_refused(dead_bert):
+    from shrink import UsageError
+    from shrink_builtins.hf_family.embeddings import unreachable
+    from tokenizers.pre_tokenizers import Whitespace
+
+    tokenizer = _tokenizer(dead_bert)
+    tokenizer.pre_tokenizer = Whitespace()  # groups "!!" into one pre-token: "##!" becomes reachable
+    assert "##!" in tokenizer.encode("a!!").tokens
+    with pytest.raises(UsageError, match="BertPreTokenizer"):
+        unreachable(tokenizer)

@@ -4,7 +4,7 @@ Token rows: a BERT WordPiece vocabulary carries tokens no input can reach: `[unu
 pre-tokenizer splits `[` and `]` off as punctuation), tokens with characters the normalizer rewrites
 (upper case and accents in an uncased vocabulary), continuation pieces that start with a character
 the pre-tokenizer always isolates (`##!`, `##中`), and multi-character tokens holding one. Their rows
-are dead weight: 1,575 of MiniLM's 30,522 (5%). The pass finds them with the tokenizer's own
+are dead weight: 1,331 of MiniLM's 30,522 (4%). The pass finds them with the tokenizer's own
 normalizer and pre-tokenizer, confirms that tokenizing probes built from every token and the data's
 sentences never produces one, renumbers the vocabulary, rewrites the tokenizer files that travel
 into the bundle and slices the embedding table. Outputs are unchanged for every input; the pass
@@ -46,9 +46,15 @@ def unreachable(tokenizer: Any) -> dict[int, str]:
     the pre-tokenizer always makes it a pre-token of its own (punctuation; CJK, which the normalizer
     surrounds with spaces). A token is unreachable when it holds a character that cannot occur, holds
     an isolated character beside another, or (a `##` piece) starts with an isolated character."""
-    model = json.loads(tokenizer.to_str())["model"]
-    if model.get("type") != "WordPiece":
-        raise UsageError(f"prune.embeddings handles WordPiece tokenizers; this one is {model.get('type')!r}")
+    spec = json.loads(tokenizer.to_str())
+    model = spec["model"]
+    kinds = (model.get("type"), (spec.get("normalizer") or {}).get("type", "BertNormalizer"),
+             (spec.get("pre_tokenizer") or {}).get("type"))
+    # the rules hold for BERT's splitting, where a punctuation or CJK character is a pre-token of its own
+    # whatever its neighbours; other pre-tokenizers (Whitespace groups "!!") would make them unsound
+    if kinds != ("WordPiece", "BertNormalizer", "BertPreTokenizer"):
+        raise UsageError("prune.embeddings handles BERT WordPiece tokenizers (WordPiece model, BertNormalizer, "
+                         f"BertPreTokenizer); this one has {' / '.join(str(k) for k in kinds)}")
     prefix = str(model.get("continuing_subword_prefix") or "##")
     special = {int(i) for i in tokenizer.get_added_tokens_decoder()}
     occurs: dict[str, bool] = {}
@@ -102,8 +108,19 @@ def emitted(tokenizer: Any, texts: list[str], candidates: set[int]) -> set[int]:
     return hits
 
 
-def renumbered_files(files: dict[str, str], keep: list[int], ctx: Context) -> dict[str, str]:
-    """New copies of the tokenizer files with the kept tokens renumbered 0..len(keep)-1, in order."""
+def _renumber_processor(processor: dict[str, Any], new_id: dict[int, int]) -> None:
+    for entry in (processor.get("special_tokens") or {}).values():  # TemplateProcessing
+        entry["ids"] = [new_id[int(i)] for i in entry["ids"]]
+    for key in ("sep", "cls"):  # BertProcessing / RobertaProcessing
+        if isinstance(processor.get(key), list):
+            processor[key][1] = new_id[int(processor[key][1])]
+    for inner in processor.get("processors") or []:  # Sequence
+        _renumber_processor(inner, new_id)
+
+
+def renumbered_files(files: dict[str, str], keep: list[int], max_length: int | None, ctx: Context) -> dict[str, str]:
+    """New copies of the tokenizer files with the kept tokens renumbered 0..len(keep)-1, in order; with
+    `max_length`, truncating there (the position table ends there)."""
     new_id = {old: new for new, old in enumerate(keep)}
     out = dict(files)
     spec = json.loads(Path(files["tokenizer.json"]).read_text(encoding="utf-8"))
@@ -111,27 +128,26 @@ def renumbered_files(files: dict[str, str], keep: list[int], ctx: Context) -> di
                               if int(i) in new_id}
     for added in spec.get("added_tokens") or []:
         added["id"] = new_id[int(added["id"])]
-    processor = spec.get("post_processor") or {}
-    for entry in (processor.get("special_tokens") or {}).values():
-        entry["ids"] = [new_id[int(i)] for i in entry["ids"]]
-    for key in ("sep", "cls"):
-        if isinstance(processor.get(key), list):
-            processor[key][1] = new_id[int(processor[key][1])]
+    _renumber_processor(spec.get("post_processor") or {}, new_id)
     if isinstance(spec.get("padding"), dict) and "pad_id" in spec["padding"]:
         spec["padding"]["pad_id"] = new_id[int(spec["padding"]["pad_id"])]
+    if max_length is not None and isinstance(spec.get("truncation"), dict):
+        spec["truncation"]["max_length"] = min(int(spec["truncation"].get("max_length") or max_length), max_length)
     path = ctx.new_path("tokenizer", ".json")
     path.write_text(json.dumps(spec, ensure_ascii=False, indent=2), encoding="utf-8")
     out["tokenizer.json"] = str(path)
     if "vocab.txt" in files:
-        by_id = {int(i): tok for tok, i in spec["model"]["vocab"].items()}
+        ordered = sorted(spec["model"]["vocab"].items(), key=lambda kv: kv[1])
         path = ctx.new_path("vocab", ".txt")
-        path.write_text("".join(by_id[i] + "\n" for i in range(len(keep))), encoding="utf-8")
+        path.write_text("".join(tok + "\n" for tok, _ in ordered), encoding="utf-8")
         out["vocab.txt"] = str(path)
     if "tokenizer_config.json" in files:
         config = json.loads(Path(files["tokenizer_config.json"]).read_text(encoding="utf-8"))
         if isinstance(config.get("added_tokens_decoder"), dict):
             config["added_tokens_decoder"] = {str(new_id[int(k)]): v for k, v in config["added_tokens_decoder"].items()
                                               if int(k) in new_id}
+        if max_length is not None and int(config.get("model_max_length") or max_length) > max_length:
+            config["model_max_length"] = max_length
         path = ctx.new_path("tokenizer_config", ".json")
         path.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
         out["tokenizer_config.json"] = str(path)

@@ -51,8 +51,13 @@ def prune_embeddings(opts: Any, artifact: Artifact, ctx: Context) -> Artifact:
     model = copy.deepcopy(source)
     embeddings = model.bert.embeddings
     rows = int(model.model.get_input_embeddings().weight.shape[0])
+    vocab = tokenizer.get_vocab_size(with_added_tokens=True)
+    if vocab > rows:
+        raise UsageError(f"prune.embeddings: the tokenizer has {vocab} tokens but the embedding table {rows} rows")
     max_length = int(artifact.meta.get("max_length", 128))
     texts = _check_texts(ctx, opts.check_sentences)
+    if texts:  # and one input of exactly max_length tokens, the longest the tokenizer lets through
+        texts.append(" ".join(texts))
     details: dict[str, Any] = {"checked_sentences": len(texts)}
     meta: dict[str, Any] = {}
     removed_params = 0
@@ -72,44 +77,53 @@ def prune_embeddings(opts: Any, artifact: Artifact, ctx: Context) -> Artifact:
             pad = new_id.get(old.padding_idx) if old.padding_idx is not None else None
             model.model.set_input_embeddings(_sliced(old, keep, pad))
             model.config.vocab_size = len(keep)
-            if getattr(model.config, "pad_token_id", None) in new_id:
-                model.config.pad_token_id = new_id[model.config.pad_token_id]
+            for key, value in list(model.config.to_dict().items()):  # pad/bos/eos/sep/cls ids: special tokens, always kept
+                if key.endswith("_token_id") and isinstance(value, int) and value in new_id:
+                    setattr(model.config, key, new_id[value])
             removed_params += (rows - len(keep)) * int(old.weight.shape[1])
-            vocab = tokenizer.get_vocab_size(with_added_tokens=True)
-            meta["bundle_files"] = dict(sorted(renumbered_files(dict(artifact.meta["bundle_files"]),
-                                                                [i for i in keep if i < vocab], ctx).items()))
             meta["inputs"] = [dict(spec, range=[0, len(keep)]) if spec.get("name") == "input_ids" else spec
                               for spec in artifact.meta["inputs"]]
 
+    trimmed = False
     if opts.positions:
         table = getattr(embeddings, "position_embeddings", None)
         if not isinstance(table, nn.Embedding):
             raise UsageError("prune.embeddings: this encoder has no learned position table (positions: true)")
         before = int(table.weight.shape[0])
-        if max_length < before:
-            embeddings.position_embeddings = _sliced(table, max_length, table.padding_idx if (table.padding_idx or 0) < max_length else None)
+        # RoBERTa-style models number positions from padding_idx + 1
+        needed = max_length + (table.padding_idx + 1 if table.padding_idx is not None else 0)
+        if needed < before:
+            embeddings.position_embeddings = _sliced(table, needed, table.padding_idx)
             for name, buffer in list(embeddings.named_buffers(recurse=False)):
                 if buffer.dim() and buffer.shape[-1] == before:  # position_ids / token_type_ids, arange'd over positions
-                    setattr(embeddings, name, buffer[..., :max_length].clone())
-            model.config.max_position_embeddings = max_length
-            removed_params += (before - max_length) * int(table.weight.shape[1])
-        details["positions"] = {"before": before, "after": min(before, max_length), "max_length": max_length}
+                    setattr(embeddings, name, buffer[..., :needed].clone())
+            model.config.max_position_embeddings = needed
+            removed_params += (before - needed) * int(table.weight.shape[1])
+            trimmed = True
+        details["positions"] = {"before": before, "after": min(before, needed), "max_length": max_length}
 
-    if texts:
-        ctx.report(0.7, f"checking that {len(texts)} sentences give the same outputs")
-        files = meta.get("bundle_files") or artifact.meta["bundle_files"]
+    if len(keep) < rows or trimmed:
+        files = renumbered_files(dict(artifact.meta["bundle_files"]), [i for i in keep if i < vocab],
+                                 max_length if trimmed else None, ctx)
+        meta["bundle_files"] = dict(sorted(files.items()))
         renamed = load_tokenizer(files[artifact.meta["tokenizer"]], max_length)
+        checked = probes(tokenizer) + texts
+        ctx.report(0.5, f"checking that the renumbered tokenizer reproduces {len(checked)} tokenizations")
         tokenizer.enable_truncation(max_length=max_length)
-        ids_old, mask_old = encode(tokenizer, texts)
-        ids_new, mask_new = encode(renamed, texts)
+        ids_old, mask_old = encode(tokenizer, checked)
+        ids_new, mask_new = encode(renamed, checked)
         remap = np.zeros(rows, dtype=np.int64)
         remap[keep] = np.arange(len(keep))
         if not (np.array_equal(mask_old, mask_new) and np.array_equal(remap[ids_old] * mask_old, ids_new * mask_new)):
             raise RuntimeError("the renumbered tokenizer does not reproduce the original token ids")
-        diff = float(np.abs(embed(source, ids_old, mask_old) - embed(model, ids_new, mask_new)).max())
-        if diff > 1e-5:
-            raise RuntimeError(f"outputs changed by up to {diff:.3g} after removing unreachable rows")
-        details["max_abs_diff"] = diff
+        if texts:
+            ctx.report(0.7, f"checking that {len(texts)} sentences give the same outputs")
+            ids_old, mask_old = encode(tokenizer, texts)
+            ids_new, mask_new = encode(renamed, texts)
+            diff = float(np.abs(embed(source, ids_old, mask_old) - embed(model, ids_new, mask_new)).max())
+            if diff > 1e-5:
+                raise RuntimeError(f"outputs changed by up to {diff:.3g} after removing unreachable rows")
+            details["max_abs_diff"] = diff
     details["params_removed"] = removed_params
     meta["hf_config"] = config_dict(model)
     return artifact.evolve(model=model.eval(), meta=meta, details=details)
