@@ -142,3 +142,39 @@ def test_other_pre_tokenizers_are_refused(dead_bert):
     assert "##!" in tokenizer.encode("a!!").tokens
     with pytest.raises(UsageError, match="BertPreTokenizer"):
         unreachable(tokenizer)
+
+
+def test_factorized_student_word_table(cli, dead_bert, tmp_path):
+    """distill.tinybert with `embedding_size`: an SVD-initialised factorized word table that prune.embeddings
+    slices, that exports, quantizes and restores from the pass cache."""
+    passes = [{"pass": "distill.tinybert", "student": {"layers": 1, "embedding_size": 16}, "epochs": 1, "batch_size": 16},
+              {"pass": "prune.embeddings"}, {"pass": "export.onnx"}, {"pass": "quantize.ptq"}]
+    recipe = tiny_recipe(dead_bert, tmp_path, passes)
+    out = tmp_path / "out"
+    result = cli("compile", recipe, "-o", out, "--json")
+    assert result.code in (0, 4), result.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    distilled = next(s for s in manifest["history"] if s["name"] == "distill.tinybert")
+    assert distilled["details"]["student"]["embedding_size"] == 16
+    assert "SVD" in distilled["details"]["student"]["word_table"]
+    rows = len((dead_bert / "vocab.txt").read_text().split("\n")) - 1 + 3
+    pruned = next(s for s in manifest["history"] if s["name"] == "prune.embeddings")
+    kept = pruned["details"]["tokens"]["vocab_after"]
+    assert kept == rows - len(UNREACHABLE) - 3
+    import onnx
+    from onnx import numpy_helper
+
+    shapes = [numpy_helper.to_array(t).shape for t in onnx.load(str(out / "model.onnx")).graph.initializer]
+    assert (kept, 16) in shapes and (rows, 32) not in shapes and (kept, 32) not in shapes
+    assert cli("verify", out).code in (0, 4)
+    again = cli("compile", recipe, "-o", tmp_path / "again", "--json")
+    assert again.code == result.code
+    assert (tmp_path / "again" / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
+
+
+def test_embedding_size_must_factorize():
+    from pydantic import ValidationError
+    from shrink_builtins.hf_family.tinybert import StudentShape
+
+    with pytest.raises(ValidationError, match="below hidden_size"):
+        StudentShape(layers=2, hidden_size=64, embedding_size=64)

@@ -12,7 +12,7 @@ from torch import nn
 
 from shrink import Artifact, Context, UsageError
 from shrink_builtins.hf_family.embeddings import emitted, probes, renumbered_files, unreachable
-from shrink_builtins.hf_family.model import Encoder, config_dict, embed
+from shrink_builtins.hf_family.model import Encoder, FactorizedEmbedding, config_dict, embed, word_table
 from shrink_builtins.hf_family.tokens import artifact_tokenizer, encode, load_tokenizer
 
 
@@ -50,7 +50,7 @@ def prune_embeddings(opts: Any, artifact: Artifact, ctx: Context) -> Artifact:
     source: Encoder = artifact.model
     model = copy.deepcopy(source)
     embeddings = model.bert.embeddings
-    rows = int(model.model.get_input_embeddings().weight.shape[0])
+    rows = int(word_table(model).weight.shape[0])
     vocab = tokenizer.get_vocab_size(with_added_tokens=True)
     if vocab > rows:
         raise UsageError(f"prune.embeddings: the tokenizer has {vocab} tokens but the embedding table {rows} rows")
@@ -72,10 +72,14 @@ def prune_embeddings(opts: Any, artifact: Artifact, ctx: Context) -> Artifact:
                              "examples": {reason: [tokenizer.id_to_token(i) for i in sorted(i for i, r in reasons.items() if r == reason)[:6]]
                                           for reason in sorted(set(reasons.values()))}}
         if len(keep) < rows:
-            old = model.model.get_input_embeddings()
+            old = word_table(model)
             new_id = {o: n for n, o in enumerate(keep)}
             pad = new_id.get(old.padding_idx) if old.padding_idx is not None else None
-            model.model.set_input_embeddings(_sliced(old, keep, pad))
+            embedding = model.model.get_input_embeddings()
+            if isinstance(embedding, FactorizedEmbedding):
+                embedding.table = _sliced(old, keep, pad)
+            else:
+                model.model.set_input_embeddings(_sliced(old, keep, pad))
             model.config.vocab_size = len(keep)
             for key, value in list(model.config.to_dict().items()):  # pad/bos/eos/sep/cls ids: special tokens, always kept
                 if key.endswith("_token_id") and isinstance(value, int) and value in new_id:

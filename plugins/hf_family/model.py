@@ -55,8 +55,33 @@ class Encoder(nn.Module):
         return self.head(self.hidden(input_ids, attention_mask), attention_mask)
 
 
+class FactorizedEmbedding(nn.Module):
+    """A word table of width `embedding_size` projected up to the hidden width (ALBERT's factorization):
+    `vocab × e + e × hidden` parameters instead of `vocab × hidden`. `table` keeps the token ids."""
+
+    def __init__(self, vocab: int, embedding_size: int, hidden: int, padding_idx: int | None = None) -> None:
+        super().__init__()
+        self.table = nn.Embedding(vocab, embedding_size, padding_idx=padding_idx)
+        self.project = nn.Linear(embedding_size, hidden, bias=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The table's weight: rows are tokens, as for an `nn.Embedding`."""
+        return self.table.weight
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.project(self.table(input_ids))
+
+
+def word_table(model: Encoder) -> nn.Embedding:
+    """The embedding whose rows are the tokens (inside a factorized word embedding, its table)."""
+    embedding = model.model.get_input_embeddings()
+    return embedding.table if isinstance(embedding, FactorizedEmbedding) else embedding
+
+
 def build(config: dict[str, Any], task: str, normalize: bool = True, output_size: int | None = None) -> Encoder:
-    """A fresh encoder (random weights) from a config dict, with eager attention."""
+    """A fresh encoder (random weights) from a config dict, with eager attention. A BERT config with
+    `embedding_size` below `hidden_size` gets a factorized word embedding (`FactorizedEmbedding`)."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
     values = {k: v for k, v in config.items() if k not in ("model_type", "transformers_version", "_attn_implementation_autoset")}
@@ -66,6 +91,9 @@ def build(config: dict[str, Any], task: str, normalize: bool = True, output_size
         body = AutoModelForSequenceClassification.from_config(cfg, attn_implementation="eager")
     else:
         body = AutoModel.from_config(cfg, attn_implementation="eager", add_pooling_layer=False)
+    width = config.get("embedding_size")
+    if config.get("model_type", "bert") != "mobilebert" and width and int(width) < int(cfg.hidden_size):
+        body.set_input_embeddings(FactorizedEmbedding(int(cfg.vocab_size), int(width), int(cfg.hidden_size), cfg.pad_token_id))
     return Encoder(body, task, normalize, output_size).eval()
 
 

@@ -19,11 +19,16 @@ class StudentShape(PassOptions):
     hidden_size: Annotated[int, Field(ge=8, le=8192)] | SkipJsonSchema[None] = Field(None, description="hidden width (default: the teacher's)")
     heads: Annotated[int, Field(ge=1, le=128)] | SkipJsonSchema[None] = Field(None, description="attention heads (default: the teacher's)")
     ffn_size: Annotated[int, Field(ge=8, le=65536)] | SkipJsonSchema[None] = Field(None, description="feed-forward width (default: the teacher's)")
+    embedding_size: Annotated[int, Field(ge=8, le=8192)] | SkipJsonSchema[None] = Field(
+        None, description="factorize the word table (ALBERT-style): tokens × this width, projected up to hidden_size; "
+                          "initialised from the teacher's table by truncated SVD (default: unfactorized)")
 
     @model_validator(mode="after")
     def _divisible(self) -> StudentShape:
         if self.hidden_size is not None and self.heads is not None and self.hidden_size % self.heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of heads {self.heads}")
+        if self.embedding_size is not None and self.hidden_size is not None and self.embedding_size >= self.hidden_size:
+            raise ValueError(f"embedding_size {self.embedding_size} must be below hidden_size {self.hidden_size} to factorize")
         return self
 
 

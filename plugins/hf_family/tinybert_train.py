@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shrink import Artifact, Context, UsageError
-from shrink_builtins.hf_family.model import Encoder, build, config_dict, head_counts
+from shrink_builtins.hf_family.model import Encoder, FactorizedEmbedding, build, config_dict, head_counts, word_table
 
 TERMS = ("embedding", "hidden", "attention", "prediction")
 
@@ -157,6 +157,11 @@ def build_student(opts: Any, teacher: Encoder) -> tuple[Encoder, list[int], list
         config["hidden_size"] = shape.hidden_size or config["hidden_size"]
         config["num_attention_heads"] = shape.heads or config["num_attention_heads"]
         config["intermediate_size"] = shape.ffn_size or config["intermediate_size"]
+        if shape.embedding_size is not None:
+            if shape.embedding_size >= config["hidden_size"]:
+                raise UsageError(f"student embedding_size {shape.embedding_size} must be below its hidden_size "
+                                 f"{config['hidden_size']} to factorize the word table")
+            config["embedding_size"] = shape.embedding_size
         if config["hidden_size"] % config["num_attention_heads"]:
             raise UsageError(f"student hidden_size {config['hidden_size']} is not a multiple of its "
                              f"{config['num_attention_heads']} heads")
@@ -177,8 +182,13 @@ def build_student(opts: Any, teacher: Encoder) -> tuple[Encoder, list[int], list
     student = build(config, teacher.task, teacher.normalize, teacher.output_size)
     described: dict[str, Any] = {"layers": layers, "hidden_size": config["hidden_size"], "heads": config["num_attention_heads"],
                                  "ffn_size": config["intermediate_size"]}
+    if config.get("embedding_size"):
+        described["embedding_size"] = config["embedding_size"]
     if opts.init == "teacher":
         copied, total = _copy_matching(student.bert.embeddings, teacher.bert.embeddings)
+        factorized = student.model.get_input_embeddings()
+        if isinstance(factorized, FactorizedEmbedding):
+            described["word_table"] = factorize_from(factorized, word_table(teacher).weight)
         for i, j in enumerate(sources):
             c, t = _copy_matching(layers_of(student)[i], layers_of(teacher)[j])
             copied, total = copied + c, total + t
@@ -191,6 +201,19 @@ def build_student(opts: Any, teacher: Encoder) -> tuple[Encoder, list[int], list
     else:
         described["init"] = "random"
     return student.eval(), mapping, sources, described
+
+
+@torch.no_grad()
+def factorize_from(embedding: FactorizedEmbedding, table: torch.Tensor) -> str:
+    """Initialise a factorized word embedding from a full table by truncated SVD: table ≈ (U_e·S_e)·V_eᵀ."""
+    u, s, vh = torch.linalg.svd(table.float(), full_matrices=False)
+    width = embedding.table.weight.shape[1]
+    if embedding.project.weight.shape[0] != table.shape[1]:
+        return f"factorized to width {width}, randomly initialised (the teacher's table is {table.shape[1]} wide)"
+    embedding.table.weight.copy_(u[:, :width] * s[:width])
+    embedding.project.weight.copy_(vh[:width].T)
+    kept = float((s[:width] ** 2).sum() / (s ** 2).sum())
+    return f"rank-{width} SVD of the teacher's table ({kept:.1%} of its energy)"
 
 
 def _schedule(step: int, total: int, warmup: int) -> float:
