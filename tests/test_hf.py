@@ -334,7 +334,7 @@ def test_minilm_recipe_plans(cli):
     assert result.code == 0, result.err
     plan = result.json["plan"]
     assert plan["source"]["source"] == "huggingface" and plan["data"] == "text"
-    assert [p["pass"] for p in plan["passes"]] == ["distill.tinybert", "export.onnx", "quantize.ptq"]
+    assert [p["pass"] for p in plan["passes"]] == ["distill.tinybert", "prune.embeddings", "export.onnx", "quantize.ptq"]
 
 
 def test_length_batches_cover_every_sentence_once_and_cut_padding():

@@ -200,4 +200,4 @@ def test_minilm_mobilebert_recipe_plans(cli):
 
     result = cli("plan", REPO / "recipes" / "minilm-mobilebert.json", "--json")
     assert result.code == 0, result.err
-    assert [p["pass"] for p in result.json["plan"]["passes"]] == ["distill.mobilebert", "export.onnx", "quantize.ptq"]
+    assert [p["pass"] for p in result.json["plan"]["passes"]] == ["distill.mobilebert", "prune.embeddings", "export.onnx", "quantize.ptq"]
