@@ -28,7 +28,7 @@ from torch import nn
 from shrink import Artifact, Context, UsageError
 from shrink_builtins.hf_family.model import Encoder, build, config_dict, head_counts
 from shrink_builtins.hf_family.tinybert_train import (ScoreCapture, _copy_matching, _schedule, layers_of, masked_mse,
-                                                      length_batches, run_epoch, uniform_map)
+                                                      length_batches, run_epoch, truncated_svd, uniform_map)
 
 TERMS = ("embedding", "feature_map", "attention", "prediction")
 _NEG = -1e4
@@ -91,11 +91,10 @@ def init_embeddings(student: Encoder, teacher: Encoder) -> str:
     width = mine.word_embeddings.weight.shape[1]
     if width == table.shape[1]:
         return f"embeddings copied ({copied}/{total} tensors)"
-    u, s, vh = torch.linalg.svd(table, full_matrices=False)
-    mine.word_embeddings.weight.copy_(u[:, :width] * s[:width])
-    mine.embedding_transformation.weight.copy_(vh[:width].T)
+    rows, project, kept = truncated_svd(table, width)
+    mine.word_embeddings.weight.copy_(rows)
+    mine.embedding_transformation.weight.copy_(project)
     mine.embedding_transformation.bias.zero_()
-    kept = float((s[:width] ** 2).sum() / (s ** 2).sum())
     return f"embeddings copied ({copied}/{total} tensors); word table factorized by rank-{width} SVD ({kept:.1%} of its energy)"
 
 

@@ -204,15 +204,22 @@ def build_student(opts: Any, teacher: Encoder) -> tuple[Encoder, list[int], list
 
 
 @torch.no_grad()
-def factorize_from(embedding: FactorizedEmbedding, table: torch.Tensor) -> str:
-    """Initialise a factorized word embedding from a full table by truncated SVD: table ≈ (U_e·S_e)·V_eᵀ."""
+def truncated_svd(table: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """`table ≈ rows @ project.T` at rank `width`: rows = U_e·S_e `[tokens, width]`, project = V_e
+    `[hidden, width]` (an `nn.Linear(width, hidden)` weight), and the share of the energy kept."""
     u, s, vh = torch.linalg.svd(table.float(), full_matrices=False)
+    return u[:, :width] * s[:width], vh[:width].T, float((s[:width] ** 2).sum() / (s ** 2).sum())
+
+
+@torch.no_grad()
+def factorize_from(embedding: FactorizedEmbedding, table: torch.Tensor) -> str:
+    """Initialise a factorized word embedding from a full table by truncated SVD."""
     width = embedding.table.weight.shape[1]
     if embedding.project.weight.shape[0] != table.shape[1]:
         return f"factorized to width {width}, randomly initialised (the teacher's table is {table.shape[1]} wide)"
-    embedding.table.weight.copy_(u[:, :width] * s[:width])
-    embedding.project.weight.copy_(vh[:width].T)
-    kept = float((s[:width] ** 2).sum() / (s ** 2).sum())
+    rows, project, kept = truncated_svd(table, width)
+    embedding.table.weight.copy_(rows)
+    embedding.project.weight.copy_(project)
     return f"rank-{width} SVD of the teacher's table ({kept:.1%} of its energy)"
 
 
