@@ -35,11 +35,11 @@ def _sliced(table: nn.Embedding, rows: list[int] | int, padding_idx: int | None)
     return new
 
 
-def unreachable_tokens(tokenizer: Any, rows: int, texts: list[str]) -> tuple[dict[int, str], int]:
-    """`({row: reason}, rows the rules flagged that a probe or a sentence reached and so stay)`."""
+def unreachable_tokens(tokenizer: Any, rows: int, checked: list[str]) -> tuple[dict[int, str], int]:
+    """`({row: reason}, rows the rules flagged that one of the `checked` texts reached and so stay)`."""
     reasons = unreachable(tokenizer)
     reasons.update({i: "beyond the tokenizer's vocabulary" for i in range(tokenizer.get_vocab_size(with_added_tokens=True), rows)})
-    reached = emitted(tokenizer, probes(tokenizer) + texts, set(reasons))
+    reached = emitted(tokenizer, checked, set(reasons))
     for index in reached:
         del reasons[index]
     return reasons, len(reached)
@@ -58,6 +58,7 @@ def prune_embeddings(opts: Any, artifact: Artifact, ctx: Context) -> Artifact:
     texts = _check_texts(ctx, opts.check_sentences)
     if texts:  # and one input of exactly max_length tokens, the longest the tokenizer lets through
         texts.append(" ".join(texts))
+    checked = probes(tokenizer) + texts  # every token alone and between neighbours, and the data
     details: dict[str, Any] = {"checked_sentences": len(texts)}
     meta: dict[str, Any] = {}
     removed_params = 0
@@ -65,7 +66,7 @@ def prune_embeddings(opts: Any, artifact: Artifact, ctx: Context) -> Artifact:
     keep = list(range(rows))
     if opts.tokens:
         ctx.report(0.05, "finding tokens the tokenizer cannot emit")
-        reasons, reached = unreachable_tokens(tokenizer, rows, texts)
+        reasons, reached = unreachable_tokens(tokenizer, rows, checked)
         keep = [i for i in range(rows) if i not in reasons]
         details["tokens"] = {"vocab_before": rows, "vocab_after": len(keep), "removed": rows - len(keep),
                              "removed_by_reason": dict(sorted(Counter(reasons.values()).items())), "kept_after_probing": reached,
@@ -111,7 +112,6 @@ def prune_embeddings(opts: Any, artifact: Artifact, ctx: Context) -> Artifact:
                                  max_length if trimmed else None, ctx)
         meta["bundle_files"] = dict(sorted(files.items()))
         renamed = load_tokenizer(files[artifact.meta["tokenizer"]], max_length)
-        checked = probes(tokenizer) + texts
         ctx.report(0.5, f"checking that the renumbered tokenizer reproduces {len(checked)} tokenizations")
         tokenizer.enable_truncation(max_length=max_length)
         ids_old, mask_old = encode(tokenizer, checked)
