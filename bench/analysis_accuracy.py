@@ -180,9 +180,10 @@ HOST_PROFILE = host_profile()
 
 def _host_estimate(model: Path) -> tuple[float, float, str]:
     """shrink's latency estimate range (ms) for `model` on the host's profile, as the `latency` check computes it."""
-    from shrink.checks import Subject, latency_estimate
-    from shrink.registry import Registry
-    from shrink.targets import Catalog
+    from shrink.api.checks import Subject
+    from shrink.checks.estimates import latency_estimate
+    from shrink.host.registry import Registry
+    from shrink.host.catalog import Catalog
 
     target = Catalog(Registry.load()).resolve(HOST_PROFILE)
     estimate = latency_estimate(Subject(model, target))

@@ -59,7 +59,7 @@ def nncf_ptq(src: Path, dst: Path, calibration: np.ndarray) -> None:
 
 def measure(models: dict[str, Path], x: np.ndarray, y: np.ndarray, runs: int) -> dict[str, dict[str, float]]:
     from shrink.analysis import analyze
-    from shrink_builtins.onnx_family.ort import run_session, session
+    from shrink_onnx.ort import run_session, session
 
     results: dict[str, dict[str, float]] = {}
     sessions = {}
@@ -90,7 +90,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-    from shrink_builtins.datasets.digits import digits_splits
+    from shrink_sklearn.digits import digits_splits
 
     splits = digits_splits(32, 0)
     x_eval, y_eval = splits["eval"]

@@ -45,7 +45,7 @@ def compile_variant(recipe: dict[str, Any], passes: list[dict[str, Any]], name: 
 
 
 def eval_sentences(recipe: dict[str, Any], base: Path) -> tuple[list[str], dict[str, int]]:
-    from shrink_builtins.hf_family.text import TextData
+    from shrink_huggingface.text import TextData
 
     options = {k: v for k, v in recipe["data"].items() if k != "source"}
     provider = TextData(TextData.Options(**options))
@@ -59,7 +59,7 @@ def eval_sentences(recipe: dict[str, Any], base: Path) -> tuple[list[str], dict[
 
 
 def embed(sess: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
-    from shrink_builtins.hf_family.tokens import encode
+    from shrink_huggingface.tokens import encode
 
     outs = []
     for start in range(0, len(texts), 32):
@@ -79,8 +79,8 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from shrink_builtins.hf_family.metrics import fidelity
-    from shrink_builtins.hf_family.tokens import load_tokenizer
+    from shrink_huggingface.metrics import fidelity
+    from shrink_huggingface.tokens import load_tokenizer
 
     recipes = [(path.resolve(), json.loads(path.read_text())) for path in args.recipes]
     first_path, first = recipes[0]

@@ -17,11 +17,11 @@ except metadata.PackageNotFoundError:  # running from a source tree
 
 hookimpl = pluggy.HookimplMarker("shrink")
 
-from shrink.artifact import Artifact, Step  # noqa: E402
-from shrink.checks import Check, CheckResult, Subject  # noqa: E402
-from shrink.context import Context, Dataset, PlanContext, Split  # noqa: E402
+from shrink.api.artifact import Artifact, Step  # noqa: E402
+from shrink.api.checks import Check, CheckResult, Subject  # noqa: E402
+from shrink.api.context import Context, Dataset, PlanContext, Split  # noqa: E402
 from shrink.errors import ExitCode, PassFailed, PluginError, ShrinkError, UsageError  # noqa: E402
-from shrink.passes import DataProvider, Pass, PassOptions, Source  # noqa: E402
+from shrink.api.passes import DataProvider, Pass, PassOptions, Source  # noqa: E402
 
 __all__ = [
     "Artifact", "Check", "CheckResult", "Context", "DataProvider", "Dataset", "ExitCode", "Pass", "PassFailed",

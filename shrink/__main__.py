@@ -1,3 +1,3 @@
-from shrink.cli import main
+from shrink.cli.main import main
 
 raise SystemExit(main())

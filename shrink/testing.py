@@ -39,13 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from shrink.artifact import Artifact
-from shrink.context import Context
+from shrink.api.artifact import Artifact
+from shrink.api.context import Context
 from shrink.errors import ShrinkError
-from shrink.passes import Pass, PassOptions, summary
+from shrink.api.passes import Pass, PassOptions, summary
 
 if TYPE_CHECKING:
-    from shrink.plan import Plan
+    from shrink.plan.planner import Plan
 
 TINY_FACTORY = '''
 import torch
@@ -125,7 +125,7 @@ def private_pass_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run the CLI in-process: `cli("plan", path)` → Result(code, stdout, stderr)."""
-    from shrink.cli import main
+    from shrink.cli.main import main
 
     def run(*args: str | Path) -> Result:
         code = main([str(a) for a in args])
@@ -215,9 +215,9 @@ def pass_input(recipe: Path, workdir: Path, *, before: int | None = None,
     plugin modules (`[("lowrank", shrink_lowrank.plugin)]`), for a plugin that is not installed.
     `workdir` must outlive the returned context (passes write files into it).
     """
-    from shrink.compiler import load_plan
-    from shrink.engine import run_plan
-    from shrink.registry import Registry
+    from shrink.engine.compile import load_plan
+    from shrink.engine.run import run_plan
+    from shrink.host.registry import Registry
 
     registry = Registry.load(extra=list(plugins))
     plan = load_plan(Path(recipe), registry)
@@ -273,7 +273,7 @@ def check_pass_contract(pass_cls: type[Pass], artifact: Artifact | None = None, 
                         options: Mapping[str, Any] | None = None) -> Artifact | None:
     """Check `pass_cls` against the `Pass` contract; raise `ContractError` listing every problem.
 
-    Always checks the declarations the registry enforces when loading a plugin (`shrink.plan.check_pass_class`:
+    Always checks the declarations the registry enforces when loading a plugin (`shrink.plan.planner.check_pass_class`:
     name `<kind>.<impl>`, `consumes`/`produces`, `Options` subclassing `PassOptions`, `run()`
     implemented), plus: a docstring summary, a JSON Schema generated from `Options`, and that `options`
     (default: `{}`) validate. Given `artifact` and `ctx` (e.g. from `pass_input`), it also runs the pass
@@ -283,9 +283,9 @@ def check_pass_contract(pass_cls: type[Pass], artifact: Artifact | None = None, 
     """
     from pydantic import ValidationError
 
-    from shrink.engine import _check_returned
-    from shrink.plan import check_pass_class, options_schema
-    from shrink.registry import PluginInfo
+    from shrink.engine.run import _check_returned
+    from shrink.plan.planner import check_pass_class, options_schema
+    from shrink.host.registry import PluginInfo
 
     info = PluginInfo(name=getattr(pass_cls, "__module__", "?"), value=repr(pass_cls), dist="", version="")
     try:

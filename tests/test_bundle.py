@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shrink.bundle import clean_stale_temporaries, write_bundle
+from shrink.bundle.write import clean_stale_temporaries, write_bundle
 
 
 def _manifest(out: Path) -> dict:

@@ -143,7 +143,7 @@ def test_a_damaged_entry_reruns_the_step(cli, first, make_recipe, tmp_path: Path
 
 
 def test_unfollowable_option_values_are_not_files(tmp_path: Path):
-    from shrink.cache import referenced_files
+    from shrink.engine.cache import referenced_files
 
     (tmp_path / "w.bin").write_bytes(b"x")
     found = referenced_files({"a": "~nosuchuser-xyz/w", "b": "nosuchpkg_xyz.mod:fn", "c": ["w.bin", 3]},
@@ -154,7 +154,7 @@ def test_unfollowable_option_values_are_not_files(tmp_path: Path):
 def test_sweep_removes_only_dead_compiles_temporaries(tmp_path):
     import os
 
-    from shrink.cache import _sweep
+    from shrink.engine.cache import _sweep
 
     dead, alive, entry = tmp_path / ".abcdef012345-999999999-x", tmp_path / f".abcdef012345-{os.getpid()}-x", tmp_path / "abcdef012345"
     for path in (dead, alive, entry):

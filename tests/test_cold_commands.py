@@ -12,7 +12,7 @@ HEAVY = ("torch", "nncf", "torch_pruning", "onnxsim", "transformers", "sklearn")
 
 PROBE = """
 import sys
-from shrink.cli import main
+from shrink.cli.main import main
 try:
     code = main({args!r})
 except SystemExit as exc:  # --help

@@ -27,8 +27,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shrink.cli import main
-from shrink.jsonio import json_path
+from shrink.cli.main import main
+from shrink.support.jsonio import json_path
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("SHRINK_FUZZ_EXAMPLES", "0")) or None

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shrink.bundle import sha256_file
-from shrink.golden import npz_bytes
+from shrink.support.files import sha256_file
+from shrink.bundle.golden import npz_bytes
 from tests.conftest import run_subprocess
 
 TRAINING = [

@@ -15,9 +15,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from shrink.compiler import load_plan  # noqa: E402
-from shrink.context import Context  # noqa: E402
-from shrink.registry import Registry  # noqa: E402
+from shrink.engine.compile import load_plan  # noqa: E402
+from shrink.api.context import Context  # noqa: E402
+from shrink.host.registry import Registry  # noqa: E402
 from tests.test_hf import tiny_recipe, write_tiny_bert  # noqa: E402
 from tests.test_torch_passes import write_recipe as write_cnn_recipe  # noqa: E402
 
@@ -111,8 +111,8 @@ def test_encoder_pruning_plans_on_unlabelled_text(cli, tiny_bert, tmp_path):
 # the pass on a tiny BERT ------------------------------------------------------------------------------
 
 def test_heads_removed_per_layer_written_back_and_rebuilt(tiny_bert, tmp_path, registry):
-    from shrink_builtins.hf_family.heads import rebuild
-    from shrink_builtins.hf_family.model import restore, save
+    from shrink_huggingface.heads import rebuild
+    from shrink_huggingface.model import restore, save
 
     h = Harness(tmp_path, registry, tiny_bert, [{"pass": "prune.structured", "heads_ratio": 0.5, "ffn_ratio": 0.25,
                                                  "finetune_epochs": 1, "batch_size": 16}])
@@ -155,7 +155,7 @@ def test_heads_removed_per_layer_written_back_and_rebuilt(tiny_bert, tmp_path, r
 
 
 def test_at_least_one_head_kept_and_global_ranking(tiny_bert, tmp_path, registry):
-    from shrink_builtins.hf_family.heads import heads_to_remove
+    from shrink_huggingface.heads import heads_to_remove
 
     h = Harness(tmp_path, registry, tiny_bert, [{"pass": "prune.structured", "heads_ratio": 0.95, "finetune_epochs": 0,
                                                  "importance": "ablation", "taylor_batches": 1, "batch_size": 16}])

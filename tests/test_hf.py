@@ -56,7 +56,7 @@ def tiny_recipe(folder: Path, directory: Path, passes: list[dict] | None = None,
 
 
 def text_ctx(tmp_path: Path, data: dict | None = None):
-    from shrink_builtins.hf_family.text import TextData
+    from shrink_huggingface.text import TextData
 
     class Ctx:
         def path(self, value: str) -> Path:
@@ -77,7 +77,7 @@ def test_text_dataset_is_deterministic_and_held_out(tmp_path):
     train, held = set(first.split("train").inputs), set(first.split("eval").inputs)
     assert len(train) == 300 and len(held) == 120 and not train & held
     assert set(first.meta["eval_groups"]) == {"packages", "requests"}
-    from shrink_builtins.hf_family.corpus import requests, stdlib_sentences
+    from shrink_huggingface.corpus import requests, stdlib_sentences
 
     assert len(stdlib_sentences()) > 3000  # several thousand training sentences in the built-in corpus
     assert not set(stdlib_sentences()) & set(requests())
@@ -88,7 +88,7 @@ def test_text_dataset_is_deterministic_and_held_out(tmp_path):
 
 
 def TextData_with_seed(seed: int):
-    from shrink_builtins.hf_family.text import TextData
+    from shrink_huggingface.text import TextData
 
     return TextData(TextData.Options(train_size=300, eval_size=120, seed=seed))
 
@@ -102,7 +102,7 @@ def test_text_dataset_from_user_files(tmp_path):
     assert data.split("eval").inputs == ("Call my mother.",)
     from pydantic import ValidationError
 
-    from shrink_builtins.hf_family.text import TextData
+    from shrink_huggingface.text import TextData
 
     with pytest.raises(ValidationError, match="needs 'file'"):
         TextData.Options(corpus="none")
@@ -111,7 +111,7 @@ def test_text_dataset_from_user_files(tmp_path):
 # metrics ---------------------------------------------------------------------------------------------
 
 def test_fidelity_metrics():
-    from shrink_builtins.hf_family.metrics import fidelity
+    from shrink_huggingface.metrics import fidelity
 
     rng = np.random.default_rng(0)
     teacher = rng.standard_normal((40, 16))
@@ -126,7 +126,7 @@ def test_fidelity_metrics():
 # TinyBERT: mapping, losses, shapes -------------------------------------------------------------------
 
 def load_encoder(folder: Path, task: str = "sentence-embedding"):
-    from shrink_builtins.hf_family.model import load_folder
+    from shrink_huggingface.model import load_folder
 
     return load_folder(folder, task)
 
@@ -144,13 +144,13 @@ def batch(vocab_size: int):
 
 
 def options(**values):
-    from shrink_builtins.hf_family.tinybert import DistillTinyBERT
+    from shrink_huggingface.tinybert import DistillTinyBERT
 
     return DistillTinyBERT.Options(**values)
 
 
 def test_layer_mapping():
-    from shrink_builtins.hf_family.tinybert_train import uniform_map
+    from shrink_huggingface.tinybert_train import uniform_map
 
     assert uniform_map(2, 6) == [2, 5]
     assert uniform_map(3, 6) == [1, 3, 5]
@@ -167,7 +167,7 @@ def test_layer_mapping():
 def test_keep_layers_student_copies_teacher_layers(tiny_bert):
     import torch
 
-    from shrink_builtins.hf_family.tinybert_train import build_student
+    from shrink_huggingface.tinybert_train import build_student
 
     teacher = load_encoder(tiny_bert)
     student, mapping, sources, described = build_student(options(keep_layers=[0, 3]), teacher)
@@ -192,7 +192,7 @@ def test_keep_layers_student_copies_teacher_layers(tiny_bert):
 def test_every_loss_term_is_zero_when_student_is_teacher(tiny_bert, tmp_path, task):
     import torch
 
-    from shrink_builtins.hf_family.tinybert_train import TERMS, Losses, build_student
+    from shrink_huggingface.tinybert_train import TERMS, Losses, build_student
 
     folder = tiny_bert
     if task == "classification":  # the same body with a (random) classification head
@@ -224,7 +224,7 @@ def test_every_loss_term_is_zero_when_student_is_teacher(tiny_bert, tmp_path, ta
 def test_attention_scores_are_pre_softmax_and_padding_masked(tiny_bert):
     import torch
 
-    from shrink_builtins.hf_family.tinybert_train import ScoreCapture, attention_mse
+    from shrink_huggingface.tinybert_train import ScoreCapture, attention_mse
 
     teacher = load_encoder(tiny_bert)
     ids, mask = batch(teacher.config.vocab_size)
@@ -245,7 +245,7 @@ def test_attention_scores_are_pre_softmax_and_padding_masked(tiny_bert):
 def test_narrow_student_shapes(tiny_bert):
     import torch
 
-    from shrink_builtins.hf_family.tinybert_train import TERMS, Losses, build_student
+    from shrink_huggingface.tinybert_train import TERMS, Losses, build_student
 
     teacher = load_encoder(tiny_bert)
     student, mapping, _, described = build_student(options(student={"layers": 2, "hidden_size": 16, "heads": 2, "ffn_size": 24}), teacher)
@@ -339,7 +339,7 @@ def test_minilm_recipe_plans(cli):
 
 def test_length_batches_cover_every_sentence_once_and_cut_padding():
     import torch
-    from shrink_builtins.hf_family.tinybert_train import length_batches
+    from shrink_huggingface.tinybert_train import length_batches
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 120, size=1000)

@@ -21,7 +21,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def options(**values):
-    from shrink_builtins.hf_family.mobilebert import options as make
+    from shrink_huggingface.mobilebert import options as make
 
     return make(**values)
 
@@ -33,7 +33,7 @@ def small(**student):
 def test_bottleneck_student_shapes(tiny_bert):
     import torch
 
-    from shrink_builtins.hf_family.mobilebert_train import StateCapture, build_student
+    from shrink_huggingface.mobilebert_train import StateCapture, build_student
 
     teacher = load_encoder(tiny_bert)
     student, mapping, described = build_student(small(ffn_size=16, embedding_size=16), teacher)
@@ -58,7 +58,7 @@ def test_bottleneck_student_shapes(tiny_bert):
 def test_embeddings_copied_or_factorized(tiny_bert):
     import torch
 
-    from shrink_builtins.hf_family.mobilebert_train import build_student
+    from shrink_huggingface.mobilebert_train import build_student
 
     teacher = load_encoder(tiny_bert)
     full, _, described = build_student(small(), teacher)
@@ -87,7 +87,7 @@ def test_embeddings_copied_or_factorized(tiny_bert):
 def test_transfer_terms_are_zero_when_student_is_teacher(tiny_bert):
     import torch
 
-    from shrink_builtins.hf_family.mobilebert_train import TERMS, Transfer, attention_kl, build_student
+    from shrink_huggingface.mobilebert_train import TERMS, Transfer, attention_kl, build_student
 
     student, mapping, _ = build_student(small(embedding_size=16), load_encoder(tiny_bert))
     teacher = copy.deepcopy(student)  # a bottleneck teacher identical to the student, mapped block to block
@@ -117,7 +117,7 @@ def test_transfer_terms_are_zero_when_student_is_teacher(tiny_bert):
 def test_progressive_stages_train_only_their_block(tiny_bert):
     import torch
 
-    from shrink_builtins.hf_family.mobilebert_train import Transfer, build_student, stages, train_stage
+    from shrink_huggingface.mobilebert_train import Transfer, build_student, stages, train_stage
 
     teacher = load_encoder(tiny_bert)
     opts = small(embedding_size=16)
@@ -172,9 +172,9 @@ def test_mobilebert_compiles_exports_and_quantizes(cli, tiny_bert, tmp_path):
 
 
 def test_training_sources_are_disjoint_from_held_out(tmp_path):
-    from shrink_builtins.hf_family import corpus
-    from shrink_builtins.hf_family.templates import generate
-    from shrink_builtins.hf_family.text import TextData
+    from shrink_huggingface import corpus
+    from shrink_huggingface.templates import generate
+    from shrink_huggingface.text import TextData
 
     assert generate(300, 0) == generate(300, 0) and len(set(generate(300, 0))) == 300
 

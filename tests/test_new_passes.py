@@ -28,7 +28,7 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch.nn.functional as F
 
     from shrink.testing import TINY_FACTORY
-    from shrink_builtins.datasets.digits import digits_splits
+    from shrink_sklearn.digits import digits_splits
 
     namespace: dict[str, Any] = {}
     exec(compile(TINY_FACTORY, "tiny.py", "exec"), namespace)
@@ -67,7 +67,7 @@ def step(manifest: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def eval_split() -> tuple[np.ndarray, np.ndarray]:
-    from shrink_builtins.datasets.digits import digits_splits
+    from shrink_sklearn.digits import digits_splits
 
     x, y = digits_splits(8)["eval"]
     return np.ascontiguousarray(x, dtype=np.float32), np.asarray(y)

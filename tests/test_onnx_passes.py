@@ -20,10 +20,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from shrink import Artifact
-from shrink.compiler import load_plan
-from shrink.context import Context
-from shrink.registry import Registry
-from shrink_builtins.datasets.digits import digits_splits
+from shrink.engine.compile import load_plan
+from shrink.api.context import Context
+from shrink.host.registry import Registry
+from shrink_sklearn.digits import digits_splits
 
 OPSET = 17
 
@@ -327,7 +327,7 @@ def test_passes_write_new_self_contained_files(models, tmp_path, passes):
 
 def test_attention_with_gemm_projections_is_a_transformer():
     """MobileBERT-style exports project with Gemm: attention (MatMul + Softmax) still picks the transformer scheme."""
-    from shrink_builtins.onnx_family.quantize import model_family
+    from shrink_onnx.quantize import model_family
 
     assert model_family(Counter({"Gemm": 40, "MatMul": 12, "Softmax": 6, "Gather": 2}))[0] == "transformer"
     assert model_family(Counter({"Gemm": 3}))[0] == "other"

@@ -40,14 +40,14 @@ def dead_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _tokenizer(folder: Path):
-    from shrink_builtins.hf_family.tokens import tokenizer_from_vocab
+    from shrink_huggingface.tokens import tokenizer_from_vocab
     from tokenizers import Tokenizer
 
     return Tokenizer.from_file(str(tokenizer_from_vocab(folder / "vocab.txt", True, folder.parent / "tok.json")))
 
 
 def test_rules_find_exactly_the_unreachable_tokens(dead_bert):
-    from shrink_builtins.hf_family.embeddings import emitted, probes, unreachable
+    from shrink_huggingface.embeddings import emitted, probes, unreachable
 
     tokenizer = _tokenizer(dead_bert)
     found = {tokenizer.id_to_token(i): reason for i, reason in unreachable(tokenizer).items()}
@@ -125,7 +125,7 @@ def test_options_and_misuse(cli, dead_bert, tmp_path):
 
 
 def test_unchanged_when_nothing_is_unreachable(tmp_path):
-    from shrink_builtins.hf_family.embeddings import unreachable
+    from shrink_huggingface.embeddings import unreachable
     from tests.test_hf import write_tiny_bert
 
     folder = write_tiny_bert(tmp_path / "clean", layers=1)
@@ -134,7 +134,7 @@ def test_unchanged_when_nothing_is_unreachable(tmp_path):
 
 def test_other_pre_tokenizers_are_refused(dead_bert):
     from shrink import UsageError
-    from shrink_builtins.hf_family.embeddings import unreachable
+    from shrink_huggingface.embeddings import unreachable
     from tokenizers.pre_tokenizers import Whitespace
 
     tokenizer = _tokenizer(dead_bert)
@@ -174,7 +174,7 @@ def test_factorized_student_word_table(cli, dead_bert, tmp_path):
 
 def test_embedding_size_must_factorize():
     from pydantic import ValidationError
-    from shrink_builtins.hf_family.tinybert import StudentShape
+    from shrink_huggingface.tinybert import StudentShape
 
     with pytest.raises(ValidationError, match="below hidden_size"):
         StudentShape(layers=2, hidden_size=64, embedding_size=64)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shrink.report_html import render_html
+from shrink.report.html import render_html
 from tests.conftest import run_subprocess
 
 HOSTILE = "<script>alert('x')</script> & <b>bold</b>"
@@ -82,7 +82,7 @@ def test_report_html_is_deterministic(failing_bundle):
     # the bundle's page is exactly what the stored manifest renders to, and a fresh interpreter agrees
     assert first == (out / "report.html").read_text(encoding="utf-8")
     probe = run_subprocess(code=(
-        "import json, sys; from shrink.report_html import render_html; "
+        "import json, sys; from shrink.report.html import render_html; "
         f"sys.stdout.write(render_html(json.load(open({str(out / 'manifest.json')!r}))))"))
     assert probe.code == 0, probe.err
     assert probe.out == first
@@ -166,7 +166,7 @@ def test_unwritable_junit_path_is_exit_2(cli, passing_bundle, tmp_path):
 def test_verify_with_junit_stays_torch_free(passing_bundle, tmp_path):
     out, _, _ = passing_bundle
     report = tmp_path / "cold.xml"
-    code = (f"import sys; from shrink.cli import main; code = main(['verify', {str(out)!r}, '--junit', {str(report)!r}]); "
+    code = (f"import sys; from shrink.cli.main import main; code = main(['verify', {str(out)!r}, '--junit', {str(report)!r}]); "
             "heavy = [m for m in ('torch', 'matplotlib', 'sklearn') if m in sys.modules]; "
             "sys.stderr.write('HEAVY=' + ','.join(heavy) + '\\n'); sys.exit(code)")
     result = run_subprocess(code=code)
@@ -179,7 +179,7 @@ def test_report_latency_plot_uses_the_checks_estimate(cli, make_recipe, tmp_path
     """The plotted upper end after the last pass is the value the `latency` check gates (node overhead included)."""
     import json
 
-    from shrink.report_html import latency_estimates
+    from shrink.report.html import latency_estimates
 
     out = tmp_path / "b"
     assert cli("compile", make_recipe(target="x86-64-avx512"), "-o", out).code == 0

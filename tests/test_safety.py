@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shrink.bundle import write_bundle
+from shrink.bundle.write import write_bundle
 from shrink.errors import ExitCode, PluginError
 from tests.test_fuzz import TINY_FACTORY, run_cli
 

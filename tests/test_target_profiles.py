@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from shrink.registry import Registry
-from shrink.targets import Catalog, Target, read_profile
+from shrink.host.registry import Registry
+from shrink.host.catalog import Catalog, read_profile
+from shrink.api.target import Target
 
 PROFILE_FILES = sorted(Path(str(entry)) for entry in resources.files("shrink_targets").iterdir() if entry.name.endswith(".json"))
 RAW = {path.stem: read_profile(path, path.name) for path in PROFILE_FILES}
@@ -196,7 +197,8 @@ def test_host_profiles_charge_each_node(resolved: dict[str, Target], tmp_path: P
     import onnx
     from onnx import TensorProto, helper
 
-    from shrink.checks import Subject, latency_estimate
+    from shrink.api.checks import Subject
+    from shrink.checks.estimates import latency_estimate
 
     relus = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"]) for i in range(10)]
     graph = helper.make_graph(relus, "g", [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1, 4])],

@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
 
-from shrink.compiler import load_plan  # noqa: E402
-from shrink.context import Context  # noqa: E402
-from shrink.registry import Registry  # noqa: E402
+from shrink.engine.compile import load_plan  # noqa: E402
+from shrink.api.context import Context  # noqa: E402
+from shrink.host.registry import Registry  # noqa: E402
 
 FACTORY = '''
 import torch
@@ -166,7 +166,7 @@ def test_passes_listed_without_importing_torch():
     import subprocess
     import sys
 
-    code = ("import sys, json; from shrink.cli import main; main(['passes', '--json']); "
+    code = ("import sys, json; from shrink.cli.main import main; main(['passes', '--json']); "
             "sys.stderr.write(json.dumps(sorted(m for m in ('torch', 'torch_pruning') if m in sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -179,7 +179,7 @@ def test_passes_listed_without_importing_torch():
 # prune.structured --------------------------------------------------------------------------------
 
 def test_prune_reduces_params_and_shapes_rebuild_weights_only(tmp_path, registry):
-    from shrink_builtins.torch_family.runtime import rebuild
+    from shrink_torch.runtime import rebuild
 
     h = Harness(tmp_path, registry, [{"pass": "prune.structured", "ratio": 0.5, "finetune_epochs": 1, "round_to": 2}])
     before = state(h.source.model)
@@ -193,7 +193,7 @@ def test_prune_reduces_params_and_shapes_rebuild_weights_only(tmp_path, registry
     assert all(s["out"] % 2 == 0 for name, s in shapes.items() if name != "10")
     path = tmp_path / "pruned.pt"
     torch.save(out.model.state_dict(), path)
-    from shrink.factory import load_factory
+    from shrink.api.factory import load_factory
 
     fresh = rebuild(load_factory("nets.py:cnn", tmp_path)(), shapes)
     fresh.load_state_dict(torch.load(path, weights_only=True))
@@ -230,7 +230,7 @@ def test_prune_is_deterministic(tmp_path, registry):
 # fuse.bn -------------------------------------------------------------------------------------------
 
 def test_fuse_bn_removes_batchnorm_keeps_outputs_and_rebuilds(tmp_path, registry):
-    from shrink_builtins.torch_family.runtime import rebuild
+    from shrink_torch.runtime import rebuild
 
     h = Harness(tmp_path, registry, [{"pass": "fuse.bn"}])
     for m in h.source.model.modules():  # non-trivial statistics so folding really changes the weights
@@ -249,7 +249,7 @@ def test_fuse_bn_removes_batchnorm_keeps_outputs_and_rebuilds(tmp_path, registry
         assert torch.allclose(out.model(x), h.source.model.eval()(x), atol=1e-4)
     path = tmp_path / "fused.pt"
     torch.save(out.model.state_dict(), path)
-    from shrink.factory import load_factory
+    from shrink.api.factory import load_factory
 
     fresh = rebuild(load_factory("nets.py:cnn", tmp_path)(), None, out.meta["fused_bn"])
     fresh.load_state_dict(torch.load(path, weights_only=True))
@@ -273,7 +273,7 @@ def test_fuse_bn_falls_back_to_sequential_order(tmp_path, registry):
 
 
 def test_fuse_bn_gate_raises_beyond_tolerance(tmp_path, registry):
-    from shrink_builtins.torch_family.fuse import FusionError
+    from shrink_torch.fuse import FusionError
 
     h = Harness(tmp_path, registry, [{"pass": "fuse.bn", "tolerance": 1e-12}])
     for m in h.source.model.modules():
@@ -292,7 +292,7 @@ def test_distill_produces_the_student_architecture(tmp_path, registry):
     before = state(h.source.model)
     out = h.run()
     assert same_state(before, state(h.source.model))
-    from shrink.factory import load_factory
+    from shrink.api.factory import load_factory
 
     expected = load_factory("nets.py:cnn", tmp_path)(width=2)
     assert {k: v.shape for k, v in out.model.state_dict().items()} == {k: v.shape for k, v in expected.state_dict().items()}
@@ -303,7 +303,7 @@ def test_distill_produces_the_student_architecture(tmp_path, registry):
 
 
 def test_distill_width_student_is_rebuildable(tmp_path, registry):
-    from shrink_builtins.torch_family.runtime import rebuild
+    from shrink_torch.runtime import rebuild
 
     h = Harness(tmp_path, registry, [{"pass": "distill.kd", "width": 0.5, "epochs": 1}])
     out = h.run()
@@ -312,7 +312,7 @@ def test_distill_width_student_is_rebuildable(tmp_path, registry):
     assert out.details["rebuild"] == "ok"
     path = tmp_path / "student.pt"
     torch.save(out.model.state_dict(), path)
-    from shrink.factory import load_factory
+    from shrink.api.factory import load_factory
 
     fresh = rebuild(load_factory("nets.py:cnn", tmp_path)(), shapes)
     fresh.load_state_dict(torch.load(path, weights_only=True))

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from model import INPUT_SHAPE, student, teacher
-from shrink_builtins.datasets.digits import digits_splits
-from shrink_builtins.torch_family.train import count_macs, count_params
+from shrink_sklearn.digits import digits_splits
+from shrink_torch.train import count_macs, count_params
 
 HERE = Path(__file__).resolve().parent
 BUILDERS: dict[str, Callable[[], nn.Module]] = {"teacher": teacher, "student": student}

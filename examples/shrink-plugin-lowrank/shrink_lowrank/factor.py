@@ -106,7 +106,7 @@ def check_rebuild(model: nn.Module, artifact: Artifact, ctx: Context, spec: dict
     factory = artifact.meta.get("factory")
     if not factory:
         return "skipped: no factory recorded"
-    from shrink.factory import load_factory
+    from shrink.api.factory import load_factory
 
     kwargs = artifact.meta.get("factory_kwargs")
     if kwargs is None:
@@ -115,7 +115,7 @@ def check_rebuild(model: nn.Module, artifact: Artifact, ctx: Context, spec: dict
     try:
         fresh = load_factory(factory, ctx.recipe.base_dir)(**kwargs)
         if artifact.meta.get("pruned_shapes") or artifact.meta.get("fused_bn"):
-            from shrink_builtins.torch_family.runtime import rebuild  # shrink's torch plugin records these
+            from shrink_torch.runtime import rebuild  # shrink's torch plugin records these
 
             fresh = rebuild(fresh, artifact.meta.get("pruned_shapes"), artifact.meta.get("fused_bn"))
         buffer = io.BytesIO()

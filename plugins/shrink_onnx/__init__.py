@@ -1,0 +1,93 @@
+"""Built-in ONNX plugin: the `onnx` model source and measuring ONNX artifacts with ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from shrink import Artifact, Context, PassOptions, PlanContext, Source, hookimpl
+from shrink.api.limits import InputShape
+from shrink.api.passes import Pass
+
+
+class OnnxSource(Source):
+    """An existing ONNX model file."""
+
+    name = "onnx"
+    produces = "onnx"
+
+    class Options(PassOptions):
+        path: str = Field(min_length=1, description="the .onnx file")
+        input_shape: InputShape | None = Field(None, description="pins the input's dynamic dimensions, batch first")
+
+    def check(self, plan: PlanContext) -> list[str]:
+        path = plan.path(self.options.path)  # type: ignore[attr-defined]
+        return [] if path.is_file() else [f"model file {str(path)!r} does not exist"]
+
+    def load(self, ctx: Context) -> Artifact:
+        import shutil
+
+        import onnx
+
+        opts: Any = self.options
+        src = ctx.path(opts.path)
+        dest = ctx.new_path("source", ".onnx")
+        shutil.copyfile(src, dest)
+        onnx.checker.check_model(str(dest))
+        proto = onnx.load(str(dest), load_external_data=False)
+        init = {i.name for i in proto.graph.initializer}
+        graph_inputs = [i for i in proto.graph.input if i.name not in init]
+        inputs = []
+        for i, value in enumerate(graph_inputs):
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+            if i == 0 and opts.input_shape:
+                dims = list(opts.input_shape)
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
+            inputs.append({"name": value.name, "shape": dims, "dtype": dtype})
+        return Artifact(str(dest), "onnx", meta={"inputs": inputs, "outputs": [{"name": o.name} for o in proto.graph.output]})
+
+
+@hookimpl
+def shrink_register_sources() -> list[type[Source]]:
+    return [OnnxSource]
+
+
+@hookimpl
+def shrink_measure_artifact(artifact: Artifact, ctx: Context) -> dict[str, Any] | None:
+    if artifact.format != "onnx":
+        return None
+    from shrink_onnx.measure import measure
+
+    return measure(artifact, ctx)
+
+
+@hookimpl
+def shrink_register_passes() -> list[type[Pass]]:
+    from shrink_onnx.fuse import FuseOrt
+    from shrink_onnx.ort_format import ExportOrt
+    from shrink_onnx.quantize import QuantizeFP16, QuantizePTQ
+
+    return [QuantizePTQ, QuantizeFP16, FuseOrt, ExportOrt]
+
+
+@hookimpl
+def shrink_save_artifact(artifact: Artifact, directory: Path, ctx: Context) -> dict[str, Any] | None:
+    if artifact.format != "onnx":
+        return None
+    import shutil
+
+    shutil.copyfile(artifact.model, directory / "model.onnx")
+    return {"kind": "onnx-file", "file": "model.onnx"}
+
+
+@hookimpl
+def shrink_load_artifact(format: str, descriptor: dict[str, Any], directory: Path, meta: dict[str, Any], ctx: Context) -> Any:
+    if format != "onnx" or descriptor.get("kind") != "onnx-file":
+        return None
+    import shutil
+
+    dest = ctx.new_path("cached", ".onnx")
+    shutil.copyfile(directory / descriptor["file"], dest)
+    return str(dest)

@@ -1,0 +1,666 @@
+"""`quantize.ptq` (int8 post-training quantization) and `quantize.fp16`, with the helpers the ONNX
+passes share: self-contained saving, the target's opset check, and output parity against the input.
+
+onnx, onnxruntime and nncf are imported only inside `run()` and the helpers it calls.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from shrink import Artifact, Context, Pass, PassOptions, PlanContext
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+
+    from shrink.api.target import Target
+
+SCHEMES = ("static-qdq-per-channel", "static-qdq-per-tensor", "dynamic-per-channel", "dynamic-per-tensor")
+QUANT_DTYPES = {"int8": "QInt8", "uint8": "QUInt8"}
+# Ops dynamic quantization rewrites. Conv is left out on purpose: dynamically quantized convolutions
+# run ~7x slower than fp32 on ONNX Runtime's CPU kernels (reference/stack.md).
+DYNAMIC_OPS = ("MatMul", "Gather", "Attention", "LSTM", "EmbedLayerNormalization")
+COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Attention", "LSTM", "GRU", "RNN"}
+INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention",
+               "DynamicQuantizeLSTM", "QGemm", "QEmbedLayerNormalization"}
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+
+
+class ParityError(RuntimeError):
+    """The output model disagrees with its input model beyond the pass's threshold."""
+
+
+# --------------------------------------------------------------------------------------------
+# Shared ONNX helpers (also used by fuse.py)
+# --------------------------------------------------------------------------------------------
+
+def has_external_data(proto: onnx.ModelProto) -> bool:
+    from onnx.external_data_helper import uses_external_data
+
+    tensors = list(proto.graph.initializer)
+    for node in _all_nodes(proto):
+        tensors += [a.t for a in node.attribute if a.HasField("t")]
+    return any(uses_external_data(t) for t in tensors)
+
+
+def inline_copy(path: Path, ctx: Context, stem: str) -> Path:
+    """`path` itself when it holds all its weights, else a self-contained copy in the workdir."""
+    import onnx
+
+    if not has_external_data(onnx.load(str(path), load_external_data=False)):
+        return path
+    copy = ctx.new_path(stem, ".onnx")
+    save_inline(onnx.load(str(path)), copy)
+    return copy
+
+
+def save_inline(proto: onnx.ModelProto, path: Path) -> None:
+    """Save with every tensor inside the file: no reference to a (temporary) external data file."""
+    import onnx
+    from onnx.external_data_helper import convert_model_from_external_data
+
+    convert_model_from_external_data(proto)
+    onnx.save(proto, str(path))
+    if has_external_data(onnx.load(str(path), load_external_data=False)):  # pragma: no cover - defensive
+        raise RuntimeError(f"{path.name} still references external data after saving")
+
+
+def _all_nodes(proto: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Every node, including those in subgraphs (If/Loop/Scan bodies) and local functions."""
+    found: list[Any] = []
+
+    def walk(graph: Any) -> None:
+        for node in graph.node:
+            found.append(node)
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    walk(attr.g)
+                for sub in attr.graphs:
+                    walk(sub)
+
+    walk(proto.graph)
+    for function in proto.functions:
+        found.extend(function.node)
+    return found
+
+
+def op_counts(proto: onnx.ModelProto) -> Counter[str]:
+    """Node counts by op type; ops outside the default domain are written `domain:Op`."""
+    return Counter(f"{n.domain}:{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type for n in proto.graph.node)
+
+
+def prune_opset_imports(proto: onnx.ModelProto) -> None:
+    """Drop opset imports no node uses (ONNX Runtime writes a dozen: training, nchwc, aten, ...)."""
+    used = {n.domain or "" for n in _all_nodes(proto)} | {"", "ai.onnx"}
+    used |= {f.domain for f in proto.functions}
+    keep = [imp for imp in proto.opset_import if (imp.domain or "") in used]
+    del proto.opset_import[:]
+    proto.opset_import.extend(keep)
+
+
+def opset_problems(proto: onnx.ModelProto, target: Target) -> list[str]:
+    """Domains or opset versions used by the model's nodes that the target's `opset` does not accept."""
+    allowed = target.get("opset")
+    if not allowed:
+        return []
+    versions = {(imp.domain or "ai.onnx"): imp.version for imp in proto.opset_import}
+    by_domain: dict[str, Counter[str]] = {}
+    for node in _all_nodes(proto):
+        by_domain.setdefault(node.domain or "ai.onnx", Counter())[node.op_type] += 1
+    by_domain.setdefault("ai.onnx", Counter())
+    problems = []
+    for domain, ops in sorted(by_domain.items()):
+        listed = ", ".join(f"{op}×{n}" for op, n in sorted(ops.items()))
+        span = allowed.get(domain)
+        if span is None:
+            problems.append(f"domain {domain!r} ({listed}) is not in target {target.name}'s opsets "
+                            f"({', '.join(sorted(allowed))})")
+            continue
+        version = versions.get(domain)
+        if version is not None and not span["min"] <= version <= span["max"]:
+            problems.append(f"{domain} opset {version} is outside target {target.name}'s range {span['min']}–{span['max']}"
+                            + (f" ({listed})" if domain != "ai.onnx" else ""))
+    return problems
+
+
+def _dims(spec: dict[str, Any] | None, session_shape: list[Any], rows: int) -> list[int]:
+    shape = list(spec["shape"]) if spec and spec.get("shape") else list(session_shape)
+    dims = []
+    for i, dim in enumerate(shape):
+        if i == 0:
+            dims.append(rows)
+        else:
+            dims.append(dim if isinstance(dim, int) and dim > 0 else 16)
+    return dims
+
+
+def _np_dtype(ort_type: str) -> Any:
+    import numpy as np
+
+    name = ort_type.removeprefix("tensor(").removesuffix(")")
+    return np.dtype({"float": "float32", "double": "float64", "float16": "float16"}.get(name, name))
+
+
+def data_feeds(path: Path, artifact: Artifact, ctx: Context, splits: tuple[str, ...], count: int) -> tuple[dict[str, np.ndarray], str] | None:
+    """Up to `count` rows of the first split (in `splits` order) whose inputs fit the model's single input."""
+    import numpy as np
+
+    from shrink_onnx.ort import session
+
+    if artifact.meta.get("tokenizer"):  # text encoders: tokenized sentences (input_ids, attention_mask)
+        from shrink_huggingface.tokens import token_feeds
+
+        return token_feeds(artifact, ctx, splits, count)
+    inputs = session(path).get_inputs()
+    if ctx.data is None or len(inputs) != 1:
+        return None
+    spec = next((s for s in artifact.inputs if s.get("name") == inputs[0].name), None)
+    want = _dims(spec, inputs[0].shape, 1)
+    for name in splits:
+        if name not in ctx.data.splits:
+            continue
+        raw = ctx.data.split(name).inputs
+        x = np.asarray(raw[:count]) if len(raw) else None
+        if x is None or x.dtype.kind not in "fiub" or list(x.shape[1:]) != want[1:]:
+            continue
+        x = np.ascontiguousarray(x.astype(_np_dtype(inputs[0].type)))
+        return {inputs[0].name: x}, f"{name}[:{len(x)}]"
+    return None
+
+
+def parity_feeds(path: Path, artifact: Artifact, ctx: Context, count: int) -> tuple[dict[str, np.ndarray], str]:
+    """Inputs for a parity check: eval data when it fits the model, else seeded random inputs."""
+    import numpy as np
+
+    from shrink_onnx.ort import session
+
+    found = data_feeds(path, artifact, ctx, ("eval", "calibration", "train"), count)
+    if found is not None:
+        return found
+    rng = np.random.default_rng(ctx.seed)
+    specs = {s.get("name"): s for s in artifact.inputs}
+    feeds = {}
+    for value in session(path).get_inputs():
+        dims = _dims(specs.get(value.name), value.shape, count)
+        dtype = _np_dtype(value.type)
+        if dtype.kind == "f":
+            feeds[value.name] = rng.standard_normal(dims).astype(dtype)
+        else:  # ids, masks, token types: 0/1 are valid for all of them
+            feeds[value.name] = rng.integers(0, 2, size=dims).astype(dtype)
+    return feeds, f"random[{count}] (seed {ctx.seed})"
+
+
+def _run(path: Path, feeds: dict[str, np.ndarray], optimize: bool) -> list[np.ndarray]:
+    """ONNX Runtime outputs on one thread, in batches (the model's own batch size when it is fixed)."""
+    from shrink_onnx.ort import run_session, session
+
+    return run_session(session(path, optimize=optimize), feeds)
+
+
+def is_classification(artifact: Artifact, ctx: Context) -> bool:
+    task = ctx.data.task if ctx.data is not None else artifact.meta.get("task")
+    return task == "classification"
+
+
+def compare(before: Path, after: Path, artifact: Artifact, ctx: Context, samples: int,
+            min_agreement: float, what: str) -> dict[str, Any]:
+    """ORT outputs of `before` vs `after` on the same inputs; raises `ParityError` below `min_agreement`.
+
+    Reports max/mean |Δ| and cosine over the first output, and top-1 agreement when the task is
+    classification and the first output is `[N, classes]`. Float closeness is reported, never gated:
+    int8 and fp16 change values by design.
+    """
+    import numpy as np
+
+    feeds, origin = parity_feeds(before, artifact, ctx, samples)
+    # The reference runs unoptimized, so the check also covers what ONNX Runtime's load-time rewrites change.
+    expected = np.asarray(_run(before, feeds, optimize=False)[0], dtype=np.float64)
+    actual = np.asarray(_run(after, feeds, optimize=True)[0], dtype=np.float64)
+    diff = np.abs(expected - actual)
+    a, b = expected.ravel(), actual.ravel()
+    cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+    result: dict[str, Any] = {"parity_inputs": origin, "parity_max_abs": float(diff.max()),
+                              "parity_mean_abs": float(diff.mean()), "parity_cosine": round(cosine, 6)}
+    if is_classification(artifact, ctx) and expected.ndim == 2 and expected.shape[1] > 1:
+        agreement = float((expected.argmax(axis=1) == actual.argmax(axis=1)).mean())
+        result["parity_top1_agreement"] = round(agreement, 6)
+        if agreement < min_agreement:
+            raise ParityError(f"the {what} model agrees with its input on the top-1 class for {agreement:.1%} of "
+                              f"{len(expected)} inputs ({origin}), below min_agreement {min_agreement:.1%} "
+                              f"(max |Δ| {result['parity_max_abs']:.3g}, cosine {cosine:.4f})")
+    return result
+
+
+def _summary(counts: Counter[str]) -> str:
+    return ", ".join(f"{op}×{n}" for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
+
+
+def _opset(proto: onnx.ModelProto) -> int:
+    return next((imp.version for imp in proto.opset_import if imp.domain in ("", "ai.onnx")), 0)
+
+
+# --------------------------------------------------------------------------------------------
+# quantize.ptq
+# --------------------------------------------------------------------------------------------
+
+def target_scheme(target: Target) -> str:
+    """The target's preferred scheme; a profile without one gets static QDQ (per channel unless it says otherwise)."""
+    scheme = target.get("quantization", "scheme")
+    if scheme:
+        return str(scheme)
+    return "static-qdq-per-channel" if target.get("quantization", "per_channel", default=True) else "static-qdq-per-tensor"
+
+
+def model_family(counts: Counter[str]) -> tuple[str, str]:
+    """`("conv", why)`, `("transformer", why)` or `("other", why)` from the graph's op types."""
+    convs = counts.get("Conv", 0) + counts.get("ConvTranspose", 0)
+    matmuls = counts.get("MatMul", 0) + counts.get("com.microsoft:Attention", 0)
+    gathers = counts.get("Gather", 0)
+    gemms = counts.get("Gemm", 0)
+    if convs:
+        return "conv", f"{convs} Conv node{'s' if convs != 1 else ''}"
+    if matmuls + gathers and matmuls + gathers > gemms:
+        return "transformer", f"no Conv, {matmuls} MatMul + {gathers} Gather node(s) (transformer-like)"
+    if matmuls and counts.get("Softmax", 0):  # attention (MatMul → Softmax → MatMul) with Gemm projections
+        return "transformer", f"no Conv, {matmuls} MatMul + {counts['Softmax']} Softmax node(s) (attention)"
+    return "other", f"no Conv, {gemms} Gemm + {matmuls} MatMul node(s)"
+
+
+class QuantizePTQ(Pass):
+    """Int8 post-training quantization of an ONNX graph; the scheme follows the target and the model family."""
+
+    name = "quantize.ptq"
+    consumes = ("onnx",)
+    produces = "onnx"
+    default = True
+
+    class Options(PassOptions):
+        scheme: Literal["auto", "static-qdq-per-channel", "static-qdq-per-tensor", "dynamic-per-channel",
+                        "dynamic-per-tensor"] = Field(
+            "auto", description="int8 scheme; 'auto' follows the target's quantization.scheme for conv nets and picks "
+                                "dynamic-per-channel for MatMul/Gather (transformer) graphs on ONNX Runtime")
+        engine: Literal["ort", "nncf"] = Field(
+            "ort", description="'ort': onnxruntime.quantization (quant_pre_process + quantize_static/quantize_dynamic); "
+                               "'nncf': nncf.quantize on the ONNX model (static schemes only)")
+        calibration_samples: int = Field(200, ge=1, le=100_000,
+                                         description="calibration inputs (static schemes), from the data's calibration split")
+        calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
+            "minmax", description="how activation ranges are chosen from calibration data (engine 'ort')")
+        exclude_ops: tuple[str, ...] = Field((), description="op types to leave in float (e.g. ['Gemm'])")
+        exclude_nodes: tuple[str, ...] = Field((), description="node names or fnmatch patterns (e.g. '*/features.0/*Conv') "
+                                                                 "to leave in float; a pattern matching no node fails the pass")
+        reduce_range: bool | None = Field(None, description="quantize weights to 7 bits (u8s8 overflow on AVX2 without "
+                                                            "VNNI); default: the target's quantization.reduce_range")
+        parity_samples: int = Field(256, ge=1, le=4096, description="eval inputs for the input-vs-output parity check")
+        min_agreement: float = Field(0.95, ge=0, le=1, description="fail the pass when the top-1 class agrees with the "
+                                                                     "input model on fewer than this fraction of inputs")
+
+        @model_validator(mode="after")
+        def _consistent(self) -> QuantizePTQ.Options:
+            dynamic = self.scheme.startswith("dynamic")
+            if self.engine == "nncf" and dynamic:
+                raise ValueError(f"engine 'nncf' does static quantization only; scheme {self.scheme!r} needs engine 'ort'")
+            if self.engine == "nncf" and self.calibration_method != "minmax":
+                raise ValueError(f"calibration_method {self.calibration_method!r} applies to engine 'ort'; "
+                                 "engine 'nncf' uses its own range estimators")
+            if dynamic:
+                static_only = sorted({"calibration_samples", "calibration_method"} & self.model_fields_set)
+                if static_only:
+                    verb = "apply" if len(static_only) > 1 else "applies"
+                    raise ValueError(f"{' and '.join(static_only)} {verb} only to static schemes; scheme {self.scheme!r} "
+                                     "computes activation ranges at run time")
+            return self
+
+    def check(self, plan: PlanContext) -> list[str]:
+        opts: Any = self.options
+        target = plan.target
+        problems: list[str] = []
+        tscheme = target_scheme(target)
+        if opts.engine == "nncf" and importlib.util.find_spec("nncf") is None:
+            problems.append("engine 'nncf' needs the nncf package (pip install nncf)")
+        if opts.scheme == "auto":
+            if tscheme == "none":
+                problems.append(f"target {target.name} asks for no quantization (quantization.scheme 'none'); "
+                                "remove this pass or set an explicit scheme")
+                return problems
+            if tscheme not in SCHEMES:
+                problems.append(f"target {target.name} prefers quantization scheme {tscheme!r}, which quantize.ptq does "
+                                f"not implement ({', '.join(SCHEMES)}); set an explicit scheme")
+                return problems
+        static_possible = opts.scheme.startswith("static") or (
+            opts.scheme == "auto" and (tscheme.startswith("static") or opts.engine == "nncf"))
+        if static_possible and not plan.recipe.raw.get("data"):
+            which = f"scheme {opts.scheme!r}" if opts.scheme != "auto" else f"scheme 'auto' (→ {tscheme} on {target.name} for conv nets)"
+            problems.append(f"{which} needs calibration data but the recipe has no 'data' section; "
+                            "add one, or choose scheme 'dynamic-per-channel'")
+        runtime = target.get("runtime", "name")
+        if opts.scheme.startswith("dynamic") and runtime and runtime != "onnxruntime":
+            problems.append(f"scheme {opts.scheme!r} emits DynamicQuantizeLinear/MatMulInteger, which target "
+                            f"{target.name}'s runtime {runtime!r} cannot run; use a static scheme")
+        supported = target.get("dtypes", "supported")
+        needed = {str(target.get("quantization", "weights", default="int8")),
+                  str(target.get("quantization", "activations", default="uint8"))}
+        if opts.scheme.startswith("dynamic"):
+            needed = {"int8", "uint8"}
+        for dtype in sorted(needed):
+            if dtype not in QUANT_DTYPES:
+                problems.append(f"target {target.name} asks for {dtype} quantization; quantize.ptq supports int8 and uint8")
+            elif supported is not None and dtype not in supported:
+                problems.append(f"int8 quantization needs {dtype}, which target {target.name} does not support "
+                                f"(dtypes.supported: {', '.join(supported)})")
+        per_channel = opts.scheme.endswith("per-channel") or (opts.scheme == "auto" and tscheme.endswith("per-channel"))
+        onnx_span = target.get("opset", "ai.onnx")
+        if per_channel and onnx_span and onnx_span["max"] < 13:
+            problems.append(f"per-channel quantization needs ai.onnx opset 13 (DequantizeLinear axis); target "
+                            f"{target.name} supports up to {onnx_span['max']}; use a per-tensor scheme")
+        problems += _unknown_ops(opts.exclude_ops)
+        return problems
+
+    def run(self, artifact: Artifact, ctx: Context) -> Artifact:
+        import onnx
+
+        opts: Any = self.options
+        source = inline_copy(Path(artifact.model), ctx, "ptq-input")
+        proto = onnx.load(str(source))
+        counts = op_counts(proto)
+        scheme, reason = self._resolve(counts, ctx)
+        per_channel = scheme.endswith("per-channel")
+        reduce_range = opts.reduce_range
+        if reduce_range is None:
+            reduce_range = bool(ctx.target.get("quantization", "reduce_range", default=False))
+        needed_opset = 13 if per_channel and scheme.startswith("static") else 11
+        if _opset(proto) < needed_opset:
+            raise RuntimeError(f"scheme {scheme} needs ai.onnx opset ≥ {needed_opset}; the model has opset {_opset(proto)} "
+                               "(export at a newer opset)")
+        details: dict[str, Any] = {"scheme": scheme, "scheme_reason": reason, "engine": opts.engine}
+        ctx.report(0.05, f"{scheme} with {opts.engine}: {reason}")
+        out = ctx.new_path("quantized", ".onnx")
+        if scheme.startswith("static"):
+            details.update(self._static(source, out, artifact, ctx, per_channel, reduce_range))
+        else:
+            details.update(self._dynamic(source, out, ctx, per_channel, reduce_range))
+
+        result = onnx.load(str(out))
+        prune_opset_imports(result)
+        save_inline(result, out)
+        quantized, float_left = _quantized_nodes(result)
+        if not quantized:
+            raise RuntimeError(f"{scheme} quantized no node (float ops: {_summary(counts)})"
+                               + ("; dynamic schemes quantize MatMul/Gather, not Conv or Gemm — use a static scheme"
+                                  if scheme.startswith("dynamic") else ""))
+        problems = [p for p in opset_problems(result, ctx.target) if p not in opset_problems(proto, ctx.target)]
+        if problems:
+            raise RuntimeError("the quantized model does not fit the target: " + "; ".join(problems))
+        before, after = source.stat().st_size, out.stat().st_size
+        details.update({
+            "per_channel": per_channel, "reduce_range": reduce_range,
+            "nodes_quantized": sum(quantized.values()), "quantized_ops": _summary(quantized),
+            "float_compute_ops": _summary(float_left), "nodes_before": len(proto.graph.node), "nodes_after": len(result.graph.node),
+            "bytes_before": before, "bytes_after": after, "size_ratio": round(after / before, 4),
+        })
+        ctx.report(0.85, "checking parity against the float model")
+        details.update(compare(source, out, artifact, ctx, opts.parity_samples, opts.min_agreement, f"{scheme} int8"))
+        return artifact.evolve(model=str(out), meta={"quantization": {"scheme": scheme, "engine": opts.engine}}, details=details)
+
+    def _resolve(self, counts: Counter[str], ctx: Context) -> tuple[str, str]:
+        opts: Any = self.options
+        if opts.scheme != "auto":
+            return opts.scheme, "set in the recipe"
+        preferred = target_scheme(ctx.target)
+        family, why = model_family(counts)
+        runtime = ctx.target.get("runtime", "name")
+        if family == "transformer" and runtime == "onnxruntime" and opts.engine == "ort":
+            return "dynamic-per-channel", (f"auto: {why} on {runtime} CPU → dynamic per-channel "
+                                           f"(static int8 runs slower than fp32 there); target {ctx.target.name} "
+                                           f"prefers {preferred} for other models")
+        if opts.engine == "nncf" and preferred.startswith("dynamic"):
+            preferred = "static-qdq-per-channel" if preferred.endswith("per-channel") else "static-qdq-per-tensor"
+            return preferred, f"auto: engine nncf is static-only → {preferred}; {why}"
+        return preferred, f"auto: target {ctx.target.name} prefers {preferred}; {why}"
+
+    def _calibration(self, path: Path, artifact: Artifact, ctx: Context) -> tuple[dict[str, np.ndarray], str]:
+        opts: Any = self.options
+        found = data_feeds(path, artifact, ctx, ("calibration", "train"), opts.calibration_samples)
+        if found is None:
+            what = ("the recipe has no data" if ctx.data is None
+                    else f"no calibration/train split of {ctx.data.name!r} fits the model's inputs")
+            raise RuntimeError(f"static quantization needs calibration inputs: {what}; use scheme 'dynamic-per-channel'")
+        return found
+
+    def _types(self, ctx: Context) -> tuple[Any, Any]:
+        from onnxruntime.quantization import QuantType
+
+        acts = str(ctx.target.get("quantization", "activations", default="uint8"))
+        weights = str(ctx.target.get("quantization", "weights", default="int8"))
+        return getattr(QuantType, QUANT_DTYPES[acts]), getattr(QuantType, QUANT_DTYPES[weights])
+
+    def _static(self, source: Path, out: Path, artifact: Artifact, ctx: Context, per_channel: bool,
+                reduce_range: bool) -> dict[str, Any]:
+        opts: Any = self.options
+        feeds, origin = self._calibration(source, artifact, ctx)
+        if len(feeds) != 1:
+            raise RuntimeError(f"static schemes calibrate single-input models; this one has inputs {', '.join(feeds)}: "
+                               "use scheme 'dynamic-per-channel'")
+        (name, x), = feeds.items()
+        activation_type, weight_type = self._types(ctx)
+        details: dict[str, Any] = {"format": "QDQ", "activations": activation_type.name, "weights": weight_type.name,
+                                   "calibration_inputs": origin}
+        if opts.engine == "nncf":
+            details.update(self._nncf(source, out, name, x, per_channel, activation_type))
+            return details
+
+        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, quant_pre_process,
+                                              quantize_static)
+        from onnxruntime.quantization.registry import QDQRegistry
+
+        ctx.report(0.1, "quant_pre_process (shape inference, graph cleanup)")
+        pre = ctx.new_path("preprocessed", ".onnx")
+        details["preprocess"] = _preprocess(quant_pre_process, source, pre)
+        excluded = self._excluded(pre)
+        if excluded:
+            details["kept_float"] = ", ".join(excluded)
+        step = _batch(pre, 16)
+        if step != _batch(pre, 0):  # dynamic batch: equal-sized batches (the histogram calibrators need them)
+            step = max(d for d in range(1, step + 1) if len(x) % d == 0)
+        batches = [{name: x[i:i + step]} for i in range(0, len(x), step)]
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self._items = iter(batches)
+
+            def get_next(self) -> dict[str, Any] | None:
+                return next(self._items, None)
+
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[opts.calibration_method]
+        ops = [op for op in QDQRegistry if op not in set(opts.exclude_ops)] if opts.exclude_ops else None
+        ctx.report(0.3, f"calibrating on {len(x)} inputs ({opts.calibration_method})")
+        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
+                        per_channel=per_channel, reduce_range=reduce_range, activation_type=activation_type,
+                        weight_type=weight_type, nodes_to_exclude=excluded or None, calibrate_method=method)
+        details["calibration_method"] = opts.calibration_method
+        return details
+
+    def _nncf(self, source: Path, out: Path, name: str, x: np.ndarray, per_channel: bool, activation_type: Any) -> dict[str, Any]:
+        import nncf
+        import onnx
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+        from onnxruntime.quantization import QuantType
+
+        opts: Any = self.options
+        excluded = self._excluded(source)
+        items = [{name: x[i:i + 1]} for i in range(len(x))]  # subset_size counts loader items: one sample each
+        ignored = nncf.IgnoredScope(names=excluded, types=list(opts.exclude_ops)) if excluded or opts.exclude_ops else None
+        preset = nncf.QuantizationPreset.MIXED if activation_type == QuantType.QUInt8 else nncf.QuantizationPreset.PERFORMANCE
+        advanced = AdvancedQuantizationParameters(weights_quantization_params=QuantizationParameters(per_channel=per_channel))
+        quantized = nncf.quantize(onnx.load(str(source)), nncf.Dataset(items), subset_size=len(items), preset=preset,
+                                  ignored_scope=ignored, advanced_parameters=advanced)
+        save_inline(quantized, out)
+        return {"nncf_preset": preset.value, "nncf_subset_size": len(items)}
+
+    def _dynamic(self, source: Path, out: Path, ctx: Context, per_channel: bool, reduce_range: bool) -> dict[str, Any]:
+        from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+
+        opts: Any = self.options
+        ctx.report(0.1, "quant_pre_process (shape inference, graph cleanup)")
+        pre = ctx.new_path("preprocessed", ".onnx")
+        preprocess = _preprocess(quant_pre_process, source, pre)
+        excluded = self._excluded(pre)
+        ops = [op for op in DYNAMIC_OPS if op not in set(opts.exclude_ops)]
+        ctx.report(0.3, f"dynamic quantization of {', '.join(ops)}")
+        quantize_dynamic(str(pre), str(out), op_types_to_quantize=ops, per_channel=per_channel, reduce_range=reduce_range,
+                         weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None)
+        return {"format": "QOperator (dynamic)", "activations": "QUInt8 (at run time)", "weights": "QInt8",
+                "preprocess": preprocess, "dynamic_ops": ", ".join(ops)}
+
+    def _excluded(self, path: Path) -> list[str]:
+        """`exclude_nodes` (names or fnmatch patterns, e.g. `*/features.0/*Conv`) expanded to the graph's node names."""
+        import fnmatch
+
+        import onnx
+
+        opts: Any = self.options
+        if not opts.exclude_nodes:
+            return []
+        names = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node]
+        chosen: list[str] = []
+        missing = []
+        for pattern in opts.exclude_nodes:
+            matched = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
+            if not matched:
+                missing.append(pattern)
+            chosen += [n for n in matched if n not in chosen]
+        if missing:
+            hints = []
+            for name in missing:
+                close = difflib.get_close_matches(name, names, n=1)
+                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise RuntimeError(f"exclude_nodes: no node named or matching {', '.join(hints)} in the graph")
+        return chosen
+
+
+def _preprocess(quant_pre_process: Any, source: Path, dest: Path) -> str:
+    """`quant_pre_process`, retried without symbolic shape inference when that fails (some exotic graphs).
+
+    When symbolic shape inference gives up, onnxruntime saves `sym_shape_infer_temp.onnx` and its
+    external data into the *current directory*; it runs inside the workspace so the user's folder
+    stays clean.
+    """
+    import contextlib
+
+    with contextlib.chdir(dest.parent):
+        try:
+            quant_pre_process(str(source), str(dest))
+            return "quant_pre_process"
+        except Exception as exc:  # noqa: BLE001 - symbolic shape inference is best effort
+            quant_pre_process(str(source), str(dest), skip_symbolic_shape=True)
+            return f"quant_pre_process without symbolic shape inference ({type(exc).__name__})"
+
+
+def _batch(path: Path, preferred: int) -> int:
+    """The model's fixed batch size, or `preferred` when the batch dimension is dynamic."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    init = {i.name for i in proto.graph.initializer}
+    first = next(i for i in proto.graph.input if i.name not in init)
+    dims = first.type.tensor_type.shape.dim
+    return dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else preferred
+
+
+def _quantized_nodes(proto: onnx.ModelProto) -> tuple[Counter[str], Counter[str]]:
+    """(nodes that run in int8, compute nodes left in float) by op type."""
+    dq_outputs = {o for n in proto.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    dq_inputs = {n.input[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"}
+    quantized: Counter[str] = Counter()
+    float_left: Counter[str] = Counter()
+    for node in proto.graph.node:
+        if node.op_type in QDQ_OPS:
+            continue
+        inputs = [i for i in node.input if i]
+        if (node.op_type in INTEGER_OPS or node.op_type.startswith("QLinear")
+                or (inputs and all(i in dq_outputs for i in inputs))  # QDQ: every input dequantized (weights included)
+                or any(o in dq_inputs for o in node.output)):  # int8 data in, dequantized after (e.g. a quantized Gather)
+            quantized[node.op_type] += 1
+        elif node.op_type in COMPUTE_OPS:
+            float_left[node.op_type] += 1
+    return quantized, float_left
+
+
+def _unknown_ops(ops: tuple[str, ...]) -> list[str]:
+    import onnx
+
+    problems = []
+    known = {s.name for s in onnx.defs.get_all_schemas()} | {"Attention", "EmbedLayerNormalization"}
+    for op in ops:
+        if op not in known:
+            close = difflib.get_close_matches(op, sorted(known), n=1)
+            problems.append(f"exclude_ops: {op!r} is not an ONNX operator" + (f"; did you mean {close[0]!r}?" if close else ""))
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# quantize.fp16
+# --------------------------------------------------------------------------------------------
+
+def fp16_capable(target: Target) -> bool:
+    features = target.get("isa", "features") or []
+    supported = target.get("dtypes", "supported") or []
+    return "fullfp16" in features or "float16" in supported
+
+
+class QuantizeFP16(Pass):
+    """Float16 conversion of an ONNX graph, for targets with fp16 arithmetic."""
+
+    name = "quantize.fp16"
+    consumes = ("onnx",)
+    produces = "onnx"
+
+    class Options(PassOptions):
+        keep_io_types: bool = Field(True, description="keep graph inputs and outputs float32 (a Cast at each end)")
+        op_block_list: tuple[str, ...] = Field((), description="extra op types to keep in float32, besides ONNX Runtime's "
+                                                               "default block list")
+        parity_samples: int = Field(256, ge=1, le=4096, description="eval inputs for the input-vs-output parity check")
+        min_agreement: float = Field(0.98, ge=0, le=1, description="fail the pass when the top-1 class agrees with the "
+                                                                     "input model on fewer than this fraction of inputs")
+
+    def check(self, plan: PlanContext) -> list[str]:
+        opts: Any = self.options
+        problems = []
+        if not fp16_capable(plan.target):
+            absent = " ('fullfp16' is listed as absent)" if "fullfp16" in (plan.target.get("isa", "absent_features") or []) else ""
+            problems.append(f"target {plan.target.name} has no float16 arithmetic: no 'fullfp16' in isa.features{absent} "
+                            "and no 'float16' in dtypes.supported; use quantize.ptq (int8) instead")
+        problems += _unknown_ops(opts.op_block_list)
+        return problems
+
+    def run(self, artifact: Artifact, ctx: Context) -> Artifact:
+        import onnx
+        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+        opts: Any = self.options
+        source = inline_copy(Path(artifact.model), ctx, "fp16-input")
+        proto = onnx.load(str(source))
+        ctx.report(0.1, "converting to float16")
+        block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(opts.op_block_list))
+        converted = convert_float_to_float16(onnx.load(str(source)), keep_io_types=opts.keep_io_types, op_block_list=block)
+        prune_opset_imports(converted)
+        out = ctx.new_path("fp16", ".onnx")
+        save_inline(converted, out)
+        problems = [p for p in opset_problems(converted, ctx.target) if p not in opset_problems(proto, ctx.target)]
+        if problems:
+            raise RuntimeError("the float16 model does not fit the target: " + "; ".join(problems))
+        before, after = source.stat().st_size, out.stat().st_size
+        details: dict[str, Any] = {"dtype": "float16", "keep_io_types": opts.keep_io_types,
+                                   "casts_added": op_counts(converted).get("Cast", 0) - op_counts(proto).get("Cast", 0),
+                                   "bytes_before": before, "bytes_after": after, "size_ratio": round(after / before, 4)}
+        ctx.report(0.7, "checking parity against the float32 model")
+        details.update(compare(source, out, artifact, ctx, opts.parity_samples, opts.min_agreement, "float16"))
+        return artifact.evolve(model=str(out), meta={"quantization": {"scheme": "fp16"}}, details=details)

@@ -1,0 +1,65 @@
+"""The check contract: `Check` classes yield `CheckResult`s about a `Subject` (the final model on its target).
+
+Every check yields results of one shape, used everywhere (manifest, `--json`, report):
+`{name, ok, limit, value, unit, cause}`. Gates use deterministic figures only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from shrink.api.target import Target
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    limit: float | int | str | None
+    value: float | int | str | None
+    unit: str
+    cause: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Subject:
+    """What checks look at: the final model file, its target, the budget and the recorded metrics."""
+
+    model_path: Path
+    target: Target
+    budget: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # final metrics
+    source_metrics: dict[str, Any] = field(default_factory=dict)  # metrics of the source model
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # [{name, shape, dtype}] pinning dynamic dims
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # explicit --shape overrides
+    _analysis: Any = field(default=None, repr=False)
+
+    @property
+    def model_bytes(self) -> int:
+        return self.model_path.stat().st_size
+
+    @property
+    def analysis(self) -> Any:
+        """The static analysis of the model (`shrink.analysis.Analysis`), computed once on first use."""
+        if self._analysis is None:
+            from shrink.analysis import analyze
+
+            pinned = {i["name"]: list(i["shape"]) for i in self.inputs
+                      if i.get("shape") and all(isinstance(d, int) for d in i["shape"])}
+            self._analysis = analyze(self.model_path, {**pinned, **self.shapes} or None)
+        return self._analysis
+
+
+class Check:
+    """A constraint checker; `run(subject)` returns results (empty when it does not apply)."""
+
+    name: ClassVar[str]
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        raise NotImplementedError

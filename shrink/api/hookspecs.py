@@ -1,0 +1,94 @@
+"""The hook specifications: the whole contract between shrink and its plugins.
+
+A plugin is a module (or object) with functions decorated by `shrink.hookimpl`, registered through
+the `shrink` entry-point group in its distribution's `pyproject.toml`::
+
+    [project.entry-points.shrink]
+    lowrank = "shrink_lowrank.plugin"
+
+Registration hooks return lists and are pure: they must not import heavy ML libraries (torch, nncf,
+onnxsim, transformers); those belong inside `Pass.run()` and the functions it calls. The host detects
+duplicate names across plugins and reports both. A hook implementation whose name matches no spec
+below makes loading fail, so a misspelt hook is never silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from shrink.api.artifact import Artifact
+    from shrink.api.checks import Check
+    from shrink.api.context import Context
+    from shrink.api.passes import DataProvider, Pass, Source
+
+hookspec = pluggy.HookspecMarker("shrink")
+
+
+@hookspec
+def shrink_register_passes() -> list[type[Pass]]:
+    """Return the `Pass` classes this plugin provides.
+
+    Each class names itself (`name = "compress.lowrank"`); two plugins returning the same name is a
+    conflict (exit 3). A class with `default = True` is what a bare kind (`"pass": "compress"`)
+    resolves to.
+    """
+
+
+@hookspec
+def shrink_register_targets() -> list[Path | dict[str, Any]]:
+    """Return target profiles: paths to profile JSON files, or profiles as dicts.
+
+    Profiles are validated against `shrink schema target`; names and aliases must be unique across
+    all plugins.
+    """
+
+
+@hookspec
+def shrink_register_sources() -> list[type[Source]]:
+    """Return model `Source` classes (`model.source` in a recipe: `torch`, `onnx`, ...)."""
+
+
+@hookspec
+def shrink_register_datasets() -> list[type[DataProvider]]:
+    """Return `DataProvider` classes (`data.source` in a recipe: `sklearn.digits`, ...)."""
+
+
+@hookspec
+def shrink_register_checks() -> list[type[Check]]:
+    """Return extra `Check` classes, run on the final model beside the built-in checks."""
+
+
+@hookspec
+def shrink_measure_artifact(artifact: Artifact, ctx: Context) -> dict[str, Any] | None:
+    """Measure an artifact in a format this plugin understands, or return None.
+
+    Called by the engine after the source loads and after every pass. Return metrics such as
+    `params`, `model_bytes`, `accuracy` (on the `eval` split, a fraction). Results of all plugins
+    are merged; a plugin must only answer for formats (and tasks) it knows.
+    """
+
+
+@hookspec(firstresult=True)
+def shrink_save_artifact(artifact: Artifact, directory: Path, ctx: Context) -> dict[str, Any] | None:
+    """Save `artifact.model` into the empty `directory` for the pass cache; return a JSON-able descriptor.
+
+    Return None when the artifact's format is not this plugin's, or when this model cannot be saved
+    and restored faithfully (that step is then not cached; correctness never depends on the cache).
+    The first non-None answer wins.
+    """
+
+
+@hookspec(firstresult=True)
+def shrink_load_artifact(format: str, descriptor: dict[str, Any], directory: Path, meta: dict[str, Any],
+                         ctx: Context) -> Any | None:
+    """Restore a model saved by `shrink_save_artifact`: return the object for `Artifact.model`.
+
+    `meta` is the artifact's metadata as saved; files must be copied out of `directory` (into
+    `ctx.new_path(...)`) rather than used in place. Return None when `format` is not this plugin's;
+    raise when the saved model cannot be restored (the engine then runs the pass instead).
+    """

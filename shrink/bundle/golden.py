@@ -1,0 +1,133 @@
+"""Golden I/O: sample inputs and the outputs the final model gave for them, stored in the bundle.
+
+`shrink verify` runs the stored inputs through onnxruntime and fails the `golden` check when any
+output drifts beyond `atol + rtol * |expected|`. The file is a standard `.npz` written byte-for-byte
+deterministically (fixed zip timestamps), so bundles stay reproducible.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shrink.api.checks import CheckResult
+
+if TYPE_CHECKING:
+    from shrink.api.context import Dataset
+
+GOLDEN_FILE = "golden.npz"
+SAMPLES = 8
+ATOL = 1e-3
+RTOL = 1e-3
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def sample_inputs(inputs: list[dict[str, Any]], data: Dataset | None, seed: int, samples: int = SAMPLES) -> dict[str, np.ndarray] | None:
+    """`samples` batch-1 inputs per model input, stacked: `{name: [samples, 1, ...]}`.
+
+    Real eval samples when the data matches the model's single input, else seeded random values.
+    None when an input has a dimension that is not pinned.
+    """
+    shapes = {}
+    for spec in inputs:
+        shape = list(spec.get("shape") or [])
+        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+            return None
+        shapes[spec["name"]] = [1, *shape[1:]]
+    if not shapes:
+        return None
+    if len(inputs) == 1 and data is not None and "eval" in data.splits:
+        (name, shape), = shapes.items()
+        x = np.asarray(data.split("eval").inputs[:samples])
+        if x.ndim == len(shape) and list(x.shape[1:]) == shape[1:]:
+            return {name: np.ascontiguousarray(x.astype(inputs[0].get("dtype", "float32")))[:, None]}
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in inputs:
+        dtype = np.dtype(spec.get("dtype", "float32"))
+        shape = [samples, *shapes[spec["name"]]]
+        if dtype.kind == "f":
+            feeds[spec["name"]] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[spec["name"]] = rng.integers(0, 2, shape).astype(dtype)
+        else:  # an input's `range` [low, high) (e.g. token ids in the vocabulary, a mask of ones), else 0/1
+            low, high = (spec.get("range") or [0, 2])[:2]
+            feeds[spec["name"]] = rng.integers(int(low), int(high), shape).astype(dtype)
+    return feeds
+
+
+def run(model: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str], list[np.ndarray]]:
+    """Run each stacked sample through `model` (batch 1, one thread); outputs stacked the same way."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    sess = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    count = len(next(iter(feeds.values())))
+    results = [sess.run(None, {k: v[i] for k, v in feeds.items()}) for i in range(count)]
+    return names, [np.stack([np.asarray(r[j]) for r in results]) for j in range(len(names))]
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """A `.npz` whose bytes depend only on the arrays (no timestamps)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for key in sorted(arrays):
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            array_buffer = io.BytesIO()
+            np.lib.format.write_array(array_buffer, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+            archive.writestr(info, array_buffer.getvalue())
+    return buffer.getvalue()
+
+
+def make(model: Path, inputs: list[dict[str, Any]], data: Dataset | None, seed: int) -> tuple[bytes, dict[str, Any]] | None:
+    """The golden file's bytes and its manifest record, or None when the inputs cannot be pinned."""
+    feeds = sample_inputs(inputs, data, seed)
+    if feeds is None:
+        return None
+    names, outputs = run(model, feeds)
+    input_names = list(feeds)
+    arrays = {f"input_{i}": feeds[n] for i, n in enumerate(input_names)}
+    arrays.update({f"output_{j}": out for j, out in enumerate(outputs)})
+    record = {"file": GOLDEN_FILE, "samples": len(next(iter(feeds.values()))), "inputs": input_names,
+              "outputs": names, "atol": ATOL, "rtol": RTOL}
+    return npz_bytes(arrays), record
+
+
+def check(model: Path, golden: Path, record: dict[str, Any]) -> CheckResult:
+    """Rerun the stored inputs; the value is the worst `|actual - expected| - rtol * |expected|` margin used."""
+    atol, rtol = float(record.get("atol", ATOL)), float(record.get("rtol", RTOL))
+    try:
+        with np.load(golden, allow_pickle=False) as stored:
+            feeds = {name: stored[f"input_{i}"] for i, name in enumerate(record["inputs"])}
+            expected = [stored[f"output_{j}"] for j in range(len(record["outputs"]))]
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+        return CheckResult("golden", False, atol, None, "abs", f"{GOLDEN_FILE} cannot be read: {exc}")
+    try:
+        names, actual = run(model, feeds)
+    except Exception as exc:  # onnxruntime raises its own exception types for unloadable models
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return CheckResult("golden", False, atol, None, "abs", f"onnxruntime cannot run the model: {first}")
+    if names != list(record["outputs"]):
+        return CheckResult("golden", False, atol, None, "abs",
+                           f"the model's outputs {names} are not the recorded {list(record['outputs'])}")
+    worst, where = 0.0, ""
+    for name, got, want in zip(names, actual, expected):
+        if got.shape != want.shape:
+            return CheckResult("golden", False, atol, None, "abs", f"output {name!r} has shape {list(got.shape)}, expected {list(want.shape)}")
+        excess = np.abs(got.astype(np.float64) - want.astype(np.float64)) - rtol * np.abs(want.astype(np.float64))
+        if excess.size and float(excess.max()) > worst:
+            worst, where = float(excess.max()), name
+    ok = worst <= atol
+    cause = None if ok else (f"output {where!r} drifted by {worst:.3g} (beyond atol {atol:g} + rtol {rtol:g} x |expected|) "
+                             f"on the {record.get('samples', '?')} golden samples")
+    return CheckResult("golden", ok, atol, round(worst, 9), "abs", cause)

@@ -1,0 +1,141 @@
+"""`shrink verify`: re-check a bundle (integrity first) or a bare ONNX model, without torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from shrink.bundle import golden
+from shrink.bundle.write import MANIFEST, MANIFEST_KIND, MODEL_FILE
+from shrink.support.files import sha256_file
+from shrink.api.checks import CheckResult, Subject
+from shrink.checks.builtin import run_checks
+from shrink.errors import Problem, UsageError
+from shrink.plan.load import BUDGET_KEYS
+from shrink.host.registry import Registry
+from shrink.host.catalog import Catalog, target_schema
+from shrink.api.target import Target
+from shrink.support.validation import schema_problems
+
+
+def parse_budgets(items: list[str]) -> dict[str, Any]:
+    """`["latency_ms=2", "model_bytes=100000"]` → typed budget dict (validated like the recipe's)."""
+    budget: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{item!r} is not KEY=VALUE", where="--budget", hint=f"keys: {', '.join(BUDGET_KEYS)}")
+        try:
+            budget[key] = json.loads(text)
+        except ValueError:
+            raise UsageError(f"{key}: {text!r} is not a number", where="--budget") from None
+    schema = {"type": "object", "additionalProperties": False, "properties": BUDGET_KEYS}
+    problems = schema_problems(budget, schema, "--budget")
+    if problems:
+        raise UsageError(problems)
+    return budget
+
+
+def read_manifest(bundle: Path) -> dict[str, Any]:
+    path = bundle / MANIFEST
+    if not path.is_file():
+        raise UsageError(f"{str(bundle)!r} is not a shrink bundle: it has no {MANIFEST}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{MANIFEST} cannot be read: {exc}", where=str(path)) from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND or not isinstance(manifest.get("files"), dict):
+        raise UsageError(f"{MANIFEST} is not a shrink bundle manifest", where=str(path))
+    problems = schema_problems(manifest, _MANIFEST_SCHEMA, str(path))
+    model_file = manifest.get("model", {}).get("file", MODEL_FILE) if not problems else MODEL_FILE
+    if not problems and model_file not in manifest["files"]:
+        problems.append(Problem(f"{path}: model.file", f"{model_file!r} is not one of the files the manifest records"))
+    if problems:
+        raise UsageError(problems)
+    return manifest
+
+
+_OBJECT: dict[str, Any] = {"type": "object"}
+_MANIFEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "files": {"type": "object", "propertyNames": {"pattern": r"^[^/\\]+$", "not": {"enum": [".", ".."]}}},
+        "model": {"type": "object", "properties": {
+            "file": {"type": "string", "pattern": r"^[^/\\]+$"},
+            "inputs": {"type": "array", "items": _OBJECT}, "outputs": {"type": "array", "items": _OBJECT}}},
+        "recipe": {"type": "object", "properties": {"raw": {"type": "object", "properties": {
+            "budget": {"type": "object", "additionalProperties": False, "properties": BUDGET_KEYS}}}}},
+        "target": {"type": "object", "properties": {"profile": _OBJECT}},
+        "metrics": _OBJECT,
+        "history": {"type": "array", "items": {"type": "object", "properties": {"metrics": _OBJECT}}},
+        "golden": {  # null: the compile could not pin the inputs, so there is no golden file
+            "type": ["object", "null"], "required": ["file", "inputs", "outputs"],
+            "properties": {"file": {"type": "string"}, "samples": {"type": "integer", "minimum": 1},
+                           "inputs": {"type": "array", "items": {"type": "string"}},
+                           "outputs": {"type": "array", "items": {"type": "string"}},
+                           "atol": {"type": "number", "minimum": 0}, "rtol": {"type": "number", "minimum": 0}}},
+    },
+}
+
+
+def integrity(bundle: Path, manifest: dict[str, Any]) -> CheckResult:
+    """Every file's sha256 and size against the manifest; missing and extra files fail too."""
+    recorded: dict[str, Any] = manifest["files"]
+    present = {p.name for p in bundle.iterdir() if p.name != MANIFEST}
+    problems = [f"missing file {name}" for name in sorted(set(recorded) - present)]
+    problems += [f"extra file {name}" for name in sorted(present - set(recorded))]
+    for name in sorted(set(recorded) & present):
+        path = bundle / name
+        record = recorded[name]
+        if not path.is_file():
+            problems.append(f"{name} is not a regular file")
+        elif not isinstance(record, dict) or path.stat().st_size != record.get("size") or sha256_file(path) != record.get("sha256"):
+            problems.append(f"{name} does not match its sha256 in the manifest")
+    return CheckResult("integrity", not problems, len(recorded), len(recorded) - len(problems), "files",
+                       "; ".join(problems) or None)
+
+
+def _bundle_target(manifest: dict[str, Any], bundle: Path) -> Target:
+    stored = manifest.get("target", {})
+    profile = stored.get("profile")
+    if not isinstance(profile, dict) or schema_problems(profile, target_schema(), MANIFEST):
+        raise UsageError("the manifest's target profile is missing or invalid", where=str(bundle / MANIFEST),
+                         hint="pass --target to verify against an installed profile")
+    return Target(profile["name"], profile, f"{bundle / MANIFEST}", (profile["name"],))
+
+
+def verify_bundle(bundle: Path, registry: Registry, target: str | None, budget: dict[str, Any]) -> tuple[Target, list[CheckResult]]:
+    manifest = read_manifest(bundle)
+    result = integrity(bundle, manifest)
+    resolved = Catalog(registry).resolve(target) if target else _bundle_target(manifest, bundle)
+    model = bundle / manifest.get("model", {}).get("file", MODEL_FILE)
+    recipe_budget = manifest.get("recipe", {}).get("raw", {}).get("budget", {})
+    history = manifest.get("history") or [{}]
+    subject = Subject(model, resolved, {**recipe_budget, **budget}, dict(manifest.get("metrics", {})),
+                      dict(history[0].get("metrics", {})), inputs=list(manifest.get("model", {}).get("inputs", [])))
+    if not result.ok:  # the other checks would measure files we can no longer trust
+        return resolved, [result]
+    checks = [result, *run_checks(subject, _extra_checks(registry))]
+    reference = manifest.get("golden")
+    if isinstance(reference, dict) and isinstance(reference.get("file"), str) and reference["file"] in manifest["files"]:
+        checks.append(golden.check(model, bundle / reference["file"], reference))
+    return resolved, checks
+
+
+def verify_model(path: Path, registry: Registry, target: str | None, budget: dict[str, Any],
+                 shapes: dict[str, list[int]] | None = None) -> tuple[Target, list[CheckResult]]:
+    if target is None:
+        raise UsageError("verifying a bare model needs --target", where="--target", hint="or verify a bundle directory")
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    from shrink.analysis import load_model
+
+    load_model(path)  # a file that is not ONNX is bad input (exit 2)
+    resolved = Catalog(registry).resolve(target)
+    subject = Subject(path, resolved, budget, shapes=shapes or {})
+    return resolved, run_checks(subject, _extra_checks(registry))
+
+
+def _extra_checks(registry: Registry) -> list[Any]:
+    return [entry.obj for entry in registry.entries["checks"].values()]

@@ -1,0 +1,1 @@
+"""The built-in checks of a final model against its target and budget, and the estimates they gate on."""

@@ -1,0 +1,253 @@
+"""The built-in checks of a final model against its target and the recipe's budget (`shrink.api.checks`
+describes the shape of their results)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from shrink.api.checks import Check, CheckResult, Subject
+from shrink.checks.estimates import latency_estimate
+from shrink.support.units import human_bytes
+
+if TYPE_CHECKING:
+    from shrink.api.target import Target
+
+
+class StorageCheck(Check):
+    """Model file plus the runtime's storage overhead against the target's storage (less reserved)."""
+
+    name = "storage"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        storage = subject.target.get("storage")
+        if not storage:
+            return []
+        overhead = int(subject.target.get("runtime", "storage_overhead_bytes", default=0))
+        limit = int(storage["bytes"]) - int(storage.get("reserved_bytes", 0))
+        value = subject.model_bytes + overhead
+        ok = value <= limit
+        cause = None if ok else (
+            f"model file {human_bytes(subject.model_bytes)} + runtime {human_bytes(overhead)} exceeds "
+            f"{subject.target.name} storage {human_bytes(limit)} by {human_bytes(value - limit)}"
+        )
+        return [CheckResult("storage", ok, limit, value, "bytes", cause)]
+
+
+class ModelBytesBudget(Check):
+    """The recipe's `model_bytes` budget against the model file size."""
+
+    name = "model_bytes"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        limit = subject.budget.get("model_bytes")
+        if limit is None:
+            return []
+        value = subject.model_bytes
+        ok = value <= limit
+        cause = None if ok else f"model file is {human_bytes(value)}, {human_bytes(value - limit)} over the budget"
+        return [CheckResult("model_bytes", ok, limit, value, "bytes", cause)]
+
+
+class AccuracyDropBudget(Check):
+    """The recipe's `accuracy_drop` budget: source accuracy minus final accuracy (absolute)."""
+
+    name = "accuracy_drop"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        limit = subject.budget.get("accuracy_drop")
+        if limit is None:
+            return []
+        before, after = subject.source_metrics.get("accuracy"), subject.metrics.get("accuracy")
+        if before is None or after is None:
+            return [CheckResult("accuracy_drop", False, limit, None, "fraction",
+                                "accuracy was not measured (the recipe needs labelled eval data)")]
+        drop = round(float(before) - float(after), 6)
+        ok = drop <= limit
+        cause = None if ok else f"accuracy fell from {before:.2%} to {after:.2%} ({drop * 100:.2f} points; budget {limit * 100:.2f})"
+        return [CheckResult("accuracy_drop", ok, limit, drop, "fraction", cause)]
+
+
+def model_region(target: Target) -> tuple[str, dict[str, Any]] | None:
+    """The memory region the model runs in: `ram`, else `sram`, else the first one listed."""
+    memory = target.get("memory") or {}
+    for name in ("ram", "sram", *memory):
+        if name in memory:
+            return name, memory[name]
+    return None
+
+
+def ram_estimate(subject: Subject) -> tuple[int, str]:
+    """Bytes of RAM the model needs on the target, and how they add up."""
+    a = subject.analysis
+    runtime = subject.target.get("runtime") or {}
+    weights = a.weight_bytes if runtime.get("weights_in_ram", True) else 0
+    arena = math.ceil(a.arena_bytes * (1 + float(runtime.get("arena_overhead", 0.0))))
+    overhead = int(runtime.get("ram_overhead_bytes", 0))
+    parts = [f"arena {human_bytes(arena)}"]
+    if weights:
+        parts.insert(0, f"weights {human_bytes(weights)}")
+    if overhead:
+        parts.append(f"runtime {human_bytes(overhead)}")
+    return weights + arena + overhead, " + ".join(parts)
+
+
+def _peak_cause(subject: Subject) -> str:
+    a = subject.analysis
+    live = ", ".join(f"{t.name} ({human_bytes(t.bytes)})" for t in a.peak_live[:4])
+    return f"activations peak at node {a.peak_node!r} with {live} live"
+
+
+class RamCheck(Check):
+    """Weights (where the runtime keeps them in RAM) + planned arena + runtime overhead vs the memory region."""
+
+    name = "ram"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        region = model_region(subject.target)
+        if region is None:
+            return []
+        name, spec = region
+        limit = int(spec["bytes"]) - int(spec.get("reserved_bytes", 0))
+        value, parts = ram_estimate(subject)
+        ok = value <= limit
+        cause = None if ok else (
+            f"{parts} = {human_bytes(value)} exceeds {subject.target.name} {name} {human_bytes(limit)} "
+            f"by {human_bytes(value - limit)}; {_peak_cause(subject)}"
+        )
+        return [CheckResult("ram", ok, limit, value, "bytes", cause)]
+
+
+def _allowed(target: Target, domain: str, op_type: str, opset: int, dtypes: tuple[str, ...]) -> str | None:
+    """Why the target cannot run this op, or None if it can."""
+    opsets = target.get("opset") or {}
+    if opsets:
+        if domain not in opsets:
+            return f"domain {domain} is not supported"
+        if not opsets[domain]["min"] <= opset <= opsets[domain]["max"]:
+            return f"{domain} opset {opset} is outside {opsets[domain]['min']}–{opsets[domain]['max']}"
+    table = (target.get("ops") or {}).get(domain)
+    if table is None:
+        return None
+    if op_type not in table:
+        return "no kernel for this op"
+    spec = table[op_type]
+    accepted = spec.get("dtypes", ["*"]) if isinstance(spec, dict) else spec
+    if "*" in accepted:
+        return None
+    bad = sorted(set(dtypes) - set(accepted))
+    return f"dtype {', '.join(bad)} not accepted (accepts {', '.join(accepted)})" if bad else None
+
+
+class OpsCheck(Check):
+    """Every (domain, op, opset, dtype) of the graph against the target's op set."""
+
+    name = "ops"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        target = subject.target
+        if not target.get("opset") and not target.get("ops"):
+            return []
+        offending: list[str] = []
+        count = 0
+        # A target with explicit kernel tables runs a converted graph, where QDQ groups become int8 kernels.
+        inventory = subject.analysis.qdq_ops if target.get("ops") else subject.analysis.ops
+        for use in inventory:
+            why = _allowed(target, use.domain, use.op_type, use.opset, use.dtypes)
+            if why:
+                count += use.count
+                nodes = ", ".join(use.nodes[:5]) + (f" (+{len(use.nodes) - 5} more)" if len(use.nodes) > 5 else "")
+                offending.append(f"{use.op_type} [{', '.join(use.dtypes)}]: {why}: {nodes}")
+        runtime = target.get("runtime", "name", default="the runtime")
+        cause = f"{count} node(s) {runtime} on {target.name} cannot run: " + "; ".join(offending) if offending else None
+        return [CheckResult("ops", not offending, 0, count, "unsupported nodes", cause)]
+
+
+class LatencyCheck(Check):
+    """Estimated latency on the target (a range, from MACs and calibrated throughput); the budget gates the upper end."""
+
+    name = "latency"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        estimate = latency_estimate(subject)
+        budget = subject.budget.get("latency_ms")
+        if estimate is None:
+            if budget is None:
+                return []
+            return [CheckResult("latency_ms", False, budget, None, "ms",
+                                f"{subject.target.name} has no throughput figures to estimate latency from")]
+        low, high, dtype = estimate
+        rate = subject.target.get("throughput", dtype, "gmacs")
+        how = f"estimated {low:.3g}–{high:.3g} ms for {subject.analysis.macs:,} MACs at {rate[0]}–{rate[1]} GMAC/s ({dtype})"
+        per_node = subject.target.get("node_overhead_us")
+        if per_node:
+            how += f" + {subject.analysis.nodes} nodes x {per_node} µs"
+        results = [CheckResult("latency", True, None, round(high, 4), "ms", how)]
+        if budget is not None:
+            ok = high <= budget
+            results.append(CheckResult("latency_ms", ok, budget, round(high, 4), "ms",
+                                       None if ok else f"{how}: over the {budget} ms budget"))
+        return results
+
+
+class EnergyCheck(Check):
+    """Estimated energy per inference where the profile has an energy figure; the budget gates it."""
+
+    name = "energy"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        nj = subject.target.get("energy", "nj_per_mac")
+        budget = subject.budget.get("energy_mj")
+        if nj is None:
+            if budget is None:
+                return []
+            return [CheckResult("energy_mj", False, budget, None, "mJ", f"{subject.target.name} has no energy figure")]
+        value = round(subject.analysis.macs * float(nj) * 1e-6, 6)
+        how = f"{subject.analysis.macs:,} MACs x {nj} nJ/MAC"
+        results = [CheckResult("energy", True, None, value, "mJ", how)]
+        if budget is not None:
+            ok = value <= budget
+            results.append(CheckResult("energy_mj", ok, budget, value, "mJ", None if ok else f"{how} is over the budget"))
+        return results
+
+
+class MacsBudget(Check):
+    """The recipe's `macs` budget."""
+
+    name = "macs"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        limit = subject.budget.get("macs")
+        if limit is None:
+            return []
+        value = subject.analysis.macs
+        ok = value <= limit
+        return [CheckResult("macs", ok, limit, value, "MACs", None if ok else f"{value:,} MACs, {value - limit:,} over the budget")]
+
+
+class RamBudget(Check):
+    """The recipe's `ram_bytes` budget against the same estimate as the `ram` check."""
+
+    name = "ram_bytes"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        limit = subject.budget.get("ram_bytes")
+        if limit is None:
+            return []
+        value, parts = ram_estimate(subject)
+        ok = value <= limit
+        cause = None if ok else f"{parts} = {human_bytes(value)}, over the budget; {_peak_cause(subject)}"
+        return [CheckResult("ram_bytes", ok, limit, value, "bytes", cause)]
+
+
+BUILTIN_CHECKS: tuple[type[Check], ...] = (
+    StorageCheck, RamCheck, OpsCheck, LatencyCheck, EnergyCheck,
+    ModelBytesBudget, RamBudget, MacsBudget, AccuracyDropBudget,
+)
+
+
+def run_checks(subject: Subject, extra: list[type[Check]] = ()) -> list[CheckResult]:  # type: ignore[assignment]
+    results: list[CheckResult] = []
+    for cls in (*BUILTIN_CHECKS, *extra):
+        results.extend(cls().run(subject))
+    return results

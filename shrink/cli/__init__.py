@@ -1,0 +1,1 @@
+"""The `shrink` command line (`shrink.cli.main`) and its console, the one place output is printed."""

@@ -1,0 +1,450 @@
+"""The `shrink` command line. One function per command; all output goes through `Console`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+
+from shrink import __version__
+from shrink.cli.console import Console
+from shrink.errors import ExitCode, Problem, ShrinkError, UsageError
+
+Handler = Callable[[argparse.Namespace, Console], int]
+
+
+def _registry() -> Any:
+    from shrink.host.registry import Registry
+
+    return Registry.load()
+
+
+def _warn_failed_plugins(registry: Any, console: Console) -> None:
+    for info in registry.failed:
+        console.warn(f"plugin {info.label} failed to load: {info.error}")
+
+
+def _result(verdict: str, code: int, bundle: str | None = None, checks: list[dict[str, Any]] | None = None,
+            errors: list[Problem] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"verdict": verdict, "exit_code": int(code), "bundle": bundle, "checks": checks or [],
+            "errors": [p.as_dict() for p in errors or []], **extra}
+
+
+def _junit(args: argparse.Namespace, code: int, target: str | None = None, checks: list[dict[str, Any]] | None = None,
+           problems: list[Problem] | None = None) -> None:
+    """Write `--junit FILE` when asked (compile, verify); a file that cannot be written is exit 2."""
+    path = getattr(args, "junit", None)
+    if not path:
+        return
+    from shrink.report import junit
+
+    try:
+        junit.write(Path(path), args.command, code, target=target, checks=checks or [], problems=problems or [],
+                    subject=getattr(args, "recipe", None) or getattr(args, "path", None))
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}", where="--junit") from None
+
+
+def _junit_error(args: argparse.Namespace, console: Console, code: int, problems: list[Problem]) -> None:
+    """The `--junit` report of a command that ended in an error: one errored testcase with its problems."""
+    if any(p.where == "--junit" for p in problems):
+        return  # the report itself could not be written
+    try:
+        _junit(args, code, getattr(args, "target", None), problems=problems)
+    except ShrinkError as exc:
+        for problem in exc.problems:
+            console.problem(problem)
+
+
+# compile / plan -----------------------------------------------------------------------------------
+
+def _print_checks(console: Console, checks: list[Any]) -> None:
+    for c in checks:
+        mark = "[green]ok  [/]" if c.ok else "[bold red]FAIL[/]"
+        limit = f" (limit {_num(c.limit)} {c.unit})" if c.limit is not None else f" {c.unit}"
+        console.print(f"{mark} {c.name}: {_num(c.value)}{limit}" + (f" — {escape(c.cause)}" if c.cause else ""))
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "–" if value is None else str(value)
+
+
+class _Progress:
+    """Progress on stderr: a rich progress bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar: Any = None
+        self.tasks: dict[str, Any] = {}
+        if console.err.is_terminal:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console.err)
+
+    def __enter__(self) -> _Progress:
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar:
+            self.bar.stop()
+
+    def __call__(self, task: str, fraction: float, text: str) -> None:
+        if self.bar is None:
+            if fraction in (0.0, 1.0):
+                self.console.info(("  " if fraction == 1.0 else "→ ") + text)
+            return
+        if task not in self.tasks:
+            self.tasks[task] = self.bar.add_task(text, total=1.0)
+        self.bar.update(self.tasks[task], completed=fraction, description=text)
+
+
+def cmd_compile(args: argparse.Namespace, console: Console) -> int:
+    from shrink.engine.compile import compile_plan, load_plan
+
+    registry = _registry()
+    _warn_failed_plugins(registry, console)
+    plan = load_plan(Path(args.recipe), registry, args.target)
+    output = Path(args.output) if args.output else None
+    from shrink.engine.cache import PassCache
+
+    cache = PassCache(enabled=not args.no_cache)
+    with console.stdout_to_stderr(), _Progress(console) as progress:
+        outcome = compile_plan(plan, registry, output, progress, cache)
+    code = ExitCode.OK if outcome.ok else ExitCode.CHECK_FAILED
+    _junit(args, code, plan.target.name, [c.as_dict() for c in outcome.checks])
+    if console.json_mode:
+        console.emit_json(_result("pass" if outcome.ok else "fail", code, str(outcome.bundle),
+                                  [c.as_dict() for c in outcome.checks]))
+    else:
+        _print_checks(console, outcome.checks)
+        host = outcome.final.metrics.get("host_latency_ms")
+        if host is not None:
+            console.print(f"     host latency: {_num(host)} ms measured on this machine (reported, never gated)")
+        verdict = "[bold green]PASS[/]" if outcome.ok else "[bold red]FAIL[/]"
+        console.print(f"{verdict} bundle written to {outcome.bundle}")
+    return code
+
+
+def cmd_cache(args: argparse.Namespace, console: Console) -> int:
+    from shrink.engine.cache import PassCache
+
+    cache = PassCache()
+    if args.action == "clear":
+        removed = cache.clear()
+        if console.json_mode:
+            console.emit_json({"path": str(cache.root.parent), "removed": removed})
+        else:
+            console.print(f"removed {removed} entries from {cache.root.parent}")
+        return ExitCode.OK
+    info = cache.info()
+    if console.json_mode:
+        console.emit_json(info)
+        return ExitCode.OK
+    console.print(f"pass cache at {info['path']}: {info['entries']} entries, {info['bytes']:,} bytes")
+    for name, count in info["by_pass"].items():
+        console.print(f"  {name}: {count}")
+    return ExitCode.OK
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    from shrink.engine.compile import load_plan
+
+    registry = _registry()
+    _warn_failed_plugins(registry, console)
+    plan = load_plan(Path(args.recipe), registry, args.target)
+    described = plan.describe()
+    if console.json_mode:
+        console.emit_json(_result("pass", ExitCode.OK, plan=described))
+        return ExitCode.OK
+    from rich.table import Table
+
+    console.print(f"recipe [bold]{plan.recipe.name}[/] → target [bold]{plan.target.name}[/] "
+                  f"(model: {described['source']['source']} → {plan.source.produces}; data: {described['data'] or 'none'})")
+    table = Table(title_justify="left")
+    for col in ("#", "pass", "plugin", "format", "options"):
+        table.add_column(col)
+    for step in described["passes"]:
+        options = ", ".join(f"{k}={json.dumps(v)}" for k, v in step["options"].items())
+        table.add_row(str(step["index"]), step["pass"], step["plugin"], f"{step['consumes']} → {step['produces']}", options)
+    console.print(table)
+    if plan.recipe.budget:
+        console.print("budget: " + ", ".join(f"{k} ≤ {v}" for k, v in plan.recipe.budget.items()))
+    console.print("[green]plan ok[/]: nothing was run")
+    return ExitCode.OK
+
+
+# listing commands ---------------------------------------------------------------------------------
+
+def cmd_passes(args: argparse.Namespace, console: Console) -> int:
+    from shrink.api.passes import summary
+
+    registry = _registry()
+    _warn_failed_plugins(registry, console)
+    rows = []
+    for name in registry.names("passes"):
+        entry = registry.get("passes", name)
+        cls = entry.obj
+        rows.append({"name": name, "plugin": entry.plugin.label, "consumes": list(cls.consumes), "produces": cls.produces,
+                     "default": bool(cls.default), "requires": sorted(cls.requires), "summary": summary(cls)})
+    if console.json_mode:
+        console.emit_json({"passes": rows, "conflicts": [p.as_dict() for p in registry.conflicts]})
+    else:
+        from rich.table import Table
+
+        table = Table()
+        for col in ("pass", "formats", "plugin", "summary"):
+            table.add_column(col)
+        for r in rows:
+            name = r["name"] + (" [dim](default)[/]" if r["default"] else "")
+            table.add_row(name, f"{'/'.join(r['consumes'])} → {r['produces']}", r["plugin"], r["summary"])
+        console.print(table)
+    return _conflicts_code(registry, console)
+
+
+def _conflicts_code(registry: Any, console: Console) -> int:
+    for problem in registry.conflicts:
+        console.problem(problem)
+    return ExitCode.PLUGIN if registry.conflicts else ExitCode.OK
+
+
+def cmd_targets(args: argparse.Namespace, console: Console) -> int:
+    from shrink.host.catalog import Catalog
+
+    registry = _registry()
+    _warn_failed_plugins(registry, console)
+    registry.ensure_consistent()
+    catalog = Catalog(registry)
+    if args.name:
+        target = catalog.resolve(args.name)
+        if console.json_mode:
+            console.emit_json({"name": target.name, "origin": target.origin, "extends": list(target.chain[1:]),
+                               "sha256": target.sha256, "profile": target.profile})
+        else:
+            console.print(f"[bold]{target.name}[/] from {target.origin}"
+                          + (f" (extends {' → '.join(target.chain[1:])})" if len(target.chain) > 1 else ""))
+            console.out.print_json(json.dumps(target.profile))
+        return ExitCode.OK
+    rows = []
+    for name in catalog.names():
+        target = catalog.resolve(name)
+        rows.append({"name": name, "aliases": target.profile.get("aliases", []), "description": target.get("description", default=""),
+                     "runtime": target.get("runtime", "name", default=""), "plugin": target.origin})
+    if console.json_mode:
+        console.emit_json({"targets": rows})
+    else:
+        from rich.table import Table
+
+        table = Table()
+        for col in ("target", "aliases", "runtime", "description"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["name"], ", ".join(r["aliases"]), r["runtime"], r["description"])
+        console.print(table)
+    return ExitCode.OK
+
+
+def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
+    registry = _registry()
+    rows = [{"name": p.name, "dist": p.dist, "version": p.version, "module": p.value,
+             "status": "disabled" if p.disabled else ("failed" if p.error else "loaded"), "error": p.error,
+             "provides": dict(p.provides)}
+            for p in registry.plugins]
+    if console.json_mode:
+        console.emit_json({"plugins": rows, "conflicts": [p.as_dict() for p in registry.conflicts]})
+    else:
+        from rich.table import Table
+
+        table = Table()
+        for col in ("plugin", "distribution", "status", "provides"):
+            table.add_column(col)
+        for r in rows:
+            provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in r["provides"].items())
+            status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]", "disabled": "[dim]disabled[/]"}[r["status"]]
+            table.add_row(r["name"], f"{r['dist']} {r['version']}", status, provides if not r["error"] else r["error"])
+        console.print(table)
+    return _conflicts_code(registry, console)
+
+
+def cmd_schema(args: argparse.Namespace, console: Console) -> int:
+    from shrink.plan.schema import schema_for
+
+    registry = _registry() if args.kind == "recipe" else None
+    if registry is not None:
+        _warn_failed_plugins(registry, console)
+        registry.ensure_consistent()
+    console.emit_json(schema_for(args.kind, registry))
+    return ExitCode.OK
+
+
+def cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    from shrink.bundle.verify import parse_budgets, verify_bundle, verify_model
+
+    budget = parse_budgets(args.budget or [])
+    registry = _registry()
+    _warn_failed_plugins(registry, console)
+    registry.ensure_consistent()
+    path = Path(args.path)
+    if path.is_dir():
+        target, checks = verify_bundle(path, registry, args.target, budget)
+    elif path.exists():
+        from shrink.analysis import parse_shape
+
+        shapes = dict(parse_shape(text) for text in args.shape or [])
+        target, checks = verify_model(path, registry, args.target, budget, shapes)
+    else:
+        raise UsageError(f"no such bundle or model: {path}")
+    ok = all(c.ok for c in checks)
+    code = ExitCode.OK if ok else ExitCode.CHECK_FAILED
+    _junit(args, code, target.name, [c.as_dict() for c in checks])
+    if console.json_mode:
+        console.emit_json(_result("pass" if ok else "fail", code, str(path) if path.is_dir() else None,
+                                  [c.as_dict() for c in checks], target=target.name))
+    else:
+        _print_checks(console, checks)
+        console.print(("[bold green]PASS[/]" if ok else "[bold red]FAIL[/]") + f" {path} for {target.name}")
+    return code
+
+
+def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
+    from shrink.analysis import analyze, parse_shape
+
+    path = Path(args.model)
+    shapes = dict(parse_shape(text) for text in args.shape or [])
+    analysis = analyze(path, shapes or None)  # a path, so messages name the file
+    checks: list[Any] = []
+    if args.target:
+        from shrink.api.checks import Subject
+        from shrink.checks.builtin import run_checks
+        from shrink.host.catalog import Catalog
+
+        registry = _registry()
+        registry.ensure_consistent()
+        target = Catalog(registry).resolve(args.target)
+        subject = Subject(path, target, shapes=shapes, _analysis=analysis)
+        checks = run_checks(subject, [e.obj for e in registry.entries["checks"].values()])
+    if console.json_mode:
+        console.emit_json({**analysis.as_dict(), "model": str(path), "model_bytes": path.stat().st_size,
+                           "target": args.target, "checks": [c.as_dict() for c in checks]})
+        return ExitCode.OK
+    from shrink.report.inspect_view import render_analysis
+
+    render_analysis(console, path, analysis)
+    if checks:
+        _print_checks(console, checks)
+    return ExitCode.OK
+
+
+# argument parsing and error handling ---------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+    parser = argparse.ArgumentParser(
+        prog="shrink", parents=[common],
+        description="A compiler for small models: distill, prune, quantize, fuse and export to fit real devices.",
+        epilog="exit codes: 0 ok, 1 internal error, 2 bad input, 3 plugin error, 4 a check failed, 5 a pass failed, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"shrink {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("compile", parents=[common], help="run a recipe and write a bundle")
+    p.add_argument("recipe", help="recipe JSON file")
+    p.add_argument("--target", "-t", help="target name, alias or profile JSON path (overrides the recipe)")
+    p.add_argument("--output", "-o", metavar="DIR", help="bundle directory (default dist/<name>-<target>/)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="run every pass, neither reading nor writing the pass cache ($SHRINK_CACHE_DIR, default ~/.cache/shrink)")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (written even when the command fails)")
+    p.set_defaults(handler=cmd_compile)
+
+    p = sub.add_parser("plan", parents=[common], help="validate and plan a recipe; run nothing")
+    p.add_argument("recipe")
+    p.add_argument("--target", "-t")
+    p.set_defaults(handler=cmd_plan)
+
+    p = sub.add_parser("verify", parents=[common], help="re-check a bundle (integrity first) or a bare ONNX model")
+    p.add_argument("path", help="bundle directory or .onnx file")
+    p.add_argument("--target", "-t", help="check against this target instead of the bundle's own (required for a bare model)")
+    p.add_argument("--budget", action="append", metavar="KEY=VALUE", help="add or override a budget (repeatable)")
+    p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224", help="pin a bare model's dynamic input dimensions")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (written even when the command fails)")
+    p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("inspect", parents=[common], help="static analysis of an ONNX model; reports, never gates")
+    p.add_argument("model", help=".onnx file")
+    p.add_argument("--target", "-t", help="also show the checks against this target")
+    p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224", help="pin an input's dynamic dimensions (repeatable)")
+    p.set_defaults(handler=cmd_inspect)
+
+    p = sub.add_parser("passes", parents=[common], help="list the installed passes")
+    p.set_defaults(handler=cmd_passes)
+
+    p = sub.add_parser("targets", parents=[common], help="list target profiles, or show one resolved")
+    p.add_argument("name", nargs="?")
+    p.set_defaults(handler=cmd_targets)
+
+    p = sub.add_parser("plugins", parents=[common], help="list plugins, what they provide, and failures")
+    p.set_defaults(handler=cmd_plugins)
+
+    p = sub.add_parser("cache", parents=[common], help="show or clear the pass cache")
+    p.add_argument("action", choices=("info", "clear"))
+    p.set_defaults(handler=cmd_cache)
+
+    p = sub.add_parser("schema", parents=[common], help="print the JSON Schema of recipes or target profiles")
+    p.add_argument("kind", nargs="?", choices=("recipe", "target"), default="recipe")
+    p.set_defaults(handler=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console(json_mode=bool(getattr(args, "json", False)), debug=bool(getattr(args, "debug", False)))
+    logging.basicConfig(level=logging.DEBUG if console.debug else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    try:
+        return int(args.handler(args, console))
+    except ShrinkError as exc:
+        if console.debug:
+            traceback.print_exc()
+        for problem in exc.problems:
+            console.problem(problem)
+        _junit_error(args, console, exc.exit_code, exc.problems)
+        if console.json_mode:
+            console.emit_json(_result("error", exc.exit_code, errors=exc.problems))
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        console.err.print("[red]interrupted[/]")
+        _junit_error(args, console, ExitCode.INTERRUPTED, [Problem("", "interrupted")])
+        if console.json_mode:
+            console.emit_json(_result("error", ExitCode.INTERRUPTED, errors=[Problem("", "interrupted")]))
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:  # a bug: keep the traceback
+        traceback.print_exc()
+        console.err.print("[bold red]internal error[/]: this is a bug in shrink or a plugin; please report it with the traceback above")
+        _junit_error(args, console, ExitCode.INTERNAL, [Problem("", f"internal error: {type(exc).__name__}: {exc}")])
+        if console.json_mode:
+            console.emit_json(_result("error", ExitCode.INTERNAL, errors=[Problem("", f"internal error: {type(exc).__name__}: {exc}")]))
+        return int(ExitCode.INTERNAL)
+
+
+def run() -> None:
+    sys.exit(main())
+

@@ -1,0 +1,130 @@
+"""`compile`: recipe → plan → run → checks → bundle, the whole flow in one place."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shrink.bundle import golden
+from shrink.api.artifact import Artifact
+from shrink.bundle.write import MODEL_FILE, check_output_dir, write_bundle
+from shrink.support.versions import library_versions
+from shrink.api.checks import CheckResult, Subject
+from shrink.checks.builtin import run_checks
+from shrink.engine.cache import PassCache, jsonable
+from shrink.engine.run import Progress, RunResult, run_plan, workspace
+from shrink.errors import PluginError, ShrinkError
+from shrink.plan.planner import Plan, make_plan
+from shrink.plan.load import load_recipe
+from shrink.host.registry import Registry
+from shrink.report.markdown import render_markdown
+from shrink.report.html import render_html
+
+
+@dataclass(frozen=True)
+class CompileOutcome:
+    plan: Plan
+    bundle: Path
+    checks: list[CheckResult]
+    final: Artifact
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def default_output(plan: Plan) -> Path:
+    return Path("dist") / f"{plan.recipe.name}-{plan.target.name}"
+
+
+def load_plan(recipe_path: Path, registry: Registry, target: str | None = None) -> Plan:
+    return make_plan(load_recipe(recipe_path), registry, target)
+
+
+def final_checks(plan: Plan, registry: Registry, subject: Subject) -> list[CheckResult]:
+    extra = [entry.obj for entry in registry.entries["checks"].values()]
+    try:
+        return run_checks(subject, extra)
+    except ShrinkError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"a check raised {type(exc).__name__}: {exc}") from exc
+
+
+def required_operators(analysis: Any) -> str:
+    """ONNX Runtime's reduced-build operator config (`domain;opset;Op1,Op2`) for the final model."""
+    by_domain: dict[tuple[str, int], set[str]] = {}
+    for use in analysis.ops:
+        by_domain.setdefault((use.domain, use.opset), set()).add(use.op_type)
+    lines = [f"# Operators {MODEL_FILE} needs: build ONNX Runtime with --include_ops_by_config <this file>"]
+    lines += [f"{domain};{opset};{','.join(sorted(ops))}" for (domain, opset), ops in sorted(by_domain.items())]
+    return "\n".join(lines) + "\n"
+
+
+def golden_reference(result: RunResult, plan: Plan, cache: PassCache | None) -> tuple[bytes, dict[str, Any]] | None:
+    """The golden file and its manifest record, from the pass cache when the final model was cached."""
+    key = PassCache.key({"final": result.key, "golden": golden.GOLDEN_FILE}) if result.key and cache else None  # shrink's code is in result.key
+    entry = cache.get(key) if cache and key else None
+    if entry is not None and "reference" in entry.record:
+        if entry.record["reference"] is None:
+            return None
+        if entry.file(golden.GOLDEN_FILE).is_file():
+            return entry.file(golden.GOLDEN_FILE).read_bytes(), entry.record["reference"]
+    result.ensure_data()
+    reference = golden.make(Path(result.final.model), list(result.final.meta.get("inputs", [])), result.ctx.data, plan.recipe.seed)
+    if cache and key:
+        cache.put(key, {"recipe": plan.recipe.name, "step": "golden", "name": "golden", "reference": reference and reference[1]},
+                  files={golden.GOLDEN_FILE: reference[0]} if reference else None)
+    return reference
+
+
+def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, progress: Progress | None = None,
+                 cache: PassCache | None = None) -> CompileOutcome:
+    """Run `plan` and write its bundle to `output`; `cache` reuses and stores pass results."""
+    out = output or default_output(plan)
+    check_output_dir(out)  # refuse before spending minutes on the passes
+    with workspace() as workdir:
+        result = run_plan(plan, registry, workdir, progress, cache)
+        model_path = Path(result.final.model)
+        subject = Subject(model_path, plan.target, plan.recipe.budget, dict(result.final.metrics),
+                          dict(result.source.metrics), inputs=list(result.final.meta.get("inputs", [])))
+        checks = final_checks(plan, registry, subject)
+        manifest = build_manifest(plan, registry, result.final, checks)
+        manifest["analysis"] = subject.analysis.as_dict()
+        reference = golden_reference(result, plan, cache)
+        manifest["golden"] = reference[1] if reference else None
+        files: dict[str, Path | bytes | str] = {MODEL_FILE: model_path, "report.md": render_markdown(manifest, checks),
+                                                 "report.html": render_html(manifest, checks)}
+        if reference:
+            files[golden.GOLDEN_FILE] = reference[0]
+        if plan.target.get("runtime", "name") == "onnxruntime":
+            files["required_operators.config"] = required_operators(subject.analysis)
+        for name, path in result.final.meta.get("bundle_files", {}).items():
+            files[name] = Path(path)
+        write_bundle(out, files, manifest)
+    return CompileOutcome(plan, out, checks, result.final)
+
+
+def build_manifest(plan: Plan, registry: Registry, final: Artifact, checks: list[CheckResult]) -> dict[str, Any]:
+    return jsonable({
+        "verdict": "pass" if all(c.ok for c in checks) else "fail",
+        "versions": library_versions(),
+        "python": platform.python_version(),
+        "plugins": [{"name": p.name, "dist": p.dist, "version": p.version} for p in registry.plugins
+                    if not p.error and not p.disabled],
+        "recipe": {"path": str(plan.recipe.path), "name": plan.recipe.name, "raw": plan.recipe.raw,
+                   "plan": plan.describe()},
+        "target": {"name": plan.target.name, "sha256": plan.target.sha256, "origin": plan.target.origin,
+                   "profile": plan.target.profile},
+        "model": {"file": MODEL_FILE, "format": final.format,
+                  "inputs": list(final.meta.get("inputs", [])), "outputs": list(final.meta.get("outputs", []))},
+        "metrics": dict(final.metrics),
+        "history": [
+            {"index": s.index, "name": s.name, "plugin": s.plugin, "seconds": round(s.seconds, 3), "cached": s.cached,
+             "metrics": dict(s.metrics), "details": dict(s.details)}
+            for s in final.history
+        ],
+        "checks": [c.as_dict() for c in checks],
+    })

@@ -1,0 +1,248 @@
+"""Resolve a recipe against the installed plugins and a target into a `Plan`, checking it statically.
+
+Nothing here loads a model or data: `shrink plan` stops after this module.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from shrink.api.context import PlanContext
+from shrink.errors import PluginError, Problem, RecipeError, ShrinkError
+from shrink.support.jsonio import json_path
+from shrink.api.passes import DataProvider, Pass, PassOptions, Source
+from shrink.api.recipe import Recipe
+from shrink.host.catalog import Catalog
+from shrink.api.target import Target
+from shrink.support.validation import brief, schema_problems
+
+from shrink.host.registry import SINGULAR
+
+if TYPE_CHECKING:
+    from shrink.host.registry import Entry, PluginInfo, Registry
+
+PASS_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
+DEPLOY_FORMAT = "onnx"
+
+
+def check_pass_class(cls: Any, info: PluginInfo) -> None:
+    """Reject a registered pass class that breaks the `Pass` contract (exit 3, addressed to its author)."""
+    where = f"plugin {info.label}"
+    problems = []
+    if not (isinstance(cls, type) and issubclass(cls, Pass)):
+        raise PluginError(f"{cls!r} is not a subclass of shrink.Pass", where=where)
+    if not PASS_NAME.match(cls.name):
+        problems.append(f"pass name {cls.name!r} must look like '<kind>.<impl>' (lowercase)")
+    consumes = getattr(cls, "consumes", None)
+    if not (isinstance(consumes, tuple) and consumes and all(isinstance(c, str) for c in consumes)):
+        problems.append(f"pass {cls.name!r}: 'consumes' must be a non-empty tuple of format names")
+    if not isinstance(getattr(cls, "produces", None), str):
+        problems.append(f"pass {cls.name!r}: 'produces' must be a format name")
+    if not (isinstance(cls.Options, type) and issubclass(cls.Options, PassOptions)):
+        problems.append(f"pass {cls.name!r}: 'Options' must subclass shrink.PassOptions")
+    if cls.run is Pass.run:
+        problems.append(f"pass {cls.name!r} does not implement run()")
+    if problems:
+        raise PluginError([Problem(where, p) for p in problems])
+
+
+def options_schema(options: type[PassOptions], discriminator: str | None = None, value: str | None = None) -> dict[str, Any]:
+    """The JSON Schema of a step (or model/data section) generated from its `Options` class."""
+    schema = options.model_json_schema()
+    schema.pop("title", None)
+    schema["additionalProperties"] = False
+    if discriminator:
+        props = {discriminator: {"const": value} if value else {"type": "string"}}
+        props.update(schema.get("properties", {}))
+        schema["properties"] = props
+        schema["required"] = [discriminator, *schema.get("required", [])]
+    return schema
+
+
+def _pydantic_problems(exc: ValidationError, label: str, prefix: tuple[str | int, ...]) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(part for part in err["loc"] if part != "__root__")
+        message = str(err["msg"]).removeprefix("Value error, ")
+        problems.append(Problem(f"{label}: {json_path(prefix + loc)}", message))
+    return problems
+
+
+@dataclass(frozen=True)
+class Step:
+    """A resolved recipe step: pass index, the pass instance and the formats flowing in and out."""
+
+    index: int
+    entry: Entry
+    instance: Pass
+    input_format: str
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def where(self) -> str:
+        return f"passes[{self.index}] ({self.name})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything needed to run: the recipe, target, source, data provider and steps."""
+
+    recipe: Recipe
+    target: Target
+    source: Source
+    source_entry: Entry
+    data: DataProvider | None
+    data_entry: Entry | None
+    steps: tuple[Step, ...]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "recipe": str(self.recipe.path),
+            "name": self.recipe.name,
+            "target": self.target.name,
+            "source": {"source": self.source_entry.name, "plugin": self.source_entry.plugin.label,
+                       "produces": self.source.produces},
+            "data": self.data_entry.name if self.data_entry else None,
+            "budget": self.recipe.budget,
+            "passes": [
+                {"index": s.index, "pass": s.name, "plugin": s.entry.plugin.label, "consumes": s.input_format,
+                 "produces": s.instance.produces, "options": s.instance.options.model_dump(mode="json")}
+                for s in self.steps
+            ],
+        }
+
+
+class _Planner:
+    def __init__(self, recipe: Recipe, registry: Registry) -> None:
+        self.recipe = recipe
+        self.registry = registry
+        self.label = recipe.label
+        self.problems: list[Problem] = []
+
+    def add(self, path: tuple[str | int, ...], message: str, hint: str | None = None) -> None:
+        self.problems.append(Problem(f"{self.label}: {json_path(path)}", message, hint))
+
+    def section(self, key: str, kind: str, discriminator: str = "source") -> tuple[Any, Entry] | None:
+        raw = self.recipe.raw.get(key)
+        if not isinstance(raw, dict) or not isinstance(raw.get(discriminator), str):
+            return None  # the envelope problems already say why
+        name = raw[discriminator]
+        entry = self.registry.get(kind, name)
+        if entry is None:
+            self.add((key, discriminator), f"unknown {SINGULAR[kind]} {brief(name)}", self.registry.suggest(kind, name))
+            return None
+        return self.instantiate(entry, raw, (key,), discriminator)
+
+    def instantiate(self, entry: Entry, raw: dict[str, Any], path: tuple[str | int, ...], discriminator: str) -> tuple[Any, Entry] | None:
+        schema = options_schema(entry.obj.Options, discriminator)
+        problems = schema_problems(raw, schema, self.label, path)
+        if problems:
+            self.problems.extend(problems)
+            return None
+        values = {k: v for k, v in raw.items() if k != discriminator}
+        try:
+            options = entry.obj.Options.model_validate(values)
+        except ValidationError as exc:
+            self.problems.extend(_pydantic_problems(exc, self.label, path))
+            return None
+        return entry.obj(options), entry
+
+    def resolve_pass(self, index: int, raw: Any) -> tuple[Pass, Entry] | None:
+        if not isinstance(raw, dict) or not isinstance(raw.get("pass"), str):
+            return None
+        name = raw["pass"]
+        entry = self.registry.get("passes", name)
+        if entry is None and "." not in name:
+            entry = self.registry.default_pass(name)
+        if entry is None:
+            self.add(("passes", index, "pass"), f"unknown pass {brief(name)}", self.registry.suggest("passes", name))
+            return None
+        return self.instantiate(entry, raw, ("passes", index), "pass")
+
+
+def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = None) -> Plan:
+    """Resolve and statically check `recipe`; all problems are raised together as a `RecipeError`."""
+    registry.ensure_consistent()
+    planner = _Planner(recipe, registry)
+    planner.problems.extend(recipe.problems)
+    catalog = Catalog(registry)
+
+    target: Target | None = None
+    target_name = target_override or recipe.raw.get("target")
+    if not isinstance(target_name, str):
+        target_name = None
+    if target_name is None and "target" not in recipe.raw:
+        planner.add(("target",), "no target given", "set \"target\" in the recipe or pass --target")
+    elif target_name is not None:  # a non-string "target" is already an envelope problem
+        where = "--target" if target_override else f"{recipe.label}: target"
+        try:
+            target = catalog.resolve(target_name, where)
+        except ShrinkError as exc:
+            planner.problems.extend(exc.problems)
+
+    source = planner.section("model", "sources")
+    data = planner.section("data", "datasets")
+    raw_passes = recipe.raw.get("passes")
+    resolved = [planner.resolve_pass(i, raw) for i, raw in enumerate(raw_passes if isinstance(raw_passes, list) else [])]
+
+    if planner.problems or target is None or source is None or any(r is None for r in resolved):
+        raise RecipeError(planner.problems or [Problem(recipe.label, "the recipe could not be resolved")])
+
+    steps = _chain(planner, source[0], [r for r in resolved if r is not None])
+    data_provider = data[0] if data else None
+    _preconditions(planner, target, source[0], data_provider, steps)
+    if planner.problems:
+        raise RecipeError(planner.problems)
+    return Plan(recipe, target, source[0], source[1], data_provider, data[1] if data else None, tuple(steps))
+
+
+def _chain(planner: _Planner, source: Source, resolved: list[tuple[Pass, Entry]]) -> list[Step]:
+    steps = []
+    fmt = source.produces
+    for index, (instance, entry) in enumerate(resolved):
+        steps.append(Step(index, entry, instance, fmt))
+        if fmt not in instance.consumes:
+            producers = sorted(
+                e.name for e in planner.registry.entries["passes"].values()
+                if e.obj.produces in instance.consumes and fmt in e.obj.consumes
+            )
+            hint = f"add a pass that turns {fmt} into {' or '.join(instance.consumes)} before it: {', '.join(producers)}" if producers else None
+            planner.add(("passes", index, "pass"),
+                        f"{entry.name} consumes {'/'.join(instance.consumes)} but receives {fmt} here", hint)
+        fmt = instance.produces
+    if fmt != DEPLOY_FORMAT and not planner.problems:
+        planner.add(("passes",), f"the last pass produces {fmt}, but a bundle needs an {DEPLOY_FORMAT} model",
+                    "end the recipe with an 'export' pass")
+    return steps
+
+
+def _preconditions(planner: _Planner, target: Target, source: Source, data: DataProvider | None, steps: list[Step]) -> None:
+    ctx = PlanContext(planner.recipe, target)
+    for message in source.check(ctx):
+        planner.add(("model",), message)
+    if data is not None:
+        for message in data.check(ctx):
+            planner.add(("data",), message)
+    for step in steps:
+        needs = step.instance.requires
+        path: tuple[str | int, ...] = ("passes", step.index)
+        if needs and data is None:
+            planner.add(path, f"{step.name} needs data ({', '.join(sorted(needs))}) but the recipe has no 'data' section")
+        elif data is not None:
+            missing = sorted(n for n in needs if n not in ("data", "labels") and n not in data.splits)
+            if missing:
+                planner.add(path, f"{step.name} needs the {', '.join(missing)} split(s), which data source {data.name!r} does not provide")
+            if "labels" in needs and not data.labels:
+                planner.add(path, f"{step.name} needs labelled data; data source {data.name!r} has no labels")
+        for message in step.instance.check(PlanContext(planner.recipe, target, step.index)):
+            planner.add(path, message)
+    budget = planner.recipe.budget
+    if "accuracy_drop" in budget and (data is None or not data.labels):
+        planner.add(("budget", "accuracy_drop"), "an accuracy budget needs labelled data in the recipe's 'data' section")
