@@ -1,0 +1,93 @@
+"""What a model holds: its weights by stored dtype and its op inventory (domain, op, opset, dtypes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
+
+from shrink.analysis.dtypes import _nbytes, dtype_name
+from shrink.analysis.model import _domain, _node_label, _numel, _subgraphs_of, _walk_graphs
+from shrink.analysis.result import OpUse
+from shrink.analysis.shapes import _graph_types, _Types
+
+
+# weights --------------------------------------------------------------------------------------------
+
+def _constant_stats(node: NodeProto) -> list[tuple[str, int, int]]:
+    """(dtype, elements, bytes) of each tensor a Constant node stores."""
+    stats: list[tuple[str, int, int]] = []
+    for attr in node.attribute:
+        if attr.type == AttributeProto.TENSOR:
+            stats.append(_tensor_stats(attr.t))
+        elif attr.type == AttributeProto.SPARSE_TENSOR:
+            stats += [_tensor_stats(attr.sparse_tensor.values), _tensor_stats(attr.sparse_tensor.indices)]
+        elif attr.name == "value_float":
+            stats.append(("float32", 1, 4))
+        elif attr.name == "value_floats":
+            stats.append(("float32", len(attr.floats), 4 * len(attr.floats)))
+        elif attr.name == "value_int":
+            stats.append(("int64", 1, 8))
+        elif attr.name == "value_ints":
+            stats.append(("int64", len(attr.ints), 8 * len(attr.ints)))
+        elif attr.name == "value_string":
+            stats.append(("string", 1, len(attr.s)))
+        elif attr.name == "value_strings":
+            stats.append(("string", len(attr.strings), sum(len(s) for s in attr.strings)))
+    return stats
+
+
+def _tensor_stats(tensor: TensorProto) -> tuple[str, int, int]:
+    count = _numel(tensor.dims)
+    if tensor.data_type == TensorProto.STRING:
+        return "string", count, sum(len(s) for s in tensor.string_data)
+    return dtype_name(tensor.data_type), count, _nbytes(tensor.data_type, count)
+
+
+def _weights(model: ModelProto) -> dict[str, dict[str, int]]:
+    by_dtype: dict[str, dict[str, int]] = {}
+    for graph, _ in _walk_graphs(model.graph, ""):
+        stats = [_tensor_stats(t) for t in graph.initializer]
+        for sparse in graph.sparse_initializer:
+            stats += [_tensor_stats(sparse.values), _tensor_stats(sparse.indices)]
+        for node in graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                stats += _constant_stats(node)
+        for dtype, count, size in stats:
+            entry = by_dtype.setdefault(dtype, {"params": 0, "bytes": 0})
+            entry["params"] += count
+            entry["bytes"] += size
+    return dict(sorted(by_dtype.items()))
+
+
+# op inventory ---------------------------------------------------------------------------------------
+
+def _inventory(graph: GraphProto, opsets: Mapping[str, int], types: _Types,
+               fold_qdq: bool = False) -> tuple[tuple[OpUse, ...], int]:
+    """Nodes grouped by (domain, op, opset, input dtypes). With `fold_qdq`, an input produced by a
+    DequantizeLinear counts with the dtype of that DequantizeLinear's input (int8, int32), as a converter
+    to an integer runtime folds QDQ groups into quantized kernels."""
+    groups: dict[tuple[str, str, int, tuple[str, ...]], list[str]] = {}
+    total = 0
+    for sub, prefix, scope in _walk_scopes(graph, "", types):
+        folded: dict[str, str] = {}
+        if fold_qdq:
+            for node in sub.node:
+                if node.op_type == "DequantizeLinear" and node.input[0] in scope:
+                    folded[node.output[0]] = dtype_name(scope[node.input[0]].elem)
+        for i, node in enumerate(sub.node):
+            domain = _domain(node.domain)
+            dtypes = tuple(folded.get(n) or (dtype_name(scope[n].elem) if n in scope else "unknown")
+                           for n in node.input if n)
+            key = (domain, node.op_type, opsets.get(domain, 0), tuple(dict.fromkeys(dtypes)) if fold_qdq else dtypes)
+            groups.setdefault(key, []).append(prefix + _node_label(node, i))
+            total += 1
+    ops = tuple(OpUse(d, op, v, dt, len(names), tuple(names)) for (d, op, v, dt), names in sorted(groups.items()))
+    return ops, total
+
+
+def _walk_scopes(graph: GraphProto, prefix: str, types: _Types) -> Iterator[tuple[GraphProto, str, _Types]]:
+    yield graph, prefix, types
+    for i, node in enumerate(graph.node):
+        for attr_name, sub in _subgraphs_of(node):
+            yield from _walk_scopes(sub, f"{prefix}{_node_label(node, i)}/{attr_name}/", {**types, **_graph_types(sub)})

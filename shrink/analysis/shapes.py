@@ -1,0 +1,245 @@
+"""Input shapes and tensor types: `--shape` parsing, pinning the inputs, and a type for every tensor.
+
+Types come from ONNX shape inference (strict, then non-strict) and, for tensors it leaves unknown,
+from one onnxruntime run on zero inputs; onnxruntime is imported only then.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import GraphProto, ModelProto, TensorProto
+
+from shrink.analysis.dtypes import _nbytes
+from shrink.analysis.model import AnalysisError, _constant_tensor, _first_line, _numel
+
+
+# input shapes ---------------------------------------------------------------------------------------
+
+def parse_shape(text: str) -> tuple[str, list[int]]:
+    """Parse `name=1x3x224x224` (or `name=1,3,224,224`) into `("name", [1, 3, 224, 224])`."""
+    name, sep, dims = text.rpartition("=")
+    if not sep or not name.strip():
+        raise AnalysisError(f"bad --shape '{text}': expected NAME=DIMS such as input=1x3x224x224")
+    parts = re.split(r"[x,]", dims.strip())
+    if not all(re.fullmatch(r"\d+", p.strip()) for p in parts):
+        raise AnalysisError(f"bad --shape '{text}': dims must be positive integers separated by 'x', "
+                            "such as input=1x3x224x224")
+    values = [int(p) for p in parts]
+    if any(v <= 0 for v in values):
+        raise AnalysisError(f"bad --shape '{text}': every dim must be a positive integer")
+    return name.strip(), values
+
+
+def _runtime_inputs(graph: GraphProto) -> list[onnx.ValueInfoProto]:
+    weights = {t.name for t in graph.initializer} | {t.values.name for t in graph.sparse_initializer}
+    return [v for v in graph.input if v.name not in weights]
+
+
+def _pin_inputs(model: ModelProto, shapes: Mapping[str, list[int]], label: str) -> ModelProto:
+    """A copy of `model` whose runtime inputs all have concrete shapes (stale inferred shapes dropped)."""
+    inputs = _runtime_inputs(model.graph)
+    unknown = sorted(set(shapes) - {v.name for v in inputs})
+    if unknown:
+        known = ", ".join(f"'{v.name}'" for v in inputs) or "none"
+        raise AnalysisError(f"--shape names '{unknown[0]}', which is not an input of the model (inputs: {known})",
+                            where=label)
+    pinned = ModelProto()
+    pinned.CopyFrom(model)
+    changed = False
+    for value in _runtime_inputs(pinned.graph):
+        if not value.type.HasField("tensor_type"):
+            raise AnalysisError(f"input '{value.name}' is not a tensor; only tensor inputs are supported",
+                                where=label)
+        changed |= _pin_input(value, shapes.get(value.name), label)
+    if changed:
+        del pinned.graph.value_info[:]
+        for out in pinned.graph.output:
+            if out.type.HasField("tensor_type"):
+                out.type.tensor_type.ClearField("shape")
+    return pinned
+
+
+def _pin_input(value: onnx.ValueInfoProto, wanted: list[int] | None, label: str) -> bool:
+    tensor_type = value.type.tensor_type
+    has_shape = tensor_type.HasField("shape")
+    dims = list(tensor_type.shape.dim)
+    if wanted is None:
+        if not has_shape:
+            raise AnalysisError(f"input '{value.name}' has no shape: pass --shape {value.name}=1x...", where=label)
+        for i, dim in enumerate(dims):
+            if not dim.HasField("dim_value"):
+                symbol = f" ('{dim.dim_param}')" if dim.dim_param else ""
+                raise AnalysisError(f"input '{value.name}' dim {i}{symbol} is not fixed: pass --shape "
+                                    f"{value.name}={_shape_example(dims)}", where=label)
+        return False
+    if has_shape and len(dims) != len(wanted):
+        raise AnalysisError(f"--shape {value.name} has {len(wanted)} dims but the input has rank {len(dims)}",
+                            where=label)
+    for i, (dim, size) in enumerate(zip(dims, wanted)):
+        if dim.HasField("dim_value") and dim.dim_value != size:
+            raise AnalysisError(f"--shape {value.name} sets dim {i} to {size} but the model fixes it at "
+                                f"{dim.dim_value}", where=label)
+    changed = not has_shape or any(not d.HasField("dim_value") for d in dims)
+    tensor_type.shape.ClearField("dim")
+    for size in wanted:
+        tensor_type.shape.dim.add().dim_value = size
+    return changed
+
+
+def _shape_example(dims: list[Any]) -> str:
+    return "x".join(str(d.dim_value) if d.HasField("dim_value") else f"<{d.dim_param or '?'}>" for d in dims)
+
+
+# tensor types ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Type:
+    elem: int
+    shape: tuple[int, ...] | None
+
+
+class _Uncounted(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _UnknownShape(_Uncounted):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"shape of '{name}' unknown")
+
+
+_Types = Mapping[str, _Type]
+
+
+def _value_type(value: onnx.ValueInfoProto) -> _Type | None:
+    if not value.type.HasField("tensor_type"):
+        return None
+    tensor_type = value.type.tensor_type
+    shape: tuple[int, ...] | None = None
+    if tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in tensor_type.shape.dim):
+        shape = tuple(int(d.dim_value) for d in tensor_type.shape.dim)
+    return _Type(tensor_type.elem_type, shape)
+
+
+def _graph_types(graph: GraphProto) -> dict[str, _Type]:
+    types: dict[str, _Type] = {}
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        found = _value_type(value)
+        if found is not None and (value.name not in types or types[value.name].shape is None):
+            types[value.name] = found
+    for tensor in graph.initializer:
+        types[tensor.name] = _Type(tensor.data_type, tuple(int(d) for d in tensor.dims))
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            const = _constant_tensor(node)
+            if const is not None:
+                types[node.output[0]] = _Type(const.data_type, tuple(int(d) for d in const.dims))
+    return types
+
+
+def _infer(model: ModelProto) -> tuple[ModelProto, str | None]:
+    """Shape inference (strict); on failure, a non-strict result and the strict error for later."""
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True), None
+    except Exception as exc:  # noqa: BLE001 - onnx raises InferenceError, ValidationError, RuntimeError
+        error = _first_line(exc)
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True), error
+    except Exception:  # noqa: BLE001
+        return model, error
+
+
+def _main_tensor_names(graph: GraphProto) -> list[str]:
+    names: dict[str, None] = {}
+    for node in graph.node:
+        for name in [*node.input, *node.output]:
+            if name:
+                names[name] = None
+    for value in [*graph.input, *graph.output]:
+        names[value.name] = None
+    return list(names)
+
+
+def _complete_types(pinned: ModelProto, types: dict[str, _Type], label: str, inference_error: str | None,
+                    base_dir: Path | None) -> None:
+    missing = [n for n in _main_tensor_names(pinned.graph) if not _known(types.get(n))]
+    if not missing:
+        return
+    try:
+        measured = _ort_types(pinned, missing, base_dir)
+    except Exception as exc:  # noqa: BLE001 - any onnxruntime failure is reported with the tensor's name
+        why = f"shape inference failed ({inference_error}) and " if inference_error else ""
+        raise AnalysisError(f"shape of tensor '{missing[0]}' is unknown: {why}onnxruntime could not run the "
+                            f"model to measure it ({_first_line(exc)})", where=label) from None
+    types.update(measured)
+    still = [n for n in missing if not _known(types.get(n))]
+    if still:
+        raise AnalysisError(f"shape of tensor '{still[0]}' is unknown after shape inference and an "
+                            "onnxruntime run", where=label)
+
+
+def _known(found: _Type | None) -> bool:
+    return found is not None and found.shape is not None and found.elem != TensorProto.UNDEFINED
+
+
+def _ort_types(pinned: ModelProto, names: list[str], base_dir: Path | None) -> dict[str, _Type]:
+    """Run the model once on zero inputs, exposing `names` as outputs, and read their types and shapes."""
+    import onnxruntime as ort
+    from onnx.external_data_helper import load_external_data_for_model
+
+    exposed = ModelProto()
+    exposed.CopyFrom(pinned)
+    if base_dir is not None:
+        load_external_data_for_model(exposed, str(base_dir))
+    wanted = set(names)
+    kept = [v for v in exposed.graph.value_info if v.name not in wanted]
+    del exposed.graph.value_info[:]
+    exposed.graph.value_info.extend(kept)
+    outputs = {o.name for o in exposed.graph.output}
+    weights = {t.name for t in exposed.graph.initializer}
+    feeds = {v.name: _zeros(v) for v in _runtime_inputs(exposed.graph)}
+    for name in names:
+        if name not in outputs and name not in feeds and name not in weights:
+            exposed.graph.output.append(onnx.ValueInfoProto(name=name))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    out_names = [o.name for o in session.get_outputs()]
+    values = session.run(out_names, feeds)
+    types = {n: _array_type(v) for n, v in zip(out_names, values) if isinstance(v, np.ndarray)}
+    types.update({n: _array_type(v) for n, v in feeds.items()})
+    return types
+
+
+def _zeros(value: onnx.ValueInfoProto) -> np.ndarray:
+    tensor_type = value.type.tensor_type
+    shape = [int(d.dim_value) for d in tensor_type.shape.dim]
+    if tensor_type.elem_type == TensorProto.STRING:
+        return np.full(shape, "", dtype=object)
+    return np.zeros(shape, dtype=onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+
+
+def _array_type(array: np.ndarray) -> _Type:
+    elem = TensorProto.STRING if array.dtype == object else onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+    return _Type(elem, tuple(int(d) for d in array.shape))
+
+
+def _shape(types: _Types, name: str) -> tuple[int, ...]:
+    found = types.get(name)
+    if found is None or found.shape is None:
+        raise _UnknownShape(name)
+    return found.shape
+
+
+def _tensor_bytes(types: _Types, name: str) -> int:
+    return _nbytes(types[name].elem, _numel(_shape(types, name)))
