@@ -183,9 +183,8 @@ def _host_estimate(model: Path) -> tuple[float, float, str]:
     from shrink.api.checks import Subject
     from shrink.checks.estimates import latency_estimate
     from shrink.host.registry import Registry
-    from shrink.host.catalog import Catalog
 
-    target = Catalog(Registry.load()).resolve(HOST_PROFILE)
+    target = Registry.load().catalog().resolve(HOST_PROFILE)
     estimate = latency_estimate(Subject(model, target))
     assert estimate is not None, f"{HOST_PROFILE} has no throughput figures"
     return estimate

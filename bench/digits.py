@@ -59,7 +59,7 @@ def nncf_ptq(src: Path, dst: Path, calibration: np.ndarray) -> None:
 
 def measure(models: dict[str, Path], x: np.ndarray, y: np.ndarray, runs: int) -> dict[str, dict[str, float]]:
     from shrink.analysis import analyze
-    from shrink_onnx.ort import run_session, session
+    from shrink.support.ort import run_session, session
 
     results: dict[str, dict[str, float]] = {}
     sessions = {}

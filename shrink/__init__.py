@@ -1,7 +1,8 @@
 """shrink: a compiler for small models.
 
 The public API for plugin authors: `hookimpl`, `Pass`, `PassOptions`, `Source`, `DataProvider`,
-`Artifact`, `Context`, `Dataset`, `Split`, `Check`, `CheckResult` and the `ShrinkError` family.
+`ModelFamily`, `Artifact`, `Context`, `PlanContext`, `Dataset`, `Split`, `Feeds`, `Recipe`, `Target`,
+`Check`, `CheckResult` and the `ShrinkError` family (all defined in `shrink.api`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ hookimpl = pluggy.HookimplMarker("shrink")
 
 from shrink.api.artifact import Artifact, Step  # noqa: E402
 from shrink.api.checks import Check, CheckResult, Subject  # noqa: E402
-from shrink.api.context import Context, Dataset, PlanContext, Split  # noqa: E402
-from shrink.errors import ExitCode, PassFailed, PluginError, ShrinkError, UsageError  # noqa: E402
+from shrink.api.context import Context, ModelFamily, PlanContext  # noqa: E402
+from shrink.api.data import Dataset, Feeds, Split  # noqa: E402
 from shrink.api.passes import DataProvider, Pass, PassOptions, Source  # noqa: E402
+from shrink.api.recipe import Recipe  # noqa: E402
+from shrink.api.target import Target  # noqa: E402
+from shrink.errors import ExitCode, PassFailed, PluginError, ShrinkError, UsageError  # noqa: E402
 
 __all__ = [
-    "Artifact", "Check", "CheckResult", "Context", "DataProvider", "Dataset", "ExitCode", "Pass", "PassFailed",
-    "PassOptions", "PlanContext", "PluginError", "ShrinkError", "Source", "Split", "Step", "Subject", "UsageError",
-    "hookimpl", "__version__",
+    "Artifact", "Check", "CheckResult", "Context", "DataProvider", "Dataset", "ExitCode", "Feeds", "ModelFamily", "Pass",
+    "PassFailed", "PassOptions", "PlanContext", "PluginError", "Recipe", "ShrinkError", "Source", "Split", "Step",
+    "Subject", "Target", "UsageError", "hookimpl", "__version__",
 ]

@@ -273,7 +273,7 @@ def check_pass_contract(pass_cls: type[Pass], artifact: Artifact | None = None, 
                         options: Mapping[str, Any] | None = None) -> Artifact | None:
     """Check `pass_cls` against the `Pass` contract; raise `ContractError` listing every problem.
 
-    Always checks the declarations the registry enforces when loading a plugin (`shrink.plan.planner.check_pass_class`:
+    Always checks the declarations the registry enforces when loading a plugin (`shrink.api.passes.check_pass_class`:
     name `<kind>.<impl>`, `consumes`/`produces`, `Options` subclassing `PassOptions`, `run()`
     implemented), plus: a docstring summary, a JSON Schema generated from `Options`, and that `options`
     (default: `{}`) validate. Given `artifact` and `ctx` (e.g. from `pass_input`), it also runs the pass
@@ -283,13 +283,13 @@ def check_pass_contract(pass_cls: type[Pass], artifact: Artifact | None = None, 
     """
     from pydantic import ValidationError
 
+    from shrink.api.passes import check_pass_class
     from shrink.engine.run import _check_returned
-    from shrink.plan.planner import check_pass_class, options_schema
-    from shrink.host.registry import PluginInfo
+    from shrink.plan.planner import options_schema
 
-    info = PluginInfo(name=getattr(pass_cls, "__module__", "?"), value=repr(pass_cls), dist="", version="")
+    where = f"plugin {getattr(pass_cls, '__module__', '?')}"
     try:
-        check_pass_class(pass_cls, info)
+        check_pass_class(pass_cls, where)
     except ShrinkError as exc:
         raise ContractError("\n".join(p.message for p in exc.problems)) from None
     problems = []
@@ -318,7 +318,7 @@ def check_pass_contract(pass_cls: type[Pass], artifact: Artifact | None = None, 
     assert opts is not None
     result = pass_cls(opts).run(artifact, ctx)
     try:
-        _check_returned(result, pass_cls.produces, f"pass {pass_cls.name!r}", info.label)
+        _check_returned(result, pass_cls.produces, f"pass {pass_cls.name!r}", where)
     except ShrinkError as exc:
         raise ContractError("\n".join(p.message for p in exc.problems)) from None
     if result is artifact:

@@ -143,7 +143,7 @@ def test_a_damaged_entry_reruns_the_step(cli, first, make_recipe, tmp_path: Path
 
 
 def test_unfollowable_option_values_are_not_files(tmp_path: Path):
-    from shrink.engine.cache import referenced_files
+    from shrink.engine.keys import referenced_files
 
     (tmp_path / "w.bin").write_bytes(b"x")
     found = referenced_files({"a": "~nosuchuser-xyz/w", "b": "nosuchpkg_xyz.mod:fn", "c": ["w.bin", 3]},

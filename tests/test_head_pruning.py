@@ -15,9 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from shrink.engine.compile import load_plan  # noqa: E402
-from shrink.api.context import Context  # noqa: E402
-from shrink.host.registry import Registry  # noqa: E402
+from shrink.testing import pass_input  # noqa: E402
 from tests.test_hf import tiny_recipe, write_tiny_bert  # noqa: E402
 from tests.test_torch_passes import write_recipe as write_cnn_recipe  # noqa: E402
 
@@ -34,22 +32,14 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_bert(tmp_path_factory.mktemp("heads") / "tiny-bert")
 
 
-@pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry.load()
-
-
 class Harness:
-    """The real plan, text data and huggingface source of a recipe; runs single passes on torch artifacts."""
+    """The real plan, text data and huggingface source of a recipe (`shrink.testing.pass_input`); runs single
+    passes on torch artifacts."""
 
-    def __init__(self, tmp_path: Path, registry: Registry, folder: Path, passes: list[dict[str, Any]]) -> None:
+    def __init__(self, tmp_path: Path, folder: Path, passes: list[dict[str, Any]]) -> None:
         tmp_path.mkdir(parents=True, exist_ok=True)
-        self.plan = load_plan(tiny_recipe(folder, tmp_path, passes=[*passes, {"pass": "export.onnx"}]), registry)
-        self.ctx = Context(recipe=self.plan.recipe, target=self.plan.target, data=None, workdir=tmp_path, seed=0)
-        assert self.plan.data is not None
-        self.ctx.data = self.plan.data.load(self.ctx)
-        self.source = self.plan.source.load(self.ctx)
-        self.ctx.source = self.source
+        made = pass_input(tiny_recipe(folder, tmp_path, passes=[*passes, {"pass": "export.onnx"}]), tmp_path / "work")
+        self.plan, self.ctx, self.source = made.plan, made.ctx, made.artifact
 
     def run(self, index: int, artifact: Any) -> Any:
         return self.plan.steps[index].instance.run(artifact, self.ctx)
@@ -96,7 +86,7 @@ def test_bad_encoder_options_are_plan_errors(cli, tiny_bert, tmp_path, step, fra
 
 def test_heads_ratio_on_a_cnn_and_ablation_on_channels_are_plan_errors(cli, tmp_path):
     result = cli("plan", write_cnn_recipe(tmp_path, [{"pass": "prune.structured", "heads_ratio": 0.25}, {"pass": "export.onnx"}]))
-    assert result.code == 2 and "model source is 'torch'" in result.err, result.err
+    assert result.code == 2 and "torch models are pruned by channels" in result.err, result.err
     result = cli("plan", write_cnn_recipe(tmp_path, [{"pass": "prune.structured", "importance": "ablation"}, {"pass": "export.onnx"}]))
     assert result.code == 2 and "'ablation' applies only to encoder pruning" in result.err, result.err
 
@@ -110,11 +100,11 @@ def test_encoder_pruning_plans_on_unlabelled_text(cli, tiny_bert, tmp_path):
 
 # the pass on a tiny BERT ------------------------------------------------------------------------------
 
-def test_heads_removed_per_layer_written_back_and_rebuilt(tiny_bert, tmp_path, registry):
+def test_heads_removed_per_layer_written_back_and_rebuilt(tiny_bert, tmp_path):
     from shrink_huggingface.heads import rebuild
     from shrink_huggingface.model import restore, save
 
-    h = Harness(tmp_path, registry, tiny_bert, [{"pass": "prune.structured", "heads_ratio": 0.5, "ffn_ratio": 0.25,
+    h = Harness(tmp_path, tiny_bert, [{"pass": "prune.structured", "heads_ratio": 0.5, "ffn_ratio": 0.25,
                                                  "finetune_epochs": 1, "batch_size": 16}])
     before = {k: v.clone() for k, v in h.source.model.state_dict().items()}
     out = h.run(0, h.source)
@@ -154,10 +144,10 @@ def test_heads_removed_per_layer_written_back_and_rebuilt(tiny_bert, tmp_path, r
         torch.testing.assert_close(restored(ids, mask), model(ids, mask), atol=1e-6, rtol=1e-5)
 
 
-def test_at_least_one_head_kept_and_global_ranking(tiny_bert, tmp_path, registry):
+def test_at_least_one_head_kept_and_global_ranking(tiny_bert, tmp_path):
     from shrink_huggingface.heads import heads_to_remove
 
-    h = Harness(tmp_path, registry, tiny_bert, [{"pass": "prune.structured", "heads_ratio": 0.95, "finetune_epochs": 0,
+    h = Harness(tmp_path, tiny_bert, [{"pass": "prune.structured", "heads_ratio": 0.95, "finetune_epochs": 0,
                                                  "importance": "ablation", "taylor_batches": 1, "batch_size": 16}])
     out = h.run(0, h.source)
     assert out.details["heads_after"] == [1, 1, 1, 1]  # 0.95 of 4 heads rounds to 4, capped at 3
@@ -190,10 +180,10 @@ def reshape_head_counts(path: Path, ids: Any, mask: Any) -> list[int]:
     return [v.shape[2] for v in values if v.ndim == 4 and v.shape[3] == HEAD_SIZE and v.shape[:2] == tuple(ids.shape)]
 
 
-def test_export_after_head_pruning_runs_with_dynamic_sequence(tiny_bert, tmp_path, registry):
+def test_export_after_head_pruning_runs_with_dynamic_sequence(tiny_bert, tmp_path):
     import onnxruntime as ort
 
-    h = Harness(tmp_path, registry, tiny_bert, [{"pass": "prune.structured", "heads_ratio": 0.5, "global_pruning": True,
+    h = Harness(tmp_path, tiny_bert, [{"pass": "prune.structured", "heads_ratio": 0.5, "global_pruning": True,
                                                  "finetune_epochs": 0}])
     pruned = h.run(0, h.source)
     heads = pruned.meta["heads"]

@@ -327,8 +327,8 @@ def test_passes_write_new_self_contained_files(models, tmp_path, passes):
 
 def test_attention_with_gemm_projections_is_a_transformer():
     """MobileBERT-style exports project with Gemm: attention (MatMul + Softmax) still picks the transformer scheme."""
-    from shrink_onnx.quantize import model_family
+    from shrink_onnx.quantize import graph_kind
 
-    assert model_family(Counter({"Gemm": 40, "MatMul": 12, "Softmax": 6, "Gather": 2}))[0] == "transformer"
-    assert model_family(Counter({"Gemm": 3}))[0] == "other"
-    assert model_family(Counter({"Conv": 2, "MatMul": 1, "Softmax": 1}))[0] == "conv"
+    assert graph_kind(Counter({"Gemm": 40, "MatMul": 12, "Softmax": 6, "Gather": 2}))[0] == "transformer"
+    assert graph_kind(Counter({"Gemm": 3}))[0] == "other"
+    assert graph_kind(Counter({"Conv": 2, "MatMul": 1, "Softmax": 1}))[0] == "conv"

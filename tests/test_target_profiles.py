@@ -19,7 +19,7 @@ MCU_RUNTIMES = {"tflite-micro"}
 
 @pytest.fixture(scope="module")
 def catalog() -> Catalog:
-    return Catalog(Registry.load())
+    return Registry.load().catalog()
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
 
-from shrink.engine.compile import load_plan  # noqa: E402
-from shrink.api.context import Context  # noqa: E402
-from shrink.host.registry import Registry  # noqa: E402
+from shrink.testing import pass_input  # noqa: E402
 
 FACTORY = '''
 import torch
@@ -87,24 +85,14 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry.load()
-
-
 class Harness:
-    """Real plan, data and source from a recipe; runs single passes so tests can look at torch artifacts."""
+    """Real plan, data and source from a recipe (`shrink.testing.pass_input`); runs single passes so tests can
+    look at torch artifacts."""
 
-    def __init__(self, tmp_path: Path, registry: Registry, passes: list[dict[str, Any]], factory: str = "nets.py:cnn",
-                 seed: int = 0) -> None:
+    def __init__(self, tmp_path: Path, passes: list[dict[str, Any]], factory: str = "nets.py:cnn", seed: int = 0) -> None:
         tmp_path.mkdir(parents=True, exist_ok=True)
-        recipe = write_recipe(tmp_path, [*passes, {"pass": "export.onnx"}], factory, seed=seed)
-        self.plan = load_plan(recipe, registry)
-        self.ctx = Context(recipe=self.plan.recipe, target=self.plan.target, data=None, workdir=tmp_path, seed=seed)
-        assert self.plan.data is not None
-        self.ctx.data = self.plan.data.load(self.ctx)
-        self.source = self.plan.source.load(self.ctx)
-        self.ctx.source = self.source
+        made = pass_input(write_recipe(tmp_path, [*passes, {"pass": "export.onnx"}], factory, seed=seed), tmp_path / "work")
+        self.plan, self.ctx, self.source = made.plan, made.ctx, made.artifact
 
     def run(self, index: int = 0, artifact: Any = None) -> Any:
         return self.plan.steps[index].instance.run(artifact or self.source, self.ctx)
@@ -178,10 +166,10 @@ def test_passes_listed_without_importing_torch():
 
 # prune.structured --------------------------------------------------------------------------------
 
-def test_prune_reduces_params_and_shapes_rebuild_weights_only(tmp_path, registry):
+def test_prune_reduces_params_and_shapes_rebuild_weights_only(tmp_path):
     from shrink_torch.runtime import rebuild
 
-    h = Harness(tmp_path, registry, [{"pass": "prune.structured", "ratio": 0.5, "finetune_epochs": 1, "round_to": 2}])
+    h = Harness(tmp_path, [{"pass": "prune.structured", "ratio": 0.5, "finetune_epochs": 1, "round_to": 2}])
     before = state(h.source.model)
     out = h.run()
     assert same_state(before, state(h.source.model)), "the input model was mutated"
@@ -203,25 +191,25 @@ def test_prune_reduces_params_and_shapes_rebuild_weights_only(tmp_path, registry
 
 
 @pytest.mark.parametrize("importance", ["taylor", "bn_scale"])
-def test_other_importances_prune(tmp_path, registry, importance):
-    h = Harness(tmp_path, registry, [{"pass": "prune.structured", "ratio": 0.5, "importance": importance,
+def test_other_importances_prune(tmp_path, importance):
+    h = Harness(tmp_path, [{"pass": "prune.structured", "ratio": 0.5, "importance": importance,
                                       "finetune_epochs": 1, "finetune_kd": False}])
     out = h.run()
     assert out.details["params_after"] < out.details["params_before"]
     assert out.details["finetune_kd"] is False
 
 
-def test_prune_unknown_ignore_name_is_a_clear_error(tmp_path, registry):
+def test_prune_unknown_ignore_name_is_a_clear_error(tmp_path):
     from shrink import UsageError
 
-    h = Harness(tmp_path, registry, [{"pass": "prune.structured", "ignore": ["9x"], "finetune_epochs": 0}])
+    h = Harness(tmp_path, [{"pass": "prune.structured", "ignore": ["9x"], "finetune_epochs": 0}])
     with pytest.raises(UsageError, match="no module '9x'"):
         h.run()
 
 
-def test_prune_is_deterministic(tmp_path, registry):
+def test_prune_is_deterministic(tmp_path):
     step = [{"pass": "prune.structured", "ratio": 0.4, "finetune_epochs": 1}]
-    a, b = Harness(tmp_path / "a", registry, step), Harness(tmp_path / "b", registry, step)
+    a, b = Harness(tmp_path / "a", step), Harness(tmp_path / "b", step)
     out_a, out_b = a.run(), b.run()
     assert out_a.details["accuracy"] == out_b.details["accuracy"]
     assert same_state(state(out_a.model), state(out_b.model))
@@ -229,10 +217,10 @@ def test_prune_is_deterministic(tmp_path, registry):
 
 # fuse.bn -------------------------------------------------------------------------------------------
 
-def test_fuse_bn_removes_batchnorm_keeps_outputs_and_rebuilds(tmp_path, registry):
+def test_fuse_bn_removes_batchnorm_keeps_outputs_and_rebuilds(tmp_path):
     from shrink_torch.runtime import rebuild
 
-    h = Harness(tmp_path, registry, [{"pass": "fuse.bn"}])
+    h = Harness(tmp_path, [{"pass": "fuse.bn"}])
     for m in h.source.model.modules():  # non-trivial statistics so folding really changes the weights
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -257,25 +245,25 @@ def test_fuse_bn_removes_batchnorm_keeps_outputs_and_rebuilds(tmp_path, registry
         assert torch.allclose(fresh.eval()(x), out.model(x), atol=1e-6)
 
 
-def test_fuse_bn_traces_custom_modules_and_skips_shared_outputs(tmp_path, registry):
-    h = Harness(tmp_path, registry, [{"pass": "fuse.bn"}], factory="nets.py:branchy")
+def test_fuse_bn_traces_custom_modules_and_skips_shared_outputs(tmp_path):
+    h = Harness(tmp_path, [{"pass": "fuse.bn"}], factory="nets.py:branchy")
     out = h.run()
     assert out.details["method"] == "fx"
     assert out.meta["fused_bn"] == [["conv1", "bn1"]]
     assert isinstance(out.model.bn2, torch.nn.BatchNorm2d) and out.details["batchnorm_left"] == 1
 
 
-def test_fuse_bn_falls_back_to_sequential_order(tmp_path, registry):
-    h = Harness(tmp_path, registry, [{"pass": "fuse.bn"}], factory="nets.py:untraceable")
+def test_fuse_bn_falls_back_to_sequential_order(tmp_path):
+    h = Harness(tmp_path, [{"pass": "fuse.bn"}], factory="nets.py:untraceable")
     out = h.run()
     assert out.details["method"] == "sequential" and out.meta["fused_bn"] == [["0", "1"]]
     assert out.details["batchnorm_left"] == 0
 
 
-def test_fuse_bn_gate_raises_beyond_tolerance(tmp_path, registry):
+def test_fuse_bn_gate_raises_beyond_tolerance(tmp_path):
     from shrink_torch.fuse import FusionError
 
-    h = Harness(tmp_path, registry, [{"pass": "fuse.bn", "tolerance": 1e-12}])
+    h = Harness(tmp_path, [{"pass": "fuse.bn", "tolerance": 1e-12}])
     for m in h.source.model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_var.fill_(1e-3)  # large folded scales: float rounding shows
@@ -286,8 +274,8 @@ def test_fuse_bn_gate_raises_beyond_tolerance(tmp_path, registry):
 
 # distill.kd ----------------------------------------------------------------------------------------
 
-def test_distill_produces_the_student_architecture(tmp_path, registry):
-    h = Harness(tmp_path, registry, [{"pass": "distill.kd", "student": {"factory": "nets.py:cnn", "kwargs": {"width": 2}},
+def test_distill_produces_the_student_architecture(tmp_path):
+    h = Harness(tmp_path, [{"pass": "distill.kd", "student": {"factory": "nets.py:cnn", "kwargs": {"width": 2}},
                                       "epochs": 1, "compare_scratch": True}])
     before = state(h.source.model)
     out = h.run()
@@ -302,10 +290,10 @@ def test_distill_produces_the_student_architecture(tmp_path, registry):
     assert 0 <= d["accuracy"] <= 1 and 0 <= d["accuracy_without_teacher"] <= 1 and "kd_gain" in d
 
 
-def test_distill_width_student_is_rebuildable(tmp_path, registry):
+def test_distill_width_student_is_rebuildable(tmp_path):
     from shrink_torch.runtime import rebuild
 
-    h = Harness(tmp_path, registry, [{"pass": "distill.kd", "width": 0.5, "epochs": 1}])
+    h = Harness(tmp_path, [{"pass": "distill.kd", "width": 0.5, "epochs": 1}])
     out = h.run()
     shapes = out.meta["pruned_shapes"]
     assert shapes["0"]["out"] == 4 and shapes["8"] == {"in": 128, "out": 8} and shapes["10"]["out"] == 10
@@ -318,11 +306,11 @@ def test_distill_width_student_is_rebuildable(tmp_path, registry):
     fresh.load_state_dict(torch.load(path, weights_only=True))
 
 
-def test_distill_same_seed_same_accuracy(tmp_path, registry):
+def test_distill_same_seed_same_accuracy(tmp_path):
     step = [{"pass": "distill.kd", "student": {"factory": "nets.py:small"}, "epochs": 1}]
     runs = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        runs.append(Harness(tmp_path / name, registry, step, seed=seed).run())
+        runs.append(Harness(tmp_path / name, step, seed=seed).run())
     assert runs[0].details["accuracy"] == runs[1].details["accuracy"]
     assert same_state(state(runs[0].model), state(runs[1].model))
     assert not same_state(state(runs[0].model), state(runs[2].model))

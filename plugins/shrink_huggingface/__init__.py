@@ -1,13 +1,11 @@
-"""Built-in Hugging Face plugin: the `huggingface` model source (BERT-family encoders from a local
-folder), the `text` dataset, `distill.tinybert`, `distill.mobilebert`, `prune.embeddings`, held-out fidelity metrics for sentence encoders, and
-pass-cache support for encoders. torch, transformers and tokenizers are imported only when used."""
+"""Built-in Hugging Face plugin: the `huggingface` model family and source (BERT-family encoders from a
+local folder), the `text` dataset, `distill.tinybert`, `distill.mobilebert` and `prune.embeddings`.
+torch, transformers and tokenizers are imported only when used."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from shrink import Artifact, Context, DataProvider, Pass, Source, hookimpl
+from shrink import DataProvider, ModelFamily, Pass, Source, hookimpl
+from shrink_huggingface.family import HuggingFaceFamily
 from shrink_huggingface.mobilebert import DistillMobileBERT
 from shrink_huggingface.source import HuggingFaceSource
 from shrink_huggingface.text import TextData
@@ -31,27 +29,5 @@ def shrink_register_passes() -> list[type[Pass]]:
 
 
 @hookimpl
-def shrink_measure_artifact(artifact: Artifact, ctx: Context) -> dict[str, Any] | None:
-    if artifact.meta.get("task") != "sentence-embedding" or not artifact.meta.get("tokenizer"):
-        return None
-    from shrink_huggingface.metrics import measure
-
-    return measure(artifact, ctx)
-
-
-@hookimpl
-def shrink_save_artifact(artifact: Artifact, directory: Path, ctx: Context) -> dict[str, Any] | None:
-    if artifact.format != "torch" or not artifact.meta.get("hf_config"):
-        return None
-    from shrink_huggingface.model import Encoder, save
-
-    return save(artifact.model, directory) if isinstance(artifact.model, Encoder) else None
-
-
-@hookimpl
-def shrink_load_artifact(format: str, descriptor: dict[str, Any], directory: Path, meta: dict[str, Any], ctx: Context) -> Any:
-    if format != "torch" or descriptor.get("kind") != "hf-encoder":
-        return None
-    from shrink_huggingface.model import restore
-
-    return restore(descriptor, directory)
+def shrink_register_families() -> list[type[ModelFamily]]:
+    return [HuggingFaceFamily]

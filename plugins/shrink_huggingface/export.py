@@ -3,12 +3,15 @@ sequence axes, checked, simplified and parity-gated on tokenized held-out senten
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from shrink import Artifact, Context
 from shrink_huggingface.tokens import INPUT_NAMES, token_feeds
+
+if TYPE_CHECKING:
+    from shrink_common.options import ExportOptions
 
 
 def parity_tokens(artifact: Artifact, ctx: Context, count: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -27,14 +30,22 @@ def parity_tokens(artifact: Artifact, ctx: Context, count: int) -> tuple[np.ndar
     return ids, np.ones_like(ids), f"random ids[{count}x{length}] (seed {ctx.seed})"
 
 
-def export_encoder(opts: Any, artifact: Artifact, ctx: Context) -> Artifact:
+def check_export(opts: ExportOptions) -> list[str]:
+    if opts.exporter != "torchscript":
+        return ["text encoders export with exporter 'torchscript' (two int64 inputs with dynamic axes)"]
+    return []
+
+
+def export_encoder(opts: ExportOptions, artifact: Artifact, ctx: Context) -> Artifact:
     import torch
 
+    from shrink_common.onnx_graph import check_and_simplify
+    from shrink_common.parity import ParityError, closeness
     from shrink_huggingface.metrics import _onnx_outputs, _torch_outputs
-    from shrink_torch.export import check_and_simplify
 
-    if opts.exporter != "torchscript":
-        raise RuntimeError("text encoders export with exporter 'torchscript' (two int64 inputs with dynamic axes)")
+    problems = check_export(opts)
+    if problems:
+        raise RuntimeError(problems[0])
     opset = opts.opset or ctx.target.export_opset
     output = opts.output_name if "output_name" in opts.model_fields_set else (artifact.meta.get("outputs") or [{"name": "output"}])[0]["name"]
     model = artifact.model.eval()
@@ -53,14 +64,9 @@ def export_encoder(opts: Any, artifact: Artifact, ctx: Context) -> Artifact:
         if not isinstance(symbolic.get(name, [None, None])[1], str):
             raise RuntimeError(f"the exported input {name!r} has shape {symbolic.get(name)}: its sequence axis is not dynamic")
     ctx.report(0.8, "checking parity with ONNX Runtime")
-    expected = _torch_outputs(model, ids, mask).astype(np.float64)
-    actual = _onnx_outputs(path, ids, mask).astype(np.float64)
-    max_abs = float(np.max(np.abs(expected - actual)))
-    a, b = expected.ravel(), actual.ravel()
-    cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+    close = closeness(_torch_outputs(model, ids, mask), _onnx_outputs(path, ids, mask))
+    max_abs, cosine = close["max_abs"], close["cosine"]
     if not max_abs <= opts.tolerance:
-        from shrink_torch.export import ParityError
-
         raise ParityError(f"ONNX Runtime output differs from torch by max |Δ| = {max_abs:.3g} "
                           f"(tolerance {opts.tolerance:g}, cosine {cosine:.6f}) on {len(ids)} inputs ({origin})")
     return artifact.evolve(

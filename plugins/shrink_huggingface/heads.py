@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from shrink import Artifact, Context, UsageError
+from shrink_common.options import StructuredPruneOptions
 from shrink_huggingface.model import Encoder, build, config_dict, embed, head_counts
 
 
@@ -245,6 +246,14 @@ def channels_to_keep(scores: list[torch.Tensor], ratio: float, round_to: int | N
     return kept
 
 
+def check_pruning(opts: StructuredPruneOptions) -> list[str]:
+    """Encoders are pruned by attention heads and FFN channels: `heads_ratio` / `ffn_ratio`, not channel options."""
+    if not opts.encoder:
+        return ["prune.structured on a transformer encoder removes attention heads and FFN channels: "
+                "give heads_ratio and/or ffn_ratio (not 'ratio')"]
+    return []
+
+
 # the pass -------------------------------------------------------------------------------------------------
 
 def _tokens(artifact: Artifact, ctx: Context, splits: tuple[str, ...], count: int | None,
@@ -267,18 +276,18 @@ def _cosine(outputs: np.ndarray, reference: np.ndarray) -> float:
     return fidelity(outputs, reference)["cosine"]
 
 
-def finetune(model: Encoder, teacher: Encoder, ids: np.ndarray, mask: np.ndarray, opts: Any, lr: float, seed: int,
+def finetune(model: Encoder, teacher: Encoder, ids: np.ndarray, mask: np.ndarray, opts: StructuredPruneOptions, lr: float, seed: int,
              ctx: Context) -> list[float]:
     """KD recovery: 1 − cosine to the unpruned model's sentence embeddings (T²·KL of the logits for
     classifiers), dropout off (eval mode; fidelity to the teacher is the goal). Mean loss per epoch."""
-    from shrink_huggingface.tinybert_train import length_batches, prediction_loss, run_epoch
-    from shrink_torch.train import TrainConfig, _scheduler, make_optimizer
+    from shrink_common.training import TrainConfig, make_optimizer, make_scheduler
+    from shrink_huggingface.tinybert_train import length_batches, prediction_loss, token_epoch
 
     cfg = TrainConfig(epochs=opts.finetune_epochs, batch_size=opts.batch_size, lr=lr, optimizer=opts.optimizer,
                       weight_decay=opts.weight_decay, schedule=opts.schedule)
     optimizer = make_optimizer(model.parameters(), cfg)
     steps_per_epoch = math.ceil(len(ids) / cfg.batch_size)
-    scheduler = _scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
+    scheduler = make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(seed)
     model.eval()
     teacher.eval()
@@ -291,7 +300,7 @@ def finetune(model: Encoder, teacher: Encoder, ids: np.ndarray, mask: np.ndarray
     history = []
     for epoch in range(cfg.epochs):
         order = torch.randperm(len(ids), generator=generator).numpy()
-        means, _ = run_epoch(ids, mask, length_batches(order, mask, cfg.batch_size, generator), loss_terms,
+        means, _ = token_epoch(ids, mask, length_batches(order, mask, cfg.batch_size, generator), loss_terms,
                              optimizer, scheduler, ())
         mean = means["total"]
         if not math.isfinite(mean):
@@ -328,11 +337,11 @@ def check_rebuild(model: Encoder, heads: list[int], ffn: list[int], lengths: lis
     return {"status": status, "lengths": lengths, "max_abs": worst}
 
 
-def prune_encoder(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
+def prune_encoder(opts: StructuredPruneOptions, artifact: Artifact, ctx: Context, who: str = "prune.structured") -> Artifact:
     """The encoder branch of `prune.structured`."""
     import copy
 
-    from shrink_torch.runtime import setup_torch
+    from shrink_common.torch_setup import setup_torch
 
     if not isinstance(artifact.model, Encoder):
         raise UsageError(f"{who}: heads_ratio/ffn_ratio need a Hugging Face encoder (model source 'huggingface')")

@@ -54,7 +54,7 @@ def _torch_outputs(model: Any, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _onnx_outputs(path: Path, ids: np.ndarray, mask: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    from shrink_onnx.ort import session
+    from shrink.support.ort import session
 
     sess = session(path)
     names = {i.name for i in sess.get_inputs()}

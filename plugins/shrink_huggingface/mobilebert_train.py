@@ -28,7 +28,7 @@ from torch import nn
 from shrink import Artifact, Context, UsageError
 from shrink_huggingface.model import Encoder, build, config_dict, head_counts
 from shrink_huggingface.tinybert_train import (ScoreCapture, _copy_matching, _schedule, layers_of, masked_mse,
-                                                      length_batches, run_epoch, truncated_svd, uniform_map)
+                                                      length_batches, token_epoch, truncated_svd, uniform_map)
 
 TERMS = ("embedding", "feature_map", "attention", "prediction")
 _NEG = -1e4
@@ -253,7 +253,7 @@ def train_stage(stage: dict[str, Any], student: Encoder, teacher: Encoder, trans
         for module in stage["modules"] or [student]:
             module.train()
         order = torch.randperm(count, generator=generator).numpy()
-        means, steps = run_epoch(
+        means, steps = token_epoch(
             ids_all, mask_all, length_batches(order, mask_all, opts.batch_size, generator),
             lambda ids, mask: transfer(student, teacher, ids, mask, stage["weights"], stage["blocks"], stage["embeddings_only"]),
             optimizer, scheduler, TERMS)
@@ -271,7 +271,7 @@ def train_stage(stage: dict[str, Any], student: Encoder, teacher: Encoder, trans
 
 def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
     from shrink_huggingface.tokens import train_tokens
-    from shrink_torch.runtime import setup_torch
+    from shrink_common.torch_setup import setup_torch
 
     seed = ctx.seed + opts.seed
     setup_torch(seed)

@@ -44,6 +44,8 @@ class HuggingFaceSource(Source):
 
     name = "huggingface"
     produces = "torch"
+    family = "huggingface"
+    libraries = ("torch", "transformers", "tokenizers", "safetensors")
 
     class Options(PassOptions):
         path: str | SkipJsonSchema[None] = Field(None, min_length=1, description="the model folder (config.json, weights, "
@@ -101,7 +103,7 @@ class HuggingFaceSource(Source):
         from shrink.support.files import sha256_file
         from shrink_huggingface.model import config_dict, head_counts, load_folder
         from shrink_huggingface.tokens import TOKENIZER_FILE, tokenizer_from_vocab
-        from shrink_torch.runtime import setup_torch
+        from shrink_common.torch_setup import setup_torch
 
         opts: Any = self.options
         setup_torch(ctx.seed)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shrink import Artifact, Context, UsageError
+from shrink_common.training import run_epoch
 from shrink_huggingface.model import Encoder, FactorizedEmbedding, build, config_dict, head_counts, word_table
 
 TERMS = ("embedding", "hidden", "attention", "prediction")
@@ -246,36 +247,23 @@ def length_batches(order: np.ndarray, mask_all: np.ndarray, batch_size: int, gen
     return [batches[i] for i in shuffle]
 
 
-def run_epoch(ids_all: np.ndarray, mask_all: np.ndarray, batches: list[np.ndarray],
-              loss_terms: Any, optimizer: Any, scheduler: Any, names: tuple[str, ...]) -> tuple[dict[str, float], int]:
-    """One epoch over `batches` (index arrays), each trimmed to its longest sentence (batches of one are
-    skipped): `loss_terms(ids, mask)` returns the weighted terms and their `total`. Returns the mean of
-    each term over the sentences seen, and the optimizer steps taken."""
-    sums = dict.fromkeys((*names, "total"), 0.0)
-    seen = steps = 0
-    for idx in batches:
-        if len(idx) < 2:
-            continue
+def token_epoch(ids_all: np.ndarray, mask_all: np.ndarray, batches: list[np.ndarray],
+                loss_terms: Any, optimizer: Any, scheduler: Any, names: tuple[str, ...]) -> tuple[dict[str, float], int]:
+    """One epoch (`shrink_common.training.run_epoch`) over `batches` of sentence indices, each batch trimmed to
+    its longest sentence (batches of one are skipped): `loss_terms(ids, mask)` returns the weighted terms and
+    their `total`. Returns the mean of each term over the sentences seen, and the optimizer steps taken."""
+    def terms(idx: np.ndarray) -> dict[str, torch.Tensor]:
         mask_np = mask_all[idx]
         length = max(int(mask_np.sum(1).max()), 1)
-        ids = torch.from_numpy(np.ascontiguousarray(ids_all[idx, :length]))
-        mask = torch.from_numpy(np.ascontiguousarray(mask_np[:, :length]))
-        terms = loss_terms(ids, mask)
-        optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        steps += 1
-        for name, value in terms.items():
-            sums[name] += float(value.detach()) * len(idx)
-        seen += len(idx)
-    return {name: value / max(seen, 1) for name, value in sums.items()}, steps
+        return loss_terms(torch.from_numpy(np.ascontiguousarray(ids_all[idx, :length])),
+                          torch.from_numpy(np.ascontiguousarray(mask_np[:, :length])))
+
+    return run_epoch((idx for idx in batches if len(idx) >= 2), terms, optimizer, scheduler, names=names)
 
 
 def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
     from shrink_huggingface.tokens import train_tokens
-    from shrink_torch.runtime import setup_torch
+    from shrink_common.torch_setup import setup_torch
 
     seed = ctx.seed + opts.seed
     setup_torch(seed)
@@ -302,7 +290,7 @@ def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
             student.train()
             order = torch.randperm(len(ids_all), generator=generator).numpy()
             batches = length_batches(order, mask_all, opts.batch_size, generator)
-            means, steps = run_epoch(ids_all, mask_all, batches, lambda ids, mask: losses(student, teacher, ids, mask),
+            means, steps = token_epoch(ids_all, mask_all, batches, lambda ids, mask: losses(student, teacher, ids, mask),
                                      optimizer, scheduler, TERMS)
             step += steps
             if not math.isfinite(means["total"]):

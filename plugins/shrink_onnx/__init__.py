@@ -1,13 +1,13 @@
-"""Built-in ONNX plugin: the `onnx` model source and measuring ONNX artifacts with ONNX Runtime."""
+"""Built-in ONNX plugin: the `onnx` model family and source, and the passes on ONNX models (quantize, fuse,
+ORT format)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
-from shrink import Artifact, Context, PassOptions, PlanContext, Source, hookimpl
+from shrink import Artifact, Context, ModelFamily, PassOptions, PlanContext, Source, hookimpl
 from shrink.api.limits import InputShape
 from shrink.api.passes import Pass
 
@@ -17,6 +17,7 @@ class OnnxSource(Source):
 
     name = "onnx"
     produces = "onnx"
+    family = "onnx"
 
     class Options(PassOptions):
         path: str = Field(min_length=1, description="the .onnx file")
@@ -49,18 +50,21 @@ class OnnxSource(Source):
         return Artifact(str(dest), "onnx", meta={"inputs": inputs, "outputs": [{"name": o.name} for o in proto.graph.output]})
 
 
+class OnnxFamily(ModelFamily):
+    """Models that arrive as ONNX files; everything about them is the ONNX-format default."""
+
+    name = "onnx"
+    formats = ("onnx",)
+
+
+@hookimpl
+def shrink_register_families() -> list[type[ModelFamily]]:
+    return [OnnxFamily]
+
+
 @hookimpl
 def shrink_register_sources() -> list[type[Source]]:
     return [OnnxSource]
-
-
-@hookimpl
-def shrink_measure_artifact(artifact: Artifact, ctx: Context) -> dict[str, Any] | None:
-    if artifact.format != "onnx":
-        return None
-    from shrink_onnx.measure import measure
-
-    return measure(artifact, ctx)
 
 
 @hookimpl
@@ -70,24 +74,3 @@ def shrink_register_passes() -> list[type[Pass]]:
     from shrink_onnx.quantize import QuantizeFP16, QuantizePTQ
 
     return [QuantizePTQ, QuantizeFP16, FuseOrt, ExportOrt]
-
-
-@hookimpl
-def shrink_save_artifact(artifact: Artifact, directory: Path, ctx: Context) -> dict[str, Any] | None:
-    if artifact.format != "onnx":
-        return None
-    import shutil
-
-    shutil.copyfile(artifact.model, directory / "model.onnx")
-    return {"kind": "onnx-file", "file": "model.onnx"}
-
-
-@hookimpl
-def shrink_load_artifact(format: str, descriptor: dict[str, Any], directory: Path, meta: dict[str, Any], ctx: Context) -> Any:
-    if format != "onnx" or descriptor.get("kind") != "onnx-file":
-        return None
-    import shutil
-
-    dest = ctx.new_path("cached", ".onnx")
-    shutil.copyfile(directory / descriptor["file"], dest)
-    return str(dest)

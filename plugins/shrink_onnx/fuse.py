@@ -12,8 +12,9 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from shrink import Artifact, Context, Pass, PassOptions, PlanContext
-from shrink_onnx.quantize import (compare, inline_copy, op_counts, opset_problems, prune_opset_imports,
-                                                  save_inline)
+from shrink.support.ort import session
+from shrink_common.onnx_graph import inline_copy, op_counts, opset_problems, prune_opset_imports, save_inline
+from shrink_common.parity import compare
 
 LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED"}
 NOT_PORTABLE = {
@@ -109,16 +110,9 @@ class FuseOrt(Pass):
 def _optimize(source: Path, ctx: Context, level: str) -> tuple[Path, Any]:
     """Write ONNX Runtime's optimized graph to a new workdir file; return it self-contained with unused opsets pruned."""
     import onnx
-    import onnxruntime as ort
 
     out = ctx.new_path(f"fused-{level}", ".onnx")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
-    options.optimized_model_filepath = str(out)
-    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    session(source, level=LEVELS[level], save_optimized=out)
     proto = onnx.load(str(out))  # resolves any external data ORT pointed at, before it is inlined below
     prune_opset_imports(proto)
     save_inline(proto, out)

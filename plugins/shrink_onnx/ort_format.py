@@ -87,7 +87,7 @@ class ExportOrt(Pass):
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         import onnx
 
-        from shrink_onnx.quantize import inline_copy
+        from shrink_common.onnx_graph import inline_copy
 
         opts: Any = self.options
         platform = opts.target_platform or target_platform(ctx.target.get("isa", "arch")) or "arm"
@@ -167,10 +167,10 @@ def check_outputs(onnx_path: Path, ort_path: Path, artifact: Artifact, ctx: Cont
     """Load the .ort file in an InferenceSession and compare every output with the .onnx model's on the same inputs."""
     import numpy as np
 
-    from shrink_onnx.ort import run_session, session
-    from shrink_onnx.quantize import is_classification, parity_feeds
+    from shrink.support.ort import run_session, session
+    from shrink_common.parity import parity_feeds, top1_agreement
 
-    feeds, origin = parity_feeds(onnx_path, artifact, ctx, samples)
+    feeds, origin = parity_feeds(artifact, ctx, samples)
     replay_config = {"session.enable_saved_runtime_optimizations": "1"} if replay else None
     expected = run_session(onnx_path, feeds)
     actual = run_session(session(ort_path, config=replay_config), feeds)
@@ -180,7 +180,7 @@ def check_outputs(onnx_path: Path, ort_path: Path, artifact: Artifact, ctx: Cont
     max_abs = max(float(np.max(np.abs(e.astype(np.float64) - a.astype(np.float64)))) if e.size else 0.0
                   for e, a in zip(expected, actual))
     result: dict[str, Any] = {"ort_parity_inputs": origin, "ort_parity_max_abs": max_abs}
-    first, second = expected[0], actual[0]
-    if is_classification(artifact, ctx) and first.ndim == 2 and first.shape[1] > 1:
-        result["ort_parity_top1_agreement"] = round(float((first.argmax(1) == second.argmax(1)).mean()), 6)
+    agreement = top1_agreement(artifact, ctx, expected[0], actual[0])
+    if agreement is not None:
+        result["ort_parity_top1_agreement"] = round(agreement, 6)
     return result

@@ -1,7 +1,8 @@
-"""`quantize.ptq` (int8 post-training quantization) and `quantize.fp16`, with the helpers the ONNX
-passes share: self-contained saving, the target's opset check, and output parity against the input.
+"""`quantize.ptq` (int8 post-training quantization) and `quantize.fp16`.
 
-onnx, onnxruntime and nncf are imported only inside `run()` and the helpers it calls.
+Calibration inputs come from the model's family (`ModelFamily.feeds`); parity against the input model
+is `shrink_common.parity.compare`. onnx, onnxruntime and nncf are imported only inside `run()` and the
+helpers it calls.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from shrink import Artifact, Context, Pass, PassOptions, PlanContext
+from shrink_common.onnx_graph import inline_copy, op_counts, opset_problems, prune_opset_imports, save_inline
+from shrink_common.parity import compare
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,211 +34,6 @@ COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Attention", "LSTM", "
 INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention",
                "DynamicQuantizeLSTM", "QGemm", "QEmbedLayerNormalization"}
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
-
-
-class ParityError(RuntimeError):
-    """The output model disagrees with its input model beyond the pass's threshold."""
-
-
-# --------------------------------------------------------------------------------------------
-# Shared ONNX helpers (also used by fuse.py)
-# --------------------------------------------------------------------------------------------
-
-def has_external_data(proto: onnx.ModelProto) -> bool:
-    from onnx.external_data_helper import uses_external_data
-
-    tensors = list(proto.graph.initializer)
-    for node in _all_nodes(proto):
-        tensors += [a.t for a in node.attribute if a.HasField("t")]
-    return any(uses_external_data(t) for t in tensors)
-
-
-def inline_copy(path: Path, ctx: Context, stem: str) -> Path:
-    """`path` itself when it holds all its weights, else a self-contained copy in the workdir."""
-    import onnx
-
-    if not has_external_data(onnx.load(str(path), load_external_data=False)):
-        return path
-    copy = ctx.new_path(stem, ".onnx")
-    save_inline(onnx.load(str(path)), copy)
-    return copy
-
-
-def save_inline(proto: onnx.ModelProto, path: Path) -> None:
-    """Save with every tensor inside the file: no reference to a (temporary) external data file."""
-    import onnx
-    from onnx.external_data_helper import convert_model_from_external_data
-
-    convert_model_from_external_data(proto)
-    onnx.save(proto, str(path))
-    if has_external_data(onnx.load(str(path), load_external_data=False)):  # pragma: no cover - defensive
-        raise RuntimeError(f"{path.name} still references external data after saving")
-
-
-def _all_nodes(proto: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """Every node, including those in subgraphs (If/Loop/Scan bodies) and local functions."""
-    found: list[Any] = []
-
-    def walk(graph: Any) -> None:
-        for node in graph.node:
-            found.append(node)
-            for attr in node.attribute:
-                if attr.HasField("g"):
-                    walk(attr.g)
-                for sub in attr.graphs:
-                    walk(sub)
-
-    walk(proto.graph)
-    for function in proto.functions:
-        found.extend(function.node)
-    return found
-
-
-def op_counts(proto: onnx.ModelProto) -> Counter[str]:
-    """Node counts by op type; ops outside the default domain are written `domain:Op`."""
-    return Counter(f"{n.domain}:{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type for n in proto.graph.node)
-
-
-def prune_opset_imports(proto: onnx.ModelProto) -> None:
-    """Drop opset imports no node uses (ONNX Runtime writes a dozen: training, nchwc, aten, ...)."""
-    used = {n.domain or "" for n in _all_nodes(proto)} | {"", "ai.onnx"}
-    used |= {f.domain for f in proto.functions}
-    keep = [imp for imp in proto.opset_import if (imp.domain or "") in used]
-    del proto.opset_import[:]
-    proto.opset_import.extend(keep)
-
-
-def opset_problems(proto: onnx.ModelProto, target: Target) -> list[str]:
-    """Domains or opset versions used by the model's nodes that the target's `opset` does not accept."""
-    allowed = target.get("opset")
-    if not allowed:
-        return []
-    versions = {(imp.domain or "ai.onnx"): imp.version for imp in proto.opset_import}
-    by_domain: dict[str, Counter[str]] = {}
-    for node in _all_nodes(proto):
-        by_domain.setdefault(node.domain or "ai.onnx", Counter())[node.op_type] += 1
-    by_domain.setdefault("ai.onnx", Counter())
-    problems = []
-    for domain, ops in sorted(by_domain.items()):
-        listed = ", ".join(f"{op}×{n}" for op, n in sorted(ops.items()))
-        span = allowed.get(domain)
-        if span is None:
-            problems.append(f"domain {domain!r} ({listed}) is not in target {target.name}'s opsets "
-                            f"({', '.join(sorted(allowed))})")
-            continue
-        version = versions.get(domain)
-        if version is not None and not span["min"] <= version <= span["max"]:
-            problems.append(f"{domain} opset {version} is outside target {target.name}'s range {span['min']}–{span['max']}"
-                            + (f" ({listed})" if domain != "ai.onnx" else ""))
-    return problems
-
-
-def _dims(spec: dict[str, Any] | None, session_shape: list[Any], rows: int) -> list[int]:
-    shape = list(spec["shape"]) if spec and spec.get("shape") else list(session_shape)
-    dims = []
-    for i, dim in enumerate(shape):
-        if i == 0:
-            dims.append(rows)
-        else:
-            dims.append(dim if isinstance(dim, int) and dim > 0 else 16)
-    return dims
-
-
-def _np_dtype(ort_type: str) -> Any:
-    import numpy as np
-
-    name = ort_type.removeprefix("tensor(").removesuffix(")")
-    return np.dtype({"float": "float32", "double": "float64", "float16": "float16"}.get(name, name))
-
-
-def data_feeds(path: Path, artifact: Artifact, ctx: Context, splits: tuple[str, ...], count: int) -> tuple[dict[str, np.ndarray], str] | None:
-    """Up to `count` rows of the first split (in `splits` order) whose inputs fit the model's single input."""
-    import numpy as np
-
-    from shrink_onnx.ort import session
-
-    if artifact.meta.get("tokenizer"):  # text encoders: tokenized sentences (input_ids, attention_mask)
-        from shrink_huggingface.tokens import token_feeds
-
-        return token_feeds(artifact, ctx, splits, count)
-    inputs = session(path).get_inputs()
-    if ctx.data is None or len(inputs) != 1:
-        return None
-    spec = next((s for s in artifact.inputs if s.get("name") == inputs[0].name), None)
-    want = _dims(spec, inputs[0].shape, 1)
-    for name in splits:
-        if name not in ctx.data.splits:
-            continue
-        raw = ctx.data.split(name).inputs
-        x = np.asarray(raw[:count]) if len(raw) else None
-        if x is None or x.dtype.kind not in "fiub" or list(x.shape[1:]) != want[1:]:
-            continue
-        x = np.ascontiguousarray(x.astype(_np_dtype(inputs[0].type)))
-        return {inputs[0].name: x}, f"{name}[:{len(x)}]"
-    return None
-
-
-def parity_feeds(path: Path, artifact: Artifact, ctx: Context, count: int) -> tuple[dict[str, np.ndarray], str]:
-    """Inputs for a parity check: eval data when it fits the model, else seeded random inputs."""
-    import numpy as np
-
-    from shrink_onnx.ort import session
-
-    found = data_feeds(path, artifact, ctx, ("eval", "calibration", "train"), count)
-    if found is not None:
-        return found
-    rng = np.random.default_rng(ctx.seed)
-    specs = {s.get("name"): s for s in artifact.inputs}
-    feeds = {}
-    for value in session(path).get_inputs():
-        dims = _dims(specs.get(value.name), value.shape, count)
-        dtype = _np_dtype(value.type)
-        if dtype.kind == "f":
-            feeds[value.name] = rng.standard_normal(dims).astype(dtype)
-        else:  # ids, masks, token types: 0/1 are valid for all of them
-            feeds[value.name] = rng.integers(0, 2, size=dims).astype(dtype)
-    return feeds, f"random[{count}] (seed {ctx.seed})"
-
-
-def _run(path: Path, feeds: dict[str, np.ndarray], optimize: bool) -> list[np.ndarray]:
-    """ONNX Runtime outputs on one thread, in batches (the model's own batch size when it is fixed)."""
-    from shrink_onnx.ort import run_session, session
-
-    return run_session(session(path, optimize=optimize), feeds)
-
-
-def is_classification(artifact: Artifact, ctx: Context) -> bool:
-    task = ctx.data.task if ctx.data is not None else artifact.meta.get("task")
-    return task == "classification"
-
-
-def compare(before: Path, after: Path, artifact: Artifact, ctx: Context, samples: int,
-            min_agreement: float, what: str) -> dict[str, Any]:
-    """ORT outputs of `before` vs `after` on the same inputs; raises `ParityError` below `min_agreement`.
-
-    Reports max/mean |Δ| and cosine over the first output, and top-1 agreement when the task is
-    classification and the first output is `[N, classes]`. Float closeness is reported, never gated:
-    int8 and fp16 change values by design.
-    """
-    import numpy as np
-
-    feeds, origin = parity_feeds(before, artifact, ctx, samples)
-    # The reference runs unoptimized, so the check also covers what ONNX Runtime's load-time rewrites change.
-    expected = np.asarray(_run(before, feeds, optimize=False)[0], dtype=np.float64)
-    actual = np.asarray(_run(after, feeds, optimize=True)[0], dtype=np.float64)
-    diff = np.abs(expected - actual)
-    a, b = expected.ravel(), actual.ravel()
-    cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
-    result: dict[str, Any] = {"parity_inputs": origin, "parity_max_abs": float(diff.max()),
-                              "parity_mean_abs": float(diff.mean()), "parity_cosine": round(cosine, 6)}
-    if is_classification(artifact, ctx) and expected.ndim == 2 and expected.shape[1] > 1:
-        agreement = float((expected.argmax(axis=1) == actual.argmax(axis=1)).mean())
-        result["parity_top1_agreement"] = round(agreement, 6)
-        if agreement < min_agreement:
-            raise ParityError(f"the {what} model agrees with its input on the top-1 class for {agreement:.1%} of "
-                              f"{len(expected)} inputs ({origin}), below min_agreement {min_agreement:.1%} "
-                              f"(max |Δ| {result['parity_max_abs']:.3g}, cosine {cosine:.4f})")
-    return result
 
 
 def _summary(counts: Counter[str]) -> str:
@@ -258,7 +56,7 @@ def target_scheme(target: Target) -> str:
     return "static-qdq-per-channel" if target.get("quantization", "per_channel", default=True) else "static-qdq-per-tensor"
 
 
-def model_family(counts: Counter[str]) -> tuple[str, str]:
+def graph_kind(counts: Counter[str]) -> tuple[str, str]:
     """`("conv", why)`, `("transformer", why)` or `("other", why)` from the graph's op types."""
     convs = counts.get("Conv", 0) + counts.get("ConvTranspose", 0)
     matmuls = counts.get("MatMul", 0) + counts.get("com.microsoft:Attention", 0)
@@ -414,9 +212,9 @@ class QuantizePTQ(Pass):
         if opts.scheme != "auto":
             return opts.scheme, "set in the recipe"
         preferred = target_scheme(ctx.target)
-        family, why = model_family(counts)
+        kind, why = graph_kind(counts)
         runtime = ctx.target.get("runtime", "name")
-        if family == "transformer" and runtime == "onnxruntime" and opts.engine == "ort":
+        if kind == "transformer" and runtime == "onnxruntime" and opts.engine == "ort":
             return "dynamic-per-channel", (f"auto: {why} on {runtime} CPU → dynamic per-channel "
                                            f"(static int8 runs slower than fp32 there); target {ctx.target.name} "
                                            f"prefers {preferred} for other models")
@@ -427,7 +225,7 @@ class QuantizePTQ(Pass):
 
     def _calibration(self, path: Path, artifact: Artifact, ctx: Context) -> tuple[dict[str, np.ndarray], str]:
         opts: Any = self.options
-        found = data_feeds(path, artifact, ctx, ("calibration", "train"), opts.calibration_samples)
+        found = ctx.family(artifact).feeds(artifact, ctx, ("calibration", "train"), opts.calibration_samples)
         if found is None:
             what = ("the recipe has no data" if ctx.data is None
                     else f"no calibration/train split of {ctx.data.name!r} fits the model's inputs")

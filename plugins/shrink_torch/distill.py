@@ -9,7 +9,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from shrink import Artifact, Context, Pass, PassOptions, PlanContext
 from shrink.api.factory import FACTORY_PATTERN, check_factory
-from shrink_torch.options import TrainingOptions
+from shrink_common.options import TrainingOptions
 
 
 class StudentSpec(PassOptions):
@@ -68,16 +68,18 @@ class DistillKD(Pass):
         from shrink.api.factory import load_factory
         from shrink_torch.fuse import fused_for_inference
         from shrink_torch.prune import check_rebuild, prune_channels
-        from shrink_torch.runtime import record_shapes, setup_torch
-        from shrink_torch.train import (TrainConfig, count_macs, count_params, eval_split, evaluate,
-                                                        split_tensors, train)
+        from shrink_common.torch_setup import count_params, setup_torch
+        from shrink_torch.runtime import record_shapes
+        from shrink.api.data import labelled_eval
+        from shrink_common.training import TrainConfig
+        from shrink_torch.train import count_macs, evaluate, split_tensors, train
 
         opts: Any = self.options
         seed = ctx.seed + opts.seed
         setup_torch(seed)
         x, y = split_tensors(ctx.require_data("train", self.name), self.name)
         example = x[:1]
-        evaluation = eval_split(ctx)
+        evaluation = labelled_eval(ctx.data)
         teacher_model: torch.nn.Module = artifact.model
         teacher_model.eval()
         with torch.no_grad():

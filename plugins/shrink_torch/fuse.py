@@ -32,7 +32,8 @@ class FuseBatchNorm(Pass):
 
         import numpy as np
 
-        from shrink_torch.runtime import predict, setup_torch
+        from shrink_common.torch_setup import setup_torch
+        from shrink_torch.runtime import predict
 
         opts: Any = self.options
         setup_torch(ctx.seed)

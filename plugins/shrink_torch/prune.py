@@ -1,28 +1,22 @@
-"""`prune.structured`: channel pruning with torch-pruning's dependency graph, then a recovery fine-tune.
-For Hugging Face encoders (`heads_ratio` / `ffn_ratio`) it removes whole attention heads and FFN channels
-instead (`shrink_huggingface.heads`)."""
+"""`prune.structured`: structural pruning, delegated to the model's family (`StructuredPruner`); the torch
+family's channel pruning with torch-pruning's dependency graph and a recovery fine-tune lives here."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated, Any, Literal
-
-from pydantic import Field, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from typing import TYPE_CHECKING, Any
 
 from shrink import Artifact, Context, Pass, PlanContext, UsageError
-from shrink_torch.options import TrainingOptions
+from shrink_common.capabilities import StructuredPruner
+from shrink_common.options import ENCODER_ONLY, StructuredPruneOptions
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-Importance = Literal["magnitude", "taylor", "bn_scale", "ablation"]
-ENCODER_ONLY = ("heads_ratio", "ffn_ratio")
-CHANNELS_ONLY = ("ratio", "ignore", "alpha", "augment", "max_shift")
 
 
-class PruneStructured(Pass):
+class PruneStructured(Pass[StructuredPruneOptions]):
     """Remove whole channels with torch-pruning (dependency-aware) or attention heads of encoders, then fine-tune to recover (optionally with KD)."""
 
     name = "prune.structured"
@@ -30,148 +24,89 @@ class PruneStructured(Pass):
     produces = "torch"
     requires = frozenset({"train", "labels"})
     default = True
+    libraries = ("torch", "torch-pruning")
 
-    class Options(TrainingOptions):
-        ratio: float = Field(0.5, gt=0, le=0.95, description="fraction of channels to remove (0.5 leaves ~25% of the parameters)")
-        importance: Importance = Field("magnitude", description="channel ranking: 'magnitude' (group L2 norm), 'taylor' "
-                                       "(first-order Taylor on training batches) or 'bn_scale' (|BatchNorm gamma|); encoders: "
-                                       "'magnitude' (L2 norm of each head's Q/K/V/O weights) or 'ablation' (cosine drop to the "
-                                       "unpruned outputs with the head alone masked, on training sentences)")
-        heads_ratio: Annotated[float, Field(gt=0, lt=1)] | SkipJsonSchema[None] = Field(
-            None, description="Hugging Face encoders: fraction of attention heads to remove from each layer (or across "
-                              "layers with global_pruning); every layer keeps at least one head")
-        ffn_ratio: Annotated[float, Field(gt=0, le=0.95)] | SkipJsonSchema[None] = Field(
-            None, description="Hugging Face encoders: fraction of feed-forward intermediate channels to remove per layer")
-        global_pruning: bool = Field(False, description="rank channels across all layers instead of removing `ratio` from each layer")
-        max_layer_ratio: Annotated[float, Field(gt=0, le=1)] | SkipJsonSchema[None] = Field(None, description="most any single layer may lose with "
-                                              "global_pruning (default: the larger of ratio and 0.9)")
-        round_to: Annotated[int, Field(ge=1, le=256)] | SkipJsonSchema[None] = Field(None, description="keep channel counts a multiple of this (e.g. 4 or 8 for SIMD)")
-        ignore: list[str] = Field(default_factory=list, max_length=1000,
-                                  description="module names never pruned (the output layer is always kept)")
-        finetune_epochs: int = Field(3, ge=0, le=1000, description="recovery fine-tune epochs after pruning (0: none)")
-        finetune_kd: bool = Field(True, description="fine-tune with Hinton KD from the unpruned model")
-        lr: Annotated[float, Field(gt=0, le=10)] | SkipJsonSchema[None] = Field(
-            None, description="fine-tune peak learning rate (default 2e-3; 1e-4 for encoders)")
-        taylor_batches: int = Field(4, ge=1, le=1000, description="training batches that rank channels for 'taylor' "
-                                    "(heads and FFN channels for 'ablation')")
-
-        @model_validator(mode="after")
-        def _consistent(self) -> PruneStructured.Options:
-            if self.encoder:
-                self._encoder_consistent()
-            elif self.importance == "ablation":
-                raise ValueError("importance 'ablation' applies only to encoder pruning (heads_ratio / ffn_ratio)")
-            if self.max_layer_ratio is not None and self.ratio > self.max_layer_ratio:
-                raise ValueError(f"ratio {self.ratio} is greater than max_layer_ratio {self.max_layer_ratio}")
-            if self.finetune_epochs == 0 and "finetune_kd" in self.model_fields_set and self.finetune_kd:
-                raise ValueError("finetune_kd needs finetune_epochs > 0")
-            for key in ("temperature", "alpha"):
-                if key in self.model_fields_set and not (self.finetune_kd and self.finetune_epochs > 0):
-                    raise ValueError(f"{key} applies only to a KD fine-tune (finetune_kd with finetune_epochs > 0)")
-            if "taylor_batches" in self.model_fields_set and self.importance not in ("taylor", "ablation"):
-                raise ValueError("taylor_batches applies only to importance 'taylor' or 'ablation'")
-            return self
-
-        @property
-        def encoder(self) -> bool:
-            """Head/FFN pruning of a Hugging Face encoder rather than channel pruning."""
-            return self.heads_ratio is not None or self.ffn_ratio is not None
-
-        def _encoder_consistent(self) -> None:
-            given = [k for k in CHANNELS_ONLY if k in self.model_fields_set]
-            if given:
-                raise ValueError(f"{', '.join(given)} applies to channel pruning, not to encoder pruning with "
-                                 "heads_ratio / ffn_ratio")
-            if self.importance not in ("magnitude", "ablation"):
-                raise ValueError(f"importance {self.importance!r} does not apply to encoder pruning: use 'magnitude' "
-                                 "or 'ablation' (the cosine KD loss has no gradient at the unpruned model, so 'taylor' "
-                                 "would rank nothing)")
-            if "finetune_kd" in self.model_fields_set and not self.finetune_kd and self.finetune_epochs > 0:
-                raise ValueError("an encoder's recovery fine-tune is KD from the unpruned model (text data has no "
-                                 "labels): finetune_kd cannot be false; set finetune_epochs 0 for no fine-tune")
-            if self.max_layer_ratio is not None and not (self.heads_ratio is not None and self.global_pruning):
-                raise ValueError("max_layer_ratio applies to encoders only with heads_ratio and global_pruning")
-            if self.global_pruning and self.heads_ratio is None:
-                raise ValueError("global_pruning applies to encoders only with heads_ratio (FFN channels are pruned per layer)")
-            if self.round_to is not None and self.ffn_ratio is None:
-                raise ValueError("round_to applies to encoders only with ffn_ratio (it rounds the kept FFN widths)")
-
-    def __init__(self, options: Any) -> None:
+    def __init__(self, options: StructuredPruneOptions) -> None:
         super().__init__(options)
-        if getattr(options, "encoder", False):
+        if options.encoder:
             self.requires = frozenset({"train"})  # type: ignore[misc]  # sentences; no labels needed
 
     def check(self, plan: PlanContext) -> list[str]:
-        opts: Any = self.options
-        source = plan.recipe.raw.get("model", {}).get("source") if isinstance(plan.recipe.raw.get("model"), dict) else None
-        if opts.encoder and source != "huggingface":
-            given = " and ".join(k for k in ENCODER_ONLY if getattr(opts, k) is not None)
-            return [f"{given} prune attention heads / FFN channels of Hugging Face encoders (model source "
-                    f"'huggingface'); this recipe's model source is {source!r}: use 'ratio' for channel pruning"]
-        if not opts.encoder and source == "huggingface":
-            return ["prune.structured on a Hugging Face encoder removes attention heads and FFN channels: "
-                    "give heads_ratio and/or ffn_ratio (not 'ratio')"]
-        return []
+        if not isinstance(plan.family, StructuredPruner):
+            return [f"{plan.family.name} models cannot be pruned structurally (the family has no structural pruning)"]
+        return plan.family.check_structured_pruning(self.options, plan)
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
-        import copy
-
-        from shrink_torch.fuse import fused_for_inference
-        from shrink_torch.runtime import record_shapes, setup_torch
-        from shrink_torch.train import (count_macs, count_params, eval_split, evaluate, split_tensors,
-                                                        train)
-
-        opts: Any = self.options
-        if opts.encoder or artifact.meta.get("hf_config"):
-            if not opts.encoder:
-                raise UsageError(f"{self.name}: a Hugging Face encoder is pruned with heads_ratio and/or ffn_ratio")
-            from shrink_huggingface.heads import prune_encoder
-
-            return prune_encoder(opts, artifact, ctx, self.name)
-        seed = ctx.seed + opts.seed
-        setup_torch(seed)
-        x, y = split_tensors(ctx.require_data("train", self.name), self.name)
-        example = x[:1]
-        evaluation = eval_split(ctx)
-        original: nn.Module = artifact.model
-        model = copy.deepcopy(original).eval()
-        before = {"params": count_params(model), "macs": count_macs(model, example), "shapes": record_shapes(model)}
-
-        started = time.perf_counter()
-        ctx.report(0.05, f"ranking channels ({opts.importance}) and pruning {opts.ratio:.0%}")
-        pruned = prune_channels(model, example, opts.ratio, importance=opts.importance, global_pruning=opts.global_pruning,
-                                max_layer_ratio=opts.max_layer_ratio or max(opts.ratio, 0.9), round_to=opts.round_to, ignore=list(opts.ignore),
-                                data=(x, y), taylor_batches=opts.taylor_batches, batch_size=opts.batch_size, seed=seed)
-        prune_seconds = time.perf_counter() - started
-        after_prune = evaluate(model, evaluation)
-
-        result = None
-        if opts.finetune_epochs:
-            teacher = fused_for_inference(original) if opts.finetune_kd else None
-            result = train(model, x, y, _config(opts), seed, teacher=teacher, report=ctx.report,
-                           label="fine-tuning" + (" with KD" if teacher is not None else ""), progress=(0.1, 0.95))
-        model.eval()
-        shapes = record_shapes(model)
-        details: dict[str, Any] = {
-            "ratio": opts.ratio, "importance": opts.importance, "global_pruning": opts.global_pruning,
-            "params_before": before["params"], "params_after": count_params(model),
-            "params_kept": round(count_params(model) / max(before["params"], 1), 4),
-            "macs_before": before["macs"], "macs_after": count_macs(model, example),
-            "ignored": pruned["ignored"], "channels": _channels(before["shapes"], model),
-            "accuracy_before": evaluate(original, evaluation), "accuracy_after_prune": after_prune,
-            "finetune_epochs": opts.finetune_epochs, "finetune_kd": bool(opts.finetune_kd and opts.finetune_epochs),
-            "prune_seconds": round(prune_seconds, 3),
-        }
-        if result is not None:
-            details["finetune_seconds"] = round(result.seconds, 3)
-            details["finetune_loss"] = result.final_loss
-        details["accuracy"] = evaluate(model, evaluation)
-        details["rebuild"] = check_rebuild(model, artifact, ctx, shapes)
-        return artifact.evolve(model=model, meta={"pruned_shapes": shapes}, details=details)
+        family = ctx.family(artifact)
+        if not isinstance(family, StructuredPruner):
+            raise UsageError(f"{family.name} models cannot be pruned structurally (the family has no structural pruning)")
+        return family.prune_structured(artifact, ctx, self.options)
 
 
-def _config(opts: Any) -> Any:
-    from shrink_torch.train import TrainConfig
+def check_channel_pruning(opts: StructuredPruneOptions, family: str) -> list[str]:
+    """The torch family prunes channels: the encoder options do not apply to its models."""
+    if opts.encoder:
+        given = " and ".join(k for k in ENCODER_ONLY if getattr(opts, k) is not None)
+        return [f"{given} prune attention heads / FFN channels of transformer encoders; {family} models are pruned "
+                "by channels: use 'ratio'"]
+    return []
+
+
+def prune_model(artifact: Artifact, ctx: Context, opts: StructuredPruneOptions, who: str = "prune.structured") -> Artifact:
+    """Channel pruning of a torch model with torch-pruning, then the recovery fine-tune."""
+    import copy
+
+    from shrink.api.data import labelled_eval
+    from shrink_common.torch_setup import count_params, setup_torch
+    from shrink_torch.fuse import fused_for_inference
+    from shrink_torch.runtime import record_shapes
+    from shrink_torch.train import count_macs, evaluate, split_tensors, train
+
+    seed = ctx.seed + opts.seed
+    setup_torch(seed)
+    x, y = split_tensors(ctx.require_data("train", who), who)
+    example = x[:1]
+    evaluation = labelled_eval(ctx.data)
+    original: nn.Module = artifact.model
+    model = copy.deepcopy(original).eval()
+    before = {"params": count_params(model), "macs": count_macs(model, example), "shapes": record_shapes(model)}
+
+    started = time.perf_counter()
+    ctx.report(0.05, f"ranking channels ({opts.importance}) and pruning {opts.ratio:.0%}")
+    pruned = prune_channels(model, example, opts.ratio, importance=opts.importance, global_pruning=opts.global_pruning,
+                            max_layer_ratio=opts.max_layer_ratio or max(opts.ratio, 0.9), round_to=opts.round_to, ignore=list(opts.ignore),
+                            data=(x, y), taylor_batches=opts.taylor_batches, batch_size=opts.batch_size, seed=seed)
+    prune_seconds = time.perf_counter() - started
+    after_prune = evaluate(model, evaluation)
+
+    result = None
+    if opts.finetune_epochs:
+        teacher = fused_for_inference(original) if opts.finetune_kd else None
+        result = train(model, x, y, _config(opts), seed, teacher=teacher, report=ctx.report,
+                       label="fine-tuning" + (" with KD" if teacher is not None else ""), progress=(0.1, 0.95))
+    model.eval()
+    shapes = record_shapes(model)
+    details: dict[str, Any] = {
+        "ratio": opts.ratio, "importance": opts.importance, "global_pruning": opts.global_pruning,
+        "params_before": before["params"], "params_after": count_params(model),
+        "params_kept": round(count_params(model) / max(before["params"], 1), 4),
+        "macs_before": before["macs"], "macs_after": count_macs(model, example),
+        "ignored": pruned["ignored"], "channels": _channels(before["shapes"], model),
+        "accuracy_before": evaluate(original, evaluation), "accuracy_after_prune": after_prune,
+        "finetune_epochs": opts.finetune_epochs, "finetune_kd": bool(opts.finetune_kd and opts.finetune_epochs),
+        "prune_seconds": round(prune_seconds, 3),
+    }
+    if result is not None:
+        details["finetune_seconds"] = round(result.seconds, 3)
+        details["finetune_loss"] = result.final_loss
+    details["accuracy"] = evaluate(model, evaluation)
+    details["rebuild"] = check_rebuild(model, artifact, ctx, shapes)
+    return artifact.evolve(model=model, meta={"pruned_shapes": shapes}, details=details)
+
+
+
+def _config(opts: StructuredPruneOptions) -> Any:
+    from shrink_common.training import TrainConfig
 
     return TrainConfig(epochs=opts.finetune_epochs, batch_size=opts.batch_size, lr=opts.lr if opts.lr is not None else 2e-3, optimizer=opts.optimizer,
                        weight_decay=opts.weight_decay, schedule=opts.schedule, augment=opts.augment,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, model_validator
 
 from shrink import Artifact, Context, Pass, PlanContext
-from shrink_torch.options import TrainingOptions
+from shrink_common.options import TrainingOptions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,11 +92,14 @@ class QuantizeQAT(Pass):
         import torch
 
         from shrink import UsageError
-        from shrink_onnx.ort import run_session
-        from shrink_onnx.quantize import op_counts, opset_problems
+        from shrink.support.ort import run_session
+        from shrink_common.onnx_graph import op_counts, opset_problems
         from shrink_torch.fuse import fuse_conv_bn, fused_for_inference
-        from shrink_torch.runtime import predict, setup_torch
-        from shrink_torch.train import TrainConfig, eval_split, evaluate, split_tensors, train
+        from shrink_common.torch_setup import setup_torch
+        from shrink_torch.runtime import predict
+        from shrink.api.data import labelled_eval
+        from shrink_common.training import TrainConfig
+        from shrink_torch.train import evaluate, split_tensors, train
 
         opts: Any = self.options
         seed = ctx.seed + opts.seed
@@ -107,7 +110,7 @@ class QuantizeQAT(Pass):
         if not str(spec.get("dtype", "float32")).startswith("float"):
             raise UsageError(f"quantize.qat needs a float model input; {spec['name']!r} is {spec['dtype']}")
         x, y = split_tensors(ctx.require_data("train", self.name), self.name)
-        evaluation = eval_split(ctx)
+        evaluation = labelled_eval(ctx.data)
         original: nn.Module = artifact.model.eval()
         model = copy.deepcopy(original).eval()
         folded: list[tuple[str, str]] = []
@@ -246,7 +249,7 @@ def fold_weight_quantizers(proto: onnx.ModelProto) -> int:
     import onnx
     from onnx import helper, numpy_helper
 
-    from shrink_onnx.ort import session
+    from shrink.support.ort import session
 
     graph = proto.graph
     inits = {i.name: i for i in graph.initializer}

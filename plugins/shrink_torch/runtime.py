@@ -1,8 +1,8 @@
-"""torch helpers shared by the torch passes: setup, safe loading, batched inference, measuring."""
+"""torch helpers of the torch family: safe loading, batched inference, measuring, rebuilding pruned or fused
+models from recorded widths, and the pass cache's state_dict save/restore."""
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -11,16 +11,8 @@ import numpy as np
 import torch
 
 from shrink import Artifact, Context, UsageError
-
-THREADS_ENV = "SHRINK_TORCH_THREADS"
-
-
-def setup_torch(seed: int) -> None:
-    """One intra-op thread by default (small models run several times slower with more on few cores)."""
-    torch.set_num_threads(int(os.environ.get(THREADS_ENV, "1")))
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+from shrink.api.data import labelled_eval, top1
+from shrink_common.torch_setup import count_params
 
 
 def load_state_dict(model: torch.nn.Module, path: Path) -> None:
@@ -54,16 +46,12 @@ def predict(model: torch.nn.Module, inputs: np.ndarray, batch_size: int = 256) -
     return np.concatenate(outs)
 
 
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float((logits.argmax(axis=1) == labels).mean())
-
-
 def measure(artifact: Artifact, ctx: Context) -> dict[str, Any]:
     model: torch.nn.Module = artifact.model
-    metrics: dict[str, Any] = {"params": int(sum(p.numel() for p in model.parameters()))}
-    if ctx.data is not None and ctx.data.task == "classification" and "eval" in ctx.data.splits:
-        split = ctx.data.split("eval")
-        metrics["accuracy"] = round(accuracy(predict(model, split.inputs), split.labels), 6)
+    metrics: dict[str, Any] = {"params": count_params(model)}
+    split = labelled_eval(ctx.data)
+    if split is not None:
+        metrics["accuracy"] = top1(predict(model, split.inputs), split.labels)
     return metrics
 
 

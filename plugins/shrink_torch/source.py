@@ -16,6 +16,8 @@ class TorchSource(Source):
 
     name = "torch"
     produces = "torch"
+    family = "torch"
+    libraries = ("torch",)
 
     class Options(PassOptions):
         factory: str = Field(pattern=FACTORY_PATTERN, description="'package.module:callable' or 'path/to/file.py:callable' returning an nn.Module")
@@ -36,7 +38,8 @@ class TorchSource(Source):
         return problems
 
     def load(self, ctx: Context) -> Artifact:
-        from shrink_torch.runtime import load_state_dict, setup_torch
+        from shrink_common.torch_setup import setup_torch
+        from shrink_torch.runtime import load_state_dict
 
         opts: Any = self.options
         setup_torch(ctx.seed)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from shrink import Artifact, Context, Pass
-from shrink_torch.options import TrainingOptions
+from shrink_common.options import TrainingOptions
 
 if TYPE_CHECKING:
     import torch
@@ -75,14 +75,15 @@ class PruneMagnitude(Pass):
 
         from shrink_torch.fuse import fused_for_inference
         from shrink_torch.prune import _config, check_rebuild
-        from shrink_torch.runtime import setup_torch
-        from shrink_torch.train import eval_split, evaluate, split_tensors, train
+        from shrink_common.torch_setup import setup_torch
+        from shrink.api.data import labelled_eval
+        from shrink_torch.train import evaluate, split_tensors, train
 
         opts: Any = self.options
         seed = ctx.seed + opts.seed
         setup_torch(seed)
         x, y = split_tensors(ctx.require_data("train", self.name), self.name)
-        evaluation = eval_split(ctx)
+        evaluation = labelled_eval(ctx.data)
         original: nn.Module = artifact.model
         model = copy.deepcopy(original).eval()
         targets = select_layers(model, opts.layers, list(opts.ignore))

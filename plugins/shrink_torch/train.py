@@ -1,4 +1,4 @@
-"""Training helpers shared by the torch passes: seeded batching, shift augmentation, (KD) training loops.
+"""Training helpers of the torch passes: seeded batching, shift augmentation, (KD) training loops.
 
 Imported only from `run()` (it imports torch). Everything is deterministic given `seed`: the
 model's initialisation is the caller's business, shuffling and augmentation use a private
@@ -18,28 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shrink import UsageError
-from shrink.api.context import Split
+from shrink import Split, UsageError
+from shrink.api.data import top1
+from shrink_common.training import TrainConfig, make_optimizer, make_scheduler, run_epoch
 
 Report = Callable[[float, str], None]
 StepHook = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train: the subset of pass options the loops need (passes build it from their Options)."""
-
-    epochs: int
-    batch_size: int = 64
-    lr: float = 3e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    schedule: str = "onecycle"
-    augment: bool = True
-    max_shift: int = 2
-    temperature: float = 2.0
-    alpha: float = 0.5
-    channels_last: bool = True  # faster conv training on CPU; the model is returned contiguous
 
 
 @dataclass
@@ -85,24 +69,6 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
     return alpha * soft + (1.0 - alpha) * F.cross_entropy(student_logits, labels)
 
 
-def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        if cfg.weight_decay:
-            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return torch.optim.Adam(params, lr=cfg.lr)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
-
-
-def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> Any:
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(total_steps, 1))
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
-    return None
-
-
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed: int,
           teacher: nn.Module | None = None, report: Report | None = None, label: str = "training",
           progress: tuple[float, float] = (0.0, 1.0), on_step: StepHook | None = None) -> TrainResult:
@@ -135,43 +101,37 @@ def _loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
           result: TrainResult, on_step: StepHook | None = None) -> None:
     optimizer = make_optimizer(model.parameters(), cfg)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
-    scheduler = _scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
+    scheduler = make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
     if teacher is not None and cfg.alpha == 0:
         teacher = None  # no KD term: skip the teacher's forward passes
     if teacher is not None:
         teacher.eval()
     lo, hi = progress
+    total_steps = cfg.epochs * steps_per_epoch
     step = 0
+
+    def loss_terms(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        nonlocal step
+        xb = x[idx]
+        if cfg.augment:
+            xb = random_shift(xb, generator, cfg.max_shift)
+        if on_step is not None:
+            on_step(step, total_steps)
+        step += 1
+        logits = model(xb)
+        if teacher is None:
+            return {"total": F.cross_entropy(logits, y[idx])}
+        with torch.no_grad():
+            target = teacher(xb)
+        return {"total": kd_loss(logits, target, y[idx], cfg.temperature, cfg.alpha)}
+
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(x), generator=generator)
-        total, seen = 0.0, 0
-        for start in range(0, len(x), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            if len(idx) < 2 and len(x) > 1:
-                continue  # a lone sample breaks BatchNorm in training mode
-            xb = x[idx]
-            if cfg.augment:
-                xb = random_shift(xb, generator, cfg.max_shift)
-            yb = y[idx]
-            if on_step is not None:
-                on_step(step, cfg.epochs * steps_per_epoch)
-            step += 1
-            logits = model(xb)
-            if teacher is None:
-                loss = F.cross_entropy(logits, yb)
-            else:
-                with torch.no_grad():
-                    target = teacher(xb)
-                loss = kd_loss(logits, target, yb, cfg.temperature, cfg.alpha)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
-        mean = total / max(seen, 1)
+        batches = (order[start:start + cfg.batch_size] for start in range(0, len(x), cfg.batch_size))
+        # a lone sample breaks BatchNorm in training mode
+        means, _ = run_epoch((idx for idx in batches if len(idx) >= 2 or len(x) <= 1), loss_terms, optimizer, scheduler)
+        mean = means["total"]
         if not math.isfinite(mean):
             raise FloatingPointError(f"{label}: the loss became {mean} in epoch {epoch + 1}; lower the learning rate")
         result.losses.append(mean)
@@ -179,27 +139,13 @@ def _loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
             report(lo + (hi - lo) * (epoch + 1) / cfg.epochs, f"{label}: epoch {epoch + 1}/{cfg.epochs}, loss {mean:.4f}")
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, split: Split | None) -> float | None:
     """Top-1 accuracy on a labelled split (None without one)."""
     if split is None or split.labels is None:
         return None
-    from shrink_torch.runtime import accuracy, predict
+    from shrink_torch.runtime import predict
 
-    return round(accuracy(predict(model, split.inputs), np.asarray(split.labels)), 6)
-
-
-def eval_split(ctx: Any) -> Split | None:
-    """The eval split when the data has one with labels."""
-    data = ctx.data
-    if data is None or "eval" not in data.splits:
-        return None
-    split = data.split("eval")
-    return split if split.labels is not None else None
-
-
-def count_params(model: nn.Module) -> int:
-    return int(sum(p.numel() for p in model.parameters()))
+    return top1(predict(model, split.inputs), split.labels)
 
 
 def count_macs(model: nn.Module, example: torch.Tensor) -> int:

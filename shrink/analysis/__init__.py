@@ -24,7 +24,7 @@ Modules (each imports only those listed before it, plus `shrink.errors`):
 * `macs`      – MAC rules per op type and If/Loop/Scan counting
 * `memory`    – topological order, tensor lifetimes, peak and arena plan
 * `inventory` – weights by dtype and the op inventory
-* `analyze`   – `analyze()`, tying them together
+* `analyzer`  – `analyze()`, tying them together
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -33,13 +34,37 @@ from shrink.analysis.shapes import (
 )
 
 
+_MEMO: OrderedDict[tuple[object, ...], Analysis] = OrderedDict()
+_MEMO_SIZE = 16
+
+
 def analyze(model: ModelProto | str | Path, shapes: Mapping[str, list[int]] | None = None) -> Analysis:
     """Analyse an ONNX model (a path or a loaded `ModelProto`) at fixed input shapes.
 
     `shapes` maps input names to full shapes and pins symbolic dims; an input with a symbolic dim and
     no entry raises `AnalysisError`. Shapes come from ONNX shape inference and, for tensors it leaves
     unknown, from one onnxruntime run on zero inputs (data-dependent shapes are then those of zeros).
+    A file's analysis is memoised by its identity (path, size, modification time) and the shapes, so the
+    engine's metrics and the final checks analyse each artifact once.
     """
+    if not isinstance(model, (str, os.PathLike)):
+        return _analyze(model, shapes)
+    try:
+        stat = os.stat(model)
+    except OSError:
+        return _analyze(model, shapes)  # load_model reports the problem
+    key = (str(model), os.path.realpath(model), stat.st_size, stat.st_mtime_ns, stat.st_ino,
+           tuple(sorted((name, tuple(dims)) for name, dims in (shapes or {}).items())))
+    if key in _MEMO:
+        _MEMO.move_to_end(key)
+        return _MEMO[key]
+    result = _MEMO[key] = _analyze(model, shapes)
+    while len(_MEMO) > _MEMO_SIZE:
+        _MEMO.popitem(last=False)
+    return result
+
+
+def _analyze(model: ModelProto | str | Path, shapes: Mapping[str, list[int]] | None) -> Analysis:
     model, label, base_dir = _resolve(model)
     graph, types, notes = _typed_graph(model, shapes or {}, label, base_dir)
     order = _topological_order(graph, label)

@@ -17,6 +17,7 @@ import onnx
 from onnx import GraphProto, ModelProto, TensorProto
 
 from shrink.analysis.dtypes import _nbytes
+from shrink.support.ort import session as ort_session
 from shrink.analysis.model import AnalysisError, _constant_tensor, _first_line, _numel
 
 
@@ -192,7 +193,6 @@ def _known(found: _Type | None) -> bool:
 
 def _ort_types(pinned: ModelProto, names: list[str], base_dir: Path | None) -> dict[str, _Type]:
     """Run the model once on zero inputs, exposing `names` as outputs, and read their types and shapes."""
-    import onnxruntime as ort
     from onnx.external_data_helper import load_external_data_for_model
 
     exposed = ModelProto()
@@ -209,11 +209,7 @@ def _ort_types(pinned: ModelProto, names: list[str], base_dir: Path | None) -> d
     for name in names:
         if name not in outputs and name not in feeds and name not in weights:
             exposed.graph.output.append(onnx.ValueInfoProto(name=name))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort_session(exposed.SerializeToString(), optimize=False)
     out_names = [o.name for o in session.get_outputs()]
     values = session.run(out_names, feeds)
     types = {n: _array_type(v) for n, v in zip(out_names, values) if isinstance(v, np.ndarray)}

@@ -34,7 +34,9 @@ class Artifact:
     `.onnx` file for `"onnx"`). `meta` holds facts every pass must keep consistent: `inputs`
     (list of `{name, shape, dtype}`), `outputs`, `task`, label names, head counts, tokenizer files.
     `details` is what the last pass reports about itself (e.g. the chosen quantization scheme).
-    Passes never mutate an artifact; they return `artifact.evolve(...)`.
+    `family` names the `ModelFamily` that handles the model in every format (set by the engine from
+    the model source; passes keep it). Passes never mutate an artifact (nor its model object); they
+    return `artifact.evolve(...)` with a new model.
     """
 
     model: Any
@@ -43,6 +45,7 @@ class Artifact:
     metrics: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
     history: tuple[Step, ...] = ()
     details: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
+    family: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "meta", _frozen(self.meta))

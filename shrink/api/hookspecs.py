@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from shrink.api.artifact import Artifact
     from shrink.api.checks import Check
     from shrink.api.context import Context
+    from shrink.api.context import ModelFamily
     from shrink.api.passes import DataProvider, Pass, Source
 
 hookspec = pluggy.HookspecMarker("shrink")
@@ -59,36 +60,24 @@ def shrink_register_datasets() -> list[type[DataProvider]]:
 
 
 @hookspec
+def shrink_register_families() -> list[type[ModelFamily]]:
+    """Return `ModelFamily` classes: how models of one kind are fed, measured, fingerprinted and cached in
+    every format, and which capabilities (export, structural pruning, ...) they offer to generic passes.
+
+    Each class names itself (`name = "huggingface"`); sources name the family of the models they load
+    (`Source.family`), and the engine stamps every artifact with it.
+    """
+
+
+@hookspec
 def shrink_register_checks() -> list[type[Check]]:
     """Return extra `Check` classes, run on the final model beside the built-in checks."""
 
 
 @hookspec
 def shrink_measure_artifact(artifact: Artifact, ctx: Context) -> dict[str, Any] | None:
-    """Measure an artifact in a format this plugin understands, or return None.
+    """Extra metrics of an artifact, beside those its family measures (`ModelFamily.measure`), or None.
 
-    Called by the engine after the source loads and after every pass. Return metrics such as
-    `params`, `model_bytes`, `accuracy` (on the `eval` split, a fraction). Results of all plugins
-    are merged; a plugin must only answer for formats (and tasks) it knows.
-    """
-
-
-@hookspec(firstresult=True)
-def shrink_save_artifact(artifact: Artifact, directory: Path, ctx: Context) -> dict[str, Any] | None:
-    """Save `artifact.model` into the empty `directory` for the pass cache; return a JSON-able descriptor.
-
-    Return None when the artifact's format is not this plugin's, or when this model cannot be saved
-    and restored faithfully (that step is then not cached; correctness never depends on the cache).
-    The first non-None answer wins.
-    """
-
-
-@hookspec(firstresult=True)
-def shrink_load_artifact(format: str, descriptor: dict[str, Any], directory: Path, meta: dict[str, Any],
-                         ctx: Context) -> Any | None:
-    """Restore a model saved by `shrink_save_artifact`: return the object for `Artifact.model`.
-
-    `meta` is the artifact's metadata as saved; files must be copied out of `directory` (into
-    `ctx.new_path(...)`) rather than used in place. Return None when `format` is not this plugin's;
-    raise when the saved model cannot be restored (the engine then runs the pass instead).
+    Called by the engine after the source loads and after every pass; results of all plugins are
+    merged over the family's. A plugin must only answer for formats (and tasks) it knows.
     """

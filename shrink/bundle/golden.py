@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shrink.api.checks import CheckResult
+from shrink.support.ort import session
 
 if TYPE_CHECKING:
     from shrink.api.context import Dataset
@@ -62,13 +63,7 @@ def sample_inputs(inputs: list[dict[str, Any]], data: Dataset | None, seed: int,
 
 def run(model: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str], list[np.ndarray]]:
     """Run each stacked sample through `model` (batch 1, one thread); outputs stacked the same way."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    sess = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    sess = session(model)
     names = [o.name for o in sess.get_outputs()]
     count = len(next(iter(feeds.values())))
     results = [sess.run(None, {k: v[i] for k, v in feeds.items()}) for i in range(count)]

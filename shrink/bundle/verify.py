@@ -14,7 +14,7 @@ from shrink.checks.builtin import run_checks
 from shrink.errors import Problem, UsageError
 from shrink.plan.load import BUDGET_KEYS
 from shrink.host.registry import Registry
-from shrink.host.catalog import Catalog, target_schema
+from shrink.host.catalog import target_schema
 from shrink.api.target import Target
 from shrink.support.validation import schema_problems
 
@@ -108,7 +108,7 @@ def _bundle_target(manifest: dict[str, Any], bundle: Path) -> Target:
 def verify_bundle(bundle: Path, registry: Registry, target: str | None, budget: dict[str, Any]) -> tuple[Target, list[CheckResult]]:
     manifest = read_manifest(bundle)
     result = integrity(bundle, manifest)
-    resolved = Catalog(registry).resolve(target) if target else _bundle_target(manifest, bundle)
+    resolved = registry.catalog().resolve(target) if target else _bundle_target(manifest, bundle)
     model = bundle / manifest.get("model", {}).get("file", MODEL_FILE)
     recipe_budget = manifest.get("recipe", {}).get("raw", {}).get("budget", {})
     history = manifest.get("history") or [{}]
@@ -132,7 +132,7 @@ def verify_model(path: Path, registry: Registry, target: str | None, budget: dic
     from shrink.analysis import load_model
 
     load_model(path)  # a file that is not ONNX is bad input (exit 2)
-    resolved = Catalog(registry).resolve(target)
+    resolved = registry.catalog().resolve(target)
     subject = Subject(path, resolved, budget, shapes=shapes or {})
     return resolved, run_checks(subject, _extra_checks(registry))
 

@@ -221,12 +221,11 @@ def _conflicts_code(registry: Any, console: Console) -> int:
 
 
 def cmd_targets(args: argparse.Namespace, console: Console) -> int:
-    from shrink.host.catalog import Catalog
 
     registry = _registry()
     _warn_failed_plugins(registry, console)
     registry.ensure_consistent()
-    catalog = Catalog(registry)
+    catalog = registry.catalog()
     if args.name:
         target = catalog.resolve(args.name)
         if console.json_mode:
@@ -328,11 +327,10 @@ def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     if args.target:
         from shrink.api.checks import Subject
         from shrink.checks.builtin import run_checks
-        from shrink.host.catalog import Catalog
 
         registry = _registry()
         registry.ensure_consistent()
-        target = Catalog(registry).resolve(args.target)
+        target = registry.catalog().resolve(args.target)
         subject = Subject(path, target, shapes=shapes, _analysis=analysis)
         checks = run_checks(subject, [e.obj for e in registry.entries["checks"].values()])
     if console.json_mode:

@@ -13,9 +13,10 @@ from shrink.bundle.write import MODEL_FILE, check_output_dir, write_bundle
 from shrink.support.versions import library_versions
 from shrink.api.checks import CheckResult, Subject
 from shrink.checks.builtin import run_checks
-from shrink.engine.cache import PassCache, jsonable
-from shrink.engine.run import Progress, RunResult, run_plan, workspace
+from shrink.engine.cache import PassCache
+from shrink.engine.run import Progress, run_plan, workspace
 from shrink.errors import PluginError, ShrinkError
+from shrink.support.jsonio import jsonable
 from shrink.plan.planner import Plan, make_plan
 from shrink.plan.load import load_recipe
 from shrink.host.registry import Registry
@@ -63,23 +64,6 @@ def required_operators(analysis: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def golden_reference(result: RunResult, plan: Plan, cache: PassCache | None) -> tuple[bytes, dict[str, Any]] | None:
-    """The golden file and its manifest record, from the pass cache when the final model was cached."""
-    key = PassCache.key({"final": result.key, "golden": golden.GOLDEN_FILE}) if result.key and cache else None  # shrink's code is in result.key
-    entry = cache.get(key) if cache and key else None
-    if entry is not None and "reference" in entry.record:
-        if entry.record["reference"] is None:
-            return None
-        if entry.file(golden.GOLDEN_FILE).is_file():
-            return entry.file(golden.GOLDEN_FILE).read_bytes(), entry.record["reference"]
-    result.ensure_data()
-    reference = golden.make(Path(result.final.model), list(result.final.meta.get("inputs", [])), result.ctx.data, plan.recipe.seed)
-    if cache and key:
-        cache.put(key, {"recipe": plan.recipe.name, "step": "golden", "name": "golden", "reference": reference and reference[1]},
-                  files={golden.GOLDEN_FILE: reference[0]} if reference else None)
-    return reference
-
-
 def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, progress: Progress | None = None,
                  cache: PassCache | None = None) -> CompileOutcome:
     """Run `plan` and write its bundle to `output`; `cache` reuses and stores pass results."""
@@ -93,7 +77,7 @@ def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, pro
         checks = final_checks(plan, registry, subject)
         manifest = build_manifest(plan, registry, result.final, checks)
         manifest["analysis"] = subject.analysis.as_dict()
-        reference = golden_reference(result, plan, cache)
+        reference = result.golden()
         manifest["golden"] = reference[1] if reference else None
         files: dict[str, Path | bytes | str] = {MODEL_FILE: model_path, "report.md": render_markdown(manifest, checks),
                                                  "report.html": render_html(manifest, checks)}

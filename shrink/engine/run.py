@@ -1,4 +1,11 @@
-"""Run a `Plan`: load the source, run each pass in order, record metrics after each."""
+"""Run a `Plan`: load the source, run each pass in order, record metrics after each.
+
+The engine is the one owner of running passes: it restores the longest cached prefix of the plan and
+stores every step it runs (and the golden I/O of the final model), measures every artifact through its
+family, and enforces the pass contract on every run: the returned artifact's type and format, a
+registered family, and no mutation of the input artifact's model (compared by the family's
+fingerprint before and after the pass).
+"""
 
 from __future__ import annotations
 
@@ -11,37 +18,26 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shrink.engine import cache as cache_mod
 from shrink.api.artifact import Artifact, Step
-from shrink.support.files import dead_temporaries
-from shrink.support.versions import library_versions
-from shrink.engine.cache import PassCache
-from shrink.api.context import Context, Dataset
+from shrink.api.context import Context
+from shrink.api.data import Dataset
+from shrink.api.context import ModelFamily
+from shrink.bundle import golden
+from shrink.engine import keys
+from shrink.engine.cache import Entry, PassCache
 from shrink.errors import PassFailed, PluginError, Problem, ShrinkError
-from shrink.plan.planner import Plan
 from shrink.host.registry import Registry
+from shrink.plan.planner import Plan
+from shrink.support.files import dead_temporaries
+from shrink.support.jsonio import jsonable
 
-log = logging.getLogger("shrink.engine.run")
+log = logging.getLogger("shrink.engine")
 
 Progress = Callable[[str, float, str], None]  # (task, fraction done, text)
-
-
-@dataclass
-class RunResult:
-    """The source and final artifacts. `key` is the final step's cache key (None without a cache);
-    `ensure_data()` loads the recipe's data into `ctx.data` if a fully cached run skipped it."""
-
-    source: Artifact
-    final: Artifact
-    ctx: Context
-    key: str | None = None
-    ensure_data: Callable[[], None] = lambda: None
-
-
 WORKSPACE_PREFIX = "shrink-run-"
 
 
@@ -63,229 +59,279 @@ def workspace() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@dataclass
+class RunResult:
+    """The source and final artifacts of a run, its context, and what the pass cache knows of it."""
+
+    source: Artifact
+    final: Artifact
+    ctx: Context
+    plan: Plan
+    cache: PassCache
+    key: str | None = None  # the final step's cache key (None without a cache)
+    _load_data: Callable[[], None] = field(default=lambda: None, repr=False)
+
+    def ensure_data(self) -> None:
+        """Load the recipe's data into `ctx.data` (a fully cached run skips it)."""
+        self._load_data()
+
+    def golden(self) -> tuple[bytes, dict[str, Any]] | None:
+        """The golden file and its manifest record for the final model, from the pass cache when the final
+        model was cached (the golden code is part of the key)."""
+        key = PassCache.key({"final": self.key, "golden": golden.GOLDEN_FILE, "code": keys.code_hash(golden)}) if self.key else None
+        entry = self.cache.get(key) if key else None
+        if entry is not None and "reference" in entry.record:
+            if entry.record["reference"] is None:
+                return None
+            if entry.file(golden.GOLDEN_FILE).is_file():
+                return entry.file(golden.GOLDEN_FILE).read_bytes(), entry.record["reference"]
+        self.ensure_data()
+        reference = golden.make(Path(self.final.model), list(self.final.meta.get("inputs", [])), self.ctx.data,
+                                self.plan.recipe.seed)
+        if key:
+            self.cache.put(key, {"recipe": self.plan.recipe.name, "step": "golden", "name": "golden",
+                                 "reference": reference and reference[1]},
+                           files={golden.GOLDEN_FILE: reference[0]} if reference else None)
+        return reference
+
+
 def _already_ran(history: tuple[Step, ...]) -> str:
     ran = [f"passes[{s.index}] {s.name}" for s in history if s.index is not None]
     return ", ".join(ran) if ran else "none"
 
 
-def _measure(registry: Registry, artifact: Artifact, ctx: Context) -> dict[str, Any]:
-    try:
-        return registry.measure(artifact, ctx)
-    except ShrinkError:
-        raise
-    except Exception as exc:
-        log.debug("measuring failed", exc_info=True)
-        raise PluginError(f"measuring the {artifact.format} artifact failed: {type(exc).__name__}: {exc}") from exc
+class _Run:
+    """One execution of a plan: its context, the cache entries it found, and the steps it runs."""
 
+    def __init__(self, plan: Plan, registry: Registry, workdir: Path, notify: Progress, cache: PassCache) -> None:
+        self.plan = plan
+        self.registry = registry
+        self.notify = notify
+        self.cache = cache
+        self.ctx = Context(recipe=plan.recipe, target=plan.target, data=None, workdir=workdir, seed=plan.recipe.seed,
+                           families=registry.families())
+        self.keys: list[str] = []
+        self.components: list[dict[str, Any]] = []
 
-def _load_data(plan: Plan, ctx: Context, notify: Progress) -> None:
-    if plan.data is None or ctx.data is not None:
-        return
-    notify("data", 0.0, f"loading data ({plan.data_entry.name if plan.data_entry else ''})")
-    try:
-        dataset = plan.data.load(ctx)
-    except ShrinkError:
-        raise
-    except Exception as exc:
-        raise PassFailed(f"loading data failed: {type(exc).__name__}: {exc}", where=f"{plan.recipe.label}: data") from exc
-    if not isinstance(dataset, Dataset):
-        raise PluginError(f"data source {plan.data.name!r} returned {type(dataset).__name__}, not a shrink Dataset",
-                          where=f"plugin {plan.data_entry.plugin.label if plan.data_entry else '?'}")
-    ctx.data = dataset
+    # data ---------------------------------------------------------------------------------------
 
-
-def _data_fingerprint(plan: Plan, ctx: Context, notify: Progress) -> str | None:
-    """The provider's cheap fingerprint (without loading) when it has one, else the loaded data's."""
-    if plan.data is None:
-        return None
-    quick = getattr(plan.data, "fingerprint", None)
-    value = quick(ctx) if callable(quick) else None
-    if value:
-        return str(value)
-    _load_data(plan, ctx, notify)
-    return ctx.data.fingerprint if ctx.data is not None else None
-
-
-def cache_components(plan: Plan, data: str | None) -> list[dict[str, Any]]:
-    """What each step's result depends on: the source first, then one entry per pass (chained by key)."""
-    import shrink
-
-    shared = {"data": data, "data_code": cache_mod.code_hash(type(plan.data)) if plan.data else None,
-              "seed": plan.recipe.seed, "target": plan.target.sha256,
-              "libraries": cache_mod.digest(library_versions()), "shrink": cache_mod.code_hash(shrink)}
-    resolve = plan.recipe.resolve_path
-    source_options = plan.source.options.model_dump(mode="json")
-    components = [{
-        "step": f"source:{plan.source_entry.name}", "plugin": f"{plan.source_entry.plugin.dist} {plan.source_entry.plugin.version}",
-        "code": cache_mod.code_hash(type(plan.source)), "options": source_options,
-        "files": cache_mod.referenced_files(source_options, resolve), **shared,
-    }]
-    previous = PassCache.key(components[0])
-    for step in plan.steps:
-        options = step.instance.options.model_dump(mode="json")
-        item = {"input": previous, "step": step.name, "plugin": f"{step.entry.plugin.dist} {step.entry.plugin.version}",
-                "code": cache_mod.code_hash(type(step.instance)), "options": options,
-                "files": cache_mod.referenced_files(options, resolve), **shared}
-        components.append(item)
-        previous = PassCache.key(item)
-    return components
-
-
-def _save_with(registry: Registry, artifact: Artifact, ctx: Context) -> Callable[[Path], dict[str, Any] | None]:
-    def save(directory: Path) -> dict[str, Any] | None:
-        descriptor = registry.save_artifact(artifact, directory, ctx)
-        if descriptor is None:
-            return None
-        extra = {}
-        for name, path in dict(artifact.meta.get("bundle_files") or {}).items():
-            stored = f"bundle-{len(extra)}"
-            shutil.copyfile(path, directory / stored)
-            extra[name] = stored
-        return {"model": descriptor, "bundle_files": extra}
-    return save
-
-
-def _store(cache: PassCache, registry: Registry, key: str, components: dict[str, Any], plan: Plan,
-           artifact: Artifact, record: Step, ctx: Context) -> None:
-    try:
-        cache.put(key, {
-            "recipe": plan.recipe.name, "step": "source" if record.index is None else f"passes[{record.index}]",
-            "name": record.name, "plugin": record.plugin, "components": components, "format": artifact.format,
-            "meta": cache_mod.jsonable(artifact.meta), "metrics": cache_mod.jsonable(record.metrics),
-            "details": cache_mod.jsonable(record.details), "seconds": record.seconds,
-        }, save=_save_with(registry, artifact, ctx))
-    except ShrinkError:
-        raise
-    except Exception as exc:  # a plugin that cannot save costs a cache entry, never the compile
-        log.warning("not cached: saving %s failed: %s: %s", record.name, type(exc).__name__, exc)
-
-
-def _restore(registry: Registry, entry: cache_mod.Entry, ctx: Context) -> Artifact | None:
-    saved = entry.record.get("saved")
-    if not isinstance(saved, dict):
-        return None
-    meta = dict(entry.record.get("meta") or {})
-    try:
-        model = registry.load_artifact(entry.record["format"], saved["model"], entry.path, meta, ctx)
-        if model is None:
-            return None
-        if saved.get("bundle_files"):
-            files = {}
-            for name, stored in saved["bundle_files"].items():
-                files[name] = str(ctx.new_path("cached", Path(name).suffix))
-                shutil.copyfile(entry.path / stored, files[name])
-            meta["bundle_files"] = files
-    except Exception as exc:  # noqa: BLE001 - a damaged or outdated entry means "run the step", never a failed compile
-        log.debug("cache entry %s cannot be restored: %s: %s", entry.key[:12], type(exc).__name__, exc)
-        return None
-    return Artifact(model, entry.record["format"], meta=meta, details=entry.record.get("details") or {})
-
-
-def _step_record(entry: cache_mod.Entry, index: int | None) -> Step:
-    record = entry.record
-    return Step(index, record["name"], record["plugin"], float(record.get("seconds", 0.0)),
-                record.get("metrics") or {}, record.get("details") or {}, cached=True)
-
-
-def run_plan(plan: Plan, registry: Registry, workdir: Path, progress: Progress | None = None,
-             cache: PassCache | None = None) -> RunResult:
-    """Execute `plan` inside `workdir`; a failing pass raises `PassFailed` (exit 5).
-
-    With a `cache`, the longest cached prefix of source + passes is restored instead of run, and
-    every step that runs is stored.
-    """
-    notify = progress or (lambda task, fraction, text: None)
-    recipe = plan.recipe
-    cache = cache or PassCache(enabled=False)
-    ctx = Context(recipe=recipe, target=plan.target, data=None, workdir=workdir, seed=recipe.seed)
-
-    keys: list[str] = []
-    components: list[dict[str, Any]] = []
-    hits: list[cache_mod.Entry] = []
-    if cache.enabled:
-        components = cache_components(plan, _data_fingerprint(plan, ctx, notify))
-        keys = [PassCache.key(c) for c in components]
-        for i, key in enumerate(keys):
-            entry = cache.get(key)
-            if entry is None:
-                step = "source" if i == 0 else f"passes[{i - 1}]"
-                if log.isEnabledFor(logging.DEBUG):  # explaining reads every entry of the cache
-                    log.debug("cache miss for %s %s: %s", step, components[i]["step"],
-                              cache.explain_miss(components[i], recipe.name, step))
-                break
-            hits.append(entry)
-
-    # Resume after the last cached step whose model can be restored.
-    artifact: Artifact | None = None
-    source: Artifact | None = None
-    resume = -1
-    for i in range(len(hits) - 1, -1, -1):
-        restored = _restore(registry, hits[i], ctx)
-        if restored is not None:
-            artifact, resume = restored, i
-            break
-    if artifact is not None:
-        history = tuple(_step_record(e, None if i == 0 else i - 1) for i, e in enumerate(hits[:resume + 1]))
-        artifact = dataclasses.replace(artifact, metrics=history[-1].metrics, history=history)
-        for step in history:
-            label = "source" if step.index is None else f"passes[{step.index}] {step.name}"
-            notify(label, 1.0, f"{label}: cached")
-        if resume == 0:
-            source = artifact
-        else:  # passes that still run get the real source model; a fully cached run needs only its metrics
-            restored = _restore(registry, hits[0], ctx) if resume < len(plan.steps) else None
-            source = restored or Artifact(None, hits[0].record["format"], meta=hits[0].record.get("meta") or {})
-            source = dataclasses.replace(source, metrics=history[0].metrics, history=history[:1])
-
-    if resume < len(plan.steps):
-        _load_data(plan, ctx, notify)
-
-    if artifact is None:
-        notify("source", 0.0, f"loading model ({plan.source_entry.name})")
-        started = time.perf_counter()
+    def load_data(self) -> None:
+        plan, ctx = self.plan, self.ctx
+        if plan.data is None or ctx.data is not None:
+            return
+        self.notify("data", 0.0, f"loading data ({plan.data_entry.name if plan.data_entry else ''})")
         try:
-            artifact = plan.source.load(ctx)
+            dataset = plan.data.load(ctx)
         except ShrinkError:
             raise
         except Exception as exc:
-            raise PassFailed(f"loading the model failed: {type(exc).__name__}: {exc}", where=f"{recipe.label}: model") from exc
-        _check_returned(artifact, plan.source.produces, f"model source {plan.source_entry.name!r}", plan.source_entry.plugin.label)
-        metrics = _measure(registry, artifact, ctx)
-        record = Step(None, f"source:{plan.source_entry.name}", plan.source_entry.plugin.label,
-                      time.perf_counter() - started, metrics, artifact.details)
-        artifact = artifact.evolve(metrics=metrics, history=(record,))
-        source = artifact
-        resume = 0
-        if keys:
-            _store(cache, registry, keys[0], components[0], plan, artifact, record, ctx)
-    assert source is not None
-    ctx.source = source
+            raise PassFailed(f"loading data failed: {type(exc).__name__}: {exc}", where=f"{plan.recipe.label}: data") from exc
+        if not isinstance(dataset, Dataset):
+            raise PluginError(f"data source {plan.data.name!r} returned {type(dataset).__name__}, not a shrink Dataset",
+                              where=f"plugin {plan.data_entry.plugin.label if plan.data_entry else '?'}")
+        ctx.data = dataset
 
-    for step in plan.steps[resume:]:
-        label = f"passes[{step.index}] {step.name}"
-        notify(label, 0.0, label)
-        ctx.report = lambda fraction, text, label=label: notify(label, fraction, text)
+    def data_fingerprint(self) -> str | None:
+        """The provider's cheap fingerprint (without loading) when it has one, else the loaded data's."""
+        if self.plan.data is None:
+            return None
+        quick = self.plan.data.fingerprint(self.ctx)
+        if quick:
+            return str(quick)
+        self.load_data()
+        return self.ctx.data.fingerprint if self.ctx.data is not None else None
+
+    # families -------------------------------------------------------------------------------------
+
+    def family(self, artifact: Artifact, who: str, plugin: str) -> ModelFamily:
+        family = self.ctx.families.get(artifact.family)
+        if family is None:
+            raise PluginError(f"{who} returned an artifact of model family {artifact.family!r}, which no plugin registers",
+                              where=f"plugin {plugin}")
+        return family
+
+    def measure(self, artifact: Artifact) -> dict[str, Any]:
+        try:
+            metrics = dict(self.ctx.family(artifact).measure(artifact, self.ctx))
+            metrics.update(self.registry.extra_metrics(artifact, self.ctx))
+            return metrics
+        except ShrinkError:
+            raise
+        except Exception as exc:
+            log.debug("measuring failed", exc_info=True)
+            raise PluginError(f"measuring the {artifact.format} artifact failed: {type(exc).__name__}: {exc}") from exc
+
+    # the pass cache -------------------------------------------------------------------------------
+
+    def lookup(self) -> list[Entry]:
+        """The cache entries of the longest cached prefix of source + passes."""
+        if not self.cache.enabled:
+            return []
+        self.components = keys.components(self.plan, self.data_fingerprint())
+        self.keys = [PassCache.key(c) for c in self.components]
+        hits = []
+        for i, key in enumerate(self.keys):
+            entry = self.cache.get(key)
+            if entry is None:
+                if log.isEnabledFor(logging.DEBUG):  # explaining reads every entry of the cache
+                    step = "source" if i == 0 else f"passes[{i - 1}]"
+                    log.debug("cache miss for %s %s: %s", step, self.components[i]["step"],
+                              self.cache.explain_miss(self.components[i], self.plan.recipe.name, step))
+                break
+            hits.append(entry)
+        return hits
+
+    def store(self, position: int, artifact: Artifact, record: Step) -> None:
+        if not self.keys:
+            return
+        family = self.ctx.family(artifact)
+
+        def save(directory: Path) -> dict[str, Any] | None:
+            descriptor = family.save(artifact, directory, self.ctx)
+            if descriptor is None:
+                return None
+            extra = {}
+            for name, path in dict(artifact.meta.get("bundle_files") or {}).items():
+                stored = f"bundle-{len(extra)}"
+                shutil.copyfile(path, directory / stored)
+                extra[name] = stored
+            return {"model": descriptor, "bundle_files": extra}
+
+        try:
+            self.cache.put(self.keys[position], {
+                "recipe": self.plan.recipe.name, "step": "source" if record.index is None else f"passes[{record.index}]",
+                "name": record.name, "plugin": record.plugin, "components": self.components[position],
+                "format": artifact.format, "family": artifact.family, "meta": jsonable(artifact.meta),
+                "metrics": jsonable(record.metrics), "details": jsonable(record.details), "seconds": record.seconds,
+            }, save=save)
+        except ShrinkError:
+            raise
+        except Exception as exc:  # a family that cannot save costs a cache entry, never the compile
+            log.warning("not cached: saving %s failed: %s: %s", record.name, type(exc).__name__, exc)
+
+    def restore(self, entry: Entry) -> Artifact | None:
+        saved = entry.record.get("saved")
+        if not isinstance(saved, dict):
+            return None
+        meta = dict(entry.record.get("meta") or {})
+        name = str(entry.record.get("family") or "")
+        family = self.ctx.families.get(name, ModelFamily())
+        try:
+            model = family.load(entry.record["format"], saved["model"], entry.path, meta, self.ctx)
+            if model is None:
+                return None
+            if saved.get("bundle_files"):
+                files = {}
+                for file_name, stored in saved["bundle_files"].items():
+                    files[file_name] = str(self.ctx.new_path("cached", Path(file_name).suffix))
+                    shutil.copyfile(entry.path / stored, files[file_name])
+                meta["bundle_files"] = files
+        except Exception as exc:  # noqa: BLE001 - a damaged or outdated entry means "run the step", never a failed compile
+            log.debug("cache entry %s cannot be restored: %s: %s", entry.key[:12], type(exc).__name__, exc)
+            return None
+        return Artifact(model, entry.record["format"], meta=meta, details=entry.record.get("details") or {}, family=name)
+
+    # running ----------------------------------------------------------------------------------------
+
+    def resume(self, hits: list[Entry]) -> tuple[Artifact | None, Artifact | None, int]:
+        """(artifact, source, index of its step) after the last cached step whose model can be restored."""
+        for i in range(len(hits) - 1, -1, -1):
+            restored = self.restore(hits[i])
+            if restored is None:
+                continue
+            history = tuple(_step_record(e, None if j == 0 else j - 1) for j, e in enumerate(hits[:i + 1]))
+            artifact = dataclasses.replace(restored, metrics=history[-1].metrics, history=history)
+            for step in history:
+                label = "source" if step.index is None else f"passes[{step.index}] {step.name}"
+                self.notify(label, 1.0, f"{label}: cached")
+            if i == 0:
+                return artifact, artifact, 0
+            # passes that still run get the real source model; a fully cached run needs only its metrics
+            source = self.restore(hits[0]) if i < len(self.plan.steps) else None
+            source = source or Artifact(None, hits[0].record["format"], meta=hits[0].record.get("meta") or {},
+                                        family=str(hits[0].record.get("family") or ""))
+            return artifact, dataclasses.replace(source, metrics=history[0].metrics, history=history[:1]), i
+        return None, None, -1
+
+    def load_source(self) -> Artifact:
+        plan = self.plan
+        entry = plan.source_entry
+        self.notify("source", 0.0, f"loading model ({entry.name})")
         started = time.perf_counter()
         try:
-            result = step.instance.run(artifact, ctx)
+            artifact = plan.source.load(self.ctx)
+        except ShrinkError:
+            raise
+        except Exception as exc:
+            raise PassFailed(f"loading the model failed: {type(exc).__name__}: {exc}", where=f"{plan.recipe.label}: model") from exc
+        _check_returned(artifact, plan.source.produces, f"model source {entry.name!r}", entry.plugin.label)
+        if not artifact.family:
+            artifact = dataclasses.replace(artifact, family=plan.family.name)
+        self.family(artifact, f"model source {entry.name!r}", entry.plugin.label)
+        metrics = self.measure(artifact)
+        record = Step(None, f"source:{entry.name}", entry.plugin.label, time.perf_counter() - started, metrics, artifact.details)
+        artifact = artifact.evolve(metrics=metrics, history=(record,))
+        self.store(0, artifact, record)
+        return artifact
+
+    def run_step(self, step: Any, artifact: Artifact) -> Artifact:
+        label = f"passes[{step.index}] {step.name}"
+        plugin = step.entry.plugin.label
+        self.notify(label, 0.0, label)
+        self.ctx.report = lambda fraction, text: self.notify(label, fraction, text)
+        watched = [a for a in (artifact, self.ctx.source) if a is not None and a.model is not None]
+        before = [self.ctx.family(a).fingerprint(a) for a in watched]
+        started = time.perf_counter()
+        try:
+            result = step.instance.run(artifact, self.ctx)
         except KeyboardInterrupt:
             raise
         except Exception as exc:
             log.debug("pass failed", exc_info=True)
             message = exc.problems[0].message if isinstance(exc, ShrinkError) else f"{type(exc).__name__}: {exc}"
             raise PassFailed(
-                [Problem(f"{recipe.label}: {step.where}", f"failed: {message}",
-                         f"plugin {step.entry.plugin.label}; passes already run: {_already_ran(artifact.history)}")]
+                [Problem(f"{self.plan.recipe.label}: {step.where}", f"failed: {message}",
+                         f"plugin {plugin}; passes already run: {_already_ran(artifact.history)}")]
             ) from exc
-        _check_returned(result, step.instance.produces, f"pass {step.name!r}", step.entry.plugin.label)
         seconds = time.perf_counter() - started
-        metrics = _measure(registry, result, ctx)
-        record = Step(step.index, step.name, step.entry.plugin.label, seconds, metrics, result.details)
-        artifact = result.evolve(metrics=metrics, history=artifact.history + (record,), details=result.details)
-        if keys:
-            _store(cache, registry, keys[step.index + 1], components[step.index + 1], plan, artifact, record, ctx)
-        notify(label, 1.0, f"{label} done in {seconds:.1f} s")
-    return RunResult(source, artifact, ctx, keys[-1] if keys else None, lambda: _load_data(plan, ctx, notify))
+        _check_returned(result, step.instance.produces, f"pass {step.name!r}", plugin)
+        for watched_artifact, fingerprint in zip(watched, before):
+            if fingerprint is not None and self.ctx.family(watched_artifact).fingerprint(watched_artifact) != fingerprint:
+                what = "its input model" if watched_artifact is artifact else "the source model"
+                raise PluginError(f"pass {step.name!r} modified {what} in place; a pass must leave its input unchanged "
+                                  "and return a new model (copy it first)", where=f"plugin {plugin}")
+        self.family(result, f"pass {step.name!r}", plugin)
+        metrics = self.measure(result)
+        record = Step(step.index, step.name, plugin, seconds, metrics, result.details)
+        result = result.evolve(metrics=metrics, history=artifact.history + (record,), details=result.details)
+        self.store(step.index + 1, result, record)
+        self.notify(label, 1.0, f"{label} done in {seconds:.1f} s")
+        return result
+
+
+def run_plan(plan: Plan, registry: Registry, workdir: Path, progress: Progress | None = None,
+             cache: PassCache | None = None) -> RunResult:
+    """Execute `plan` inside `workdir`; a failing pass raises `PassFailed` (exit 5), a broken contract
+    `PluginError` (exit 3). With an enabled `cache`, the longest cached prefix of source + passes is
+    restored instead of run, and every step that runs is stored."""
+    run = _Run(plan, registry, workdir, progress or (lambda task, fraction, text: None), cache or PassCache(enabled=False))
+    artifact, source, done = run.resume(run.lookup())
+    if done < len(plan.steps):
+        run.load_data()
+    if artifact is None:
+        artifact = source = run.load_source()
+        done = 0
+    assert source is not None
+    run.ctx.source = source
+    for step in plan.steps[done:]:
+        artifact = run.run_step(step, artifact)
+    return RunResult(source, artifact, run.ctx, plan, run.cache, run.keys[-1] if run.keys else None, run.load_data)
+
+
+def _step_record(entry: Entry, index: int | None) -> Step:
+    record = entry.record
+    return Step(index, record["name"], record["plugin"], float(record.get("seconds", 0.0)),
+                record.get("metrics") or {}, record.get("details") or {}, cached=True)
 
 
 def _check_returned(result: Any, produces: str, who: str, plugin: str) -> None:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from functools import cache
 from importlib import resources
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shrink.api.target import Target
 from shrink.errors import PluginError, Problem, TargetError, UsageError
 from shrink.support.jsonio import load_strict
 from shrink.support.validation import brief, schema_problems
-
-if TYPE_CHECKING:
-    from shrink.host.registry import PluginInfo, Registry
 
 
 @cache
@@ -31,12 +30,12 @@ def read_profile(item: Path | dict[str, Any], label: str) -> dict[str, Any]:
     return profile
 
 
-def registered_profile(item: Any, info: PluginInfo) -> dict[str, Any]:
-    """Registry helper: load and validate a profile a plugin registered (a broken one is exit 3)."""
+def registered_profile(item: Any, plugin: str) -> dict[str, Any]:
+    """Load and validate a profile the plugin labelled `plugin` registered (a broken one is exit 3)."""
     if isinstance(item, dict):
-        label = f"target {item.get('name', '?')!r} of plugin {info.label}"
+        label = f"target {item.get('name', '?')!r} of {plugin}"
     else:
-        label = f"{Path(item).name} (plugin {info.label})"
+        label = f"{Path(item).name} ({plugin})"
     try:
         return read_profile(item, label)
     except UsageError as exc:
@@ -56,15 +55,11 @@ def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
 class Catalog:
     """All registered profiles, by name and alias."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        self.profiles: dict[str, tuple[dict[str, Any], str]] = {}
+    def __init__(self, profiles: Mapping[str, tuple[dict[str, Any], str]]) -> None:
+        """`profiles`: each registered profile and the label of the plugin that registered it, by name."""
+        self.profiles: dict[str, tuple[dict[str, Any], str]] = dict(sorted(profiles.items()))
         self.aliases: dict[str, str] = {}
         problems: list[Problem] = []
-        for name in registry.names("targets"):
-            entry = registry.get("targets", name)
-            assert entry is not None
-            self.profiles[name] = (entry.obj, entry.plugin.label)
         for name, (profile, origin) in self.profiles.items():
             for alias in profile.get("aliases", []):
                 owner = self.aliases.get(alias)
@@ -88,8 +83,6 @@ class Catalog:
             return self._resolve_file(Path(name), where)
         canonical = self.canonical(name)
         if canonical is None:
-            import difflib
-
             choices = list(self.profiles) + list(self.aliases)
             close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
             hint = f"did you mean {close[0]!r}?" if close else "see `shrink targets` for the installed targets"

@@ -13,13 +13,15 @@ import os
 import logging
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import pluggy
 
 from shrink.api import hookspecs
+from shrink.api.context import ModelFamily
+from shrink.api.passes import check_pass_class
 from shrink.errors import PluginError, Problem
+from shrink.host.catalog import Catalog, registered_profile
 
 log = logging.getLogger("shrink.host.registry")
 
@@ -58,8 +60,9 @@ class Entry:
     plugin: PluginInfo
 
 
-KINDS = ("passes", "targets", "sources", "datasets", "checks")
-SINGULAR = {"passes": "pass", "targets": "target", "sources": "source", "datasets": "dataset", "checks": "check"}
+KINDS = ("passes", "targets", "sources", "datasets", "families", "checks")
+SINGULAR = {"passes": "pass", "targets": "target", "sources": "source", "datasets": "dataset", "families": "family",
+            "checks": "check"}
 
 
 def _disabled_names() -> set[str]:
@@ -89,6 +92,7 @@ class Registry:
         self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         self.conflicts: list[Problem] = []
         self._module_plugin: dict[int, PluginInfo] = {}
+        self._families: dict[str, ModelFamily] | None = None
 
     # loading ------------------------------------------------------------------------------------
 
@@ -146,9 +150,7 @@ class Registry:
                     items = impl.function() or []
                     for item in items:
                         if kind == "targets":
-                            from shrink.host.catalog import registered_profile
-
-                            item = registered_profile(item, info)
+                            item = registered_profile(item, f"plugin {info.label}")
                         self._add(kind, self._name(kind, item, info), item, info)
                 except PluginError as exc:
                     info.error = str(exc)
@@ -162,9 +164,9 @@ class Registry:
         if not isinstance(name, str) or not name:
             raise PluginError(f"{SINGULAR[kind]} {item!r} has no 'name'", where=f"plugin {info.label}")
         if kind == "passes":
-            from shrink.plan.planner import check_pass_class
-
-            check_pass_class(item, info)
+            check_pass_class(item, f"plugin {info.label}")
+        if kind == "families" and not (isinstance(item, type) and issubclass(item, ModelFamily)):
+            raise PluginError(f"{item!r} is not a subclass of shrink.ModelFamily", where=f"plugin {info.label}")
         return name
 
     def _add(self, kind: str, name: str, item: Any, info: PluginInfo) -> None:
@@ -217,13 +219,31 @@ class Registry:
             hint = (hint + " " if hint else "") + f"(plugins that failed to load: {broken})"
         return hint
 
-    def save_artifact(self, artifact: Any, directory: Path, ctx: Any) -> dict[str, Any] | None:
-        return self.pm.hook.shrink_save_artifact(artifact=artifact, directory=directory, ctx=ctx)
+    def catalog(self) -> Catalog:
+        """The registered target profiles, by name and alias (raises `PluginError` on clashing aliases)."""
+        return Catalog({name: (entry.obj, entry.plugin.label) for name, entry in self.entries["targets"].items()})
 
-    def load_artifact(self, format: str, descriptor: dict[str, Any], directory: Path, meta: dict[str, Any], ctx: Any) -> Any:
-        return self.pm.hook.shrink_load_artifact(format=format, descriptor=descriptor, directory=directory, meta=meta, ctx=ctx)
+    def families(self) -> dict[str, ModelFamily]:
+        """One instance of every registered model family, by name."""
+        if self._families is None:
+            self._families = {name: entry.obj() for name, entry in self.entries["families"].items()}
+        return self._families
 
-    def measure(self, artifact: Any, ctx: Any) -> dict[str, Any]:
+    def family_for(self, name: str, format: str) -> ModelFamily:
+        """The family `name`, or (no name) the one registered for `format`, or the generic defaults."""
+        families = self.families()
+        if name:
+            if name not in families:
+                raise PluginError(f"model family {name!r} is not registered by any plugin",
+                                  hint=self.suggest("families", name))
+            return families[name]
+        for family in families.values():
+            if format in family.formats:
+                return family
+        return ModelFamily()
+
+    def extra_metrics(self, artifact: Any, ctx: Any) -> dict[str, Any]:
+        """What `shrink_measure_artifact` implementations add to the family's metrics, merged."""
         metrics: dict[str, Any] = {}
         for result in reversed(self.pm.hook.shrink_measure_artifact(artifact=artifact, ctx=ctx)):
             if result:

@@ -5,49 +5,22 @@ Nothing here loads a model or data: `shrink plan` stops after this module.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
 from shrink.api.context import PlanContext
-from shrink.errors import PluginError, Problem, RecipeError, ShrinkError
-from shrink.support.jsonio import json_path
+from shrink.api.context import ModelFamily
 from shrink.api.passes import DataProvider, Pass, PassOptions, Source
 from shrink.api.recipe import Recipe
-from shrink.host.catalog import Catalog
 from shrink.api.target import Target
+from shrink.errors import Problem, RecipeError, ShrinkError
+from shrink.host.registry import SINGULAR, Entry, Registry
+from shrink.support.jsonio import json_path
 from shrink.support.validation import brief, schema_problems
 
-from shrink.host.registry import SINGULAR
-
-if TYPE_CHECKING:
-    from shrink.host.registry import Entry, PluginInfo, Registry
-
-PASS_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
 DEPLOY_FORMAT = "onnx"
-
-
-def check_pass_class(cls: Any, info: PluginInfo) -> None:
-    """Reject a registered pass class that breaks the `Pass` contract (exit 3, addressed to its author)."""
-    where = f"plugin {info.label}"
-    problems = []
-    if not (isinstance(cls, type) and issubclass(cls, Pass)):
-        raise PluginError(f"{cls!r} is not a subclass of shrink.Pass", where=where)
-    if not PASS_NAME.match(cls.name):
-        problems.append(f"pass name {cls.name!r} must look like '<kind>.<impl>' (lowercase)")
-    consumes = getattr(cls, "consumes", None)
-    if not (isinstance(consumes, tuple) and consumes and all(isinstance(c, str) for c in consumes)):
-        problems.append(f"pass {cls.name!r}: 'consumes' must be a non-empty tuple of format names")
-    if not isinstance(getattr(cls, "produces", None), str):
-        problems.append(f"pass {cls.name!r}: 'produces' must be a format name")
-    if not (isinstance(cls.Options, type) and issubclass(cls.Options, PassOptions)):
-        problems.append(f"pass {cls.name!r}: 'Options' must subclass shrink.PassOptions")
-    if cls.run is Pass.run:
-        problems.append(f"pass {cls.name!r} does not implement run()")
-    if problems:
-        raise PluginError([Problem(where, p) for p in problems])
 
 
 def options_schema(options: type[PassOptions], discriminator: str | None = None, value: str | None = None) -> dict[str, Any]:
@@ -92,7 +65,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything needed to run: the recipe, target, source, data provider and steps."""
+    """Everything needed to run: the recipe, target, source, data provider, steps and the model family
+    (the source's; passes keep it)."""
 
     recipe: Recipe
     target: Target
@@ -101,6 +75,7 @@ class Plan:
     data: DataProvider | None
     data_entry: Entry | None
     steps: tuple[Step, ...]
+    family: ModelFamily
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -108,7 +83,7 @@ class Plan:
             "name": self.recipe.name,
             "target": self.target.name,
             "source": {"source": self.source_entry.name, "plugin": self.source_entry.plugin.label,
-                       "produces": self.source.produces},
+                       "produces": self.source.produces, "family": self.family.name},
             "data": self.data_entry.name if self.data_entry else None,
             "budget": self.recipe.budget,
             "passes": [
@@ -172,7 +147,7 @@ def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = 
     registry.ensure_consistent()
     planner = _Planner(recipe, registry)
     planner.problems.extend(recipe.problems)
-    catalog = Catalog(registry)
+    catalog = registry.catalog()
 
     target: Target | None = None
     target_name = target_override or recipe.raw.get("target")
@@ -197,10 +172,11 @@ def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = 
 
     steps = _chain(planner, source[0], [r for r in resolved if r is not None])
     data_provider = data[0] if data else None
-    _preconditions(planner, target, source[0], data_provider, steps)
+    family = registry.family_for(source[0].family, source[0].produces)
+    _preconditions(planner, target, family, source[0], data_provider, steps)
     if planner.problems:
         raise RecipeError(planner.problems)
-    return Plan(recipe, target, source[0], source[1], data_provider, data[1] if data else None, tuple(steps))
+    return Plan(recipe, target, source[0], source[1], data_provider, data[1] if data else None, tuple(steps), family)
 
 
 def _chain(planner: _Planner, source: Source, resolved: list[tuple[Pass, Entry]]) -> list[Step]:
@@ -223,8 +199,9 @@ def _chain(planner: _Planner, source: Source, resolved: list[tuple[Pass, Entry]]
     return steps
 
 
-def _preconditions(planner: _Planner, target: Target, source: Source, data: DataProvider | None, steps: list[Step]) -> None:
-    ctx = PlanContext(planner.recipe, target)
+def _preconditions(planner: _Planner, target: Target, family: ModelFamily, source: Source, data: DataProvider | None,
+                   steps: list[Step]) -> None:
+    ctx = PlanContext(planner.recipe, target, family=family)
     for message in source.check(ctx):
         planner.add(("model",), message)
     if data is not None:
@@ -241,7 +218,7 @@ def _preconditions(planner: _Planner, target: Target, source: Source, data: Data
                 planner.add(path, f"{step.name} needs the {', '.join(missing)} split(s), which data source {data.name!r} does not provide")
             if "labels" in needs and not data.labels:
                 planner.add(path, f"{step.name} needs labelled data; data source {data.name!r} has no labels")
-        for message in step.instance.check(PlanContext(planner.recipe, target, step.index)):
+        for message in step.instance.check(PlanContext(planner.recipe, target, step.index, family)):
             planner.add(path, message)
     budget = planner.recipe.budget
     if "accuracy_drop" in budget and (data is None or not data.labels):

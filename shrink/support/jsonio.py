@@ -8,6 +8,7 @@ the JSON path where they occur.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 import math
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,16 @@ def load_strict(path: Path, label: str | None = None) -> Any:
     except UnicodeDecodeError as exc:
         raise UsageError(f"not UTF-8 text (byte {exc.start})", where=label) from None
     return loads_strict(text, label)
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON types (mappings, sequences, numpy scalars and paths included)."""
+    if isinstance(value, Mapping) or hasattr(value, "items"):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)

@@ -1,4 +1,6 @@
-"""ONNX Runtime helpers: single-threaded sessions and batched inference."""
+"""ONNX Runtime sessions (CPU, one intra-op thread by default), batched inference and host latency.
+
+The one place a session is configured; onnxruntime is imported only when a session is made."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import numpy as np
 
 
 def session(model: str | Path | bytes, threads: int = 1, config: dict[str, str] | None = None,
-            optimize: bool = True) -> Any:
+            optimize: bool = True, level: str | None = None, save_optimized: Path | None = None) -> Any:
     """A CPU InferenceSession of a model file (or serialized bytes) with `threads` intra-op threads;
-    `config` adds session config entries, `optimize=False` runs the graph exactly as written."""
+    `config` adds session config entries, `optimize=False` runs the graph exactly as written, `level`
+    names a `GraphOptimizationLevel` (`"ORT_ENABLE_BASIC"`, ...) and `save_optimized` writes the
+    optimized graph to that file."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -20,6 +24,10 @@ def session(model: str | Path | bytes, threads: int = 1, config: dict[str, str] 
     options.log_severity_level = 3
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    elif level is not None:
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    if save_optimized is not None:
+        options.optimized_model_filepath = str(save_optimized)
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
     return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=["CPUExecutionProvider"])

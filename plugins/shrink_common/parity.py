@@ -1,0 +1,80 @@
+"""Parity: how close a transformed model's outputs stay to its input model's, on the same inputs.
+
+Every pass that changes a model compares through these helpers (export: the framework against ONNX
+Runtime; quantization, fusion, format conversion: ONNX against ONNX), on inputs its model family
+builds (`ModelFamily.feeds`), else on seeded random inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shrink.api.data import Feeds, random_feeds
+from shrink.support.ort import run_session, session
+
+if TYPE_CHECKING:
+    from shrink import Artifact, Context
+
+PARITY_SPLITS = ("eval", "calibration", "train")
+
+
+class ParityError(RuntimeError):
+    """A model's outputs differ from its input model's beyond the pass's tolerance."""
+
+
+def parity_feeds(artifact: Artifact, ctx: Context, count: int) -> Feeds:
+    """Up to `count` inputs for a parity check: real data its family can feed, else seeded random inputs."""
+    found = ctx.family(artifact).feeds(artifact, ctx, PARITY_SPLITS, count)
+    if found is not None:
+        return found
+    return random_feeds(artifact.inputs, (count,), ctx.seed), f"random[{count}] (seed {ctx.seed})"
+
+
+def closeness(expected: Any, actual: Any) -> dict[str, float]:
+    """`max_abs`, `mean_abs` and `cosine` between two output arrays (in float64)."""
+    a, b = np.asarray(expected, dtype=np.float64), np.asarray(actual, dtype=np.float64)
+    diff = np.abs(a - b)
+    flat_a, flat_b = a.ravel(), b.ravel()
+    cosine = float(flat_a @ flat_b / (np.linalg.norm(flat_a) * np.linalg.norm(flat_b) + 1e-30))
+    return {"max_abs": float(diff.max()) if diff.size else 0.0, "mean_abs": float(diff.mean()) if diff.size else 0.0,
+            "cosine": cosine}
+
+
+def is_classification(artifact: Artifact, ctx: Context) -> bool:
+    task = ctx.data.task if ctx.data is not None else artifact.meta.get("task")
+    return task == "classification"
+
+
+def top1_agreement(artifact: Artifact, ctx: Context, expected: Any, actual: Any) -> float | None:
+    """The fraction of inputs whose top-1 class agrees, for classifiers with `[N, classes]` outputs."""
+    if not is_classification(artifact, ctx) or np.ndim(expected) != 2 or np.shape(expected)[1] <= 1:
+        return None
+    return float((np.asarray(expected).argmax(axis=1) == np.asarray(actual).argmax(axis=1)).mean())
+
+
+def compare(before: Path, after: Path, artifact: Artifact, ctx: Context, samples: int,
+            min_agreement: float, what: str) -> dict[str, Any]:
+    """ORT outputs of `before` vs `after` on the same inputs; raises `ParityError` below `min_agreement`.
+
+    Reports max/mean |Δ| and cosine over the first output, and top-1 agreement when the task is
+    classification and the first output is `[N, classes]`. Float closeness is reported, never gated:
+    int8 and fp16 change values by design.
+    """
+    feeds, origin = parity_feeds(artifact, ctx, samples)
+    # The reference runs unoptimized, so the check also covers what ONNX Runtime's load-time rewrites change.
+    expected = run_session(session(before, optimize=False), feeds)[0]
+    actual = run_session(session(after), feeds)[0]
+    close = closeness(expected, actual)
+    result: dict[str, Any] = {"parity_inputs": origin, "parity_max_abs": close["max_abs"],
+                              "parity_mean_abs": close["mean_abs"], "parity_cosine": round(close["cosine"], 6)}
+    agreement = top1_agreement(artifact, ctx, expected, actual)
+    if agreement is not None:
+        result["parity_top1_agreement"] = round(agreement, 6)
+        if agreement < min_agreement:
+            raise ParityError(f"the {what} model agrees with its input on the top-1 class for {agreement:.1%} of "
+                              f"{len(expected)} inputs ({origin}), below min_agreement {min_agreement:.1%} "
+                              f"(max |Δ| {result['parity_max_abs']:.3g}, cosine {close['cosine']:.4f})")
+    return result
