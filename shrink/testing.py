@@ -41,8 +41,8 @@ import pytest
 
 from shrink.api.artifact import Artifact
 from shrink.api.context import Context
-from shrink.errors import ShrinkError
 from shrink.api.passes import Pass, PassOptions, summary
+from shrink.errors import ShrinkError
 
 if TYPE_CHECKING:
     from shrink.plan.planner import Plan

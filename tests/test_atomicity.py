@@ -8,9 +8,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_leaves_a_partial_bundle(tmp_path: Path):
     spec = importlib.util.spec_from_file_location("kill_atomicity", REPO / "bench" / "kill_atomicity.py")
     assert spec and spec.loader

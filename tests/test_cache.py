@@ -37,6 +37,7 @@ def first(cli, make_recipe, tmp_path: Path) -> tuple[Path, dict]:
     return recipe, _compile(cli, recipe, tmp_path / "first")
 
 
+@pytest.mark.slow
 def test_unchanged_recipe_is_fully_cached_and_identical(cli, first, tmp_path: Path):
     recipe, manifest = first
     assert _cached(manifest) == [False] * 5
@@ -47,6 +48,7 @@ def test_unchanged_recipe_is_fully_cached_and_identical(cli, first, tmp_path: Pa
     assert again["checks"] == manifest["checks"]
 
 
+@pytest.mark.slow
 def test_changing_a_later_pass_reuses_the_earlier_ones(cli, first, make_recipe, tmp_path: Path):
     _, manifest = first
     changed = json.loads(json.dumps(TRAINING))
@@ -56,6 +58,7 @@ def test_changing_a_later_pass_reuses_the_earlier_ones(cli, first, make_recipe, 
     assert _hashes(again)["model.onnx"] != _hashes(manifest)["model.onnx"]
 
 
+@pytest.mark.slow
 def test_resuming_from_a_cached_torch_model(cli, first, make_recipe, tmp_path: Path):
     """export.onnx changes, so the run restores fuse.bn's torch model from its state_dict and goes on."""
     _, manifest = first
@@ -67,6 +70,7 @@ def test_resuming_from_a_cached_torch_model(cli, first, make_recipe, tmp_path: P
     assert _hashes(again)["model.onnx"] == _hashes(manifest)["model.onnx"]
 
 
+@pytest.mark.slow
 def test_changed_weights_file_invalidates_everything(cli, make_recipe, tmp_path: Path):
     import torch
 
@@ -104,6 +108,7 @@ def test_cache_info_and_clear(cli, make_recipe, tmp_path: Path, private_pass_cac
     assert cli("cache", "info", "--json").json["entries"] == 0
 
 
+@pytest.mark.slow
 def test_debug_explains_each_miss(first, make_recipe, tmp_path: Path):
     changed = json.loads(json.dumps(TRAINING))
     changed[0]["epochs"] = 1
@@ -132,6 +137,7 @@ def test_editing_a_module_the_factory_imports_invalidates(cli, make_recipe, tmp_
     assert _cached(_compile(cli, recipe, tmp_path / "c")) == [False, False]
 
 
+@pytest.mark.slow
 def test_a_damaged_entry_reruns_the_step(cli, first, make_recipe, tmp_path: Path, private_pass_cache: Path):
     for weights in private_pass_cache.rglob("weights.pt"):
         weights.write_bytes(b"truncated")

@@ -39,6 +39,7 @@ def shrink(site: Path, *args: str | Path) -> Result:
     return run_subprocess(*args, env=env(site))
 
 
+@pytest.mark.slow
 def test_plugin_pass_and_target_are_discovered(site):
     plugins = shrink(site, "plugins", "--json")
     assert plugins.code == 0, plugins.err
@@ -67,6 +68,7 @@ def test_plugin_pass_and_target_are_discovered(site):
     assert [p["pass"] for p in readme_recipe.json["plan"]["passes"]] == ["compress.lowrank", "export.onnx"]
 
 
+@pytest.mark.slow
 def test_compile_records_the_pass(site, make_recipe, tmp_path):
     recipe = make_recipe(model=MLP, target="acme-a53-board",
                          passes=[{"pass": "compress.lowrank", "rank": 8, "finetune_epochs": 1}, {"pass": "export.onnx"}])
@@ -93,6 +95,7 @@ def test_rank_and_energy_together_is_exit_2_with_json_path(site, make_recipe):
     assert as_json.code == 2 and as_json.json["errors"][0]["where"] == "recipe.json: passes[0]"
 
 
+@pytest.mark.slow
 def test_the_example_plugins_own_tests_pass(site, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
                           capture_output=True, text=True, cwd=tmp_path, timeout=600,

@@ -330,18 +330,21 @@ def test_base_documents_are_valid(ws: Workspace) -> None:
     assert run_cli("plan", ws.valid_recipe, "--target", ws.profile).code == 0
 
 
+@pytest.mark.slow
 @fuzz_settings(EXAMPLES or 150)
 @given(mutation=mutations(BASE_RECIPE, recipe=True), json_mode=st.booleans())
 def test_fuzzed_recipe_plan(ws: Workspace, mutation: Mutation, json_mode: bool) -> None:
     fuzz_plan(ws, mutation, json_mode)
 
 
+@pytest.mark.slow
 @fuzz_settings(EXAMPLES or 80)
 @given(mutation=mutations(BASE_RECIPE, recipe=True).filter(lambda m: bool(m.must_fail)), json_mode=st.booleans())
 def test_fuzzed_recipe_compile_stops_at_validation(ws: Workspace, mutation: Mutation, json_mode: bool) -> None:
     fuzz_compile(ws, mutation, json_mode)
 
 
+@pytest.mark.slow
 @fuzz_settings(EXAMPLES or 80)
 @given(mutation=mutations(BASE_PROFILE, recipe=False), json_mode=st.booleans())
 def test_fuzzed_target_profile(ws: Workspace, mutation: Mutation, json_mode: bool) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shrink.support.files import sha256_file
 from shrink.bundle.golden import npz_bytes
+from shrink.support.files import sha256_file
 from tests.conftest import run_subprocess
 
 TRAINING = [
@@ -80,6 +80,7 @@ def test_golden_file_is_deterministic():
         assert np.array_equal(loaded["input_0"], arrays["input_0"])
 
 
+@pytest.mark.slow
 def test_same_recipe_twice_gives_identical_bundle_bytes(make_recipe, tmp_path: Path):
     """Two compiles in separate processes (training, pruning-free KD, export and int8 quantization)."""
     recipe = make_recipe(passes=TRAINING, budget={"accuracy_drop": 1.0})

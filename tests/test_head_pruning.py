@@ -100,6 +100,7 @@ def test_encoder_pruning_plans_on_unlabelled_text(cli, tiny_bert, tmp_path):
 
 # the pass on a tiny BERT ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_heads_removed_per_layer_written_back_and_rebuilt(tiny_bert, tmp_path):
     from shrink_huggingface.heads import rebuild
     from shrink_huggingface.model import restore, save
@@ -144,6 +145,7 @@ def test_heads_removed_per_layer_written_back_and_rebuilt(tiny_bert, tmp_path):
         torch.testing.assert_close(restored(ids, mask), model(ids, mask), atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_at_least_one_head_kept_and_global_ranking(tiny_bert, tmp_path):
     from shrink_huggingface.heads import heads_to_remove
 
@@ -180,6 +182,7 @@ def reshape_head_counts(path: Path, ids: Any, mask: Any) -> list[int]:
     return [v.shape[2] for v in values if v.ndim == 4 and v.shape[3] == HEAD_SIZE and v.shape[:2] == tuple(ids.shape)]
 
 
+@pytest.mark.slow
 def test_export_after_head_pruning_runs_with_dynamic_sequence(tiny_bert, tmp_path):
     import onnxruntime as ort
 
@@ -203,6 +206,7 @@ def test_export_after_head_pruning_runs_with_dynamic_sequence(tiny_bert, tmp_pat
     assert sorted(set(found)) == sorted(set(heads)) and sum(found) == 3 * sum(heads)  # q, k, v per layer
 
 
+@pytest.mark.slow
 def test_compile_with_head_pruning_end_to_end_and_cached(cli, tiny_bert, tmp_path):
     passes = [{"pass": "prune.structured", "heads_ratio": 0.25, "finetune_epochs": 1, "batch_size": 16},
               {"pass": "export.onnx"}]

@@ -10,9 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.test_fuzz import TINY_FACTORY
 
 
+@pytest.mark.slow
 def test_sigint_during_training_exits_130_and_keeps_the_previous_bundle(tmp_path: Path) -> None:
     (tmp_path / "tiny.py").write_text(TINY_FACTORY)
     recipe = tmp_path / "recipe.json"

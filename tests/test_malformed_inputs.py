@@ -78,6 +78,7 @@ def test_broken_model_is_exit_2_with_a_precise_message(tmp_path: Path, case: str
         assert errors[0]["where"].endswith("model.onnx") and message in errors[0]["message"]
 
 
+@pytest.mark.slow
 def test_broken_models_in_a_real_process_do_not_hang_or_trace(tmp_path: Path) -> None:
     for case in ("truncated", "unknown opset", "dynamic batch, no --shape"):
         path = tmp_path / f"{case.split()[0]}.onnx"

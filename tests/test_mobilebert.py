@@ -87,7 +87,12 @@ def test_embeddings_copied_or_factorized(tiny_bert):
 def test_transfer_terms_are_zero_when_student_is_teacher(tiny_bert):
     import torch
 
-    from shrink_huggingface.mobilebert_train import TERMS, Transfer, attention_kl, build_student
+    from shrink_huggingface.mobilebert_train import (
+        TERMS,
+        Transfer,
+        attention_kl,
+        build_student,
+    )
 
     student, mapping, _ = build_student(small(embedding_size=16), load_encoder(tiny_bert))
     teacher = copy.deepcopy(student)  # a bottleneck teacher identical to the student, mapped block to block
@@ -117,7 +122,12 @@ def test_transfer_terms_are_zero_when_student_is_teacher(tiny_bert):
 def test_progressive_stages_train_only_their_block(tiny_bert):
     import torch
 
-    from shrink_huggingface.mobilebert_train import Transfer, build_student, stages, train_stage
+    from shrink_huggingface.mobilebert_train import (
+        Transfer,
+        build_student,
+        stages,
+        train_stage,
+    )
 
     teacher = load_encoder(tiny_bert)
     opts = small(embedding_size=16)
@@ -148,6 +158,7 @@ def test_progressive_stages_train_only_their_block(tiny_bert):
     transfer.close()
 
 
+@pytest.mark.slow
 def test_mobilebert_compiles_exports_and_quantizes(cli, tiny_bert, tmp_path):
     passes = [{"pass": "distill.mobilebert", "student": {"layers": 2, "intra_size": 8, "heads": 4, "embedding_size": 16},
                "stage_epochs": 1, "epochs": 1, "batch_size": 16},
@@ -171,6 +182,7 @@ def test_mobilebert_compiles_exports_and_quantizes(cli, tiny_bert, tmp_path):
     assert all(step["cached"] for step in json.loads((tmp_path / "again" / "manifest.json").read_text())["history"])
 
 
+@pytest.mark.slow
 def test_training_sources_are_disjoint_from_held_out(tmp_path):
     from shrink_huggingface import corpus
     from shrink_huggingface.templates import generate

@@ -189,6 +189,7 @@ def test_prune_magnitude_per_layer_oneshot_then_ort(cli, make_recipe, weights, t
 
 # quantize.qat (+ export.ort on the int8 graph) -------------------------------------------------------
 
+@pytest.mark.slow
 def test_quantize_qat_int8_qdq_close_to_fp32_and_ort_format(cli, make_recipe, weights, tmp_path):
     pytest.importorskip("nncf")
     out = tmp_path / "bundle"

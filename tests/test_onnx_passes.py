@@ -20,8 +20,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from shrink import Artifact
-from shrink.engine.compile import load_plan
 from shrink.api.context import Context
+from shrink.engine.compile import load_plan
 from shrink.host.registry import Registry
 from shrink_sklearn.digits import digits_splits
 
@@ -194,6 +194,7 @@ def test_exclude_nodes_by_pattern_keeps_them_float(cli, models, tmp_path):
     assert result.code == 5 and "exclude_nodes: no node named or matching 'no-such-node*'" in result.err
 
 
+@pytest.mark.slow
 def test_nncf_engine(cli, models, tmp_path):
     pytest.importorskip("nncf")
     out = tmp_path / "bundle"

@@ -51,6 +51,7 @@ def test_third_party_pass_and_target_are_listed(plugin_site):
     assert "meta.rename" in json.dumps(schema.json)
 
 
+@pytest.mark.slow
 def test_compile_with_third_party_pass(plugin_site, make_recipe, tmp_path):
     recipe = make_recipe(passes=[{"pass": "export"}, {"pass": "meta.rename", "graph_name": "plugged"}], target="vendor-board")
     result = shrink(plugin_site, "compile", recipe, "-o", tmp_path / "b", "--json", enable={"good"})
@@ -95,6 +96,7 @@ def test_misspelt_hook_fails_loudly(plugin_site):
     assert "Traceback" not in result.err
 
 
+@pytest.mark.slow
 def test_pass_raising_exits_5_naming_pass_and_plugin(plugin_site, make_recipe, tmp_path):
     recipe = make_recipe(passes=[{"pass": "export"}, {"pass": "test.explode"}])
     result = shrink(plugin_site, "compile", recipe, "-o", tmp_path / "b", "--json", enable={"raises"})
@@ -106,6 +108,7 @@ def test_pass_raising_exits_5_naming_pass_and_plugin(plugin_site, make_recipe, t
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_broken_contract_is_addressed_to_plugin_author(plugin_site, make_recipe, tmp_path):
     recipe = make_recipe(passes=[{"pass": "export"}, {"pass": "test.liar"}])
     result = shrink(plugin_site, "compile", recipe, "-o", tmp_path / "b", enable={"wrongformat"})

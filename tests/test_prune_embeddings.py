@@ -40,8 +40,9 @@ def dead_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _tokenizer(folder: Path):
-    from shrink_huggingface.tokens import tokenizer_from_vocab
     from tokenizers import Tokenizer
+
+    from shrink_huggingface.tokens import tokenizer_from_vocab
 
     return Tokenizer.from_file(str(tokenizer_from_vocab(folder / "vocab.txt", True, folder.parent / "tok.json")))
 
@@ -58,6 +59,7 @@ def test_rules_find_exactly_the_unreachable_tokens(dead_bert):
     assert "中" not in found  # a CJK character is its own pre-token: reachable alone, never as a ## piece
 
 
+@pytest.mark.slow
 def test_compile_prunes_rows_keeps_outputs_and_renumbers_the_tokenizer(cli, dead_bert, tmp_path):
     passes = [{"pass": "prune.embeddings", "positions": True}, {"pass": "export.onnx"}]
     recipe = tiny_recipe(dead_bert, tmp_path, passes)
@@ -98,6 +100,7 @@ def test_compile_prunes_rows_keeps_outputs_and_renumbers_the_tokenizer(cli, dead
     assert (tmp_path / "again" / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
 
 
+@pytest.mark.slow
 def test_runner_embeds_from_a_pruned_bundle(cli, dead_bert, tmp_path):
     from tests.conftest import REPO, run_subprocess
 
@@ -133,9 +136,10 @@ def test_unchanged_when_nothing_is_unreachable(tmp_path):
 
 
 def test_other_pre_tokenizers_are_refused(dead_bert):
+    from tokenizers.pre_tokenizers import Whitespace
+
     from shrink import UsageError
     from shrink_huggingface.embeddings import unreachable
-    from tokenizers.pre_tokenizers import Whitespace
 
     tokenizer = _tokenizer(dead_bert)
     tokenizer.pre_tokenizer = Whitespace()  # groups "!!" into one pre-token: "##!" becomes reachable
@@ -144,6 +148,7 @@ def test_other_pre_tokenizers_are_refused(dead_bert):
         unreachable(tokenizer)
 
 
+@pytest.mark.slow
 def test_factorized_student_word_table(cli, dead_bert, tmp_path):
     """distill.tinybert with `embedding_size`: an SVD-initialised factorized word table that prune.embeddings
     slices, that exports, quantizes and restores from the pass cache."""
@@ -174,6 +179,7 @@ def test_factorized_student_word_table(cli, dead_bert, tmp_path):
 
 def test_embedding_size_must_factorize():
     from pydantic import ValidationError
+
     from shrink_huggingface.tinybert import StudentShape
 
     with pytest.raises(ValidationError, match="below hidden_size"):

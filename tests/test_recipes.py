@@ -17,6 +17,7 @@ def test_recipe_plans(cli, recipe):
     assert result.code == 0, result.err
 
 
+@pytest.mark.slow
 def test_digits_recipe_compiles_and_meets_budget(cli, tmp_path):
     out = tmp_path / "digits"
     result = cli("compile", REPO / "recipes" / "digits-cnn.json", "-o", out, "--json")

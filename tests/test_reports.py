@@ -74,6 +74,7 @@ def test_report_html_is_in_the_bundle_self_contained_and_escaped(failing_bundle)
     assert not re.search(r"<(?:img|link|iframe|object|embed)\b", html)
 
 
+@pytest.mark.slow
 def test_report_html_is_deterministic(failing_bundle):
     out, _, _ = failing_bundle
     manifest = json.loads((out / "manifest.json").read_text())

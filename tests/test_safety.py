@@ -99,6 +99,7 @@ def test_pickled_code_in_weights_is_refused_and_never_runs(tmp_path: Path) -> No
 
 # (c) verify and inspect run no recipe or model code --------------------------------------------------
 
+@pytest.mark.slow
 def test_verify_and_inspect_never_run_the_recipe_factory(tmp_path: Path) -> None:
     recipe = _recipe(tmp_path)
     out = tmp_path / "bundle"

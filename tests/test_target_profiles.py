@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from shrink.host.registry import Registry
-from shrink.host.catalog import Catalog, read_profile
 from shrink.api.target import Target
+from shrink.host.catalog import Catalog, read_profile
+from shrink.host.registry import Registry
 
 PROFILE_FILES = sorted(Path(str(entry)) for entry in resources.files("shrink_targets").iterdir() if entry.name.endswith(".json"))
 RAW = {path.stem: read_profile(path, path.name) for path in PROFILE_FILES}

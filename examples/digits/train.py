@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from model import INPUT_SHAPE, student, teacher
 from torch import nn
 
-from model import INPUT_SHAPE, student, teacher
 from shrink_sklearn.digits import digits_splits
 from shrink_torch.train import count_macs, count_params
 

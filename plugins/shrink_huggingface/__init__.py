@@ -5,12 +5,12 @@ torch, transformers and tokenizers are imported only when used."""
 from __future__ import annotations
 
 from shrink import DataProvider, ModelFamily, Pass, Source, hookimpl
+from shrink_huggingface.embeddings import PruneEmbeddings
 from shrink_huggingface.family import HuggingFaceFamily
 from shrink_huggingface.mobilebert import DistillMobileBERT
 from shrink_huggingface.source import HuggingFaceSource
 from shrink_huggingface.text import TextData
 from shrink_huggingface.tinybert import DistillTinyBERT
-from shrink_huggingface.embeddings import PruneEmbeddings
 
 
 @hookimpl

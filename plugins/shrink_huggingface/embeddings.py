@@ -154,26 +154,29 @@ def renumbered_files(files: dict[str, str], keep: list[int], max_length: int | N
     return out
 
 
-class PruneEmbeddings(Pass):
+class PruneEmbeddingsOptions(PassOptions):
+    """Options of the `prune.embeddings` pass."""
+
+    tokens: bool = Field(True, description="remove the rows of tokens the tokenizer can never emit (outputs unchanged)")
+    positions: bool = Field(False, description="remove the position rows past the model's max_length (the "
+                            "tokenizer truncates there; a longer input then fails instead of running)")
+    check_sentences: int = Field(200, ge=0, le=1_000_000, description="sentences of each data split tokenized and "
+                                 "embedded before and after: the removed tokens must never appear and the outputs "
+                                 "must match (0: the probe check only)")
+
+    @model_validator(mode="after")
+    def _something(self) -> PruneEmbeddingsOptions:
+        if not (self.tokens or self.positions):
+            raise ValueError("nothing to do: set 'tokens' or 'positions'")
+        return self
+
+
+class PruneEmbeddings(Pass[PruneEmbeddingsOptions]):
     """Drop embedding rows no input can reach: tokens the tokenizer never emits, positions past max_length."""
 
     name = "prune.embeddings"
     consumes = ("torch",)
     produces = "torch"
-
-    class Options(PassOptions):
-        tokens: bool = Field(True, description="remove the rows of tokens the tokenizer can never emit (outputs unchanged)")
-        positions: bool = Field(False, description="remove the position rows past the model's max_length (the "
-                                "tokenizer truncates there; a longer input then fails instead of running)")
-        check_sentences: int = Field(200, ge=0, le=1_000_000, description="sentences of each data split tokenized and "
-                                     "embedded before and after: the removed tokens must never appear and the outputs "
-                                     "must match (0: the probe check only)")
-
-        @model_validator(mode="after")
-        def _something(self) -> PruneEmbeddings.Options:
-            if not (self.tokens or self.positions):
-                raise ValueError("nothing to do: set 'tokens' or 'positions'")
-            return self
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         if not artifact.meta.get("hf_config") or not artifact.meta.get("tokenizer"):

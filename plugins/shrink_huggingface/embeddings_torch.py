@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -12,8 +12,17 @@ from torch import nn
 
 from shrink import Artifact, Context, UsageError
 from shrink_huggingface.embeddings import emitted, probes, renumbered_files, unreachable
-from shrink_huggingface.model import Encoder, FactorizedEmbedding, config_dict, embed, word_table
+from shrink_huggingface.model import (
+    Encoder,
+    FactorizedEmbedding,
+    config_dict,
+    embed,
+    word_table,
+)
 from shrink_huggingface.tokens import artifact_tokenizer, encode, load_tokenizer
+
+if TYPE_CHECKING:
+    from shrink_huggingface.embeddings import PruneEmbeddingsOptions
 
 
 def _check_texts(ctx: Context, count: int) -> list[str]:
@@ -45,7 +54,7 @@ def unreachable_tokens(tokenizer: Any, rows: int, checked: list[str]) -> tuple[d
     return reasons, len(reached)
 
 
-def prune_embeddings(opts: Any, artifact: Artifact, ctx: Context) -> Artifact:
+def prune_embeddings(opts: PruneEmbeddingsOptions, artifact: Artifact, ctx: Context) -> Artifact:
     tokenizer = artifact_tokenizer(artifact)
     source: Encoder = artifact.model
     model = copy.deepcopy(source)

@@ -66,47 +66,50 @@ class FinalWeights(PassOptions):
         return self
 
 
-class DistillMobileBERT(Pass):
+class DistillMobileBERTOptions(PassOptions):
+    """Options of the `distill.mobilebert` pass."""
+
+    student: BottleneckShape = Field(default_factory=BottleneckShape, description="the bottleneck student's shape")
+    layer_map: Literal["uniform"] | list[LayerIndex] = Field(
+        "uniform", description="teacher layer (0-based) each block learns from: 'uniform' (block i ← teacher layer "
+                               "(i+1)·T/S − 1) or a list")
+    weights: TransferWeights = Field(default_factory=TransferWeights, description="progressive-stage loss weights")
+    final_weights: FinalWeights = Field(default_factory=FinalWeights, description="final-stage loss weights")
+    stage_epochs: int = Field(1, ge=0, le=1000, description="epochs per progressive stage (0 skips the stages)")
+    epochs: int = Field(2, ge=0, le=1000, description="epochs of the final whole-model distillation (0 skips it)")
+    batch_size: int = Field(32, ge=2, le=4096, description="sentences per step")
+    lr: float = Field(1e-3, gt=0, le=1, description="peak learning rate of each progressive stage")
+    final_lr: float = Field(5e-4, gt=0, le=1, description="peak learning rate of the final distillation")
+    warmup: float = Field(0.06, ge=0, le=0.5, description="fraction of each stage's steps spent warming up")
+    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay")
+    dropout: float = Field(0.0, ge=0, lt=1, description="the student's dropout while distilling")
+    max_sentences: Annotated[int, Field(ge=2, le=10_000_000)] | SkipJsonSchema[None] = Field(
+        None, description="use at most this many training sentences")
+    stage_sentences: Annotated[int, Field(ge=2, le=10_000_000)] | SkipJsonSchema[None] = Field(
+        None, description="sentences per progressive stage (the first ones; default: all)")
+    max_length: Annotated[int, Field(ge=2, le=4096)] | SkipJsonSchema[None] = Field(
+        None, description="truncate training sentences to this many tokens (default: the model's max_length)")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="added to the recipe seed")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistillMobileBERTOptions:
+        if isinstance(self.layer_map, list):
+            if self.student.layers is not None and len(self.layer_map) != self.student.layers:
+                raise ValueError(f"layer_map has {len(self.layer_map)} entries for a {self.student.layers}-block student")
+            if self.layer_map != sorted(self.layer_map):
+                raise ValueError("layer_map must be non-decreasing")
+        if not (self.stage_epochs or self.epochs):
+            raise ValueError("stage_epochs and epochs are both 0: nothing would be trained")
+        return self
+
+
+class DistillMobileBERT(Pass[DistillMobileBERTOptions]):
     """MobileBERT distillation: bottleneck student, progressive block-by-block transfer, then whole-model distillation."""
 
     name = "distill.mobilebert"
     consumes = ("torch",)
     produces = "torch"
     requires = frozenset({"train"})
-
-    class Options(PassOptions):
-        student: BottleneckShape = Field(default_factory=BottleneckShape, description="the bottleneck student's shape")
-        layer_map: Literal["uniform"] | list[LayerIndex] = Field(
-            "uniform", description="teacher layer (0-based) each block learns from: 'uniform' (block i ← teacher layer "
-                                   "(i+1)·T/S − 1) or a list")
-        weights: TransferWeights = Field(default_factory=TransferWeights, description="progressive-stage loss weights")
-        final_weights: FinalWeights = Field(default_factory=FinalWeights, description="final-stage loss weights")
-        stage_epochs: int = Field(1, ge=0, le=1000, description="epochs per progressive stage (0 skips the stages)")
-        epochs: int = Field(2, ge=0, le=1000, description="epochs of the final whole-model distillation (0 skips it)")
-        batch_size: int = Field(32, ge=2, le=4096, description="sentences per step")
-        lr: float = Field(1e-3, gt=0, le=1, description="peak learning rate of each progressive stage")
-        final_lr: float = Field(5e-4, gt=0, le=1, description="peak learning rate of the final distillation")
-        warmup: float = Field(0.06, ge=0, le=0.5, description="fraction of each stage's steps spent warming up")
-        weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay")
-        dropout: float = Field(0.0, ge=0, lt=1, description="the student's dropout while distilling")
-        max_sentences: Annotated[int, Field(ge=2, le=10_000_000)] | SkipJsonSchema[None] = Field(
-            None, description="use at most this many training sentences")
-        stage_sentences: Annotated[int, Field(ge=2, le=10_000_000)] | SkipJsonSchema[None] = Field(
-            None, description="sentences per progressive stage (the first ones; default: all)")
-        max_length: Annotated[int, Field(ge=2, le=4096)] | SkipJsonSchema[None] = Field(
-            None, description="truncate training sentences to this many tokens (default: the model's max_length)")
-        seed: int = Field(0, ge=0, le=2**31 - 1, description="added to the recipe seed")
-
-        @model_validator(mode="after")
-        def _consistent(self) -> DistillMobileBERT.Options:
-            if isinstance(self.layer_map, list):
-                if self.student.layers is not None and len(self.layer_map) != self.student.layers:
-                    raise ValueError(f"layer_map has {len(self.layer_map)} entries for a {self.student.layers}-block student")
-                if self.layer_map != sorted(self.layer_map):
-                    raise ValueError("layer_map must be non-decreasing")
-            if not (self.stage_epochs or self.epochs):
-                raise ValueError("stage_epochs and epochs are both 0: nothing would be trained")
-            return self
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         from shrink_huggingface.mobilebert_train import distill
@@ -115,7 +118,6 @@ class DistillMobileBERT(Pass):
             raise RuntimeError("distill.mobilebert needs a Hugging Face encoder (model source 'huggingface')")
         return distill(self.options, artifact, ctx, self.name)
 
-
-def options(**values: Any) -> DistillMobileBERT.Options:
+def options(**values: Any) -> DistillMobileBERTOptions:
     """Validated options (for tests and scripts)."""
     return DistillMobileBERT.Options(**values)

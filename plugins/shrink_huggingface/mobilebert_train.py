@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,8 +27,20 @@ from torch import nn
 
 from shrink import Artifact, Context, UsageError
 from shrink_huggingface.model import Encoder, build, config_dict, head_counts
-from shrink_huggingface.tinybert_train import (ScoreCapture, _copy_matching, _schedule, layers_of, masked_mse,
-                                                      length_batches, token_epoch, truncated_svd, uniform_map)
+from shrink_huggingface.tinybert_train import (
+    ScoreCapture,
+    _copy_matching,
+    _schedule,
+    layers_of,
+    length_batches,
+    masked_mse,
+    token_epoch,
+    truncated_svd,
+    uniform_map,
+)
+
+if TYPE_CHECKING:
+    from shrink_huggingface.mobilebert import DistillMobileBERTOptions
 
 TERMS = ("embedding", "feature_map", "attention", "prediction")
 _NEG = -1e4
@@ -49,7 +61,7 @@ def attention_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tenso
     return (kl * rows).sum() / rows.sum().clamp(min=1.0)
 
 
-def student_config(opts: Any, teacher: Encoder) -> tuple[dict[str, Any], list[int]]:
+def student_config(opts: DistillMobileBERTOptions, teacher: Encoder) -> tuple[dict[str, Any], list[int]]:
     """The MobileBERT config of the student and its layer map; user errors as UsageError."""
     t = config_dict(teacher)
     shape = opts.student
@@ -98,7 +110,7 @@ def init_embeddings(student: Encoder, teacher: Encoder) -> str:
     return f"embeddings copied ({copied}/{total} tensors); word table factorized by rank-{width} SVD ({kept:.1%} of its energy)"
 
 
-def build_student(opts: Any, teacher: Encoder) -> tuple[Encoder, list[int], dict[str, Any]]:
+def build_student(opts: DistillMobileBERTOptions, teacher: Encoder) -> tuple[Encoder, list[int], dict[str, Any]]:
     """(student, layer map, description): a MobileBERT whose blocks keep the teacher's hidden width."""
     if teacher.task != "sentence-embedding":
         raise UsageError(f"distill.mobilebert distils sentence encoders (task 'sentence-embedding'), not {teacher.task!r}")
@@ -218,7 +230,7 @@ def freeze_except(student: Encoder, trainable: list[nn.Module] | None) -> list[n
     return params
 
 
-def stages(student: Encoder, opts: Any, factorized: bool) -> list[dict[str, Any]]:
+def stages(student: Encoder, opts: DistillMobileBERTOptions, factorized: bool) -> list[dict[str, Any]]:
     """The training plan: [embedding stage], one stage per block, the final stage."""
     plan: list[dict[str, Any]] = []
     if opts.stage_epochs and factorized:
@@ -236,7 +248,7 @@ def stages(student: Encoder, opts: Any, factorized: bool) -> list[dict[str, Any]
 
 
 def train_stage(stage: dict[str, Any], student: Encoder, teacher: Encoder, transfer: Transfer, tokens: tuple[np.ndarray, np.ndarray],
-                opts: Any, generator: torch.Generator, report: Callable[[int, int, float], None]) -> dict[str, Any]:
+                opts: DistillMobileBERTOptions, generator: torch.Generator, report: Callable[[int, int, float], None]) -> dict[str, Any]:
     """Train one stage; its per-epoch losses."""
     ids_all, mask_all = tokens
     count = min(len(ids_all), stage["sentences"] or len(ids_all))
@@ -269,9 +281,9 @@ def train_stage(stage: dict[str, Any], student: Encoder, teacher: Encoder, trans
             "seconds": round(time.perf_counter() - started, 3)}
 
 
-def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
-    from shrink_huggingface.tokens import train_tokens
+def distill(opts: DistillMobileBERTOptions, artifact: Artifact, ctx: Context, who: str) -> Artifact:
     from shrink_common.torch_setup import setup_torch
+    from shrink_huggingface.tokens import train_tokens
 
     seed = ctx.seed + opts.seed
     setup_torch(seed)

@@ -12,6 +12,7 @@ from torch import nn
 
 from shrink import UsageError
 
+
 class Encoder(nn.Module):
     """A BERT-family encoder with its head: `forward(input_ids, attention_mask)` returns the embedding
     (task `sentence-embedding`: mean pooling over the mask, L2-normalised) or the logits (`classification`).

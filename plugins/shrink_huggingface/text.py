@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -12,49 +12,52 @@ from shrink import DataProvider, Dataset, PassOptions, PlanContext, Split
 from shrink.api.context import Context
 
 
-class TextData(DataProvider):
+class TextDataOptions(PassOptions):
+    """Options of the `text` data source."""
+
+    corpus: Literal["packages", "none"] = Field(
+        "packages", description="'packages': train on the built-in offline corpus ('train_sources'); "
+                                "'none': only the sentences of 'file'")
+    train_sources: list[Literal["stdlib", "reference", "site-packages", "comments", "templates"]] = Field(
+        ["stdlib"], min_length=1, description="built-in training sources (corpus 'packages'): 'stdlib' (the standard "
+        "library's docstrings), 'reference' (the language reference in pydoc_data), 'site-packages' (installed "
+        "distributions' docstrings, never their descriptions), 'comments' (the '#' comments of the standard library's "
+        "and installed distributions' code) and 'templates' (generated everyday requests and remarks)")
+    file: str | SkipJsonSchema[None] = Field(None, min_length=1, description="your own training sentences, one per line "
+                                             "(relative to the recipe); added to the corpus")
+    eval_file: str | SkipJsonSchema[None] = Field(None, min_length=1, description="your own held-out sentences, one per line; "
+                                                  "replaces the built-in held-out sources")
+    eval_sources: list[Literal["packages", "requests"]] = Field(
+        ["packages", "requests"], min_length=1, description="built-in held-out sources: 'packages' (installed packages' "
+                                                             "descriptions) and 'requests' (short spoken-style requests)")
+    train_size: Annotated[int, Field(ge=1, le=1_000_000)] | SkipJsonSchema[None] = Field(
+        None, description="use at most this many training sentences (default: all)")
+    eval_size: int = Field(800, ge=1, le=100_000, description="at most this many held-out sentences")
+    calibration_size: int = Field(200, ge=1, le=100_000, description="calibration sentences (taken from train)")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the sentence order")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TextDataOptions:
+        if self.corpus == "none" and self.file is None:
+            raise ValueError("corpus 'none' needs 'file' (your training sentences)")
+        if self.eval_file is not None and "eval_sources" in self.model_fields_set:
+            raise ValueError("give either 'eval_file' or 'eval_sources'")
+        if len(set(self.train_sources)) != len(self.train_sources):
+            raise ValueError("train_sources has duplicates")
+        if self.corpus == "none" and "train_sources" in self.model_fields_set:
+            raise ValueError("train_sources needs corpus 'packages'")
+        return self
+
+
+class TextData(DataProvider[TextDataOptions]):
     """Sentences for text encoders: a built-in offline English corpus or your own file; held-out eval from other sources."""
 
     name = "text"
     splits = ("train", "calibration", "eval")
     labels = False
 
-    class Options(PassOptions):
-        corpus: Literal["packages", "none"] = Field(
-            "packages", description="'packages': train on the built-in offline corpus ('train_sources'); "
-                                    "'none': only the sentences of 'file'")
-        train_sources: list[Literal["stdlib", "reference", "site-packages", "comments", "templates"]] = Field(
-            ["stdlib"], min_length=1, description="built-in training sources (corpus 'packages'): 'stdlib' (the standard "
-            "library's docstrings), 'reference' (the language reference in pydoc_data), 'site-packages' (installed "
-            "distributions' docstrings, never their descriptions), 'comments' (the '#' comments of the standard library's "
-            "and installed distributions' code) and 'templates' (generated everyday requests and remarks)")
-        file: str | SkipJsonSchema[None] = Field(None, min_length=1, description="your own training sentences, one per line "
-                                                 "(relative to the recipe); added to the corpus")
-        eval_file: str | SkipJsonSchema[None] = Field(None, min_length=1, description="your own held-out sentences, one per line; "
-                                                      "replaces the built-in held-out sources")
-        eval_sources: list[Literal["packages", "requests"]] = Field(
-            ["packages", "requests"], min_length=1, description="built-in held-out sources: 'packages' (installed packages' "
-                                                                 "descriptions) and 'requests' (short spoken-style requests)")
-        train_size: Annotated[int, Field(ge=1, le=1_000_000)] | SkipJsonSchema[None] = Field(
-            None, description="use at most this many training sentences (default: all)")
-        eval_size: int = Field(800, ge=1, le=100_000, description="at most this many held-out sentences")
-        calibration_size: int = Field(200, ge=1, le=100_000, description="calibration sentences (taken from train)")
-        seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the sentence order")
-
-        @model_validator(mode="after")
-        def _consistent(self) -> TextData.Options:
-            if self.corpus == "none" and self.file is None:
-                raise ValueError("corpus 'none' needs 'file' (your training sentences)")
-            if self.eval_file is not None and "eval_sources" in self.model_fields_set:
-                raise ValueError("give either 'eval_file' or 'eval_sources'")
-            if len(set(self.train_sources)) != len(self.train_sources):
-                raise ValueError("train_sources has duplicates")
-            if self.corpus == "none" and "train_sources" in self.model_fields_set:
-                raise ValueError("train_sources needs corpus 'packages'")
-            return self
-
     def check(self, plan: PlanContext) -> list[str]:
-        opts: Any = self.options
+        opts = self.options
         return [f"{key} {str(plan.path(value))!r} does not exist" for key, value in (("file", opts.file), ("eval_file", opts.eval_file))
                 if value is not None and not plan.path(value).is_file()]
 
@@ -62,7 +65,7 @@ class TextData(DataProvider):
         """The options, the user's files and a digest of the corpus sources (file sizes, package versions)."""
         from shrink_huggingface import corpus
 
-        opts: Any = self.options
+        opts = self.options
         digest = hashlib.sha256(opts.model_dump_json().encode())
         for value in (opts.file, opts.eval_file):
             if value is not None:
@@ -75,7 +78,7 @@ class TextData(DataProvider):
         from shrink import UsageError
         from shrink_huggingface import corpus
 
-        opts: Any = self.options
+        opts = self.options
         train: list[str] = []
         sources = []
         counts: dict[str, int] = {}
@@ -127,7 +130,6 @@ class TextData(DataProvider):
         return Dataset(self.name, "text", splits, digest.hexdigest(),
                        {"train_sources": sources, "train_source_sizes": counts, "dropped_as_held_out": dropped,
                         "eval_groups": groups, "sizes": {k: len(v) for k, v in splits.items()}})
-
 
 def _group_of(groups: dict[str, int]) -> list[str]:
     out: list[str] = []

@@ -47,51 +47,54 @@ class LossWeights(PassOptions):
         return self
 
 
-class DistillTinyBERT(Pass):
+class DistillTinyBERTOptions(PassOptions):
+    """Options of the `distill.tinybert` pass."""
+
+    student: StudentShape | SkipJsonSchema[None] = Field(None, description="the student's shape; or 'keep_layers'")
+    keep_layers: list[LayerIndex] | SkipJsonSchema[None] = Field(
+        None, min_length=1, max_length=64, description="student = these teacher layers (0-based, ascending), initialised "
+                                                         "from them and mapped to them; instead of 'student'")
+    layer_map: Literal["uniform"] | list[LayerIndex] | SkipJsonSchema[None] = Field(
+        None, description="teacher layer (0-based) each student layer learns from: 'uniform' (student layer i ← teacher "
+                          "layer (i+1)·T/S − 1) or a list; default: 'uniform', or keep_layers")
+    init: Literal["teacher", "random"] = Field("teacher", description="'teacher': copy the embeddings and the mapped "
+                                               "teacher layers' tensors wherever the shapes match; 'random': fresh weights")
+    weights: LossWeights = Field(default_factory=LossWeights, description="loss term weights")
+    temperature: float = Field(1.0, gt=0, le=20, description="softmax temperature of the logit KD term (classifiers)")
+    epochs: int = Field(3, ge=1, le=1000, description="passes over the training sentences")
+    batch_size: int = Field(32, ge=2, le=4096, description="sentences per step")
+    lr: float = Field(1e-4, gt=0, le=1, description="peak learning rate (AdamW, linear warm-up then linear decay)")
+    warmup: float = Field(0.06, ge=0, le=0.5, description="fraction of the steps spent warming up")
+    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay")
+    dropout: float = Field(0.0, ge=0, lt=1, description="the student's dropout while distilling (hidden and attention); "
+                                                       "0 favours fidelity to the teacher")
+    max_sentences: Annotated[int, Field(ge=2, le=10_000_000)] | SkipJsonSchema[None] = Field(
+        None, description="use at most this many training sentences")
+    max_length: Annotated[int, Field(ge=2, le=4096)] | SkipJsonSchema[None] = Field(
+        None, description="truncate training sentences to this many tokens (default: the model's max_length)")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="added to the recipe seed")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistillTinyBERTOptions:
+        if (self.student is None) == (self.keep_layers is None):
+            raise ValueError("give exactly one of 'student' (a shape) and 'keep_layers' (teacher layers to keep)")
+        if self.keep_layers is not None and list(self.keep_layers) != sorted(set(self.keep_layers)):
+            raise ValueError("keep_layers must be ascending and distinct")
+        layers = self.student.layers if self.student is not None else len(self.keep_layers or [])
+        if isinstance(self.layer_map, list) and len(self.layer_map) != layers:
+            raise ValueError(f"layer_map has {len(self.layer_map)} entries for a {layers}-layer student")
+        if isinstance(self.layer_map, list) and self.layer_map != sorted(self.layer_map):
+            raise ValueError("layer_map must be non-decreasing (student layer i learns from a teacher layer at or above i-1's)")
+        return self
+
+
+class DistillTinyBERT(Pass[DistillTinyBERTOptions]):
     """TinyBERT distillation: embedding, hidden-state, attention-score and prediction losses over a layer mapping."""
 
     name = "distill.tinybert"
     consumes = ("torch",)
     produces = "torch"
     requires = frozenset({"train"})
-
-    class Options(PassOptions):
-        student: StudentShape | SkipJsonSchema[None] = Field(None, description="the student's shape; or 'keep_layers'")
-        keep_layers: list[LayerIndex] | SkipJsonSchema[None] = Field(
-            None, min_length=1, max_length=64, description="student = these teacher layers (0-based, ascending), initialised "
-                                                             "from them and mapped to them; instead of 'student'")
-        layer_map: Literal["uniform"] | list[LayerIndex] | SkipJsonSchema[None] = Field(
-            None, description="teacher layer (0-based) each student layer learns from: 'uniform' (student layer i ← teacher "
-                              "layer (i+1)·T/S − 1) or a list; default: 'uniform', or keep_layers")
-        init: Literal["teacher", "random"] = Field("teacher", description="'teacher': copy the embeddings and the mapped "
-                                                   "teacher layers' tensors wherever the shapes match; 'random': fresh weights")
-        weights: LossWeights = Field(default_factory=LossWeights, description="loss term weights")
-        temperature: float = Field(1.0, gt=0, le=20, description="softmax temperature of the logit KD term (classifiers)")
-        epochs: int = Field(3, ge=1, le=1000, description="passes over the training sentences")
-        batch_size: int = Field(32, ge=2, le=4096, description="sentences per step")
-        lr: float = Field(1e-4, gt=0, le=1, description="peak learning rate (AdamW, linear warm-up then linear decay)")
-        warmup: float = Field(0.06, ge=0, le=0.5, description="fraction of the steps spent warming up")
-        weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay")
-        dropout: float = Field(0.0, ge=0, lt=1, description="the student's dropout while distilling (hidden and attention); "
-                                                           "0 favours fidelity to the teacher")
-        max_sentences: Annotated[int, Field(ge=2, le=10_000_000)] | SkipJsonSchema[None] = Field(
-            None, description="use at most this many training sentences")
-        max_length: Annotated[int, Field(ge=2, le=4096)] | SkipJsonSchema[None] = Field(
-            None, description="truncate training sentences to this many tokens (default: the model's max_length)")
-        seed: int = Field(0, ge=0, le=2**31 - 1, description="added to the recipe seed")
-
-        @model_validator(mode="after")
-        def _consistent(self) -> DistillTinyBERT.Options:
-            if (self.student is None) == (self.keep_layers is None):
-                raise ValueError("give exactly one of 'student' (a shape) and 'keep_layers' (teacher layers to keep)")
-            if self.keep_layers is not None and list(self.keep_layers) != sorted(set(self.keep_layers)):
-                raise ValueError("keep_layers must be ascending and distinct")
-            layers = self.student.layers if self.student is not None else len(self.keep_layers or [])
-            if isinstance(self.layer_map, list) and len(self.layer_map) != layers:
-                raise ValueError(f"layer_map has {len(self.layer_map)} entries for a {layers}-layer student")
-            if isinstance(self.layer_map, list) and self.layer_map != sorted(self.layer_map):
-                raise ValueError("layer_map must be non-decreasing (student layer i learns from a teacher layer at or above i-1's)")
-            return self
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         from shrink_huggingface.tinybert_train import distill

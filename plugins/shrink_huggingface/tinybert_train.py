@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,7 +20,17 @@ from torch import nn
 
 from shrink import Artifact, Context, UsageError
 from shrink_common.training import run_epoch
-from shrink_huggingface.model import Encoder, FactorizedEmbedding, build, config_dict, head_counts, word_table
+from shrink_huggingface.model import (
+    Encoder,
+    FactorizedEmbedding,
+    build,
+    config_dict,
+    head_counts,
+    word_table,
+)
+
+if TYPE_CHECKING:
+    from shrink_huggingface.tinybert import DistillTinyBERTOptions
 
 TERMS = ("embedding", "hidden", "attention", "prediction")
 
@@ -142,7 +152,7 @@ def _copy_matching(dest: nn.Module, src: nn.Module) -> tuple[int, int]:
     return len(same), len(mine)
 
 
-def build_student(opts: Any, teacher: Encoder) -> tuple[Encoder, list[int], list[int], dict[str, Any]]:
+def build_student(opts: DistillTinyBERTOptions, teacher: Encoder) -> tuple[Encoder, list[int], list[int], dict[str, Any]]:
     """(student, layer mapping, teacher layers the student was initialised from, description)."""
     t_layers = int(teacher.config.num_hidden_layers)
     config = config_dict(teacher)
@@ -261,9 +271,9 @@ def token_epoch(ids_all: np.ndarray, mask_all: np.ndarray, batches: list[np.ndar
     return run_epoch((idx for idx in batches if len(idx) >= 2), terms, optimizer, scheduler, names=names)
 
 
-def distill(opts: Any, artifact: Artifact, ctx: Context, who: str) -> Artifact:
-    from shrink_huggingface.tokens import train_tokens
+def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who: str) -> Artifact:
     from shrink_common.torch_setup import setup_torch
+    from shrink_huggingface.tokens import train_tokens
 
     seed = ctx.seed + opts.seed
     setup_torch(seed)

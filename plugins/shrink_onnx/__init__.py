@@ -3,28 +3,37 @@ ORT format)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
-from shrink import Artifact, Context, ModelFamily, PassOptions, PlanContext, Source, hookimpl
+from shrink import (
+    Artifact,
+    Context,
+    ModelFamily,
+    PassOptions,
+    PlanContext,
+    Source,
+    hookimpl,
+)
 from shrink.api.limits import InputShape
 from shrink.api.passes import Pass
 
 
-class OnnxSource(Source):
+class OnnxSourceOptions(PassOptions):
+    """Options of the `onnx` model source."""
+
+    path: str = Field(min_length=1, description="the .onnx file")
+    input_shape: InputShape | None = Field(None, description="pins the input's dynamic dimensions, batch first")
+
+
+class OnnxSource(Source[OnnxSourceOptions]):
     """An existing ONNX model file."""
 
     name = "onnx"
     produces = "onnx"
     family = "onnx"
 
-    class Options(PassOptions):
-        path: str = Field(min_length=1, description="the .onnx file")
-        input_shape: InputShape | None = Field(None, description="pins the input's dynamic dimensions, batch first")
-
     def check(self, plan: PlanContext) -> list[str]:
-        path = plan.path(self.options.path)  # type: ignore[attr-defined]
+        path = plan.path(self.options.path)
         return [] if path.is_file() else [f"model file {str(path)!r} does not exist"]
 
     def load(self, ctx: Context) -> Artifact:
@@ -32,7 +41,7 @@ class OnnxSource(Source):
 
         import onnx
 
-        opts: Any = self.options
+        opts = self.options
         src = ctx.path(opts.path)
         dest = ctx.new_path("source", ".onnx")
         shutil.copyfile(src, dest)
@@ -48,7 +57,6 @@ class OnnxSource(Source):
             dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
             inputs.append({"name": value.name, "shape": dims, "dtype": dtype})
         return Artifact(str(dest), "onnx", meta={"inputs": inputs, "outputs": [{"name": o.name} for o in proto.graph.output]})
-
 
 class OnnxFamily(ModelFamily):
     """Models that arrive as ONNX files; everything about them is the ONNX-format default."""

@@ -13,7 +13,13 @@ from pydantic import Field, model_validator
 
 from shrink import Artifact, Context, Pass, PassOptions, PlanContext
 from shrink.support.ort import session
-from shrink_common.onnx_graph import inline_copy, op_counts, opset_problems, prune_opset_imports, save_inline
+from shrink_common.onnx_graph import (
+    inline_copy,
+    op_counts,
+    opset_problems,
+    prune_opset_imports,
+    save_inline,
+)
 from shrink_common.parity import compare
 
 LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED"}
@@ -23,7 +29,31 @@ NOT_PORTABLE = {
 }
 
 
-class FuseOrt(Pass):
+class FuseOrtOptions(PassOptions):
+    """Options of the `fuse.ort` pass."""
+
+    graph_optimization_level: Literal["basic", "extended", "all", "layout"] = Field(
+        "extended", description="'basic': standard-ONNX rewrites only (constant folding, redundant nodes, Conv+BN); "
+                                "'extended': also com.microsoft fused ops (FusedConv, QGemm, SkipLayerNormalization, "
+                                "Gelu); 'all' and 'layout' are refused: they write layouts for the compiling CPU")
+    on_unsupported: Literal["basic", "fail"] = Field(
+        "basic", description="when the extended result uses ops or domains outside the target's opset (e.g. no "
+                             "com.microsoft on a microcontroller): 'basic' falls back to the basic level, 'fail' fails")
+    parity_samples: int = Field(256, ge=1, le=4096, description="eval inputs for the input-vs-output parity check")
+    min_agreement: float = Field(0.99, ge=0, le=1, description="fail the pass when the top-1 class agrees with the "
+                                                                 "input model on fewer than this fraction of inputs")
+
+    @model_validator(mode="after")
+    def _portable(self) -> FuseOrtOptions:
+        level = self.graph_optimization_level
+        if level in NOT_PORTABLE:
+            raise ValueError(f"graph_optimization_level {level!r} is refused: {NOT_PORTABLE[level]} and kernels "
+                             "specific to the CPU that compiles the model, so the saved model is not portable to the "
+                             "target; use 'extended' (portable) or 'basic'")
+        return self
+
+
+class FuseOrt(Pass[FuseOrtOptions]):
     """Offline ONNX Runtime graph optimization at a portable level (basic or extended), within the target's opsets."""
 
     name = "fuse.ort"
@@ -31,29 +61,8 @@ class FuseOrt(Pass):
     produces = "onnx"
     default = True
 
-    class Options(PassOptions):
-        graph_optimization_level: Literal["basic", "extended", "all", "layout"] = Field(
-            "extended", description="'basic': standard-ONNX rewrites only (constant folding, redundant nodes, Conv+BN); "
-                                    "'extended': also com.microsoft fused ops (FusedConv, QGemm, SkipLayerNormalization, "
-                                    "Gelu); 'all' and 'layout' are refused: they write layouts for the compiling CPU")
-        on_unsupported: Literal["basic", "fail"] = Field(
-            "basic", description="when the extended result uses ops or domains outside the target's opset (e.g. no "
-                                 "com.microsoft on a microcontroller): 'basic' falls back to the basic level, 'fail' fails")
-        parity_samples: int = Field(256, ge=1, le=4096, description="eval inputs for the input-vs-output parity check")
-        min_agreement: float = Field(0.99, ge=0, le=1, description="fail the pass when the top-1 class agrees with the "
-                                                                     "input model on fewer than this fraction of inputs")
-
-        @model_validator(mode="after")
-        def _portable(self) -> FuseOrt.Options:
-            level = self.graph_optimization_level
-            if level in NOT_PORTABLE:
-                raise ValueError(f"graph_optimization_level {level!r} is refused: {NOT_PORTABLE[level]} and kernels "
-                                 "specific to the CPU that compiles the model, so the saved model is not portable to the "
-                                 "target; use 'extended' (portable) or 'basic'")
-            return self
-
     def check(self, plan: PlanContext) -> list[str]:
-        opts: Any = self.options
+        opts = self.options
         allowed = plan.target.get("opset") or {}
         runtime = plan.target.get("runtime", "name")
         if (opts.graph_optimization_level == "extended" and opts.on_unsupported == "fail" and allowed
@@ -65,7 +74,7 @@ class FuseOrt(Pass):
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         import onnx
 
-        opts: Any = self.options
+        opts = self.options
         source = inline_copy(Path(artifact.model), ctx, "fuse-input")
         before = onnx.load(str(source))
         existing = set(opset_problems(before, ctx.target))
@@ -105,7 +114,6 @@ class FuseOrt(Pass):
         ctx.report(0.7, "checking parity against the unoptimized model")
         details.update(compare(source, out, artifact, ctx, opts.parity_samples, opts.min_agreement, f"{level}-optimized"))
         return artifact.evolve(model=str(out), meta={"fusion": {"engine": "onnxruntime", "level": level}}, details=details)
-
 
 def _optimize(source: Path, ctx: Context, level: str) -> tuple[Path, Any]:
     """Write ONNX Runtime's optimized graph to a new workdir file; return it self-contained with unused opsets pruned."""

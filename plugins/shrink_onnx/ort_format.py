@@ -35,33 +35,36 @@ def target_platform(arch: str | None) -> str | None:
     return PLATFORMS.get(arch) or ("arm" if arch.startswith(("arm", "aarch")) else None)
 
 
-class ExportOrt(Pass):
+class ExportOrtOptions(PassOptions):
+    """Options of the `export.ort` pass."""
+
+    optimization_style: Literal["fixed", "runtime"] = Field(
+        "fixed", description="'fixed': optimizations applied at conversion for target_platform; 'runtime': basic "
+                             "optimizations plus saved records that ORT replays at load when "
+                             "session.enable_saved_runtime_optimizations is set")
+    optimization_level: Literal["basic", "extended", "all"] | None = Field(
+        None, description="graph optimization level of the conversion; default 'all' for arm (the converter leaves "
+                          "out the x86-only NCHWc layouts) and 'extended' for amd64 ('all' there writes NCHWc "
+                          "layouts for the compiling CPU's vector width, refused)")
+    target_platform: Literal["arm", "amd64"] | None = Field(
+        None, description="platform the optimizations are chosen for; default: from the target's isa.arch")
+    type_reduction: bool = Field(False, description="write the operator config with the types each operator needs "
+                                                    "(for --enable_reduced_operator_type_support builds)")
+    tolerance: float = Field(1e-4, gt=0, le=1, description="largest allowed max |Δ| between the .ort and .onnx "
+                                                           "models' outputs under ONNX Runtime")
+    parity_samples: int = Field(64, ge=1, le=4096, description="inputs (eval data when it fits, else seeded random) "
+                                                               "for the .ort vs .onnx check")
+
+
+class ExportOrt(Pass[ExportOrtOptions]):
     """Convert the ONNX model to ORT format (onnxruntime's converter) and add model.ort to the bundle, output-checked."""
 
     name = "export.ort"
     consumes = ("onnx",)
     produces = "onnx"
 
-    class Options(PassOptions):
-        optimization_style: Literal["fixed", "runtime"] = Field(
-            "fixed", description="'fixed': optimizations applied at conversion for target_platform; 'runtime': basic "
-                                 "optimizations plus saved records that ORT replays at load when "
-                                 "session.enable_saved_runtime_optimizations is set")
-        optimization_level: Literal["basic", "extended", "all"] | None = Field(
-            None, description="graph optimization level of the conversion; default 'all' for arm (the converter leaves "
-                              "out the x86-only NCHWc layouts) and 'extended' for amd64 ('all' there writes NCHWc "
-                              "layouts for the compiling CPU's vector width, refused)")
-        target_platform: Literal["arm", "amd64"] | None = Field(
-            None, description="platform the optimizations are chosen for; default: from the target's isa.arch")
-        type_reduction: bool = Field(False, description="write the operator config with the types each operator needs "
-                                                        "(for --enable_reduced_operator_type_support builds)")
-        tolerance: float = Field(1e-4, gt=0, le=1, description="largest allowed max |Δ| between the .ort and .onnx "
-                                                               "models' outputs under ONNX Runtime")
-        parity_samples: int = Field(64, ge=1, le=4096, description="inputs (eval data when it fits, else seeded random) "
-                                                                   "for the .ort vs .onnx check")
-
     def check(self, plan: PlanContext) -> list[str]:
-        opts: Any = self.options
+        opts = self.options
         target = plan.target
         problems = []
         formats = target.get("runtime", "formats") or []
@@ -89,7 +92,7 @@ class ExportOrt(Pass):
 
         from shrink_common.onnx_graph import inline_copy
 
-        opts: Any = self.options
+        opts = self.options
         platform = opts.target_platform or target_platform(ctx.target.get("isa", "arch")) or "arm"
         level = opts.optimization_level or ("all" if platform == "arm" else "extended")
         source = inline_copy(Path(artifact.model), ctx, "ort-input")
@@ -120,7 +123,6 @@ class ExportOrt(Pass):
                                      "ort_format": {"style": opts.optimization_style, "level": level, "platform": platform}},
                                details=details)
 
-
 @contextmanager
 def _level(level: str) -> Iterator[None]:
     """Set the converter's optimization level (read from the environment) for the duration of the call."""
@@ -137,7 +139,10 @@ def _level(level: str) -> Iterator[None]:
 
 def convert(model: Path, out_dir: Path, style: str, level: str, platform: str, type_reduction: bool) -> tuple[Path, Path]:
     """Run onnxruntime's converter on one model; return the .ort file and its operator config."""
-    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+    from onnxruntime.tools.convert_onnx_models_to_ort import (
+        OptimizationStyle,
+        convert_onnx_models_to_ort,
+    )
 
     chosen = OptimizationStyle.Runtime if style == "runtime" else OptimizationStyle.Fixed
     try:

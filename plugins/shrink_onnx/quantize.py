@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from shrink import Artifact, Context, Pass, PassOptions, PlanContext
-from shrink_common.onnx_graph import inline_copy, op_counts, opset_problems, prune_opset_imports, save_inline
+from shrink_common.onnx_graph import (
+    inline_copy,
+    op_counts,
+    opset_problems,
+    prune_opset_imports,
+    save_inline,
+)
 from shrink_common.parity import compare
 
 if TYPE_CHECKING:
@@ -71,7 +77,47 @@ def graph_kind(counts: Counter[str]) -> tuple[str, str]:
     return "other", f"no Conv, {gemms} Gemm + {matmuls} MatMul node(s)"
 
 
-class QuantizePTQ(Pass):
+class QuantizePTQOptions(PassOptions):
+    """Options of the `quantize.ptq` pass."""
+
+    scheme: Literal["auto", "static-qdq-per-channel", "static-qdq-per-tensor", "dynamic-per-channel",
+                    "dynamic-per-tensor"] = Field(
+        "auto", description="int8 scheme; 'auto' follows the target's quantization.scheme for conv nets and picks "
+                            "dynamic-per-channel for MatMul/Gather (transformer) graphs on ONNX Runtime")
+    engine: Literal["ort", "nncf"] = Field(
+        "ort", description="'ort': onnxruntime.quantization (quant_pre_process + quantize_static/quantize_dynamic); "
+                           "'nncf': nncf.quantize on the ONNX model (static schemes only)")
+    calibration_samples: int = Field(200, ge=1, le=100_000,
+                                     description="calibration inputs (static schemes), from the data's calibration split")
+    calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax", description="how activation ranges are chosen from calibration data (engine 'ort')")
+    exclude_ops: tuple[str, ...] = Field((), description="op types to leave in float (e.g. ['Gemm'])")
+    exclude_nodes: tuple[str, ...] = Field((), description="node names or fnmatch patterns (e.g. '*/features.0/*Conv') "
+                                                             "to leave in float; a pattern matching no node fails the pass")
+    reduce_range: bool | None = Field(None, description="quantize weights to 7 bits (u8s8 overflow on AVX2 without "
+                                                        "VNNI); default: the target's quantization.reduce_range")
+    parity_samples: int = Field(256, ge=1, le=4096, description="eval inputs for the input-vs-output parity check")
+    min_agreement: float = Field(0.95, ge=0, le=1, description="fail the pass when the top-1 class agrees with the "
+                                                                 "input model on fewer than this fraction of inputs")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QuantizePTQOptions:
+        dynamic = self.scheme.startswith("dynamic")
+        if self.engine == "nncf" and dynamic:
+            raise ValueError(f"engine 'nncf' does static quantization only; scheme {self.scheme!r} needs engine 'ort'")
+        if self.engine == "nncf" and self.calibration_method != "minmax":
+            raise ValueError(f"calibration_method {self.calibration_method!r} applies to engine 'ort'; "
+                             "engine 'nncf' uses its own range estimators")
+        if dynamic:
+            static_only = sorted({"calibration_samples", "calibration_method"} & self.model_fields_set)
+            if static_only:
+                verb = "apply" if len(static_only) > 1 else "applies"
+                raise ValueError(f"{' and '.join(static_only)} {verb} only to static schemes; scheme {self.scheme!r} "
+                                 "computes activation ranges at run time")
+        return self
+
+
+class QuantizePTQ(Pass[QuantizePTQOptions]):
     """Int8 post-training quantization of an ONNX graph; the scheme follows the target and the model family."""
 
     name = "quantize.ptq"
@@ -79,45 +125,8 @@ class QuantizePTQ(Pass):
     produces = "onnx"
     default = True
 
-    class Options(PassOptions):
-        scheme: Literal["auto", "static-qdq-per-channel", "static-qdq-per-tensor", "dynamic-per-channel",
-                        "dynamic-per-tensor"] = Field(
-            "auto", description="int8 scheme; 'auto' follows the target's quantization.scheme for conv nets and picks "
-                                "dynamic-per-channel for MatMul/Gather (transformer) graphs on ONNX Runtime")
-        engine: Literal["ort", "nncf"] = Field(
-            "ort", description="'ort': onnxruntime.quantization (quant_pre_process + quantize_static/quantize_dynamic); "
-                               "'nncf': nncf.quantize on the ONNX model (static schemes only)")
-        calibration_samples: int = Field(200, ge=1, le=100_000,
-                                         description="calibration inputs (static schemes), from the data's calibration split")
-        calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
-            "minmax", description="how activation ranges are chosen from calibration data (engine 'ort')")
-        exclude_ops: tuple[str, ...] = Field((), description="op types to leave in float (e.g. ['Gemm'])")
-        exclude_nodes: tuple[str, ...] = Field((), description="node names or fnmatch patterns (e.g. '*/features.0/*Conv') "
-                                                                 "to leave in float; a pattern matching no node fails the pass")
-        reduce_range: bool | None = Field(None, description="quantize weights to 7 bits (u8s8 overflow on AVX2 without "
-                                                            "VNNI); default: the target's quantization.reduce_range")
-        parity_samples: int = Field(256, ge=1, le=4096, description="eval inputs for the input-vs-output parity check")
-        min_agreement: float = Field(0.95, ge=0, le=1, description="fail the pass when the top-1 class agrees with the "
-                                                                     "input model on fewer than this fraction of inputs")
-
-        @model_validator(mode="after")
-        def _consistent(self) -> QuantizePTQ.Options:
-            dynamic = self.scheme.startswith("dynamic")
-            if self.engine == "nncf" and dynamic:
-                raise ValueError(f"engine 'nncf' does static quantization only; scheme {self.scheme!r} needs engine 'ort'")
-            if self.engine == "nncf" and self.calibration_method != "minmax":
-                raise ValueError(f"calibration_method {self.calibration_method!r} applies to engine 'ort'; "
-                                 "engine 'nncf' uses its own range estimators")
-            if dynamic:
-                static_only = sorted({"calibration_samples", "calibration_method"} & self.model_fields_set)
-                if static_only:
-                    verb = "apply" if len(static_only) > 1 else "applies"
-                    raise ValueError(f"{' and '.join(static_only)} {verb} only to static schemes; scheme {self.scheme!r} "
-                                     "computes activation ranges at run time")
-            return self
-
     def check(self, plan: PlanContext) -> list[str]:
-        opts: Any = self.options
+        opts = self.options
         target = plan.target
         problems: list[str] = []
         tscheme = target_scheme(target)
@@ -164,7 +173,7 @@ class QuantizePTQ(Pass):
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         import onnx
 
-        opts: Any = self.options
+        opts = self.options
         source = inline_copy(Path(artifact.model), ctx, "ptq-input")
         proto = onnx.load(str(source))
         counts = op_counts(proto)
@@ -208,7 +217,7 @@ class QuantizePTQ(Pass):
         return artifact.evolve(model=str(out), meta={"quantization": {"scheme": scheme, "engine": opts.engine}}, details=details)
 
     def _resolve(self, counts: Counter[str], ctx: Context) -> tuple[str, str]:
-        opts: Any = self.options
+        opts = self.options
         if opts.scheme != "auto":
             return opts.scheme, "set in the recipe"
         preferred = target_scheme(ctx.target)
@@ -224,7 +233,7 @@ class QuantizePTQ(Pass):
         return preferred, f"auto: target {ctx.target.name} prefers {preferred}; {why}"
 
     def _calibration(self, path: Path, artifact: Artifact, ctx: Context) -> tuple[dict[str, np.ndarray], str]:
-        opts: Any = self.options
+        opts = self.options
         found = ctx.family(artifact).feeds(artifact, ctx, ("calibration", "train"), opts.calibration_samples)
         if found is None:
             what = ("the recipe has no data" if ctx.data is None
@@ -241,7 +250,7 @@ class QuantizePTQ(Pass):
 
     def _static(self, source: Path, out: Path, artifact: Artifact, ctx: Context, per_channel: bool,
                 reduce_range: bool) -> dict[str, Any]:
-        opts: Any = self.options
+        opts = self.options
         feeds, origin = self._calibration(source, artifact, ctx)
         if len(feeds) != 1:
             raise RuntimeError(f"static schemes calibrate single-input models; this one has inputs {', '.join(feeds)}: "
@@ -254,8 +263,13 @@ class QuantizePTQ(Pass):
             details.update(self._nncf(source, out, name, x, per_channel, activation_type))
             return details
 
-        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, quant_pre_process,
-                                              quantize_static)
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            quant_pre_process,
+            quantize_static,
+        )
         from onnxruntime.quantization.registry import QDQRegistry
 
         ctx.report(0.1, "quant_pre_process (shape inference, graph cleanup)")
@@ -289,10 +303,13 @@ class QuantizePTQ(Pass):
     def _nncf(self, source: Path, out: Path, name: str, x: np.ndarray, per_channel: bool, activation_type: Any) -> dict[str, Any]:
         import nncf
         import onnx
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+        from nncf.quantization.advanced_parameters import (
+            AdvancedQuantizationParameters,
+            QuantizationParameters,
+        )
         from onnxruntime.quantization import QuantType
 
-        opts: Any = self.options
+        opts = self.options
         excluded = self._excluded(source)
         items = [{name: x[i:i + 1]} for i in range(len(x))]  # subset_size counts loader items: one sample each
         ignored = nncf.IgnoredScope(names=excluded, types=list(opts.exclude_ops)) if excluded or opts.exclude_ops else None
@@ -304,9 +321,13 @@ class QuantizePTQ(Pass):
         return {"nncf_preset": preset.value, "nncf_subset_size": len(items)}
 
     def _dynamic(self, source: Path, out: Path, ctx: Context, per_channel: bool, reduce_range: bool) -> dict[str, Any]:
-        from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+        from onnxruntime.quantization import (
+            QuantType,
+            quant_pre_process,
+            quantize_dynamic,
+        )
 
-        opts: Any = self.options
+        opts = self.options
         ctx.report(0.1, "quant_pre_process (shape inference, graph cleanup)")
         pre = ctx.new_path("preprocessed", ".onnx")
         preprocess = _preprocess(quant_pre_process, source, pre)
@@ -324,7 +345,7 @@ class QuantizePTQ(Pass):
 
         import onnx
 
-        opts: Any = self.options
+        opts = self.options
         if not opts.exclude_nodes:
             return []
         names = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node]
@@ -342,7 +363,6 @@ class QuantizePTQ(Pass):
                 hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise RuntimeError(f"exclude_nodes: no node named or matching {', '.join(hints)} in the graph")
         return chosen
-
 
 def _preprocess(quant_pre_process: Any, source: Path, dest: Path) -> str:
     """`quant_pre_process`, retried without symbolic shape inference when that fails (some exotic graphs).
@@ -414,23 +434,26 @@ def fp16_capable(target: Target) -> bool:
     return "fullfp16" in features or "float16" in supported
 
 
-class QuantizeFP16(Pass):
+class QuantizeFP16Options(PassOptions):
+    """Options of the `quantize.fp16` pass."""
+
+    keep_io_types: bool = Field(True, description="keep graph inputs and outputs float32 (a Cast at each end)")
+    op_block_list: tuple[str, ...] = Field((), description="extra op types to keep in float32, besides ONNX Runtime's "
+                                                           "default block list")
+    parity_samples: int = Field(256, ge=1, le=4096, description="eval inputs for the input-vs-output parity check")
+    min_agreement: float = Field(0.98, ge=0, le=1, description="fail the pass when the top-1 class agrees with the "
+                                                                 "input model on fewer than this fraction of inputs")
+
+
+class QuantizeFP16(Pass[QuantizeFP16Options]):
     """Float16 conversion of an ONNX graph, for targets with fp16 arithmetic."""
 
     name = "quantize.fp16"
     consumes = ("onnx",)
     produces = "onnx"
 
-    class Options(PassOptions):
-        keep_io_types: bool = Field(True, description="keep graph inputs and outputs float32 (a Cast at each end)")
-        op_block_list: tuple[str, ...] = Field((), description="extra op types to keep in float32, besides ONNX Runtime's "
-                                                               "default block list")
-        parity_samples: int = Field(256, ge=1, le=4096, description="eval inputs for the input-vs-output parity check")
-        min_agreement: float = Field(0.98, ge=0, le=1, description="fail the pass when the top-1 class agrees with the "
-                                                                     "input model on fewer than this fraction of inputs")
-
     def check(self, plan: PlanContext) -> list[str]:
-        opts: Any = self.options
+        opts = self.options
         problems = []
         if not fp16_capable(plan.target):
             absent = " ('fullfp16' is listed as absent)" if "fullfp16" in (plan.target.get("isa", "absent_features") or []) else ""
@@ -441,9 +464,12 @@ class QuantizeFP16(Pass):
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         import onnx
-        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+        from onnxruntime.transformers.float16 import (
+            DEFAULT_OP_BLOCK_LIST,
+            convert_float_to_float16,
+        )
 
-        opts: Any = self.options
+        opts = self.options
         source = inline_copy(Path(artifact.model), ctx, "fp16-input")
         proto = onnx.load(str(source))
         ctx.report(0.1, "converting to float16")

@@ -10,15 +10,18 @@ from shrink import DataProvider, Dataset, PassOptions, Split, hookimpl
 from shrink.api.context import Context
 
 
-class Digits(DataProvider):
+class DigitsOptions(PassOptions):
+    """Options of the `sklearn.digits` data source."""
+
+    image_size: int = Field(32, ge=8, le=64, description="side of the square images fed to the model (bilinear resize from 8x8)")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the stratified train/eval split")
+
+
+class Digits(DataProvider[DigitsOptions]):
     """scikit-learn's handwritten digits (1,797 images, 10 classes), resized; train/calibration/eval splits."""
 
     name = "sklearn.digits"
     splits = ("train", "calibration", "eval")
-
-    class Options(PassOptions):
-        image_size: int = Field(32, ge=8, le=64, description="side of the square images fed to the model (bilinear resize from 8x8)")
-        seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the stratified train/eval split")
 
     def fingerprint(self, ctx: Context) -> str | None:
         """sklearn's raw digits file, the options and the library versions that prepare it (the engine adds
@@ -40,15 +43,14 @@ class Digits(DataProvider):
         from shrink_sklearn.digits import digits_splits
 
         opts = self.options
-        raw = digits_splits(opts.image_size, opts.seed)  # type: ignore[attr-defined]
+        raw = digits_splits(opts.image_size, opts.seed)
         digest = hashlib.sha256()
         for name in sorted(raw):
             x, y = raw[name]
             digest.update(name.encode() + x.tobytes() + y.tobytes())
         splits = {name: Split(x, y) for name, (x, y) in raw.items()}
         return Dataset(self.name, "classification", splits, digest.hexdigest(),
-                       {"classes": [str(i) for i in range(10)], "input_shape": [1, 1, opts.image_size, opts.image_size]})  # type: ignore[attr-defined]
-
+                       {"classes": [str(i) for i in range(10)], "input_shape": [1, 1, opts.image_size, opts.image_size]})
 
 @hookimpl
 def shrink_register_datasets() -> list[type[DataProvider]]:

@@ -20,7 +20,33 @@ class StudentSpec(PassOptions):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
 
 
-class DistillKD(Pass):
+class DistillKDOptions(TrainingOptions):
+    """Options of the `distill.kd` pass."""
+
+    student: StudentSpec | SkipJsonSchema[None] = Field(None, description="the student's factory; or give 'width' instead")
+    width: Annotated[float, Field(gt=0, lt=1)] | SkipJsonSchema[None] = Field(None, description="student = the teacher with every hidden layer's "
+                                "channels scaled by this (torch-pruning; output layer kept); instead of 'student'")
+    init: Literal["teacher", "random"] | SkipJsonSchema[None] = Field(None, description="with 'width': start from the teacher's "
+                                                      "largest-magnitude channels ('teacher', default) or re-initialise ('random')")
+    round_to: Annotated[int, Field(ge=1, le=256)] | SkipJsonSchema[None] = Field(None, description="with 'width': keep channel counts a multiple of this")
+    epochs: int = Field(10, ge=1, le=1000, description="training epochs")
+    compare_scratch: bool = Field(False, description="also train the same student without the teacher "
+                                  "(cross-entropy only, same init and epochs) and report both accuracies")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistillKDOptions:
+        if (self.student is None) == (self.width is None):
+            raise ValueError("give exactly one of 'student' (a factory) and 'width' (a fraction of the teacher's channels)")
+        if self.student is not None:
+            for key in ("init", "round_to"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"'{key}' applies only to a 'width' student")
+        if self.alpha == 0 and "temperature" in self.model_fields_set:
+            raise ValueError("temperature has no effect with alpha 0 (no KD term)")
+        return self
+
+
+class DistillKD(Pass[DistillKDOptions]):
     """Train a smaller student on the teacher's softened logits (Hinton KD) plus the labels."""
 
     name = "distill.kd"
@@ -29,31 +55,8 @@ class DistillKD(Pass):
     requires = frozenset({"train", "labels"})
     default = True
 
-    class Options(TrainingOptions):
-        student: StudentSpec | SkipJsonSchema[None] = Field(None, description="the student's factory; or give 'width' instead")
-        width: Annotated[float, Field(gt=0, lt=1)] | SkipJsonSchema[None] = Field(None, description="student = the teacher with every hidden layer's "
-                                    "channels scaled by this (torch-pruning; output layer kept); instead of 'student'")
-        init: Literal["teacher", "random"] | SkipJsonSchema[None] = Field(None, description="with 'width': start from the teacher's "
-                                                          "largest-magnitude channels ('teacher', default) or re-initialise ('random')")
-        round_to: Annotated[int, Field(ge=1, le=256)] | SkipJsonSchema[None] = Field(None, description="with 'width': keep channel counts a multiple of this")
-        epochs: int = Field(10, ge=1, le=1000, description="training epochs")
-        compare_scratch: bool = Field(False, description="also train the same student without the teacher "
-                                      "(cross-entropy only, same init and epochs) and report both accuracies")
-
-        @model_validator(mode="after")
-        def _consistent(self) -> DistillKD.Options:
-            if (self.student is None) == (self.width is None):
-                raise ValueError("give exactly one of 'student' (a factory) and 'width' (a fraction of the teacher's channels)")
-            if self.student is not None:
-                for key in ("init", "round_to"):
-                    if getattr(self, key) is not None:
-                        raise ValueError(f"'{key}' applies only to a 'width' student")
-            if self.alpha == 0 and "temperature" in self.model_fields_set:
-                raise ValueError("temperature has no effect with alpha 0 (no KD term)")
-            return self
-
     def check(self, plan: PlanContext) -> list[str]:
-        opts: Any = self.options
+        opts = self.options
         if opts.student is None:
             return []
         problem = check_factory(opts.student.factory, plan.recipe.base_dir)
@@ -65,16 +68,16 @@ class DistillKD(Pass):
 
         import torch
 
+        from shrink.api.data import labelled_eval
         from shrink.api.factory import load_factory
+        from shrink_common.torch_setup import count_params, setup_torch
+        from shrink_common.training import TrainConfig
         from shrink_torch.fuse import fused_for_inference
         from shrink_torch.prune import check_rebuild, prune_channels
-        from shrink_common.torch_setup import count_params, setup_torch
         from shrink_torch.runtime import record_shapes
-        from shrink.api.data import labelled_eval
-        from shrink_common.training import TrainConfig
         from shrink_torch.train import count_macs, evaluate, split_tensors, train
 
-        opts: Any = self.options
+        opts = self.options
         seed = ctx.seed + opts.seed
         setup_torch(seed)
         x, y = split_tensors(ctx.require_data("train", self.name), self.name)

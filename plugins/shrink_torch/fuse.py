@@ -16,16 +16,19 @@ class FusionError(RuntimeError):
     """Folding BatchNorm changed the model's outputs beyond the tolerance."""
 
 
-class FuseBatchNorm(Pass):
+class FuseBatchNormOptions(PassOptions):
+    """Options of the `fuse.bn` pass."""
+
+    tolerance: float = Field(1e-4, gt=0, le=1, description="largest allowed max-abs change of the outputs on eval inputs")
+    samples: int = Field(64, ge=1, le=4096, description="eval inputs used to measure the output change")
+
+
+class FuseBatchNorm(Pass[FuseBatchNormOptions]):
     """Fold BatchNorm into the preceding Conv (eval mode) and gate on the output change."""
 
     name = "fuse.bn"
     consumes = ("torch",)
     produces = "torch"
-
-    class Options(PassOptions):
-        tolerance: float = Field(1e-4, gt=0, le=1, description="largest allowed max-abs change of the outputs on eval inputs")
-        samples: int = Field(64, ge=1, le=4096, description="eval inputs used to measure the output change")
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         import copy
@@ -35,7 +38,7 @@ class FuseBatchNorm(Pass):
         from shrink_common.torch_setup import setup_torch
         from shrink_torch.runtime import predict
 
-        opts: Any = self.options
+        opts = self.options
         setup_torch(ctx.seed)
         model = copy.deepcopy(artifact.model).eval()
         ctx.report(0.1, "finding Conv → BatchNorm pairs")
@@ -56,7 +59,6 @@ class FuseBatchNorm(Pass):
             details={"fused": len(pairs), "batchnorm_left": remaining, "method": method,
                      "max_abs_change": max_abs, "inputs": len(example)},
         )
-
 
 def sample_inputs(ctx: Context, artifact: Artifact, count: int) -> Any:
     """Up to `count` real inputs (eval, else calibration, else train split), else seeded random ones."""

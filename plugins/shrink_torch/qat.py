@@ -27,7 +27,33 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-class QuantizeQAT(Pass):
+class QuantizeQATOptions(TrainingOptions):
+    """Options of the `quantize.qat` pass."""
+
+    epochs: int = Field(2, ge=1, le=1000, description="quantization-aware training epochs")
+    lr: float = Field(5e-4, gt=0, le=10, description="peak learning rate (weights and quantizer scales)")
+    kd: bool = Field(True, description="train with Hinton KD from the float model (else cross-entropy on the labels)")
+    calibration_samples: int = Field(200, ge=1, le=100000, description="inputs (calibration split, else train) "
+                                                                        "that initialise the quantizer ranges")
+    per_channel: bool | None = Field(None, description="per-channel weight scales; default: the target's "
+                                                       "quantization.per_channel (else true)")
+    fold_bn: bool = Field(True, description="fold BatchNorm into the preceding convolution before inserting "
+                                            "quantizers (otherwise BatchNormalization stays in the int8 graph)")
+    opset: int | None = Field(None, ge=13, le=23, description="ai.onnx opset of the export (13+: per-channel "
+                                                              "DequantizeLinear); default: the target's export_opset")
+    parity_samples: int = Field(256, ge=1, le=4096, description="eval inputs for the torch-vs-ONNX Runtime check")
+    min_agreement: float = Field(0.98, ge=0, le=1, description="fail when ONNX Runtime's top-1 class agrees with the "
+                                                               "trained torch model on fewer than this fraction of inputs")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QuantizeQATOptions:
+        for key in ("temperature", "alpha"):
+            if key in self.model_fields_set and not self.kd:
+                raise ValueError(f"{key} applies only with kd: true")
+        return self
+
+
+class QuantizeQAT(Pass[QuantizeQATOptions]):
     """Quantization-aware training with NNCF (int8 fake quantizers trained with the model), exported as int8 QDQ ONNX."""
 
     name = "quantize.qat"
@@ -35,31 +61,8 @@ class QuantizeQAT(Pass):
     produces = "onnx"
     requires = frozenset({"train", "labels"})
 
-    class Options(TrainingOptions):
-        epochs: int = Field(2, ge=1, le=1000, description="quantization-aware training epochs")
-        lr: float = Field(5e-4, gt=0, le=10, description="peak learning rate (weights and quantizer scales)")
-        kd: bool = Field(True, description="train with Hinton KD from the float model (else cross-entropy on the labels)")
-        calibration_samples: int = Field(200, ge=1, le=100000, description="inputs (calibration split, else train) "
-                                                                            "that initialise the quantizer ranges")
-        per_channel: bool | None = Field(None, description="per-channel weight scales; default: the target's "
-                                                           "quantization.per_channel (else true)")
-        fold_bn: bool = Field(True, description="fold BatchNorm into the preceding convolution before inserting "
-                                                "quantizers (otherwise BatchNormalization stays in the int8 graph)")
-        opset: int | None = Field(None, ge=13, le=23, description="ai.onnx opset of the export (13+: per-channel "
-                                                                  "DequantizeLinear); default: the target's export_opset")
-        parity_samples: int = Field(256, ge=1, le=4096, description="eval inputs for the torch-vs-ONNX Runtime check")
-        min_agreement: float = Field(0.98, ge=0, le=1, description="fail when ONNX Runtime's top-1 class agrees with the "
-                                                                   "trained torch model on fewer than this fraction of inputs")
-
-        @model_validator(mode="after")
-        def _consistent(self) -> QuantizeQAT.Options:
-            for key in ("temperature", "alpha"):
-                if key in self.model_fields_set and not self.kd:
-                    raise ValueError(f"{key} applies only with kd: true")
-            return self
-
     def check(self, plan: PlanContext) -> list[str]:
-        opts: Any = self.options
+        opts = self.options
         target = plan.target
         problems = []
         opset = opts.opset or target.export_opset
@@ -92,16 +95,16 @@ class QuantizeQAT(Pass):
         import torch
 
         from shrink import UsageError
+        from shrink.api.data import labelled_eval
         from shrink.support.ort import run_session
         from shrink_common.onnx_graph import op_counts, opset_problems
-        from shrink_torch.fuse import fuse_conv_bn, fused_for_inference
         from shrink_common.torch_setup import setup_torch
-        from shrink_torch.runtime import predict
-        from shrink.api.data import labelled_eval
         from shrink_common.training import TrainConfig
+        from shrink_torch.fuse import fuse_conv_bn, fused_for_inference
+        from shrink_torch.runtime import predict
         from shrink_torch.train import evaluate, split_tensors, train
 
-        opts: Any = self.options
+        opts = self.options
         seed = ctx.seed + opts.seed
         setup_torch(seed)
         if len(artifact.inputs) != 1:
@@ -131,7 +134,10 @@ class QuantizeQAT(Pass):
 
         started = time.perf_counter()
         ctx.report(0.05, f"inserting NNCF quantizers ({preset.value}, calibrating on {len(calibration[0])} inputs)")
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+        from nncf.quantization.advanced_parameters import (
+            AdvancedQuantizationParameters,
+            QuantizationParameters,
+        )
 
         advanced = AdvancedQuantizationParameters(weights_quantization_params=QuantizationParameters(per_channel=per_channel))
         wrapped = wrap_for_nncf(model)
@@ -198,7 +204,6 @@ class QuantizeQAT(Pass):
         if folded:
             meta["fused_bn"] = [list(p) for p in artifact.meta.get("fused_bn") or []] + [list(p) for p in folded]
         return artifact.evolve(model=str(out), format="onnx", meta=meta, details=details)
-
 
 def activation_dtype(target: Any) -> str:
     return str(target.get("quantization", "activations", default="uint8"))

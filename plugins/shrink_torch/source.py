@@ -11,7 +11,18 @@ from shrink.api.factory import FACTORY_PATTERN, check_factory, load_factory
 from shrink.api.limits import InputShape
 
 
-class TorchSource(Source):
+class TorchSourceOptions(PassOptions):
+    """Options of the `torch` model source."""
+
+    factory: str = Field(pattern=FACTORY_PATTERN, description="'package.module:callable' or 'path/to/file.py:callable' returning an nn.Module")
+    weights: str | None = Field(None, min_length=1, description="state_dict file, loaded with torch.load(weights_only=True)")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
+    input_shape: InputShape = Field(description="shape of one model input, batch first, e.g. [1, 1, 32, 32]")
+    input_name: str = Field("input", pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="name of the model input")
+    input_dtype: str = Field("float32", pattern="^(float32|int64|int32)$", description="dtype of the model input")
+
+
+class TorchSource(Source[TorchSourceOptions]):
     """A torch.nn.Module from a `module:callable` factory, with optional state_dict weights."""
 
     name = "torch"
@@ -19,16 +30,8 @@ class TorchSource(Source):
     family = "torch"
     libraries = ("torch",)
 
-    class Options(PassOptions):
-        factory: str = Field(pattern=FACTORY_PATTERN, description="'package.module:callable' or 'path/to/file.py:callable' returning an nn.Module")
-        weights: str | None = Field(None, min_length=1, description="state_dict file, loaded with torch.load(weights_only=True)")
-        kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
-        input_shape: InputShape = Field(description="shape of one model input, batch first, e.g. [1, 1, 32, 32]")
-        input_name: str = Field("input", pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="name of the model input")
-        input_dtype: str = Field("float32", pattern="^(float32|int64|int32)$", description="dtype of the model input")
-
     def check(self, plan: PlanContext) -> list[str]:
-        opts: Any = self.options
+        opts = self.options
         problems = []
         problem = check_factory(opts.factory, plan.recipe.base_dir)
         if problem:
@@ -41,7 +44,7 @@ class TorchSource(Source):
         from shrink_common.torch_setup import setup_torch
         from shrink_torch.runtime import load_state_dict
 
-        opts: Any = self.options
+        opts = self.options
         setup_torch(ctx.seed)
         factory = load_factory(opts.factory, ctx.recipe.base_dir)
         model = factory(**opts.kwargs)

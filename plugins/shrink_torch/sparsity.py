@@ -22,49 +22,52 @@ STORAGE_ENCODING = ("zlib level 9 over the raw float32 bytes of every parameter;
                     "(viewed as [out, in*kernel]), other parameters dense")
 
 
-class PruneMagnitude(Pass):
+class PruneMagnitudeOptions(TrainingOptions):
+    """Options of the `prune.magnitude` pass."""
+
+    sparsity: float = Field(0.5, gt=0, le=0.99, description="fraction of the selected layers' weights set to zero")
+    scope: Literal["global", "layer"] = Field("global", description="'global': one magnitude threshold across all "
+                                              "selected layers (they end up with different sparsities); 'layer': "
+                                              "every layer pruned to `sparsity`")
+    layers: list[LayerKind] = Field(["conv", "linear"], min_length=1, max_length=2,
+                                    description="layer types whose weights are pruned (biases are never pruned)")
+    ignore: list[str] = Field(default_factory=list, max_length=1000, description="module names never pruned")
+    schedule: Literal["cubic", "linear", "oneshot"] = Field(
+        "cubic", description="how sparsity rises during the fine-tune: 'cubic' s_f(1-(1-t)^3) (Zhu & Gupta 2017), "
+                             "'linear', or 'oneshot' (all at once before fine-tuning)")
+    ramp: float = Field(0.75, gt=0, le=1, description="fraction of the fine-tune steps over which sparsity ramps "
+                                                      "up; the remaining steps recover at the target sparsity")
+    prune_steps: int = Field(16, ge=1, le=10000, description="mask updates along the ramp")
+    finetune_epochs: int = Field(2, ge=0, le=1000, description="fine-tune epochs during and after the ramp (0: "
+                                                               "one-shot pruning, no training)")
+    finetune_kd: bool = Field(True, description="fine-tune with Hinton KD from the unpruned model")
+    lr: float = Field(1e-3, gt=0, le=10, description="fine-tune peak learning rate")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PruneMagnitudeOptions:
+        if len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"layers lists a type twice: {self.layers}")
+        gradual = self.schedule != "oneshot"
+        if self.finetune_epochs == 0 and gradual and "schedule" in self.model_fields_set:
+            raise ValueError(f"schedule {self.schedule!r} ramps sparsity during fine-tuning and needs finetune_epochs > 0")
+        for key in ("ramp", "prune_steps"):
+            if key in self.model_fields_set and not (gradual and self.finetune_epochs > 0):
+                raise ValueError(f"{key} applies only to a gradual schedule ('cubic' or 'linear') with finetune_epochs > 0")
+        if self.finetune_epochs == 0 and "finetune_kd" in self.model_fields_set and self.finetune_kd:
+            raise ValueError("finetune_kd needs finetune_epochs > 0")
+        for key in ("temperature", "alpha"):
+            if key in self.model_fields_set and not (self.finetune_kd and self.finetune_epochs > 0):
+                raise ValueError(f"{key} applies only to a KD fine-tune (finetune_kd with finetune_epochs > 0)")
+        return self
+
+
+class PruneMagnitude(Pass[PruneMagnitudeOptions]):
     """Zero the smallest-magnitude weights (unstructured, global or per layer) on a Zhu & Gupta ramp during a fine-tune."""
 
     name = "prune.magnitude"
     consumes = ("torch",)
     produces = "torch"
     requires = frozenset({"train", "labels"})
-
-    class Options(TrainingOptions):
-        sparsity: float = Field(0.5, gt=0, le=0.99, description="fraction of the selected layers' weights set to zero")
-        scope: Literal["global", "layer"] = Field("global", description="'global': one magnitude threshold across all "
-                                                  "selected layers (they end up with different sparsities); 'layer': "
-                                                  "every layer pruned to `sparsity`")
-        layers: list[LayerKind] = Field(["conv", "linear"], min_length=1, max_length=2,
-                                        description="layer types whose weights are pruned (biases are never pruned)")
-        ignore: list[str] = Field(default_factory=list, max_length=1000, description="module names never pruned")
-        schedule: Literal["cubic", "linear", "oneshot"] = Field(
-            "cubic", description="how sparsity rises during the fine-tune: 'cubic' s_f(1-(1-t)^3) (Zhu & Gupta 2017), "
-                                 "'linear', or 'oneshot' (all at once before fine-tuning)")
-        ramp: float = Field(0.75, gt=0, le=1, description="fraction of the fine-tune steps over which sparsity ramps "
-                                                          "up; the remaining steps recover at the target sparsity")
-        prune_steps: int = Field(16, ge=1, le=10000, description="mask updates along the ramp")
-        finetune_epochs: int = Field(2, ge=0, le=1000, description="fine-tune epochs during and after the ramp (0: "
-                                                                   "one-shot pruning, no training)")
-        finetune_kd: bool = Field(True, description="fine-tune with Hinton KD from the unpruned model")
-        lr: float = Field(1e-3, gt=0, le=10, description="fine-tune peak learning rate")
-
-        @model_validator(mode="after")
-        def _consistent(self) -> PruneMagnitude.Options:
-            if len(set(self.layers)) != len(self.layers):
-                raise ValueError(f"layers lists a type twice: {self.layers}")
-            gradual = self.schedule != "oneshot"
-            if self.finetune_epochs == 0 and gradual and "schedule" in self.model_fields_set:
-                raise ValueError(f"schedule {self.schedule!r} ramps sparsity during fine-tuning and needs finetune_epochs > 0")
-            for key in ("ramp", "prune_steps"):
-                if key in self.model_fields_set and not (gradual and self.finetune_epochs > 0):
-                    raise ValueError(f"{key} applies only to a gradual schedule ('cubic' or 'linear') with finetune_epochs > 0")
-            if self.finetune_epochs == 0 and "finetune_kd" in self.model_fields_set and self.finetune_kd:
-                raise ValueError("finetune_kd needs finetune_epochs > 0")
-            for key in ("temperature", "alpha"):
-                if key in self.model_fields_set and not (self.finetune_kd and self.finetune_epochs > 0):
-                    raise ValueError(f"{key} applies only to a KD fine-tune (finetune_kd with finetune_epochs > 0)")
-            return self
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         import copy
@@ -73,13 +76,13 @@ class PruneMagnitude(Pass):
         import torch
         from torch.nn.utils import prune
 
+        from shrink.api.data import labelled_eval
+        from shrink_common.torch_setup import setup_torch
         from shrink_torch.fuse import fused_for_inference
         from shrink_torch.prune import _config, check_rebuild
-        from shrink_common.torch_setup import setup_torch
-        from shrink.api.data import labelled_eval
         from shrink_torch.train import evaluate, split_tensors, train
 
-        opts: Any = self.options
+        opts = self.options
         seed = ctx.seed + opts.seed
         setup_torch(seed)
         x, y = split_tensors(ctx.require_data("train", self.name), self.name)
@@ -154,7 +157,6 @@ class PruneMagnitude(Pass):
         details["rebuild"] = check_rebuild(model, artifact, ctx, artifact.meta.get("pruned_shapes") or {})
         meta = {"sparsity": {"target": opts.sparsity, "achieved": details["sparsity"], "scope": opts.scope}}
         return artifact.evolve(model=model, meta=meta, details=details)
-
 
 def ramp_schedule(final: float, kind: str, total_steps: int, ramp: float, updates: int) -> dict[int, float]:
     """Training step → sparsity to reach there: `updates` steps spread over the first `ramp` of training.

@@ -11,7 +11,13 @@ from onnx import GraphProto, ModelProto
 
 from shrink.analysis.inventory import _inventory, _weights
 from shrink.analysis.macs import _count_macs
-from shrink.analysis.memory import _arena, _constant_names, _lifetimes, _peak, _topological_order
+from shrink.analysis.memory import (
+    _arena,
+    _constant_names,
+    _lifetimes,
+    _peak,
+    _topological_order,
+)
 from shrink.analysis.model import (
     _check_envelope,
     _constant_values,
@@ -32,7 +38,6 @@ from shrink.analysis.shapes import (
     _tensor_bytes,
     _Type,
 )
-
 
 _MEMO: OrderedDict[tuple[object, ...], Analysis] = OrderedDict()
 _MEMO_SIZE = 16

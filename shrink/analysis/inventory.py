@@ -7,10 +7,15 @@ from collections.abc import Iterator, Mapping
 from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
 
 from shrink.analysis.dtypes import _nbytes, dtype_name
-from shrink.analysis.model import _domain, _node_label, _numel, _subgraphs_of, _walk_graphs
+from shrink.analysis.model import (
+    _domain,
+    _node_label,
+    _numel,
+    _subgraphs_of,
+    _walk_graphs,
+)
 from shrink.analysis.result import OpUse
 from shrink.analysis.shapes import _graph_types, _Types
-
 
 # weights --------------------------------------------------------------------------------------------
 

@@ -13,8 +13,20 @@ from typing import Any
 import onnx
 from onnx import GraphProto, NodeProto, TensorProto, numpy_helper
 
-from shrink.analysis.model import _constant_values, _domain, _node_label, _numel, _subgraphs_of
-from shrink.analysis.shapes import _graph_types, _shape, _Types, _Uncounted, _UnknownShape
+from shrink.analysis.model import (
+    _constant_values,
+    _domain,
+    _node_label,
+    _numel,
+    _subgraphs_of,
+)
+from shrink.analysis.shapes import (
+    _graph_types,
+    _shape,
+    _Types,
+    _Uncounted,
+    _UnknownShape,
+)
 
 _MAX_TRIP_COUNT = 2**31
 

@@ -17,9 +17,8 @@ import onnx
 from onnx import GraphProto, ModelProto, TensorProto
 
 from shrink.analysis.dtypes import _nbytes
-from shrink.support.ort import session as ort_session
 from shrink.analysis.model import AnalysisError, _constant_tensor, _first_line, _numel
-
+from shrink.support.ort import session as ort_session
 
 # input shapes ---------------------------------------------------------------------------------------
 

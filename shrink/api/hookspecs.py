@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 
     from shrink.api.artifact import Artifact
     from shrink.api.checks import Check
-    from shrink.api.context import Context
-    from shrink.api.context import ModelFamily
+    from shrink.api.context import Context, ModelFamily
     from shrink.api.passes import DataProvider, Pass, Source
 
 hookspec = pluggy.HookspecMarker("shrink")

@@ -6,16 +6,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from shrink.analysis import load_model
+from shrink.api.checks import CheckResult, Subject
+from shrink.api.target import Target
 from shrink.bundle import golden
 from shrink.bundle.write import MANIFEST, MANIFEST_KIND, MODEL_FILE
-from shrink.support.files import sha256_file
-from shrink.api.checks import CheckResult, Subject
 from shrink.checks.builtin import run_checks
 from shrink.errors import Problem, UsageError
-from shrink.plan.load import BUDGET_KEYS
-from shrink.host.registry import Registry
 from shrink.host.catalog import target_schema
-from shrink.api.target import Target
+from shrink.host.registry import Registry
+from shrink.plan.load import BUDGET_KEYS
+from shrink.support.files import sha256_file
 from shrink.support.validation import schema_problems
 
 
@@ -129,8 +130,6 @@ def verify_model(path: Path, registry: Registry, target: str | None, budget: dic
         raise UsageError("verifying a bare model needs --target", where="--target", hint="or verify a bundle directory")
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
-    from shrink.analysis import load_model
-
     load_model(path)  # a file that is not ONNX is bad input (exit 2)
     resolved = registry.catalog().resolve(target)
     subject = Subject(path, resolved, budget, shapes=shapes or {})

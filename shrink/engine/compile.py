@@ -7,21 +7,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shrink.bundle import golden
 from shrink.api.artifact import Artifact
-from shrink.bundle.write import MODEL_FILE, check_output_dir, write_bundle
-from shrink.support.versions import library_versions
 from shrink.api.checks import CheckResult, Subject
+from shrink.bundle import golden
+from shrink.bundle.write import MODEL_FILE, check_output_dir, write_bundle
 from shrink.checks.builtin import run_checks
 from shrink.engine.cache import PassCache
 from shrink.engine.run import Progress, run_plan, workspace
 from shrink.errors import PluginError, ShrinkError
-from shrink.support.jsonio import jsonable
-from shrink.plan.planner import Plan, make_plan
-from shrink.plan.load import load_recipe
 from shrink.host.registry import Registry
-from shrink.report.markdown import render_markdown
+from shrink.plan.load import load_recipe
+from shrink.plan.planner import Plan, make_plan
 from shrink.report.html import render_html
+from shrink.report.markdown import render_markdown
+from shrink.support.jsonio import jsonable
+from shrink.support.versions import library_versions
 
 
 @dataclass(frozen=True)

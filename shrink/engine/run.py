@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from shrink.api.artifact import Artifact, Step
-from shrink.api.context import Context
+from shrink.api.context import Context, ModelFamily
 from shrink.api.data import Dataset
-from shrink.api.context import ModelFamily
 from shrink.bundle import golden
 from shrink.engine import keys
 from shrink.engine.cache import Entry, PassCache

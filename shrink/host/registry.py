@@ -9,8 +9,8 @@ that would use the ambiguous registry.
 from __future__ import annotations
 
 import difflib
-import os
 import logging
+import os
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any

@@ -10,8 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shrink.api.context import PlanContext
-from shrink.api.context import ModelFamily
+from shrink.api.context import ModelFamily, PlanContext
 from shrink.api.passes import DataProvider, Pass, PassOptions, Source
 from shrink.api.recipe import Recipe
 from shrink.api.target import Target

@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from shrink.plan.planner import options_schema
-from shrink.plan.load import envelope_schema
-from shrink.host.registry import Registry
 from shrink.host.catalog import target_schema
+from shrink.host.registry import Registry
+from shrink.plan.load import envelope_schema
+from shrink.plan.planner import options_schema
 
 
 def _hoist(schema: dict[str, Any], prefix: str, defs: dict[str, Any]) -> dict[str, Any]:

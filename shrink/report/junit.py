@@ -17,7 +17,6 @@ from typing import Any
 
 from shrink.errors import ExitCode, Problem
 
-
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 

@@ -8,8 +8,8 @@ the JSON path where they occur.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 

@@ -13,7 +13,7 @@ import copy
 import difflib
 import io
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from shrink import Artifact, Context, UsageError
+
+if TYPE_CHECKING:
+    from shrink_lowrank.plugin import LowRankOptions
 
 
 def count_params(model: nn.Module) -> int:
@@ -73,7 +76,7 @@ def accuracy(model: nn.Module, ctx: Context) -> float | None:
     return round(float((predicted == np.asarray(split.labels)).mean()), 6)
 
 
-def finetune(model: nn.Module, ctx: Context, opts: Any, seed: int, who: str) -> float:
+def finetune(model: nn.Module, ctx: Context, opts: LowRankOptions, seed: int, who: str) -> float:
     """Cross-entropy fine-tune on the train split (Adam, seeded shuffling); returns the last epoch's mean loss."""
     split = ctx.require_data("train", who)
     if split.labels is None:
@@ -115,7 +118,9 @@ def check_rebuild(model: nn.Module, artifact: Artifact, ctx: Context, spec: dict
     try:
         fresh = load_factory(factory, ctx.recipe.base_dir)(**kwargs)
         if artifact.meta.get("pruned_shapes") or artifact.meta.get("fused_bn"):
-            from shrink_torch.runtime import rebuild  # shrink's torch plugin records these
+            from shrink_torch.runtime import (
+                rebuild,  # shrink's torch plugin records these
+            )
 
             fresh = rebuild(fresh, artifact.meta.get("pruned_shapes"), artifact.meta.get("fused_bn"))
         buffer = io.BytesIO()
@@ -127,7 +132,7 @@ def check_rebuild(model: nn.Module, artifact: Artifact, ctx: Context, spec: dict
     return "ok"
 
 
-def lowrank(artifact: Artifact, ctx: Context, opts: Any, who: str) -> Artifact:
+def lowrank(artifact: Artifact, ctx: Context, opts: LowRankOptions, who: str) -> Artifact:
     torch.set_num_threads(int(os.environ.get("SHRINK_TORCH_THREADS", "1")))
     seed = ctx.seed + opts.seed
     torch.manual_seed(seed)
