@@ -77,8 +77,9 @@ def shrink_register_sources() -> list[type[Source]]:
 
 @hookimpl
 def shrink_register_passes() -> list[type[Pass]]:
+    from shrink_onnx.fp16 import QuantizeFP16
     from shrink_onnx.fuse import FuseOrt
     from shrink_onnx.ort_format import ExportOrt
-    from shrink_onnx.quantize import QuantizeFP16, QuantizePTQ
+    from shrink_onnx.quantize import QuantizePTQ
 
     return [QuantizePTQ, QuantizeFP16, FuseOrt, ExportOrt]

@@ -35,6 +35,7 @@ class FuseBatchNorm(Pass[FuseBatchNormOptions]):
 
         import numpy as np
 
+        from shrink_common.parity import parity_feeds
         from shrink_common.torch_setup import setup_torch
         from shrink_torch.runtime import predict
 
@@ -42,7 +43,8 @@ class FuseBatchNorm(Pass[FuseBatchNormOptions]):
         setup_torch(ctx.seed)
         model = copy.deepcopy(artifact.model).eval()
         ctx.report(0.1, "finding Conv → BatchNorm pairs")
-        example = sample_inputs(ctx, artifact, opts.samples)
+        feeds, origin = parity_feeds(artifact, ctx, opts.samples)
+        example = feeds[artifact.inputs[0]["name"]]
         fused, pairs, method = fuse_conv_bn(model)
         ctx.report(0.7, f"folded {len(pairs)} BatchNorm layer(s); checking outputs")
         before = predict(artifact.model, example)
@@ -57,26 +59,8 @@ class FuseBatchNorm(Pass[FuseBatchNormOptions]):
             model=fused,
             meta={"fused_bn": previous + [list(p) for p in pairs]},
             details={"fused": len(pairs), "batchnorm_left": remaining, "method": method,
-                     "max_abs_change": max_abs, "inputs": len(example)},
+                     "max_abs_change": max_abs, "inputs": len(example), "inputs_from": origin},
         )
-
-def sample_inputs(ctx: Context, artifact: Artifact, count: int) -> Any:
-    """Up to `count` real inputs (eval, else calibration, else train split), else seeded random ones."""
-    import numpy as np
-
-    spec = artifact.inputs[0] if artifact.inputs else {"shape": None, "dtype": "float32"}
-    dtype = spec.get("dtype", "float32")
-    if ctx.data is not None:
-        for split in ("eval", "calibration", "train"):
-            if split in ctx.data.splits:
-                x = np.asarray(ctx.data.split(split).inputs[:count])
-                if x.dtype != object and (spec["shape"] is None or list(x.shape[1:]) == list(spec["shape"])[1:]):
-                    return np.ascontiguousarray(x.astype(dtype))
-    if not spec.get("shape"):
-        raise ValueError("no data and no input shape to build sample inputs from")
-    rng = np.random.default_rng(ctx.seed)
-    return rng.standard_normal([count, *list(spec["shape"])[1:]]).astype(dtype)
-
 
 def _is_bn(module: Any) -> bool:
     from torch import nn

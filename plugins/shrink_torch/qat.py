@@ -21,9 +21,7 @@ from shrink import Artifact, Context, Pass, PlanContext
 from shrink_common.options import TrainingOptions
 
 if TYPE_CHECKING:
-    import numpy as np
     import onnx
-    import torch
     from torch import nn
 
 
@@ -90,7 +88,6 @@ class QuantizeQAT(Pass[QuantizeQATOptions]):
         # that fails the pass. Allow 15 minutes unless the user chose a limit.
         os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
         import nncf
-        import numpy as np
         import onnx
         import torch
 
@@ -98,6 +95,7 @@ class QuantizeQAT(Pass[QuantizeQATOptions]):
         from shrink.api.data import labelled_eval
         from shrink.support.ort import run_session
         from shrink_common.onnx_graph import op_counts, opset_problems
+        from shrink_common.parity import closeness, parity_feeds, top1_agreement
         from shrink_common.torch_setup import setup_torch
         from shrink_common.training import TrainConfig
         from shrink_torch.fuse import fuse_conv_bn, fused_for_inference
@@ -124,11 +122,14 @@ class QuantizeQAT(Pass[QuantizeQATOptions]):
             per_channel = bool(ctx.target.get("quantization", "per_channel", default=True))
         activations = activation_dtype(ctx.target)
         preset = nncf.QuantizationPreset.MIXED if activations == "uint8" else nncf.QuantizationPreset.PERFORMANCE
-        calibration = _calibration(ctx, x, opts.calibration_samples)
+        calibration = ctx.family(artifact).feeds(artifact, ctx, ("calibration", "train"), opts.calibration_samples)
+        if calibration is None:
+            raise UsageError(f"{self.name} needs calibration inputs that fit the model's input {spec['name']!r}")
+        calibration = (calibration[0][spec["name"]], calibration[1])
         details: dict[str, Any] = {
             "engine": f"nncf {nncf.__version__}", "format": "QDQ", "per_channel": per_channel,
             "nncf_preset": preset.value, "activations": activations, "weights": "int8",
-            "calibration_inputs": f"{calibration[1]}[:{len(calibration[0])}]", "batchnorm_folded": len(folded),
+            "calibration_inputs": calibration[1], "batchnorm_folded": len(folded),
             "accuracy_float": evaluate(original, evaluation),
         }
 
@@ -181,17 +182,20 @@ class QuantizeQAT(Pass[QuantizeQATOptions]):
             raise RuntimeError(f"the exported QAT graph has no int8 weights (ops: {dict(counts)})")
 
         ctx.report(0.9, "checking ONNX Runtime against the trained torch model")
-        samples = _eval_inputs(ctx, calibration[0], opts.parity_samples)
+        feeds, origin = parity_feeds(artifact, ctx, opts.parity_samples)
+        samples = feeds[spec["name"]]
         expected = predict(stripped, samples)
         actual = run_session(out, {spec["name"]: samples})[0]
-        agreement = float((expected.argmax(axis=1) == actual.argmax(axis=1)).mean()) if expected.ndim == 2 else 1.0
+        agreement = top1_agreement(artifact, ctx, expected, actual)
+        agreement = 1.0 if agreement is None else agreement
         details.update({
             "opset": opset, "quantize_linear": counts.get("QuantizeLinear", 0),
             "dequantize_linear": counts.get("DequantizeLinear", 0), "int8_weight_tensors": int8_weights,
             "weight_quantizers_folded": folded_weights, "weight_quantizers_left": float_weight_quantizers(proto),
             "nodes": len(proto.graph.node),
             "bytes_exported": exported.stat().st_size, "bytes": out.stat().st_size,
-            "parity_max_abs": float(np.max(np.abs(expected - actual))), "parity_top1_agreement": round(agreement, 6),
+            "parity_inputs": origin, "parity_max_abs": closeness(expected, actual)["max_abs"],
+            "parity_top1_agreement": round(agreement, 6),
             "qat_seconds": round(time.perf_counter() - started, 3),
         })
         if agreement < opts.min_agreement:
@@ -223,26 +227,6 @@ def wrap_for_nncf(model: nn.Module) -> nn.Module:
             return self.model(x)
 
     return Forward(model)
-
-
-def _calibration(ctx: Context, train_x: torch.Tensor, count: int) -> tuple[np.ndarray, str]:
-    import numpy as np
-
-    if ctx.data is not None and "calibration" in ctx.data.splits:
-        x = np.asarray(ctx.data.split("calibration").inputs[:count], dtype=np.float32)
-        if x.shape[1:] == tuple(train_x.shape[1:]) and len(x):
-            return np.ascontiguousarray(x), "calibration"
-    return np.ascontiguousarray(train_x[:count].numpy()), "train"
-
-
-def _eval_inputs(ctx: Context, fallback: np.ndarray, count: int) -> np.ndarray:
-    import numpy as np
-
-    if ctx.data is not None and "eval" in ctx.data.splits:
-        x = np.asarray(ctx.data.split("eval").inputs[:count], dtype=np.float32)
-        if x.shape[1:] == fallback.shape[1:] and len(x):
-            return np.ascontiguousarray(x)
-    return np.ascontiguousarray(fallback[:count])
 
 
 def fold_weight_quantizers(proto: onnx.ModelProto) -> int:

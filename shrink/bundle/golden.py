@@ -10,15 +10,13 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from shrink.api.checks import CheckResult
+from shrink.api.data import Dataset, array_feeds, random_feeds
 from shrink.support.ort import session
-
-if TYPE_CHECKING:
-    from shrink.api.context import Dataset
 
 GOLDEN_FILE = "golden.npz"
 SAMPLES = 8
@@ -33,32 +31,13 @@ def sample_inputs(inputs: list[dict[str, Any]], data: Dataset | None, seed: int,
     Real eval samples when the data matches the model's single input, else seeded random values.
     None when an input has a dimension that is not pinned.
     """
-    shapes = {}
-    for spec in inputs:
-        shape = list(spec.get("shape") or [])
-        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-            return None
-        shapes[spec["name"]] = [1, *shape[1:]]
-    if not shapes:
+    if not inputs or not all((spec.get("shape") or []) and all(isinstance(d, int) and d > 0 for d in spec["shape"])
+                             for spec in inputs):
         return None
-    if len(inputs) == 1 and data is not None and "eval" in data.splits:
-        (name, shape), = shapes.items()
-        x = np.asarray(data.split("eval").inputs[:samples])
-        if x.ndim == len(shape) and list(x.shape[1:]) == shape[1:]:
-            return {name: np.ascontiguousarray(x.astype(inputs[0].get("dtype", "float32")))[:, None]}
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for spec in inputs:
-        dtype = np.dtype(spec.get("dtype", "float32"))
-        shape = [samples, *shapes[spec["name"]]]
-        if dtype.kind == "f":
-            feeds[spec["name"]] = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind == "b":
-            feeds[spec["name"]] = rng.integers(0, 2, shape).astype(dtype)
-        else:  # an input's `range` [low, high) (e.g. token ids in the vocabulary, a mask of ones), else 0/1
-            low, high = (spec.get("range") or [0, 2])[:2]
-            feeds[spec["name"]] = rng.integers(int(low), int(high), shape).astype(dtype)
-    return feeds
+    found = array_feeds(inputs, data, ("eval",), samples)
+    if found is not None:
+        return {name: x[:, None] for name, x in found[0].items()}
+    return random_feeds(inputs, (samples, 1), seed)
 
 
 def run(model: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str], list[np.ndarray]]:
