@@ -11,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shrink import Artifact, Context, Feeds, ModelFamily, PlanContext
+from shrink import Artifact, Context, Feeds, PlanContext
+from shrink_common.torch_family import TorchModelFamily
 
 if TYPE_CHECKING:
     from shrink_common.options import ExportOptions, StructuredPruneOptions
 
 
-class HuggingFaceFamily(ModelFamily):
+class HuggingFaceFamily(TorchModelFamily):
     """Transformer encoders from Hugging Face model folders, fed with their own tokenizer."""
 
     name = "huggingface"
@@ -32,19 +33,8 @@ class HuggingFaceFamily(ModelFamily):
         from shrink_huggingface.metrics import measure
 
         metrics = super().measure(artifact, ctx)
-        if artifact.format == "torch":
-            from shrink_common.torch_setup import count_params
-
-            metrics["params"] = count_params(artifact.model)
         metrics.update(measure(artifact, ctx) or {})
         return metrics
-
-    def fingerprint(self, artifact: Artifact) -> str | None:
-        if artifact.format != "torch":
-            return super().fingerprint(artifact)
-        from shrink_common.torch_setup import state_fingerprint
-
-        return state_fingerprint(artifact.model)
 
     def save(self, artifact: Artifact, directory: Path, ctx: Context) -> dict[str, Any] | None:
         if artifact.format != "torch":

@@ -10,32 +10,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shrink import Artifact, Context, ModelFamily, PlanContext
+from shrink import Artifact, Context, PlanContext
+from shrink_common.torch_family import TorchModelFamily
 
 if TYPE_CHECKING:
     from shrink_common.options import ExportOptions, StructuredPruneOptions
 
 
-class TorchFamily(ModelFamily):
+class TorchFamily(TorchModelFamily):
     """torch.nn.Module models from a factory; exported with torch.onnx, pruned with torch-pruning."""
 
     name = "torch"
     formats = ("torch",)
-    libraries = ("torch",)
 
     def measure(self, artifact: Artifact, ctx: Context) -> dict[str, Any]:
-        if artifact.format != "torch":
-            return super().measure(artifact, ctx)
-        from shrink_torch.runtime import measure
+        metrics = super().measure(artifact, ctx)
+        if artifact.format == "torch":
+            from shrink_torch.runtime import eval_accuracy
 
-        return measure(artifact, ctx)
-
-    def fingerprint(self, artifact: Artifact) -> str | None:
-        if artifact.format != "torch":
-            return super().fingerprint(artifact)
-        from shrink_common.torch_setup import state_fingerprint
-
-        return state_fingerprint(artifact.model)
+            metrics.update(eval_accuracy(artifact, ctx))
+        return metrics
 
     def save(self, artifact: Artifact, directory: Path, ctx: Context) -> dict[str, Any] | None:
         if artifact.format != "torch":

@@ -12,7 +12,6 @@ import torch
 
 from shrink import Artifact, Context, UsageError
 from shrink.api.data import labelled_eval, top1
-from shrink_common.torch_setup import count_params
 
 
 def load_state_dict(model: torch.nn.Module, path: Path) -> None:
@@ -46,13 +45,10 @@ def predict(model: torch.nn.Module, inputs: np.ndarray, batch_size: int = 256) -
     return np.concatenate(outs)
 
 
-def measure(artifact: Artifact, ctx: Context) -> dict[str, Any]:
-    model: torch.nn.Module = artifact.model
-    metrics: dict[str, Any] = {"params": count_params(model)}
+def eval_accuracy(artifact: Artifact, ctx: Context) -> dict[str, Any]:
+    """`accuracy`: top-1 on the labelled eval split of classification data (empty without one)."""
     split = labelled_eval(ctx.data)
-    if split is not None:
-        metrics["accuracy"] = top1(predict(model, split.inputs), split.labels)
-    return metrics
+    return {} if split is None else {"accuracy": top1(predict(artifact.model, split.inputs), split.labels)}
 
 
 # Rebuilding pruned or fused models from recorded widths (so weights load with weights_only=True) ---
