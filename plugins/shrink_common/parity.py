@@ -33,14 +33,25 @@ def parity_feeds(artifact: Artifact, ctx: Context, count: int) -> Feeds:
     return random_feeds(artifact.inputs, (count,), ctx.seed), f"random[{count}] (seed {ctx.seed})"
 
 
+def cosine(a: Any, b: Any) -> float:
+    """Cosine similarity of two arrays at any magnitude: each is scaled by its largest |value| first (no
+    underflow, no absolute epsilon); two all-zero arrays are identical (1.0), one all-zero array is not (0.0)."""
+    flat_a = np.asarray(a, dtype=np.float64).ravel()
+    flat_b = np.asarray(b, dtype=np.float64).ravel()
+    scale_a = float(np.max(np.abs(flat_a))) if flat_a.size else 0.0
+    scale_b = float(np.max(np.abs(flat_b))) if flat_b.size else 0.0
+    if scale_a == 0.0 or scale_b == 0.0:
+        return 1.0 if scale_a == scale_b else 0.0
+    unit_a, unit_b = flat_a / scale_a, flat_b / scale_b
+    return float(unit_a @ unit_b / (np.linalg.norm(unit_a) * np.linalg.norm(unit_b)))
+
+
 def closeness(expected: Any, actual: Any) -> dict[str, float]:
     """`max_abs`, `mean_abs` and `cosine` between two output arrays (in float64)."""
     a, b = np.asarray(expected, dtype=np.float64), np.asarray(actual, dtype=np.float64)
     diff = np.abs(a - b)
-    flat_a, flat_b = a.ravel(), b.ravel()
-    cosine = float(flat_a @ flat_b / (np.linalg.norm(flat_a) * np.linalg.norm(flat_b) + 1e-30))
     return {"max_abs": float(diff.max()) if diff.size else 0.0, "mean_abs": float(diff.mean()) if diff.size else 0.0,
-            "cosine": cosine}
+            "cosine": cosine(a, b)}
 
 
 def is_classification(artifact: Artifact, ctx: Context) -> bool:

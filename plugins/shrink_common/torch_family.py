@@ -1,5 +1,5 @@
 """`TorchModelFamily`: what every family whose models are torch modules does alike in the `"torch"` format
-(parameter counts, the in-place-change fingerprint); families subclass it and add the rest. torch is
+(parameter counts and bytes, the in-place-change fingerprint); families subclass it and add the rest. torch is
 imported only when a method runs on a torch model."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ class TorchModelFamily(ModelFamily):
     def measure(self, artifact: Artifact, ctx: Context) -> dict[str, Any]:
         if artifact.format != "torch":
             return super().measure(artifact, ctx)
-        from shrink_common.torch_setup import count_params
+        from shrink_common.torch_setup import count_params, weight_bytes
 
-        return {"params": count_params(artifact.model)}
+        return {"params": count_params(artifact.model), "weight_bytes": weight_bytes(artifact.model)}
 
     def fingerprint(self, artifact: Artifact) -> str | None:
         if artifact.format != "torch":

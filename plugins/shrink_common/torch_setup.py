@@ -25,6 +25,11 @@ def count_params(model: torch.nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
+def weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes of every parameter and buffer as stored (what an fp32 export would carry as weights)."""
+    return int(sum(t.numel() * t.element_size() for t in model.state_dict().values()))
+
+
 def state_fingerprint(model: torch.nn.Module) -> str:
     """Changes whenever a parameter or buffer is replaced or modified in place (torch counts in-place
     writes per tensor), without reading the weights."""

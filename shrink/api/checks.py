@@ -45,6 +45,11 @@ class Subject:
         return self.model_path.stat().st_size
 
     @property
+    def format(self) -> str:
+        """The model file's format, from its suffix (`model.onnx` → `"onnx"`)."""
+        return self.model_path.suffix.lstrip(".").lower() or "onnx"
+
+    @property
     def analysis(self) -> Any:
         """The static analysis of the model (`shrink.analysis.Analysis`), computed once on first use."""
         if self._analysis is None:

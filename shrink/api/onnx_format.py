@@ -32,7 +32,7 @@ def measure(artifact: Artifact, data: Dataset | None) -> dict[str, Any]:
     path = Path(artifact.model)
     metrics: dict[str, Any] = {"model_bytes": path.stat().st_size}
     analysis = analyze(path, pinned_shapes(artifact) or None)
-    metrics.update(params=analysis.params, macs=analysis.macs, nodes=analysis.nodes,
+    metrics.update(params=analysis.params, weight_bytes=analysis.weight_bytes, macs=analysis.macs, nodes=analysis.nodes,
                    peak_activation_bytes=analysis.peak_activation_bytes)
     sample = sample_feeds(artifact.inputs, data)
     if sample is not None:

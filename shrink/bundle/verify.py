@@ -10,7 +10,7 @@ from shrink.analysis import load_model
 from shrink.api.checks import CheckResult, Subject
 from shrink.api.target import Target
 from shrink.bundle import golden
-from shrink.bundle.write import MANIFEST, MANIFEST_KIND, MODEL_FILE
+from shrink.bundle.write import MANIFEST, MANIFEST_KIND, MODEL_FILE, manifest_shapes
 from shrink.checks.builtin import run_checks
 from shrink.errors import Problem, UsageError
 from shrink.host.catalog import target_schema
@@ -132,7 +132,7 @@ def verify_model(path: Path, registry: Registry, target: str | None, budget: dic
         raise UsageError(f"no such file: {path}")
     load_model(path)  # a file that is not ONNX is bad input (exit 2)
     resolved = registry.catalog().resolve(target)
-    subject = Subject(path, resolved, budget, shapes=shapes or {})
+    subject = Subject(path, resolved, budget, shapes={**manifest_shapes(path), **(shapes or {})})
     return resolved, run_checks(subject, _extra_checks(registry))
 
 

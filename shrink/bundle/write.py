@@ -33,6 +33,24 @@ def is_bundle(path: Path) -> bool:
         return False
 
 
+def manifest_shapes(model: Path) -> dict[str, list[int]]:
+    """The pinned input shapes a bundle's manifest records for `model`, when `model` is that bundle's own
+    model file (so `inspect`/`verify` of `dist/x/model.onnx` need no `--shape`); empty otherwise."""
+    bundle = model.parent
+    if not is_bundle(bundle):
+        return {}
+    try:
+        manifest = json.loads((bundle / MANIFEST).read_text())
+        record = manifest.get("model") or {}
+        if record.get("file") != model.name:
+            return {}
+        return {str(i["name"]): [int(d) for d in i["shape"]] for i in record.get("inputs") or []
+                if isinstance(i, dict) and isinstance(i.get("shape"), list)
+                and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in i["shape"])}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
 def check_output_dir(path: Path) -> None:
     """Refuse (exit 2) an existing output that is not a shrink bundle: we never clobber user files."""
     if path.is_symlink():

@@ -27,10 +27,11 @@ class StorageCheck(Check):
         limit = int(storage["bytes"]) - int(storage.get("reserved_bytes", 0))
         value = subject.model_bytes + overhead
         ok = value <= limit
-        cause = None if ok else (
-            f"model file {human_bytes(subject.model_bytes)} + runtime {human_bytes(overhead)} exceeds "
-            f"{subject.target.name} storage {human_bytes(limit)} by {human_bytes(value - limit)}"
-        )
+        parts = f"model file {human_bytes(subject.model_bytes)}"
+        if overhead:
+            parts += f" + {subject.target.get('runtime', 'name', default='runtime')} allowance {human_bytes(overhead)}"
+        cause = (f"{parts} of {subject.target.name} storage {human_bytes(limit)}" if ok else
+                 f"{parts} exceeds {subject.target.name} storage {human_bytes(limit)} by {human_bytes(value - limit)}")
         return [CheckResult("storage", ok, limit, value, "bytes", cause)]
 
 
@@ -88,7 +89,7 @@ def ram_estimate(subject: Subject) -> tuple[int, str]:
     if weights:
         parts.insert(0, f"weights {human_bytes(weights)}")
     if overhead:
-        parts.append(f"runtime {human_bytes(overhead)}")
+        parts.append(f"{runtime.get('name', 'runtime')} allowance {human_bytes(overhead)}")
     return weights + arena + overhead, " + ".join(parts)
 
 
@@ -111,10 +112,9 @@ class RamCheck(Check):
         limit = int(spec["bytes"]) - int(spec.get("reserved_bytes", 0))
         value, parts = ram_estimate(subject)
         ok = value <= limit
-        cause = None if ok else (
-            f"{parts} = {human_bytes(value)} exceeds {subject.target.name} {name} {human_bytes(limit)} "
-            f"by {human_bytes(value - limit)}; {_peak_cause(subject)}"
-        )
+        cause = (f"{parts} = {human_bytes(value)} of {subject.target.name} {name} {human_bytes(limit)}" if ok else
+                 f"{parts} = {human_bytes(value)} exceeds {subject.target.name} {name} {human_bytes(limit)} "
+                 f"by {human_bytes(value - limit)}; {_peak_cause(subject)}")
         return [CheckResult("ram", ok, limit, value, "bytes", cause)]
 
 
@@ -140,13 +140,20 @@ def _allowed(target: Target, domain: str, op_type: str, opset: int, dtypes: tupl
 
 
 class OpsCheck(Check):
-    """Every (domain, op, opset, dtype) of the graph against the target's op set."""
+    """The model's format against the formats the target's runtime loads, and every (domain, op, opset,
+    dtype) of the graph against the target's op set."""
 
     name = "ops"
 
     def run(self, subject: Subject) -> list[CheckResult]:
         target = subject.target
-        if not target.get("opset") and not target.get("ops"):
+        runtime = target.get("runtime", "name", default="the runtime")
+        loadable = target.get("runtime", "formats")
+        problems: list[str] = []
+        if loadable and subject.format not in loadable:
+            problems.append(f"{runtime} on {target.name} loads {', '.join(loadable)} models, not {subject.format} "
+                            f"({subject.model_path.name})")
+        if not problems and not target.get("opset") and not target.get("ops"):
             return []
         offending: list[str] = []
         count = 0
@@ -158,9 +165,9 @@ class OpsCheck(Check):
                 count += use.count
                 nodes = ", ".join(use.nodes[:5]) + (f" (+{len(use.nodes) - 5} more)" if len(use.nodes) > 5 else "")
                 offending.append(f"{use.op_type} [{', '.join(use.dtypes)}]: {why}: {nodes}")
-        runtime = target.get("runtime", "name", default="the runtime")
-        cause = f"{count} node(s) {runtime} on {target.name} cannot run: " + "; ".join(offending) if offending else None
-        return [CheckResult("ops", not offending, 0, count, "unsupported nodes", cause)]
+        if offending:
+            problems.append(f"{count} node(s) {runtime} on {target.name} cannot run: " + "; ".join(offending))
+        return [CheckResult("ops", not problems, 0, count, "unsupported nodes", "; ".join(problems) or None)]
 
 
 class LatencyCheck(Check):

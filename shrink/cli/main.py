@@ -319,9 +319,10 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     from shrink.analysis import analyze, parse_shape
+    from shrink.bundle.write import manifest_shapes
 
     path = Path(args.model)
-    shapes = dict(parse_shape(text) for text in args.shape or [])
+    shapes = {**manifest_shapes(path), **dict(parse_shape(text) for text in args.shape or [])}
     analysis = analyze(path, shapes or None)  # a path, so messages name the file
     checks: list[Any] = []
     if args.target:

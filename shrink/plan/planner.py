@@ -169,7 +169,7 @@ def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = 
     if planner.problems or target is None or source is None or any(r is None for r in resolved):
         raise RecipeError(planner.problems or [Problem(recipe.label, "the recipe could not be resolved")])
 
-    steps = _chain(planner, source[0], [r for r in resolved if r is not None])
+    steps = _chain(planner, source[0], [r for r in resolved if r is not None], target)
     data_provider = data[0] if data else None
     family = registry.family_for(source[0].family, source[0].produces)
     _preconditions(planner, target, family, source[0], data_provider, steps)
@@ -178,7 +178,7 @@ def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = 
     return Plan(recipe, target, source[0], source[1], data_provider, data[1] if data else None, tuple(steps), family)
 
 
-def _chain(planner: _Planner, source: Source, resolved: list[tuple[Pass, Entry]]) -> list[Step]:
+def _chain(planner: _Planner, source: Source, resolved: list[tuple[Pass, Entry]], target: Target) -> list[Step]:
     steps = []
     fmt = source.produces
     for index, (instance, entry) in enumerate(resolved):
@@ -195,6 +195,15 @@ def _chain(planner: _Planner, source: Source, resolved: list[tuple[Pass, Entry]]
     if fmt != DEPLOY_FORMAT and not planner.problems:
         planner.add(("passes",), f"the last pass produces {fmt}, but a bundle needs an {DEPLOY_FORMAT} model",
                     "end the recipe with an 'export' pass")
+    loadable = target.get("runtime", "formats")
+    if loadable and fmt not in loadable and not planner.problems:
+        producers = sorted(e.name for e in planner.registry.entries["passes"].values()
+                           if e.obj.produces in loadable and fmt in e.obj.consumes)
+        runtime = target.get("runtime", "name", default="its runtime")
+        hint = (f"end the recipe with a pass that produces {' or '.join(loadable)}: {', '.join(producers)}" if producers
+                else f"no installed pass produces {' or '.join(loadable)}; choose a target whose runtime loads {fmt}")
+        planner.add(("passes",), f"the recipe ends in an {fmt} model, which {target.name}'s runtime {runtime} cannot load "
+                                 f"(runtime.formats: {', '.join(loadable)})", hint)
     return steps
 
 

@@ -345,10 +345,37 @@ def _banner(manifest: dict[str, Any], checks: list[dict[str, Any]]) -> str:
     )
 
 
-def _first_last(history: list[dict[str, Any]], key: str) -> tuple[Any, Any] | None:
-    values = [s.get("metrics", {}).get(key) for s in history]
-    present = [v for v in values if _is_number(v)]
-    return (present[0], present[-1]) if len(present) >= 1 else None
+def _step_label(step: dict[str, Any]) -> str:
+    return "the source model" if step.get("index") is None else f"passes[{step['index']}] {step.get('name', '?')}"
+
+
+def _compared(history: list[dict[str, Any]], key: str, fmt: Any) -> str | None:
+    """The final value of metric `key`, compared with the source model (or, when the source has no such
+    metric, the first step that has it, named) and with the previous step."""
+    measured = [(s, s.get("metrics", {}).get(key)) for s in history]
+    measured = [(s, v) for s, v in measured if _is_number(v)]
+    if not measured or measured[-1][0] is not history[-1]:
+        return None
+    final = measured[-1][1]
+    references = []
+    if len(measured) > 1:
+        references.append((f"than {_step_label(measured[0][0])}", measured[0][1]))
+    if len(history) > 1 and history[-2] is not measured[0][0] and _is_number(history[-2].get("metrics", {}).get(key)):
+        references.append(("than the previous step", history[-2]["metrics"][key]))
+    text = f"<b>{escape(fmt(final))}</b>"
+    if key == "accuracy":
+        shown = [f"{escape(fmt(value))} {label.removeprefix('than ')}" for label, value in references]
+        return text + (f" ({'; '.join(shown)})" if shown else "")
+    return text + (f" ({'; '.join(_ratio(value, final, label) for label, value in references)})" if references else "")
+
+
+def _ratio(before: float, after: float, label: str) -> str:
+    """'85x smaller than the source model', 'same as the previous step', '1.3x larger than …'."""
+    if before == after or (after and abs(before / after - 1) < 0.005):
+        return f"same as {escape(label.removeprefix('than '))}"
+    if not after or before > after:
+        return f"{before / after:.3g}x smaller {escape(label)}" if after else f"0 (was {before:,}) {escape(label)}"
+    return f"{after / before:.3g}x larger {escape(label)}"
 
 
 def _summary(manifest: dict[str, Any], checks: list[dict[str, Any]]) -> str:
@@ -386,18 +413,12 @@ def _summary(manifest: dict[str, Any], checks: list[dict[str, Any]]) -> str:
     target_rows.append(("profile", f"<code>{escape(str(target.get('origin', '?')))}</code>"))
 
     result_rows: list[tuple[str, str]] = []
-    for key, label, fmt in (("model_bytes", "model file", human_bytes), ("params", "parameters", _num),
-                            ("macs", "MACs", _num), ("accuracy", "accuracy", lambda v: f"{v:.2%}")):
-        pair = _first_last(history, key)
-        if pair is None:
-            continue
-        first, last = pair
-        text = escape(fmt(last))
-        if first != last and last:
-            ratio = first / last
-            smaller = f" ({ratio:.1f}x smaller)" if ratio > 1.05 and key != "accuracy" else ""
-            text = f"{escape(fmt(first))} → <b>{text}</b>{smaller}"
-        result_rows.append((label, text))
+    for key, label, fmt in (("model_bytes", "model file", human_bytes), ("weight_bytes", "weights", human_bytes),
+                            ("params", "parameters", _num), ("macs", "MACs", _num),
+                            ("accuracy", "accuracy", lambda v: f"{v:.2%}")):
+        text = _compared(history, key, fmt)
+        if text is not None:
+            result_rows.append((label, text))
     latency = next((c for c in checks if c.get("name") == "latency"), None)
     if latency and _is_number(latency.get("value")):
         result_rows.append(("latency (estimate)", f"≤ {_e(latency['value'])} ms on {escape(str(target.get('name', '?')))}"))
@@ -486,7 +507,8 @@ def _analysis(analysis: dict[str, Any] | None) -> str:
         ("peak node", f"<code>{escape(str(analysis.get('peak_node')))}</code>" + (f" with {live} live" if live else "")),
         ("input / output", escape(f"{human_bytes(analysis.get('input_bytes', 0))} / {human_bytes(analysis.get('output_bytes', 0))}")),
         ("nodes", _e(analysis.get("nodes"))),
-        ("operators", ", ".join(f"{escape(str(o.get('op_type')))} ×{_e(o.get('count'))}" for o in analysis.get("ops") or [])),
+        ("operators", ", ".join(f"{escape(str(o.get('op_type')))} [{escape(', '.join(map(str, o.get('dtypes') or [])))}] "
+                                f"×{_e(o.get('count'))}" for o in analysis.get("ops") or [])),
         ("opsets", ", ".join(f"{escape(str(k))} {_e(v)}" for k, v in sorted((analysis.get("opsets") or {}).items()))),
     ]
     notes = "".join(f'<p class="note">{escape(str(n))}</p>' for n in analysis.get("notes") or [])

@@ -69,7 +69,7 @@ def render_markdown(manifest: dict[str, Any], checks: list[CheckResult]) -> str:
             f"- MACs per inference: {analysis['macs']:,} (FLOPs = 2 x MACs)",
             f"- peak activations: {analysis['peak_activation_bytes']:,} bytes (lower bound), arena plan "
             f"{analysis['arena_bytes']:,} bytes, peak at node `{analysis['peak_node']}`",
-            "- operators: " + ", ".join(f"{o['op_type']} x{o['count']}" for o in analysis["ops"]),
+            "- operators: " + ", ".join(f"{o['op_type']} [{', '.join(o['dtypes'])}] x{o['count']}" for o in analysis["ops"]),
         ]
     lines += ["", "## Checks", "", "| check | verdict | value | limit | unit | cause |", "|---|---|---|---|---|---|"]
     for check in checks:
