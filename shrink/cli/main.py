@@ -142,7 +142,7 @@ def cmd_cache(args: argparse.Namespace, console: Console) -> int:
     from shrink.engine.cache import MAX_SIZE_ENV, PassCache, default_max_bytes
     from shrink.support.units import human_bytes, parse_age, parse_size
 
-    cache = PassCache(max_bytes=default_max_bytes())
+    cache = PassCache(max_bytes=default_max_bytes() if args.action in ("info", "prune") else None)
     if args.action == "clear":
         removed = cache.clear()
         if console.json_mode:
