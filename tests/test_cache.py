@@ -193,7 +193,8 @@ def _sha256(path: Path) -> str:
 def test_a_flipped_byte_reruns_the_step_with_a_warning_and_gives_the_uncached_bundle(
         cli, make_recipe, tmp_path: Path, private_pass_cache: Path, caplog):
     recipe = make_recipe()
-    assert _compile(cli, recipe, tmp_path / "first")["from_cache"] == []
+    uncached = _compile(cli, recipe, tmp_path / "first")  # an empty cache: every step ran
+    assert uncached["from_cache"] == []
     cached_model = _entry_of(private_pass_cache, "export.onnx") / "model.onnx"
     _flip_byte(cached_model)
 
@@ -208,7 +209,6 @@ def test_a_flipped_byte_reruns_the_step_with_a_warning_and_gives_the_uncached_bu
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith("pass cache, passes[0] export.onnx: model.onnx does not match"), warnings
     assert _cached(again) == [True, False]  # the source restored, export.onnx recomputed
-    uncached = _compile(cli, recipe, tmp_path / "uncached", "--no-cache")
     assert _hashes(again)["model.onnx"] == _hashes(uncached)["model.onnx"]
 
     caplog.clear()
@@ -378,14 +378,13 @@ def test_cache_prune_and_info_commands(cli, make_recipe, tmp_path: Path, private
 
 def test_max_size_env_bounds_the_cache_after_each_compile(cli, make_recipe, tmp_path: Path, monkeypatch):
     recipe = make_recipe()
-    _compile(cli, recipe, tmp_path / "first")
-    full = cli("cache", "info", "--json").json["bytes"]
-    monkeypatch.setenv("SHRINK_CACHE_MAX_SIZE", str(full - 1))
-    assert _cached(_compile(cli, make_recipe(passes=[{"pass": "export.onnx", "parity_samples": 8}]), tmp_path / "b"))[0]
+    monkeypatch.setenv("SHRINK_CACHE_MAX_SIZE", "20kB")  # the tiny recipe's three entries take about 31 kB
+    _compile(cli, recipe, tmp_path / "a")
     info = cli("cache", "info", "--json").json
-    assert info["max_bytes"] == full - 1 and info["bytes"] <= full - 1
+    assert info["max_bytes"] == 20_000 and 0 < info["bytes"] <= 20_000
+    assert info["by_pass"] == {"source:torch": 1}  # used together: the later steps went first
     monkeypatch.setenv("SHRINK_CACHE_MAX_SIZE", "2 gigs")
-    result = cli("compile", recipe, "-o", tmp_path / "c")
+    result = cli("compile", recipe, "-o", tmp_path / "b")
     assert result.code == 2 and "error: $SHRINK_CACHE_MAX_SIZE: '2 gigs' is not a size" in result.err
 
 
