@@ -392,7 +392,6 @@ class PassCache:
             record[SEAL] = _seal(record)
             data = json.dumps(record, default=str).encode()  # key order is part of the result
             (tmp / ENTRY).write_bytes(data)
-            os.chmod(tmp, 0o755)  # mkdtemp's 0700 would keep other users of a shared cache out
             os.rename(tmp, final)
         except ValueError as exc:  # a family saved a link or a special file: it could never be checked
             shutil.rmtree(tmp, ignore_errors=True)
