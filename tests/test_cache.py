@@ -1,4 +1,5 @@
-"""The pass cache: what a recompile reuses, what invalidates it, and the `shrink cache` command."""
+"""The pass cache: what a recompile reuses, what invalidates it, how entries are checked and bounded, and
+the `shrink cache` commands."""
 
 from __future__ import annotations
 
