@@ -62,6 +62,10 @@ class TargetError(UsageError):
     """A target profile is unknown or invalid (exit 2)."""
 
 
+class CacheError(UsageError):
+    """A pass-cache entry failed its sha256 check under `--strict-cache` (exit 2)."""
+
+
 class PluginError(ShrinkError):
     """A plugin failed to load, registered a duplicate name or broke its contract (exit 3)."""
 

@@ -24,7 +24,9 @@ sys.exit(code)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["passes"], ["targets"], ["targets", "cortex-a53"], ["plugins"],
-                                  ["schema", "recipe"], ["schema", "target"], ["plan", "{recipe}"]])
+                                  ["schema", "recipe"], ["schema", "target"], ["plan", "{recipe}"],
+                                  ["cache", "info"], ["cache", "verify"],
+                                  ["cache", "prune", "--max-size", "2GB", "--older-than", "30d"]])
 def test_no_heavy_imports(args, make_recipe):
     args = [a.replace("{recipe}", str(make_recipe())) for a in args]
     result = run_subprocess(code=PROBE.format(args=args, heavy=HEAVY))

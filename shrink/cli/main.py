@@ -118,9 +118,9 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
     _warn_failed_plugins(registry, console)
     plan = load_plan(Path(args.recipe), registry, args.target)
     output = Path(args.output) if args.output else None
-    from shrink.engine.cache import PassCache
+    from shrink.engine.cache import PassCache, default_max_bytes
 
-    cache = PassCache(enabled=not args.no_cache)
+    cache = PassCache(enabled=not args.no_cache, strict=args.strict_cache, max_bytes=default_max_bytes())
     with console.stdout_to_stderr(), _Progress(console) as progress:
         outcome = compile_plan(plan, registry, output, progress, cache)
     code = ExitCode.OK if outcome.ok else ExitCode.CHECK_FAILED
@@ -139,24 +139,81 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_cache(args: argparse.Namespace, console: Console) -> int:
-    from shrink.engine.cache import PassCache
+    from shrink.engine.cache import MAX_SIZE_ENV, PassCache, default_max_bytes
+    from shrink.support.units import human_bytes, parse_age, parse_size
 
-    cache = PassCache()
+    cache = PassCache(max_bytes=default_max_bytes() if args.action in ("info", "prune") else None)
     if args.action == "clear":
         removed = cache.clear()
         if console.json_mode:
-            console.emit_json({"path": str(cache.root.parent), "removed": removed})
+            console.emit_json({"path": str(cache.base), "removed": removed})
         else:
-            console.print(f"removed {removed} entries from {cache.root.parent}")
+            console.print(f"removed {removed} entries from {cache.base}")
+        return ExitCode.OK
+    if args.action == "verify":
+        return _cache_verify(cache, console)
+    if args.action == "prune":
+        max_bytes = parse_size(args.max_size, "--max-size") if args.max_size else None
+        older_than = parse_age(args.older_than, "--older-than") if args.older_than else None
+        if max_bytes is None and older_than is None:
+            max_bytes = cache.max_bytes
+        if max_bytes is None and older_than is None:
+            raise UsageError("nothing to prune by", where="cache prune",
+                             hint=f"give --max-size 2GB and/or --older-than 30d (or set ${MAX_SIZE_ENV})")
+        pruned = cache.prune(max_bytes=max_bytes, older_than=older_than)
+        if console.json_mode:
+            console.emit_json({"path": str(cache.base), "removed": [s.describe() for s in pruned.removed],
+                               "freed_bytes": pruned.freed, "entries": pruned.entries, "bytes": pruned.bytes})
+        else:
+            console.print(f"removed {len(pruned.removed)} entries ({human_bytes(pruned.freed)}) from {cache.base}; "
+                          f"{pruned.entries} entries, {human_bytes(pruned.bytes)} left")
         return ExitCode.OK
     info = cache.info()
     if console.json_mode:
         console.emit_json(info)
         return ExitCode.OK
-    console.print(f"pass cache at {info['path']}: {info['entries']} entries, {info['bytes']:,} bytes")
+    bound = f" (bound ${MAX_SIZE_ENV} = {human_bytes(info['max_bytes'])})" if info["max_bytes"] is not None else ""
+    console.print(f"pass cache at {info['path']}: {info['entries']} entries, {info['bytes']:,} bytes "
+                  f"({human_bytes(info['bytes'])}){bound}")
+    for which in ("oldest", "newest"):
+        if info[which]:
+            console.print(f"  {which} (by last use): {escape(_describe_entry(info[which]))}")
     for name, count in info["by_pass"].items():
         console.print(f"  {name}: {count}")
     return ExitCode.OK
+
+
+def _describe_entry(entry: dict[str, Any]) -> str:
+    import time
+
+    def when(stamp: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+    step = " ".join(str(p) for p in (entry.get("step"), entry.get("name")) if p) or "unreadable entry"
+    recipe = f" of recipe {entry['recipe']!r}" if entry.get("recipe") else ""
+    return f"{step}{recipe}, {entry['bytes']:,} bytes, last used {when(entry['last_used'])}, created {when(entry['created'])}"
+
+
+def _cache_verify(cache: Any, console: Console) -> int:
+    """Every entry's record and files against their recorded sha256; exit 4 when any entry is bad."""
+    checked, damaged = cache.verify_all()
+    code = ExitCode.CHECK_FAILED if damaged else ExitCode.OK
+    bad = [{**stored.describe(), "path": str(damage.path), "file": damage.file, "problem": damage.reason}
+           for stored, damage in damaged]
+    if console.json_mode:
+        console.emit_json({"verdict": "fail" if damaged else "pass", "exit_code": int(code), "path": str(cache.base),
+                           "entries": checked, "bad": bad})
+        return code
+    for stored, damage in damaged:
+        record = stored.record
+        step = f"{record.get('step')} {record.get('name')} of recipe {record.get('recipe')!r}" if record else "unreadable entry"
+        console.print(f"[bold red]BAD[/] {escape(step)}: {escape(damage.file)} {escape(damage.reason)} ({damage.path})")
+    if damaged:
+        console.print(f"[bold red]FAIL[/] {len(damaged)} of {checked} entries in {cache.base} are damaged "
+                      "(a compile recomputes and replaces them; `shrink cache clear` removes everything)")
+    else:
+        console.print(f"[bold green]PASS[/] {checked} entries in {cache.base} match their recorded sha256")
+    return code
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
@@ -367,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", metavar="DIR", help="bundle directory (default dist/<name>-<target>/)")
     p.add_argument("--no-cache", action="store_true",
                    help="run every pass, neither reading nor writing the pass cache ($SHRINK_CACHE_DIR, default ~/.cache/shrink)")
+    p.add_argument("--strict-cache", action="store_true",
+                   help="a pass-cache entry that fails its sha256 check is an error (exit 2), not a recomputed step")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (written even when the command fails)")
     p.set_defaults(handler=cmd_compile)
 
@@ -399,8 +458,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", parents=[common], help="list plugins, what they provide, and failures")
     p.set_defaults(handler=cmd_plugins)
 
-    p = sub.add_parser("cache", parents=[common], help="show or clear the pass cache")
-    p.add_argument("action", choices=("info", "clear"))
+    p = sub.add_parser("cache", help="show, verify, prune or clear the pass cache ($SHRINK_CACHE_DIR)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("info", parents=[common], help="size, entry count, least and most recently used entries")
+    actions.add_parser("verify", parents=[common],
+                       help="check every entry's files against their recorded sha256 (exit 4 when any is bad)")
+    q = actions.add_parser("prune", parents=[common], help="remove least recently used entries")
+    q.add_argument("--max-size", metavar="SIZE", help="remove least recently used entries until the cache holds at most "
+                                                      "SIZE (2GB, 500MB, 1.5GiB; default $SHRINK_CACHE_MAX_SIZE)")
+    q.add_argument("--older-than", metavar="AGE", help="remove entries last used more than AGE ago (30d, 12h, 2w)")
+    actions.add_parser("clear", parents=[common], help="remove every entry")
     p.set_defaults(handler=cmd_cache)
 
     p = sub.add_parser("schema", parents=[common], help="print the JSON Schema of recipes or target profiles")

@@ -66,28 +66,36 @@ def required_operators(analysis: Any) -> str:
 
 def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, progress: Progress | None = None,
                  cache: PassCache | None = None) -> CompileOutcome:
-    """Run `plan` and write its bundle to `output`; `cache` reuses and stores pass results."""
+    """Run `plan` and write its bundle to `output`; `cache` reuses and stores pass results, and is pruned to
+    its `max_bytes` afterwards. The manifest's `from_cache` lists each step (and the golden I/O) restored
+    from the cache: its key and the sha256 of every file that was loaded."""
     out = output or default_output(plan)
     check_output_dir(out)  # refuse before spending minutes on the passes
-    with workspace() as workdir:
-        result = run_plan(plan, registry, workdir, progress, cache)
-        model_path = Path(result.final.model)
-        subject = Subject(model_path, plan.target, plan.recipe.budget, dict(result.final.metrics),
-                          dict(result.source.metrics), inputs=list(result.final.meta.get("inputs", [])))
-        checks = final_checks(plan, registry, subject)
-        manifest = build_manifest(plan, registry, result.final, checks)
-        manifest["analysis"] = subject.analysis.as_dict()
-        reference = result.golden()
-        manifest["golden"] = reference[1] if reference else None
-        files: dict[str, Path | bytes | str] = {MODEL_FILE: model_path, "report.md": render_markdown(manifest, checks),
-                                                 "report.html": render_html(manifest, checks)}
-        if reference:
-            files[golden.GOLDEN_FILE] = reference[0]
-        if plan.target.get("runtime", "name") == "onnxruntime":
-            files["required_operators.config"] = required_operators(subject.analysis)
-        for name, path in result.final.meta.get("bundle_files", {}).items():
-            files[name] = Path(path)
-        write_bundle(out, files, manifest)
+    try:
+        with workspace() as workdir:
+            result = run_plan(plan, registry, workdir, progress, cache)
+            model_path = Path(result.final.model)
+            subject = Subject(model_path, plan.target, plan.recipe.budget, dict(result.final.metrics),
+                              dict(result.source.metrics), inputs=list(result.final.meta.get("inputs", [])))
+            checks = final_checks(plan, registry, subject)
+            manifest = build_manifest(plan, registry, result.final, checks)
+            manifest["analysis"] = subject.analysis.as_dict()
+            reference = result.golden()
+            manifest["golden"] = reference[1] if reference else None
+            manifest["from_cache"] = result.from_cache
+            files: dict[str, Path | bytes | str] = {MODEL_FILE: model_path, "report.md": render_markdown(manifest, checks),
+                                                     "report.html": render_html(manifest, checks)}
+            if reference:
+                files[golden.GOLDEN_FILE] = reference[0]
+            if plan.target.get("runtime", "name") == "onnxruntime":
+                files["required_operators.config"] = required_operators(subject.analysis)
+            for name, path in result.final.meta.get("bundle_files", {}).items():
+                files[name] = Path(path)
+            write_bundle(out, files, manifest)
+            result.mark_used()
+    finally:
+        if cache is not None:
+            cache.apply_bound()
     return CompileOutcome(plan, out, checks, result.final)
 
 

@@ -10,6 +10,7 @@ fingerprint before and after the pass).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import re
@@ -27,8 +28,8 @@ from shrink.api.context import Context, ModelFamily
 from shrink.api.data import Dataset
 from shrink.bundle import golden
 from shrink.engine import keys
-from shrink.engine.cache import Entry, PassCache
-from shrink.errors import PassFailed, PluginError, Problem, ShrinkError
+from shrink.engine.cache import DamagedEntry, Entry, PassCache
+from shrink.errors import CacheError, PassFailed, PluginError, Problem, ShrinkError
 from shrink.host.registry import Registry
 from shrink.plan.planner import Plan
 from shrink.support.files import dead_temporaries
@@ -58,6 +59,17 @@ def workspace() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def damaged(cache: PassCache, step: str, damage: DamagedEntry) -> None:
+    """A cache entry failed its check: a warning (the step is recomputed and the entry replaced), or with
+    `cache.strict` (`--strict-cache`) a `CacheError`."""
+    where = f"pass cache, {step}"
+    message = f"{damage.file} {damage.reason} (entry {damage.path})"
+    if cache.strict:
+        raise CacheError(message, where=where, hint="`shrink cache verify` lists every damaged entry; without "
+                                                    "--strict-cache the step is recomputed and the entry replaced")
+    log.warning("%s: %s; recomputing the step and replacing the entry", where, message)
+
+
 @dataclass
 class RunResult:
     """The source and final artifacts of a run, its context, and what the pass cache knows of it."""
@@ -69,21 +81,35 @@ class RunResult:
     cache: PassCache
     key: str | None = None  # the final step's cache key (None without a cache)
     _load_data: Callable[[], None] = field(default=lambda: None, repr=False)
+    keys: list[str] = field(default_factory=list)  # every step's cache key, source first
+    from_cache: list[dict[str, Any]] = field(default_factory=list)  # what was loaded from the cache (manifest)
 
     def ensure_data(self) -> None:
         """Load the recipe's data into `ctx.data` (a fully cached run skips it)."""
         self._load_data()
 
+    def golden_key(self) -> str | None:
+        if not self.key:
+            return None
+        return PassCache.key({"final": self.key, "golden": golden.GOLDEN_FILE, "code": keys.code_hash(golden)})
+
     def golden(self) -> tuple[bytes, dict[str, Any]] | None:
         """The golden file and its manifest record for the final model, from the pass cache when the final
         model was cached (the golden code is part of the key)."""
-        key = PassCache.key({"final": self.key, "golden": golden.GOLDEN_FILE, "code": keys.code_hash(golden)}) if self.key else None
-        entry = self.cache.get(key) if key else None
-        if entry is not None and "reference" in entry.record:
-            if entry.record["reference"] is None:
-                return None
-            if entry.file(golden.GOLDEN_FILE).is_file():
-                return entry.file(golden.GOLDEN_FILE).read_bytes(), entry.record["reference"]
+        key = self.golden_key()
+        try:
+            entry = self.cache.get(key) if key else None
+            if key and entry is not None and "reference" in entry.record:
+                reference = entry.record["reference"]
+                data = self.cache.read(entry, golden.GOLDEN_FILE) if reference is not None else b""
+                if data is not None:  # None: the entry was removed meanwhile
+                    loaded = {"entry.json": entry.sha256}
+                    if reference is not None:
+                        loaded[golden.GOLDEN_FILE] = hashlib.sha256(data).hexdigest()
+                    self.from_cache.append({"step": "golden", "name": "golden", "key": key, "loaded": loaded})
+                    return (data, reference) if reference is not None else None
+        except DamagedEntry as damage:
+            damaged(self.cache, "golden", damage)
         self.ensure_data()
         reference = golden.make(Path(self.final.model), list(self.final.meta.get("inputs", [])), self.ctx.data,
                                 self.plan.recipe.seed)
@@ -92,6 +118,10 @@ class RunResult:
                                  "reference": reference and reference[1]},
                            files={golden.GOLDEN_FILE: reference[0]} if reference else None)
         return reference
+
+    def mark_used(self) -> None:
+        """Mark every entry this run used or stored as used now (least recently used entries are pruned first)."""
+        self.cache.touch([*self.keys, self.golden_key()])
 
 
 def _already_ran(history: tuple[Step, ...]) -> str:
@@ -111,6 +141,8 @@ class _Run:
                            families=registry.families())
         self.keys: list[str] = []
         self.components: list[dict[str, Any]] = []
+        self.loaded: dict[str, dict[str, str]] = {}  # key -> sha256 of each file loaded from that entry
+        self.from_cache: list[dict[str, Any]] = []
 
     # data ---------------------------------------------------------------------------------------
 
@@ -170,7 +202,11 @@ class _Run:
         self.keys = [PassCache.key(c) for c in self.components]
         hits = []
         for i, key in enumerate(self.keys):
-            entry = self.cache.get(key)
+            try:
+                entry = self.cache.get(key)
+            except DamagedEntry as damage:
+                damaged(self.cache, self.label(i), damage)
+                break
             if entry is None:
                 if log.isEnabledFor(logging.DEBUG):  # explaining reads every entry of the cache
                     step = "source" if i == 0 else f"passes[{i - 1}]"
@@ -179,6 +215,11 @@ class _Run:
                 break
             hits.append(entry)
         return hits
+
+    def label(self, position: int) -> str:
+        """`source torch` or `passes[2] fuse.bn`: the step at `position` of the chain (0 is the source)."""
+        name = self.components[position]["step"] if position < len(self.components) else "?"
+        return f"source {name.removeprefix('source:')}" if position == 0 else f"passes[{position - 1}] {name}"
 
     def store(self, position: int, artifact: Artifact, record: Step) -> None:
         if not self.keys:
@@ -208,26 +249,38 @@ class _Run:
         except Exception as exc:  # a family that cannot save costs a cache entry, never the compile
             log.warning("not cached: saving %s failed: %s: %s", record.name, type(exc).__name__, exc)
 
-    def restore(self, entry: Entry) -> Artifact | None:
+    def restore(self, position: int, entry: Entry) -> Artifact | None:
+        """The model of the entry at `position` of the chain, loaded by its family after every file of the
+        entry matched its recorded sha256; None when it cannot be restored (the step then reruns)."""
         saved = entry.record.get("saved")
         if not isinstance(saved, dict):
             return None
-        meta = dict(entry.record.get("meta") or {})
-        name = str(entry.record.get("family") or "")
-        family = self.ctx.families.get(name, ModelFamily())
+        try:
+            verified = self.cache.verify(entry)
+            if verified is None:
+                log.debug("cache entry %s was removed while being read", entry.key[:12])
+                return None
+            meta = dict(entry.record.get("meta") or {})
+            name = str(entry.record.get("family") or "")
+            family = self.ctx.families.get(name, ModelFamily())
+            bundle_files = {file_name: entry.file(stored) for file_name, stored in (saved.get("bundle_files") or {}).items()}
+        except DamagedEntry as damage:
+            damaged(self.cache, self.label(position), damage)
+            return None
         try:
             model = family.load(entry.record["format"], saved["model"], entry.path, meta, self.ctx)
             if model is None:
                 return None
-            if saved.get("bundle_files"):
+            if bundle_files:
                 files = {}
-                for file_name, stored in saved["bundle_files"].items():
+                for file_name, path in bundle_files.items():
                     files[file_name] = str(self.ctx.new_path("cached", Path(file_name).suffix))
-                    shutil.copyfile(entry.path / stored, files[file_name])
+                    shutil.copyfile(path, files[file_name])
                 meta["bundle_files"] = files
-        except Exception as exc:  # noqa: BLE001 - a damaged or outdated entry means "run the step", never a failed compile
+        except Exception as exc:  # noqa: BLE001 - an outdated entry, or one removed meanwhile, means "run the step"
             log.debug("cache entry %s cannot be restored: %s: %s", entry.key[:12], type(exc).__name__, exc)
             return None
+        self.loaded[entry.key] = verified
         return Artifact(model, entry.record["format"], meta=meta, details=entry.record.get("details") or {}, family=name)
 
     # running ----------------------------------------------------------------------------------------
@@ -235,21 +288,30 @@ class _Run:
     def resume(self, hits: list[Entry]) -> tuple[Artifact | None, Artifact | None, int]:
         """(artifact, source, index of its step) after the last cached step whose model can be restored."""
         for i in range(len(hits) - 1, -1, -1):
-            restored = self.restore(hits[i])
+            restored = self.restore(i, hits[i])
             if restored is None:
                 continue
             history = tuple(_step_record(e, None if j == 0 else j - 1) for j, e in enumerate(hits[:i + 1]))
             artifact = dataclasses.replace(restored, metrics=history[-1].metrics, history=history)
+            if i == 0:
+                source = artifact
+            elif i < len(self.plan.steps):  # passes that still run get the real source model
+                source = self.restore(0, hits[0])
+                if source is None:
+                    self.load_data()
+                    source = self.load_source()
+                source = dataclasses.replace(source, metrics=history[0].metrics, history=history[:1])
+            else:  # a fully cached run needs only the source's metrics
+                source = Artifact(None, hits[0].record["format"], meta=hits[0].record.get("meta") or {},
+                                  family=str(hits[0].record.get("family") or ""), metrics=history[0].metrics,
+                                  history=history[:1])
             for step in history:
                 label = "source" if step.index is None else f"passes[{step.index}] {step.name}"
                 self.notify(label, 1.0, f"{label}: cached")
-            if i == 0:
-                return artifact, artifact, 0
-            # passes that still run get the real source model; a fully cached run needs only its metrics
-            source = self.restore(hits[0]) if i < len(self.plan.steps) else None
-            source = source or Artifact(None, hits[0].record["format"], meta=hits[0].record.get("meta") or {},
-                                        family=str(hits[0].record.get("family") or ""))
-            return artifact, dataclasses.replace(source, metrics=history[0].metrics, history=history[:1]), i
+            self.from_cache = [{"step": "source" if j == 0 else f"passes[{j - 1}]", "name": entry.record.get("name"),
+                                "key": entry.key, "loaded": self.loaded.get(entry.key, {"entry.json": entry.sha256})}
+                               for j, entry in enumerate(hits[:i + 1])]
+            return artifact, source, i
         return None, None, -1
 
     def load_source(self) -> Artifact:
@@ -324,7 +386,8 @@ def run_plan(plan: Plan, registry: Registry, workdir: Path, progress: Progress |
     run.ctx.source = source
     for step in plan.steps[done:]:
         artifact = run.run_step(step, artifact)
-    return RunResult(source, artifact, run.ctx, plan, run.cache, run.keys[-1] if run.keys else None, run.load_data)
+    return RunResult(source, artifact, run.ctx, plan, run.cache, run.keys[-1] if run.keys else None, run.load_data,
+                     list(run.keys), list(run.from_cache))
 
 
 def _step_record(entry: Entry, index: int | None) -> Step:
