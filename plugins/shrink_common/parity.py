@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shrink.api.data import Feeds, random_feeds
-from shrink.support.ort import run_session, session
+from shrink.api.data import Feeds, random_feeds, run_feeds
+from shrink.support.ort import session
 
 if TYPE_CHECKING:
     from shrink import Artifact, Context
@@ -76,8 +76,8 @@ def compare(before: Path, after: Path, artifact: Artifact, ctx: Context, samples
     """
     feeds, origin = parity_feeds(artifact, ctx, samples)
     # The reference runs unoptimized, so the check also covers what ONNX Runtime's load-time rewrites change.
-    expected = run_session(session(before, optimize=False), feeds)[0]
-    actual = run_session(session(after), feeds)[0]
+    expected = run_feeds(session(before, optimize=False), artifact.inputs, feeds)[0]
+    actual = run_feeds(session(after), artifact.inputs, feeds)[0]
     close = closeness(expected, actual)
     result: dict[str, Any] = {"parity_inputs": origin, "parity_max_abs": close["max_abs"],
                               "parity_mean_abs": close["mean_abs"], "parity_cosine": round(close["cosine"], 6)}

@@ -30,8 +30,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict
-
+from shrink.api.options import PassOptions
 from shrink.errors import PluginError, Problem
 
 if TYPE_CHECKING:
@@ -40,12 +39,6 @@ if TYPE_CHECKING:
     from shrink.api.data import Dataset
 
 PASS_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
-
-
-class PassOptions(BaseModel):
-    """Base class for typed options: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 OptionsT = TypeVar("OptionsT", bound=PassOptions)
@@ -121,6 +114,12 @@ class Source(_Configured[OptionsT]):
     def check(self, plan: PlanContext) -> list[str]:
         """Plan-time checks (files exist, factories are well-formed); one message per problem."""
         return []
+
+    def inputs(self, plan: PlanContext) -> list[dict[str, Any]] | None:
+        """The model's inputs as `load()` will record them (`meta["inputs"]` form, see `shrink.api.inputs`), with
+        `plan.shapes` applied, when they are known without loading the model; None otherwise. The planner
+        refuses inputs with dims left unpinned, and data providers compare their samples with them."""
+        return None
 
     def load(self, ctx: Context) -> Artifact:
         raise NotImplementedError

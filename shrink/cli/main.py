@@ -72,6 +72,13 @@ def _print_checks(console: Console, checks: list[Any]) -> None:
         console.print(f"{mark} {c.name}: {_num(c.value)}{limit}" + (f" — {escape(c.cause)}" if c.cause else ""))
 
 
+def _shapes(args: argparse.Namespace) -> dict[str, list[int]]:
+    """`--shape NAME=1x3x224x224` (repeatable): input shapes by name."""
+    from shrink.analysis import parse_shape
+
+    return dict(parse_shape(text) for text in getattr(args, "shape", None) or [])
+
+
 def _num(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -116,7 +123,7 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
 
     registry = _registry()
     _warn_failed_plugins(registry, console)
-    plan = load_plan(Path(args.recipe), registry, args.target)
+    plan = load_plan(Path(args.recipe), registry, args.target, _shapes(args))
     output = Path(args.output) if args.output else None
     from shrink.engine.cache import PassCache
 
@@ -164,7 +171,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
     registry = _registry()
     _warn_failed_plugins(registry, console)
-    plan = load_plan(Path(args.recipe), registry, args.target)
+    plan = load_plan(Path(args.recipe), registry, args.target, _shapes(args))
     described = plan.describe()
     if console.json_mode:
         console.emit_json(_result("pass", ExitCode.OK, plan=described))
@@ -365,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe JSON file")
     p.add_argument("--target", "-t", help="target name, alias or profile JSON path (overrides the recipe)")
     p.add_argument("--output", "-o", metavar="DIR", help="bundle directory (default dist/<name>-<target>/)")
+    p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224",
+                   help="pin a model input's shape (repeatable): its symbolic or -1 dims, or a torch factory's input")
     p.add_argument("--no-cache", action="store_true",
                    help="run every pass, neither reading nor writing the pass cache ($SHRINK_CACHE_DIR, default ~/.cache/shrink)")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (written even when the command fails)")
@@ -373,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", parents=[common], help="validate and plan a recipe; run nothing")
     p.add_argument("recipe")
     p.add_argument("--target", "-t")
+    p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224",
+                   help="pin a model input's shape (repeatable): its symbolic or -1 dims, or a torch factory's input")
     p.set_defaults(handler=cmd_plan)
 
     p = sub.add_parser("verify", parents=[common], help="re-check a bundle (integrity first) or a bare ONNX model")

@@ -108,7 +108,7 @@ class _Run:
         self.notify = notify
         self.cache = cache
         self.ctx = Context(recipe=plan.recipe, target=plan.target, data=None, workdir=workdir, seed=plan.recipe.seed,
-                           families=registry.families())
+                           families=registry.families(), shapes=plan.shapes)
         self.keys: list[str] = []
         self.components: list[dict[str, Any]] = []
 
@@ -154,7 +154,12 @@ class _Run:
             metrics = dict(self.ctx.family(artifact).measure(artifact, self.ctx))
             metrics.update(self.registry.extra_metrics(artifact, self.ctx))
             return metrics
-        except ShrinkError:
+        except ShrinkError as exc:
+            original = artifact.meta.get("source_file")  # name the user's file, not the private copy
+            if original and isinstance(artifact.model, str):
+                raise type(exc)([dataclasses.replace(p, where=p.where.replace(artifact.model, original),
+                                                     message=p.message.replace(artifact.model, original))
+                                 for p in exc.problems]) from None
             raise
         except Exception as exc:
             log.debug("measuring failed", exc_info=True)
