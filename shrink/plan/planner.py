@@ -5,6 +5,7 @@ Nothing here loads a model or data: `shrink plan` stops after this module.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,6 +224,7 @@ def _preconditions(planner: _Planner, target: Target, family: ModelFamily, sourc
     for name, dims in unpinned(inputs or []):
         planner.add(("model", "inputs"), f"input {name!r} has dimensions nothing pins: {dims}",
                     f'pin them in the recipe ("inputs": [{{"name": "{name}", "shape": [...]}}]) or with --shape {name}=1x...')
+    ctx = dataclasses.replace(ctx, inputs=inputs)
     if data is not None:
         for message in data.check(ctx):
             planner.add(("data",), message)
@@ -237,7 +239,7 @@ def _preconditions(planner: _Planner, target: Target, family: ModelFamily, sourc
                 planner.add(path, f"{step.name} needs the {', '.join(missing)} split(s), which data source {data.name!r} does not provide")
             if "labels" in needs and not data.labels:
                 planner.add(path, f"{step.name} needs labelled data; data source {data.name!r} has no labels")
-        for message in step.instance.check(PlanContext(planner.recipe, target, step.index, family, shapes)):
+        for message in step.instance.check(dataclasses.replace(ctx, index=step.index)):
             planner.add(path, message)
     budget = planner.recipe.budget
     if "accuracy_drop" in budget and (data is None or not data.labels):
