@@ -170,3 +170,13 @@ def test_torch_inputs_are_declared_one_way(cli, tmp_path: Path, bad: dict) -> No
     path.write_text(json.dumps(recipe))
     result = cli("plan", path, "--json")
     assert result.code == 2 and result.json["errors"][0]["where"].startswith("recipe.json: model")
+
+
+def test_an_untrained_source_model_stops_the_compile_unless_allowed(cli, make_recipe, tmp_path: Path) -> None:
+    model = {"source": "torch", "factory": "tiny.py:tiny", "input_shape": [1, 1, 8, 8]}  # random init, no weights
+    result = cli("compile", make_recipe(model=model), "-o", tmp_path / "a", "--json")
+    assert result.code == 2, result.err
+    (error,) = result.json["errors"]
+    assert error["where"] == "recipe.json: model" and "within 2% of chance" in error["message"]
+    assert "allow_random_weights" in error["hint"] and not (tmp_path / "a").exists()
+    assert cli("compile", make_recipe(model={**model, "allow_random_weights": True}), "-o", tmp_path / "b").code == 0

@@ -26,6 +26,8 @@ class OnnxSourceOptions(PassOptions):
     path: str = Field(min_length=1, description="the .onnx file (its external data files beside it)")
     input_shape: InputShape | SkipJsonSchema[None] = Field(
         None, description="pins the first input's dims, batch first (for one-input models; or use 'inputs')")
+    allow_random_weights: bool = Field(False, description="compile a model whose eval accuracy is within 2 points of "
+                                                          "chance (untrained weights) instead of stopping with exit 2")
     inputs: list[InputSpec] | SkipJsonSchema[None] = Field(
         None, max_length=64, description="per input, by name: pin its symbolic or -1 dims ('shape'), say which axis "
                                          "is the batch ('batch_axis', null for none) and what feeds it")

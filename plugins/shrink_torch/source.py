@@ -24,6 +24,8 @@ class TorchSourceOptions(PassOptions):
         None, description="a model with one input: its shape, batch first, e.g. [1, 1, 32, 32]; or give 'inputs'")
     input_name: str = Field("input", pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="name of the model input (with input_shape)")
     input_dtype: str = Field("float32", pattern="^(float32|int64|int32)$", description="dtype of the model input (with input_shape)")
+    allow_random_weights: bool = Field(False, description="compile a model whose eval accuracy is within 2 points of "
+                                                          "chance (untrained weights) instead of stopping with exit 2")
     inputs: list[InputSpec] | SkipJsonSchema[None] = Field(
         None, min_length=1, max_length=64, description="the model's inputs in the order forward() takes them: name, "
                                                        "shape, dtype, batch_axis and what feeds each; instead of input_shape")
