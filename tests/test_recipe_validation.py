@@ -151,3 +151,17 @@ def test_impossible_pass_order_rejected_with_reason(cli, make_recipe):
     result = cli("plan", make_recipe(passes=[{"pass": "quantize"}, {"pass": "export"}, {"pass": "prune", "ratio": 0.3}]))
     _assert_clean_error(result, "passes[0].pass: quantize.ptq consumes onnx but receives torch here",
                         "add a pass that turns torch into onnx before it: export.onnx, quantize.qat", "passes[2].pass: prune.structured consumes torch but receives onnx here")
+
+
+def test_every_recipe_object_takes_a_description(cli, make_recipe):
+    recipe = make_recipe(
+        description="the envelope",
+        model={"source": "torch", "factory": "tiny.py:tiny", "allow_random_weights": True, "description": "why this model",
+               "inputs": [{"name": "input", "shape": [1, 1, 8, 8], "description": "8x8 grey digits"}]},
+        data={"source": "sklearn.digits", "image_size": 8, "description": "the data"},
+        budget={"accuracy_drop": 0.5, "description": "a loose gate"},
+        passes=[{"pass": "export.onnx", "description": "the deployable format"}])
+    result = cli("plan", recipe, "--json")
+    assert result.code == 0, result.err
+    assert "description" not in result.json["plan"]["passes"][0]["options"]
+    assert cli("plan", make_recipe(passes=[{"pass": "export.onnx", "description": 3}])).code == 2

@@ -38,6 +38,7 @@ class InputSpec(PassOptions):
                                                               "field named like the input, or the data's only array)")
     range: tuple[float, float] | None = Field(None, description="feed random values in [low, high) (token ids, masks)")
     constant: float | None = Field(None, description="feed this constant (a sample rate, a zero recurrent state)")
+    description: str | None = Field(None, description="a note for people reading the recipe; shrink ignores it")
 
     @model_validator(mode="after")
     def _consistent(self) -> InputSpec:

@@ -24,6 +24,9 @@ from shrink.support.validation import brief, schema_problems
 DEPLOY_FORMAT = "onnx"
 
 
+DESCRIPTION = {"type": "string", "description": "a note for people reading the recipe; shrink ignores it"}
+
+
 def options_schema(options: type[PassOptions], discriminator: str | None = None, value: str | None = None) -> dict[str, Any]:
     """The JSON Schema of a step (or model/data section) generated from its `Options` class."""
     schema = options.model_json_schema()
@@ -32,6 +35,7 @@ def options_schema(options: type[PassOptions], discriminator: str | None = None,
     if discriminator:
         props = {discriminator: {"const": value} if value else {"type": "string"}}
         props.update(schema.get("properties", {}))
+        props.setdefault("description", DESCRIPTION)
         schema["properties"] = props
         schema["required"] = [discriminator, *schema.get("required", [])]
     return schema
@@ -124,7 +128,7 @@ class _Planner:
         if problems:
             self.problems.extend(problems)
             return None
-        values = {k: v for k, v in raw.items() if k != discriminator}
+        values = {k: v for k, v in raw.items() if k not in (discriminator, "description")}
         try:
             options = entry.obj.Options.model_validate(values)
         except ValidationError as exc:
