@@ -112,6 +112,11 @@ class OnnxSource(Source[OnnxSourceOptions]):
             return [f"model file {str(path)!r} cannot be read as ONNX: {type(exc).__name__}: {str(exc).splitlines()[0]}"]
         return []
 
+    @classmethod
+    def claims(cls, model: str) -> dict[str, Any] | None:
+        """An `.onnx` file."""
+        return {"path": model} if model.lower().endswith(".onnx") and Path(model).is_file() else None
+
     def inputs(self, plan: PlanContext) -> list[dict[str, Any]]:
         return resolve(declared_inputs(plan.path(self.options.path)), self.options, plan.shapes)
 

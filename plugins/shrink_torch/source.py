@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,6 +70,13 @@ class TorchSource(Source[TorchSourceOptions]):
         except ValueError as exc:
             problems.append(f"--shape: {exc}")
         return problems
+
+    @classmethod
+    def claims(cls, model: str) -> dict[str, Any] | None:
+        """A `file.py:callable` or `package.module:callable` factory (its input shapes come from --shape)."""
+        if re.fullmatch(FACTORY_PATTERN, model) and not model.lower().endswith(".onnx"):
+            return {"factory": model}
+        return None
 
     def inputs(self, plan: PlanContext) -> list[dict[str, Any]]:
         return self.options.specs(plan.shapes)

@@ -115,6 +115,13 @@ class Source(_Configured[OptionsT]):
         """Plan-time checks (files exist, factories are well-formed); one message per problem."""
         return []
 
+    @classmethod
+    def claims(cls, model: str) -> dict[str, Any] | None:
+        """For `shrink init`: the recipe's `model` section (without `source`) when this source loads the model the
+        user named on the command line (a file, a folder, a `file.py:callable` factory); None otherwise. Paths
+        in the section are as given; `init` rewrites them relative to the recipe."""
+        return None
+
     def inputs(self, plan: PlanContext) -> list[dict[str, Any]] | None:
         """The model's inputs as `load()` will record them (`meta["inputs"]` form, see `shrink.api.inputs`), with
         `plan.shapes` applied, when they are known without loading the model; None otherwise. The planner
@@ -131,6 +138,12 @@ class DataProvider(_Configured[OptionsT]):
     name: ClassVar[str]
     splits: ClassVar[tuple[str, ...]] = ("train", "calibration", "eval")
     labels: ClassVar[bool] = True
+
+    @classmethod
+    def claims(cls, path: str) -> dict[str, Any] | None:
+        """For `shrink init`: the recipe's `data` section (without `source`) when this provider reads the data at
+        `path` (a folder of images, a file of lines, an `.npz`, ...); None otherwise."""
+        return None
 
     def check(self, plan: PlanContext) -> list[str]:
         return []
