@@ -165,3 +165,17 @@ def test_every_recipe_object_takes_a_description(cli, make_recipe):
     assert result.code == 0, result.err
     assert "description" not in result.json["plan"]["passes"][0]["options"]
     assert cli("plan", make_recipe(passes=[{"pass": "export.onnx", "description": 3}])).code == 2
+
+
+def test_a_misspelt_factory_callable_is_a_plan_error_with_did_you_mean(cli, make_recipe):
+    model = {"source": "torch", "factory": "tiny.py:tinny", "input_shape": [1, 1, 8, 8]}
+    result = cli("plan", make_recipe(model=model), "--json")
+    assert result.code == 2
+    assert "tiny.py defines no 'tinny'; did you mean 'tiny'?" in result.json["errors"][0]["message"]
+
+
+def test_an_unknown_dataset_lists_the_installed_ones(cli, make_recipe):
+    result = cli("plan", make_recipe(data={"source": "cifar10"}), "--json")
+    assert result.code == 2
+    (error,) = [e for e in result.json["errors"] if e["where"].endswith("data.source")]
+    assert "installed datasets:" in error["hint"] and "sklearn.digits" in error["hint"]
