@@ -75,12 +75,7 @@ def _conv_chain(nodes: int, channels: int, side: int, path: Path) -> Path:
 
 
 def _quantize(path: Path, shape: tuple[int, ...]) -> Path:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

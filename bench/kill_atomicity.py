@@ -44,7 +44,7 @@ def _recipe(workdir: Path, budget: int) -> Path:
     path = workdir / f"recipe-{budget}.json"
     path.write_text(json.dumps({
         "schema_version": 1, "name": "tiny", "target": "cortex-a53",
-        "model": {"source": "torch", "factory": "tiny.py:tiny", "input_shape": [1, 1, 8, 8]},
+        "model": {"source": "torch", "factory": "tiny.py:tiny", "input_shape": [1, 1, 8, 8], "allow_random_weights": True},
         "data": {"source": "sklearn.digits", "image_size": 8},
         "budget": {"model_bytes": budget},
         "passes": [{"pass": "distill.kd", "student": {"factory": "tiny.py:tiny", "kwargs": {"width": 2}}, "epochs": 3},

@@ -83,7 +83,7 @@ def default_recipe() -> dict[str, Any]:
     return {
         "schema_version": 1,
         "name": "tiny",
-        "model": {"source": "torch", "factory": "tiny.py:tiny", "input_shape": [1, 1, 8, 8]},
+        "model": {"source": "torch", "factory": "tiny.py:tiny", "input_shape": [1, 1, 8, 8], "allow_random_weights": True},
         "data": {"source": "sklearn.digits", "image_size": 8},
         "target": "cortex-a53",
         "passes": [{"pass": "export.onnx"}],

@@ -13,14 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from shrink.analysis import (
-    Analysis,
-    AnalysisError,
-    LiveTensor,
-    analyze,
-    load_model,
-    parse_shape,
-)
+from shrink.analysis import Analysis, AnalysisError, LiveTensor, analyze, load_model, parse_shape
 from shrink.errors import UsageError
 
 F = TensorProto.FLOAT

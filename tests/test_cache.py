@@ -80,7 +80,7 @@ def test_changed_weights_file_invalidates_everything(cli, make_recipe, tmp_path:
     state = namespace["tiny"]().state_dict()
     weights = tmp_path / "w.pt"
     torch.save(state, weights)
-    model = {"source": "torch", "factory": "tiny.py:tiny", "weights": "w.pt", "input_shape": [1, 1, 8, 8]}
+    model = {"source": "torch", "factory": "tiny.py:tiny", "weights": "w.pt", "input_shape": [1, 1, 8, 8], "allow_random_weights": True}
     recipe = make_recipe(model=model, passes=[{"pass": "export.onnx"}])
     assert _cached(_compile(cli, recipe, tmp_path / "a")) == [False, False]
     assert _cached(_compile(cli, recipe, tmp_path / "b")) == [True, True]
@@ -130,7 +130,7 @@ def test_editing_a_module_the_factory_imports_invalidates(cli, make_recipe, tmp_
     (tmp_path / "net.py").write_text(
         "import torch\nfrom torch import nn\n\nfrom blocks import act\n\n\n"
         "def build():\n    torch.manual_seed(0)\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), act(), nn.Linear(16, 10))\n")
-    model = {"source": "torch", "factory": "net.py:build", "input_shape": [1, 1, 8, 8]}
+    model = {"source": "torch", "factory": "net.py:build", "input_shape": [1, 1, 8, 8], "allow_random_weights": True}
     recipe = make_recipe(model=model)
     assert _cached(_compile(cli, recipe, tmp_path / "a")) == [False, False]
     assert _cached(_compile(cli, recipe, tmp_path / "b")) == [True, True]

@@ -96,7 +96,7 @@ def test_parity_failure_is_fatal_exit_5_no_bundle(cli, make_recipe, tmp_path):
 
 def test_model_factory_error_is_a_pass_failure(cli, make_recipe, tmp_path):
     (tmp_path / "broken.py").write_text("def model():\n    raise ValueError('boom')\n")
-    model = {"source": "torch", "factory": "broken.py:model", "input_shape": [1, 1, 8, 8]}
+    model = {"source": "torch", "factory": "broken.py:model", "input_shape": [1, 1, 8, 8], "allow_random_weights": True}
     result = cli("compile", make_recipe(model=model), "-o", tmp_path / "b")
     assert result.code == 5
     assert "recipe.json: model: loading the model failed: ValueError: boom" in result.err

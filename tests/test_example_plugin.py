@@ -17,7 +17,7 @@ from tests.conftest import REPO
 
 EXAMPLE = REPO / "examples" / "shrink-plugin-lowrank"
 LABEL = "shrink-plugin-lowrank 0.1.0 (lowrank)"
-MLP = {"source": "torch", "factory": "tiny.py:mlp", "input_shape": [1, 1, 8, 8]}
+MLP = {"source": "torch", "factory": "tiny.py:mlp", "input_shape": [1, 1, 8, 8], "allow_random_weights": True}
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ BASE_RECIPE: dict[str, Any] = {
     "schema_version": 1,
     "name": "tiny",
     "description": "fuzz base",
-    "model": {"source": "torch", "factory": "tiny.py:tiny", "input_shape": [1, 1, 8, 8]},
+    "model": {"source": "torch", "factory": "tiny.py:tiny", "input_shape": [1, 1, 8, 8], "allow_random_weights": True},
     "data": {"source": "sklearn.digits", "image_size": 8, "seed": 0},
     "target": "cortex-a53",
     "seed": 0,

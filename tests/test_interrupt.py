@@ -21,7 +21,7 @@ def test_sigint_during_training_exits_130_and_keeps_the_previous_bundle(tmp_path
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({
         "schema_version": 1, "name": "tiny", "target": "cortex-a53",
-        "model": {"source": "torch", "factory": "tiny.py:tiny", "input_shape": [1, 1, 8, 8]},
+        "model": {"source": "torch", "factory": "tiny.py:tiny", "input_shape": [1, 1, 8, 8], "allow_random_weights": True},
         "data": {"source": "sklearn.digits", "image_size": 8},
         "passes": [{"pass": "distill.kd", "student": {"factory": "tiny.py:tiny"}, "epochs": 1000}, {"pass": "export.onnx"}],
     }))

@@ -103,7 +103,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "tiny.py").write_text(TINY_FACTORY)
     recipe = root / "recipe.json"
     recipe.write_text(json.dumps({"schema_version": 1, "name": "tiny", "target": "cortex-a53",
-                                  "model": {"source": "torch", "factory": "tiny.py:tiny", "input_shape": [1, 1, 8, 8]},
+                                  "model": {"source": "torch", "factory": "tiny.py:tiny", "input_shape": [1, 1, 8, 8], "allow_random_weights": True},
                                   "passes": [{"pass": "export.onnx"}]}))
     result = run_cli("compile", recipe, "-o", root / "b")
     assert result.code == 0, result.err

@@ -87,12 +87,7 @@ def test_embeddings_copied_or_factorized(tiny_bert):
 def test_transfer_terms_are_zero_when_student_is_teacher(tiny_bert):
     import torch
 
-    from shrink_huggingface.mobilebert_train import (
-        TERMS,
-        Transfer,
-        attention_kl,
-        build_student,
-    )
+    from shrink_huggingface.mobilebert_train import TERMS, Transfer, attention_kl, build_student
 
     student, mapping, _ = build_student(small(embedding_size=16), load_encoder(tiny_bert))
     teacher = copy.deepcopy(student)  # a bottleneck teacher identical to the student, mapped block to block
@@ -122,12 +117,7 @@ def test_transfer_terms_are_zero_when_student_is_teacher(tiny_bert):
 def test_progressive_stages_train_only_their_block(tiny_bert):
     import torch
 
-    from shrink_huggingface.mobilebert_train import (
-        Transfer,
-        build_student,
-        stages,
-        train_stage,
-    )
+    from shrink_huggingface.mobilebert_train import Transfer, build_student, stages, train_stage
 
     teacher = load_encoder(tiny_bert)
     opts = small(embedding_size=16)

@@ -151,3 +151,31 @@ def test_impossible_pass_order_rejected_with_reason(cli, make_recipe):
     result = cli("plan", make_recipe(passes=[{"pass": "quantize"}, {"pass": "export"}, {"pass": "prune", "ratio": 0.3}]))
     _assert_clean_error(result, "passes[0].pass: quantize.ptq consumes onnx but receives torch here",
                         "add a pass that turns torch into onnx before it: export.onnx, quantize.qat", "passes[2].pass: prune.structured consumes torch but receives onnx here")
+
+
+def test_every_recipe_object_takes_a_description(cli, make_recipe):
+    recipe = make_recipe(
+        description="the envelope",
+        model={"source": "torch", "factory": "tiny.py:tiny", "allow_random_weights": True, "description": "why this model",
+               "inputs": [{"name": "input", "shape": [1, 1, 8, 8], "description": "8x8 grey digits"}]},
+        data={"source": "sklearn.digits", "image_size": 8, "description": "the data"},
+        budget={"accuracy_drop": 0.5, "description": "a loose gate"},
+        passes=[{"pass": "export.onnx", "description": "the deployable format"}])
+    result = cli("plan", recipe, "--json")
+    assert result.code == 0, result.err
+    assert "description" not in result.json["plan"]["passes"][0]["options"]
+    assert cli("plan", make_recipe(passes=[{"pass": "export.onnx", "description": 3}])).code == 2
+
+
+def test_a_misspelt_factory_callable_is_a_plan_error_with_did_you_mean(cli, make_recipe):
+    model = {"source": "torch", "factory": "tiny.py:tinny", "input_shape": [1, 1, 8, 8]}
+    result = cli("plan", make_recipe(model=model), "--json")
+    assert result.code == 2
+    assert "tiny.py defines no 'tinny'; did you mean 'tiny'?" in result.json["errors"][0]["message"]
+
+
+def test_an_unknown_dataset_lists_the_installed_ones(cli, make_recipe):
+    result = cli("plan", make_recipe(data={"source": "cifar10"}), "--json")
+    assert result.code == 2
+    (error,) = [e for e in result.json["errors"] if e["where"].endswith("data.source")]
+    assert "installed datasets:" in error["hint"] and "sklearn.digits" in error["hint"]

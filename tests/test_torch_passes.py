@@ -71,7 +71,7 @@ def write_recipe(tmp_path: Path, passes: list[dict[str, Any]], factory: str = "n
     (tmp_path / "nets.py").write_text(FACTORY)
     recipe = {
         "schema_version": 1, "name": "tiny-torch",
-        "model": {"source": "torch", "factory": factory, "input_shape": [1, 1, 8, 8]},
+        "model": {"source": "torch", "factory": factory, "input_shape": [1, 1, 8, 8], "allow_random_weights": True},
         "data": {"source": "sklearn.digits", "image_size": 8},
         "target": "cortex-a53", "passes": passes, **extra,
     }

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shrink.api.data import Feeds, random_feeds
-from shrink.support.ort import run_session, session
+from shrink.api.data import Feeds, random_feeds, run_feeds
+from shrink.support.ort import session
 
 if TYPE_CHECKING:
     from shrink import Artifact, Context
@@ -68,24 +68,36 @@ def top1_agreement(artifact: Artifact, ctx: Context, expected: Any, actual: Any)
 
 def compare(before: Path, after: Path, artifact: Artifact, ctx: Context, samples: int,
             min_agreement: float, what: str) -> dict[str, Any]:
-    """ORT outputs of `before` vs `after` on the same inputs; raises `ParityError` below `min_agreement`.
+    """ORT outputs of `before` vs `after` on the same inputs, output by output; raises `ParityError` when an
+    output of class scores agrees on the top-1 class below `min_agreement`.
 
-    Reports max/mean |Δ| and cosine over the first output, and top-1 agreement when the task is
-    classification and the first output is `[N, classes]`. Float closeness is reported, never gated:
-    int8 and fp16 change values by design.
+    Every output gets max/mean |Δ| and cosine; outputs that are class scores (`[N, classes]` of a
+    classification task) also get top-1 agreement, the gate. The first output's figures are also reported
+    flat (`parity_cosine`, ...). Float closeness is reported, never gated: int8 and fp16 change values by design.
     """
     feeds, origin = parity_feeds(artifact, ctx, samples)
     # The reference runs unoptimized, so the check also covers what ONNX Runtime's load-time rewrites change.
-    expected = run_session(session(before, optimize=False), feeds)[0]
-    actual = run_session(session(after), feeds)[0]
-    close = closeness(expected, actual)
-    result: dict[str, Any] = {"parity_inputs": origin, "parity_max_abs": close["max_abs"],
-                              "parity_mean_abs": close["mean_abs"], "parity_cosine": round(close["cosine"], 6)}
-    agreement = top1_agreement(artifact, ctx, expected, actual)
-    if agreement is not None:
-        result["parity_top1_agreement"] = round(agreement, 6)
-        if agreement < min_agreement:
-            raise ParityError(f"the {what} model agrees with its input on the top-1 class for {agreement:.1%} of "
-                              f"{len(expected)} inputs ({origin}), below min_agreement {min_agreement:.1%} "
-                              f"(max |Δ| {result['parity_max_abs']:.3g}, cosine {close['cosine']:.4f})")
+    reference = session(before, optimize=False)
+    names = [o.name for o in reference.get_outputs()]
+    expected_all = run_feeds(reference, artifact.inputs, feeds)
+    actual_all = run_feeds(session(after), artifact.inputs, feeds)
+    per_output: dict[str, dict[str, float]] = {}
+    for name, expected, actual in zip(names, expected_all, actual_all):
+        close = closeness(expected, actual)
+        row = {"max_abs": close["max_abs"], "mean_abs": close["mean_abs"], "cosine": round(close["cosine"], 6)}
+        agreement = top1_agreement(artifact, ctx, expected, actual)
+        if agreement is not None:
+            row["top1_agreement"] = round(agreement, 6)
+            if agreement < min_agreement:
+                raise ParityError(f"the {what} model agrees with its input on the top-1 class of output {name!r} for "
+                                  f"{agreement:.1%} of {len(expected)} inputs ({origin}), below min_agreement "
+                                  f"{min_agreement:.1%} (max |Δ| {close['max_abs']:.3g}, cosine {close['cosine']:.4f})")
+        per_output[name] = row
+    first = per_output[names[0]]
+    result: dict[str, Any] = {"parity_inputs": origin, "parity_max_abs": first["max_abs"],
+                              "parity_mean_abs": first["mean_abs"], "parity_cosine": first["cosine"]}
+    if "top1_agreement" in first:
+        result["parity_top1_agreement"] = first["top1_agreement"]
+    if len(per_output) > 1:
+        result["parity_outputs"] = per_output
     return result

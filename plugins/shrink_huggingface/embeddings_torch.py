@@ -12,13 +12,7 @@ from torch import nn
 
 from shrink import Artifact, Context, UsageError
 from shrink_huggingface.embeddings import emitted, probes, renumbered_files, unreachable
-from shrink_huggingface.model import (
-    Encoder,
-    FactorizedEmbedding,
-    config_dict,
-    embed,
-    word_table,
-)
+from shrink_huggingface.model import Encoder, FactorizedEmbedding, config_dict, embed, word_table
 from shrink_huggingface.tokens import artifact_tokenizer, encode, load_tokenizer
 
 if TYPE_CHECKING:

@@ -280,11 +280,7 @@ def finetune(model: Encoder, teacher: Encoder, ids: np.ndarray, mask: np.ndarray
     """KD recovery: 1 − cosine to the unpruned model's sentence embeddings (T²·KL of the logits for
     classifiers), dropout off (eval mode; fidelity to the teacher is the goal). Mean loss per epoch."""
     from shrink_common.training import TrainConfig, make_optimizer, make_scheduler
-    from shrink_huggingface.tinybert_train import (
-        length_batches,
-        prediction_loss,
-        token_epoch,
-    )
+    from shrink_huggingface.tinybert_train import length_batches, prediction_loss, token_epoch
 
     cfg = TrainConfig(epochs=opts.finetune_epochs, batch_size=opts.batch_size, lr=lr, optimizer=opts.optimizer,
                       weight_decay=opts.weight_decay, schedule=opts.schedule)

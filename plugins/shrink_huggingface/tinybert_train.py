@@ -20,14 +20,7 @@ from torch import nn
 
 from shrink import Artifact, Context, UsageError
 from shrink_common.training import run_epoch
-from shrink_huggingface.model import (
-    Encoder,
-    FactorizedEmbedding,
-    build,
-    config_dict,
-    head_counts,
-    word_table,
-)
+from shrink_huggingface.model import Encoder, FactorizedEmbedding, build, config_dict, head_counts, word_table
 
 if TYPE_CHECKING:
     from shrink_huggingface.tinybert import DistillTinyBERTOptions

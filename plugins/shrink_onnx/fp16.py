@@ -11,7 +11,7 @@ from pydantic import Field
 from shrink import Artifact, Context, Pass, PassOptions, PlanContext, Target
 from shrink_common.onnx_graph import inline_copy, op_counts, opset_problems, prune_opset_imports, save_inline
 from shrink_common.parity import compare
-from shrink_onnx.quantize import unknown_ops
+from shrink_onnx.quantize import refuse_requantizing, unknown_ops
 
 
 def fp16_capable(target: Target) -> bool:
@@ -50,11 +50,9 @@ class QuantizeFP16(Pass[QuantizeFP16Options]):
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         import onnx
-        from onnxruntime.transformers.float16 import (
-            DEFAULT_OP_BLOCK_LIST,
-            convert_float_to_float16,
-        )
+        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
+        refuse_requantizing(artifact, self.name)
         opts = self.options
         source = inline_copy(Path(artifact.model), ctx, "fp16-input")
         proto = onnx.load(str(source))

@@ -13,13 +13,7 @@ from pydantic import Field, model_validator
 
 from shrink import Artifact, Context, Pass, PassOptions, PlanContext
 from shrink.support.ort import session
-from shrink_common.onnx_graph import (
-    inline_copy,
-    op_counts,
-    opset_problems,
-    prune_opset_imports,
-    save_inline,
-)
+from shrink_common.onnx_graph import inline_copy, op_counts, opset_problems, prune_opset_imports, save_inline
 from shrink_common.parity import compare
 
 LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED"}

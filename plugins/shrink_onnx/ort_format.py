@@ -139,10 +139,7 @@ def _level(level: str) -> Iterator[None]:
 
 def convert(model: Path, out_dir: Path, style: str, level: str, platform: str, type_reduction: bool) -> tuple[Path, Path]:
     """Run onnxruntime's converter on one model; return the .ort file and its operator config."""
-    from onnxruntime.tools.convert_onnx_models_to_ort import (
-        OptimizationStyle,
-        convert_onnx_models_to_ort,
-    )
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
     chosen = OptimizationStyle.Runtime if style == "runtime" else OptimizationStyle.Fixed
     try:
@@ -172,13 +169,14 @@ def check_outputs(onnx_path: Path, ort_path: Path, artifact: Artifact, ctx: Cont
     """Load the .ort file in an InferenceSession and compare every output with the .onnx model's on the same inputs."""
     import numpy as np
 
-    from shrink.support.ort import run_session, session
+    from shrink.api.data import run_feeds
+    from shrink.support.ort import session
     from shrink_common.parity import parity_feeds, top1_agreement
 
     feeds, origin = parity_feeds(artifact, ctx, samples)
     replay_config = {"session.enable_saved_runtime_optimizations": "1"} if replay else None
-    expected = run_session(onnx_path, feeds)
-    actual = run_session(session(ort_path, config=replay_config), feeds)
+    expected = run_feeds(onnx_path, artifact.inputs, feeds)
+    actual = run_feeds(session(ort_path, config=replay_config), artifact.inputs, feeds)
     if [e.shape for e in expected] != [a.shape for a in actual]:
         raise RuntimeError(f"the ORT-format model's output shapes {[a.shape for a in actual]} differ from the ONNX "
                            f"model's {[e.shape for e in expected]}")

@@ -15,14 +15,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from shrink import Artifact, Context, Pass, PassOptions, PlanContext
-from shrink_common.onnx_graph import (
-    inline_copy,
-    op_counts,
-    opset_problems,
-    prune_opset_imports,
-    save_inline,
-)
+from shrink import Artifact, Context, Pass, PassOptions, PlanContext, UsageError
+from shrink.api.data import rows, to_model
+from shrink.api.inputs import batch_axis
+from shrink_common.onnx_graph import inline_copy, op_counts, opset_problems, prune_opset_imports, save_inline
 from shrink_common.parity import compare
 
 if TYPE_CHECKING:
@@ -40,6 +36,15 @@ COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Attention", "LSTM", "
 INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention",
                "DynamicQuantizeLSTM", "QGemm", "QEmbedLayerNormalization"}
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+
+
+def refuse_requantizing(artifact: Artifact, who: str) -> None:
+    """A model that is already quantized (by an earlier pass, or in the source file) is not quantized again."""
+    done = artifact.meta.get("quantization")
+    if done:
+        ops = f" ({', '.join(done['ops'])})" if done.get("ops") else ""
+        raise UsageError(f"{who}: the model is already quantized: {done.get('scheme', '?')}{ops}; quantizing it again "
+                         "is refused", hint="remove this pass, or start from the float model")
 
 
 def _summary(counts: Counter[str]) -> str:
@@ -173,6 +178,7 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         import onnx
 
+        refuse_requantizing(artifact, self.name)
         opts = self.options
         source = inline_copy(Path(artifact.model), ctx, "ptq-input")
         proto = onnx.load(str(source))
@@ -252,15 +258,13 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
                 reduce_range: bool) -> dict[str, Any]:
         opts = self.options
         feeds, origin = self._calibration(source, artifact, ctx)
-        if len(feeds) != 1:
-            raise RuntimeError(f"static schemes calibrate single-input models; this one has inputs {', '.join(feeds)}: "
-                               "use scheme 'dynamic-per-channel'")
-        (name, x), = feeds.items()
+        specs, count = artifact.inputs, rows(feeds)
         activation_type, weight_type = self._types(ctx)
         details: dict[str, Any] = {"format": "QDQ", "activations": activation_type.name, "weights": weight_type.name,
                                    "calibration_inputs": origin}
         if opts.engine == "nncf":
-            details.update(self._nncf(source, out, name, x, per_channel, activation_type))
+            items = [to_model(specs, feeds, i, i + 1) for i in range(count)]  # subset_size counts items: one sample each
+            details.update(self._nncf(source, out, items, per_channel, activation_type))
             return details
 
         from onnxruntime.quantization import (
@@ -278,10 +282,10 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
         excluded = self._excluded(pre)
         if excluded:
             details["kept_float"] = ", ".join(excluded)
-        step = _batch(pre, 16)
-        if step != _batch(pre, 0):  # dynamic batch: equal-sized batches (the histogram calibrators need them)
-            step = max(d for d in range(1, step + 1) if len(x) % d == 0)
-        batches = [{name: x[i:i + step]} for i in range(0, len(x), step)]
+        step = _batch(pre, specs, 16)
+        if step != _batch(pre, specs, 0):  # dynamic batch: equal-sized batches (the histogram calibrators need them)
+            step = max(d for d in range(1, step + 1) if count % d == 0)
+        batches = [to_model(specs, feeds, i, i + step) for i in range(0, count, step)]
 
         class Reader(CalibrationDataReader):
             def __init__(self) -> None:
@@ -293,25 +297,22 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[opts.calibration_method]
         ops = [op for op in QDQRegistry if op not in set(opts.exclude_ops)] if opts.exclude_ops else None
-        ctx.report(0.3, f"calibrating on {len(x)} inputs ({opts.calibration_method})")
+        ctx.report(0.3, f"calibrating on {count} inputs ({opts.calibration_method})")
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
                         per_channel=per_channel, reduce_range=reduce_range, activation_type=activation_type,
                         weight_type=weight_type, nodes_to_exclude=excluded or None, calibrate_method=method)
         details["calibration_method"] = opts.calibration_method
         return details
 
-    def _nncf(self, source: Path, out: Path, name: str, x: np.ndarray, per_channel: bool, activation_type: Any) -> dict[str, Any]:
+    def _nncf(self, source: Path, out: Path, items: list[dict[str, np.ndarray]], per_channel: bool,
+              activation_type: Any) -> dict[str, Any]:
         import nncf
         import onnx
-        from nncf.quantization.advanced_parameters import (
-            AdvancedQuantizationParameters,
-            QuantizationParameters,
-        )
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
         from onnxruntime.quantization import QuantType
 
         opts = self.options
         excluded = self._excluded(source)
-        items = [{name: x[i:i + 1]} for i in range(len(x))]  # subset_size counts loader items: one sample each
         ignored = nncf.IgnoredScope(names=excluded, types=list(opts.exclude_ops)) if excluded or opts.exclude_ops else None
         preset = nncf.QuantizationPreset.MIXED if activation_type == QuantType.QUInt8 else nncf.QuantizationPreset.PERFORMANCE
         advanced = AdvancedQuantizationParameters(weights_quantization_params=QuantizationParameters(per_channel=per_channel))
@@ -321,11 +322,7 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
         return {"nncf_preset": preset.value, "nncf_subset_size": len(items)}
 
     def _dynamic(self, source: Path, out: Path, ctx: Context, per_channel: bool, reduce_range: bool) -> dict[str, Any]:
-        from onnxruntime.quantization import (
-            QuantType,
-            quant_pre_process,
-            quantize_dynamic,
-        )
+        from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
         opts = self.options
         ctx.report(0.1, "quant_pre_process (shape inference, graph cleanup)")
@@ -382,15 +379,23 @@ def _preprocess(quant_pre_process: Any, source: Path, dest: Path) -> str:
             return f"quant_pre_process without symbolic shape inference ({type(exc).__name__})"
 
 
-def _batch(path: Path, preferred: int) -> int:
-    """The model's fixed batch size, or `preferred` when the batch dimension is dynamic."""
+def _batch(path: Path, specs: list[dict[str, Any]], preferred: int) -> int:
+    """The model's fixed batch size (on the first batched input's batch axis), 1 when an input has no batch axis,
+    or `preferred` when the batch dimension is dynamic."""
     import onnx
 
+    axes = {spec["name"]: batch_axis(spec) for spec in specs}
+    if any(axis is None for axis in axes.values()):
+        return 1
     proto = onnx.load(str(path), load_external_data=False)
-    init = {i.name for i in proto.graph.initializer}
-    first = next(i for i in proto.graph.input if i.name not in init)
-    dims = first.type.tensor_type.shape.dim
-    return dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else preferred
+    for value in proto.graph.input:
+        if value.name in axes:
+            dims = value.type.tensor_type.shape.dim
+            axis = axes[value.name]
+            if axis < len(dims) and dims[axis].HasField("dim_value") and dims[axis].dim_value > 0:
+                return dims[axis].dim_value
+            return preferred
+    return preferred
 
 
 def _quantized_nodes(proto: onnx.ModelProto) -> tuple[Counter[str], Counter[str]]:

@@ -135,10 +135,7 @@ class QuantizeQAT(Pass[QuantizeQATOptions]):
 
         started = time.perf_counter()
         ctx.report(0.05, f"inserting NNCF quantizers ({preset.value}, calibrating on {len(calibration[0])} inputs)")
-        from nncf.quantization.advanced_parameters import (
-            AdvancedQuantizationParameters,
-            QuantizationParameters,
-        )
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
         advanced = AdvancedQuantizationParameters(weights_quantization_params=QuantizationParameters(per_channel=per_channel))
         wrapped = wrap_for_nncf(model)

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from shrink import Artifact, Context, UsageError
-from shrink.api.data import labelled_eval, top1
+from shrink.api.data import labelled_eval, rows, to_model, top1
+from shrink.api.inputs import batch_axis
 
 
 def load_state_dict(model: torch.nn.Module, path: Path) -> None:
@@ -42,6 +43,22 @@ def predict(model: torch.nn.Module, inputs: np.ndarray, batch_size: int = 256) -
     outs = []
     for start in range(0, len(inputs), batch_size):
         outs.append(model(torch.tensor(np.asarray(inputs[start:start + batch_size]))).float().numpy())
+    return np.concatenate(outs)
+
+
+@torch.no_grad()
+def predict_feeds(model: torch.nn.Module, specs: list[dict[str, Any]], feeds: dict[str, np.ndarray],
+                  batch_size: int = 256) -> np.ndarray:
+    """The model's (first) output for sample-major feeds, called with its inputs in declared order, in batches
+    laid out per input (one sample at a time when an input has no batch axis)."""
+    model.eval()
+    step = 1 if any(batch_axis(spec) is None for spec in specs) else batch_size
+    outs = []
+    for start in range(0, rows(feeds), step):
+        batch = to_model(specs, feeds, start, start + step)
+        out = model(*(torch.from_numpy(np.ascontiguousarray(batch[spec["name"]])) for spec in specs))
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        outs.append(np.atleast_1d(out.float().numpy()))
     return np.concatenate(outs)
 
 

@@ -20,12 +20,7 @@ from torch import nn
 
 from shrink import Split, UsageError
 from shrink.api.data import top1
-from shrink_common.training import (
-    TrainConfig,
-    make_optimizer,
-    make_scheduler,
-    run_epoch,
-)
+from shrink_common.training import TrainConfig, make_optimizer, make_scheduler, run_epoch
 
 Report = Callable[[float, str], None]
 StepHook = Callable[[int, int], None]

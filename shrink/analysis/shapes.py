@@ -74,7 +74,7 @@ def _pin_input(value: onnx.ValueInfoProto, wanted: list[int] | None, label: str)
         if not has_shape:
             raise AnalysisError(f"input '{value.name}' has no shape: pass --shape {value.name}=1x...", where=label)
         for i, dim in enumerate(dims):
-            if not dim.HasField("dim_value"):
+            if not _fixed(dim):
                 symbol = f" ('{dim.dim_param}')" if dim.dim_param else ""
                 raise AnalysisError(f"input '{value.name}' dim {i}{symbol} is not fixed: pass --shape "
                                     f"{value.name}={_shape_example(dims)}", where=label)
@@ -83,18 +83,23 @@ def _pin_input(value: onnx.ValueInfoProto, wanted: list[int] | None, label: str)
         raise AnalysisError(f"--shape {value.name} has {len(wanted)} dims but the input has rank {len(dims)}",
                             where=label)
     for i, (dim, size) in enumerate(zip(dims, wanted)):
-        if dim.HasField("dim_value") and dim.dim_value != size:
+        if _fixed(dim) and dim.dim_value != size:
             raise AnalysisError(f"--shape {value.name} sets dim {i} to {size} but the model fixes it at "
                                 f"{dim.dim_value}", where=label)
-    changed = not has_shape or any(not d.HasField("dim_value") for d in dims)
+    changed = not has_shape or any(not _fixed(d) for d in dims)
     tensor_type.shape.ClearField("dim")
     for size in wanted:
         tensor_type.shape.dim.add().dim_value = size
     return changed
 
 
+def _fixed(dim: Any) -> bool:
+    """A dim the file fixes: a positive value (exporters write -1 or 0 for "unknown")."""
+    return dim.HasField("dim_value") and dim.dim_value > 0
+
+
 def _shape_example(dims: list[Any]) -> str:
-    return "x".join(str(d.dim_value) if d.HasField("dim_value") else f"<{d.dim_param or '?'}>" for d in dims)
+    return "x".join(str(d.dim_value) if _fixed(d) else f"<{d.dim_param or '?'}>" for d in dims)
 
 
 # tensor types ---------------------------------------------------------------------------------------

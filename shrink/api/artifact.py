@@ -33,7 +33,8 @@ class Artifact:
     `model` is the format's in-memory object (a `torch.nn.Module` for `"torch"`, a path to a
     `.onnx` file for `"onnx"`). `meta` holds facts every pass must keep consistent: `inputs`
     (list of `{name, shape, dtype}`), `outputs`, `task`, label names, head counts, tokenizer files.
-    `details` is what the last pass reports about itself (e.g. the chosen quantization scheme).
+    `details` is what the last pass reports about itself (e.g. the chosen quantization scheme). A source that
+    copies a user's file records it in `meta["source_file"]`, so messages name that file, not the copy.
     `family` names the `ModelFamily` that handles the model in every format (set by the engine from
     the model source; passes keep it). Passes never mutate an artifact (nor its model object); they
     return `artifact.evolve(...)` with a new model.

@@ -102,6 +102,8 @@ class PlanContext:
     target: Target
     index: int | None = None  # the step being checked
     family: ModelFamily = field(default_factory=ModelFamily)  # the model's family at this step
+    shapes: Mapping[str, list[int]] = field(default_factory=dict)  # input shapes pinned on the command line (--shape)
+    inputs: list[dict[str, Any]] | None = None  # the model's inputs, when its source knows them (`Source.inputs`)
 
     def path(self, value: str) -> Path:
         """A recipe path, resolved against the recipe file's directory."""
@@ -124,6 +126,7 @@ class Context:
     seed: int = 0
     source: Any = None  # the source artifact (the original model), for teachers and accuracy drops
     families: Mapping[str, ModelFamily] = field(default_factory=dict)  # registered families by name
+    shapes: Mapping[str, list[int]] = field(default_factory=dict)  # input shapes pinned on the command line (--shape)
     report: Callable[[float, str], None] = lambda fraction, text: None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("shrink"))
     _counter: itertools.count = field(default_factory=itertools.count, repr=False)

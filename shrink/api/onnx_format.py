@@ -7,11 +7,9 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from shrink.analysis import analyze
-from shrink.api.data import labelled_eval, sample_feeds, top1
-from shrink.support.ort import host_latency_ms, run_session
+from shrink.api.data import array_feeds, labelled_eval, rows, run_feeds, sample_feeds, top1
+from shrink.support.ort import host_latency_ms
 
 if TYPE_CHECKING:
     from shrink.api.artifact import Artifact
@@ -38,9 +36,9 @@ def measure(artifact: Artifact, data: Dataset | None) -> dict[str, Any]:
     if sample is not None:
         metrics["host_latency_ms"] = round(host_latency_ms(path, sample), 4)
     split = labelled_eval(data)
-    if split is not None and artifact.inputs:
-        logits = run_session(path, {artifact.inputs[0]["name"]: np.ascontiguousarray(split.inputs)})[0]
-        metrics["accuracy"] = top1(logits, split.labels)
+    found = array_feeds(artifact.inputs, data, ("eval",), len(split)) if split is not None else None
+    if split is not None and found is not None and rows(found[0]) == len(split):
+        metrics["accuracy"] = top1(run_feeds(path, artifact.inputs, found[0])[0], split.labels)
     return metrics
 
 

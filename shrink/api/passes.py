@@ -30,8 +30,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict
-
+from shrink.api.options import PassOptions
 from shrink.errors import PluginError, Problem
 
 if TYPE_CHECKING:
@@ -40,12 +39,6 @@ if TYPE_CHECKING:
     from shrink.api.data import Dataset
 
 PASS_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
-
-
-class PassOptions(BaseModel):
-    """Base class for typed options: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 OptionsT = TypeVar("OptionsT", bound=PassOptions)
@@ -122,6 +115,19 @@ class Source(_Configured[OptionsT]):
         """Plan-time checks (files exist, factories are well-formed); one message per problem."""
         return []
 
+    @classmethod
+    def claims(cls, model: str) -> dict[str, Any] | None:
+        """For `shrink init`: the recipe's `model` section (without `source`) when this source loads the model the
+        user named on the command line (a file, a folder, a `file.py:callable` factory); None otherwise. Paths
+        in the section are as given; `init` rewrites them relative to the recipe."""
+        return None
+
+    def inputs(self, plan: PlanContext) -> list[dict[str, Any]] | None:
+        """The model's inputs as `load()` will record them (`meta["inputs"]` form, see `shrink.api.inputs`), with
+        `plan.shapes` applied, when they are known without loading the model; None otherwise. The planner
+        refuses inputs with dims left unpinned, and data providers compare their samples with them."""
+        return None
+
     def load(self, ctx: Context) -> Artifact:
         raise NotImplementedError
 
@@ -132,6 +138,12 @@ class DataProvider(_Configured[OptionsT]):
     name: ClassVar[str]
     splits: ClassVar[tuple[str, ...]] = ("train", "calibration", "eval")
     labels: ClassVar[bool] = True
+
+    @classmethod
+    def claims(cls, path: str) -> dict[str, Any] | None:
+        """For `shrink init`: the recipe's `data` section (without `source`) when this provider reads the data at
+        `path` (a folder of images, a file of lines, an `.npz`, ...); None otherwise."""
+        return None
 
     def check(self, plan: PlanContext) -> list[str]:
         return []

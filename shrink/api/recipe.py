@@ -38,8 +38,9 @@ class Recipe:
 
     @property
     def budget(self) -> dict[str, Any]:
+        """The budget's gates and settings (its `description`, a note for people, left out)."""
         budget = self.raw.get("budget")
-        return dict(budget) if isinstance(budget, dict) else {}
+        return {k: v for k, v in budget.items() if k != "description"} if isinstance(budget, dict) else {}
 
     def resolve_path(self, value: str) -> Path:
         """Relative paths resolve against the recipe file's directory, never the working directory."""

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from shrink.api.checks import CheckResult
-from shrink.api.data import Dataset, array_feeds, random_feeds
+from shrink.api.data import Dataset, array_feeds, random_feeds, rows, to_model
+from shrink.api.inputs import is_pinned
 from shrink.support.ort import session
 
 GOLDEN_FILE = "golden.npz"
@@ -26,18 +27,17 @@ _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def sample_inputs(inputs: list[dict[str, Any]], data: Dataset | None, seed: int, samples: int = SAMPLES) -> dict[str, np.ndarray] | None:
-    """`samples` batch-1 inputs per model input, stacked: `{name: [samples, 1, ...]}`.
+    """`samples` batch-1 inputs per model input in the model's layout, stacked: `{name: [samples, *shape]}`.
 
-    Real eval samples when the data matches the model's single input, else seeded random values.
-    None when an input has a dimension that is not pinned.
+    Real eval samples when the data feeds the model, else seeded random values (constants and ranges as the
+    inputs declare). None when an input has a dimension that is not pinned.
     """
-    if not inputs or not all((spec.get("shape") or []) and all(isinstance(d, int) and d > 0 for d in spec["shape"])
-                             for spec in inputs):
+    if not inputs or not all(is_pinned(spec) for spec in inputs):
         return None
     found = array_feeds(inputs, data, ("eval",), samples)
-    if found is not None:
-        return {name: x[:, None] for name, x in found[0].items()}
-    return random_feeds(inputs, (samples, 1), seed)
+    feeds = found[0] if found is not None else random_feeds(inputs, (samples,), seed)
+    batches = [to_model(inputs, feeds, i, i + 1) for i in range(rows(feeds))]
+    return {spec["name"]: np.stack([batch[spec["name"]] for batch in batches]) for spec in inputs}
 
 
 def run(model: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str], list[np.ndarray]]:
@@ -45,7 +45,7 @@ def run(model: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str], list[np.n
     sess = session(model)
     names = [o.name for o in sess.get_outputs()]
     count = len(next(iter(feeds.values())))
-    results = [sess.run(None, {k: v[i] for k, v in feeds.items()}) for i in range(count)]
+    results = [sess.run(None, {k: np.asarray(v[i]) for k, v in feeds.items()}) for i in range(count)]
     return names, [np.stack([np.asarray(r[j]) for r in results]) for j in range(len(names))]
 
 

@@ -72,6 +72,13 @@ def _print_checks(console: Console, checks: list[Any]) -> None:
         console.print(f"{mark} {c.name}: {_num(c.value)}{limit}" + (f" — {escape(c.cause)}" if c.cause else ""))
 
 
+def _shapes(args: argparse.Namespace) -> dict[str, list[int]]:
+    """`--shape NAME=1x3x224x224` (repeatable): input shapes by name."""
+    from shrink.analysis import parse_shape
+
+    return dict(parse_shape(text) for text in getattr(args, "shape", None) or [])
+
+
 def _num(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -116,7 +123,7 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
 
     registry = _registry()
     _warn_failed_plugins(registry, console)
-    plan = load_plan(Path(args.recipe), registry, args.target)
+    plan = load_plan(Path(args.recipe), registry, args.target, _shapes(args))
     output = Path(args.output) if args.output else None
     from shrink.engine.cache import PassCache, default_max_bytes
 
@@ -221,18 +228,23 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
     registry = _registry()
     _warn_failed_plugins(registry, console)
-    plan = load_plan(Path(args.recipe), registry, args.target)
-    described = plan.describe()
+    plan = load_plan(Path(args.recipe), registry, args.target, _shapes(args))
     if console.json_mode:
-        console.emit_json(_result("pass", ExitCode.OK, plan=described))
+        console.emit_json(_result("pass", ExitCode.OK, plan=plan.describe()))
         return ExitCode.OK
+    _print_plan(console, plan)
+    return ExitCode.OK
+
+
+def _print_plan(console: Console, plan: Any) -> None:
     from rich.table import Table
 
+    described = plan.describe()
     console.print(f"recipe [bold]{plan.recipe.name}[/] → target [bold]{plan.target.name}[/] "
                   f"(model: {described['source']['source']} → {plan.source.produces}; data: {described['data'] or 'none'})")
     table = Table(title_justify="left")
     for col in ("#", "pass", "plugin", "format", "options"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # narrow terminals and pipes wrap values, never cut them
     for step in described["passes"]:
         options = ", ".join(f"{k}={json.dumps(v)}" for k, v in step["options"].items())
         table.add_row(str(step["index"]), step["pass"], step["plugin"], f"{step['consumes']} → {step['produces']}", options)
@@ -240,6 +252,25 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     if plan.recipe.budget:
         console.print("budget: " + ", ".join(f"{k} ≤ {v}" for k, v in plan.recipe.budget.items()))
     console.print("[green]plan ok[/]: nothing was run")
+
+
+def cmd_init(args: argparse.Namespace, console: Console) -> int:
+    from shrink.cli.init import starter_recipe, write
+    from shrink.engine.compile import load_plan
+
+    registry = _registry()
+    _warn_failed_plugins(registry, console)
+    registry.ensure_consistent()
+    target = registry.catalog().resolve(args.target)
+    out = Path(args.output)
+    write(starter_recipe(registry, args.model, target, args.data, _shapes(args), out, args.weights), out, args.force)
+    console.info(f"wrote {out}; planning it")
+    plan = load_plan(out, registry)
+    if console.json_mode:
+        console.emit_json(_result("pass", ExitCode.OK, recipe=str(out), plan=plan.describe()))
+        return ExitCode.OK
+    _print_plan(console, plan)
+    console.print(f"next: shrink compile {out}")
     return ExitCode.OK
 
 
@@ -422,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe JSON file")
     p.add_argument("--target", "-t", help="target name, alias or profile JSON path (overrides the recipe)")
     p.add_argument("--output", "-o", metavar="DIR", help="bundle directory (default dist/<name>-<target>/)")
+    p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224",
+                   help="pin a model input's shape (repeatable): its symbolic or -1 dims, or a torch factory's input")
     p.add_argument("--no-cache", action="store_true",
                    help="run every pass, neither reading nor writing the pass cache ($SHRINK_CACHE_DIR, default ~/.cache/shrink)")
     p.add_argument("--strict-cache", action="store_true",
@@ -432,7 +465,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", parents=[common], help="validate and plan a recipe; run nothing")
     p.add_argument("recipe")
     p.add_argument("--target", "-t")
+    p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224",
+                   help="pin a model input's shape (repeatable): its symbolic or -1 dims, or a torch factory's input")
     p.set_defaults(handler=cmd_plan)
+
+    p = sub.add_parser("init", parents=[common], help="write a starter recipe for your own model and data, and plan it")
+    p.add_argument("--model", "-m", required=True, help="an .onnx file, a file.py:callable factory, or a model folder")
+    p.add_argument("--weights", help="the factory's trained weights (a state_dict file)")
+    p.add_argument("--data", "-d", help="samples: a folder of images, a folder of WAV files, a text file of lines, an .npz")
+    p.add_argument("--target", "-t", required=True, help="target name, alias or profile JSON path")
+    p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224", help="pin a model input's shape (repeatable)")
+    p.add_argument("--output", "-o", default="recipe.json", metavar="FILE", help="the recipe to write (default recipe.json)")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.set_defaults(handler=cmd_init)
 
     p = sub.add_parser("verify", parents=[common], help="re-check a bundle (integrity first) or a bare ONNX model")
     p.add_argument("path", help="bundle directory or .onnx file")

@@ -40,8 +40,9 @@ def default_output(plan: Plan) -> Path:
     return Path("dist") / f"{plan.recipe.name}-{plan.target.name}"
 
 
-def load_plan(recipe_path: Path, registry: Registry, target: str | None = None) -> Plan:
-    return make_plan(load_recipe(recipe_path), registry, target)
+def load_plan(recipe_path: Path, registry: Registry, target: str | None = None,
+              shapes: dict[str, list[int]] | None = None) -> Plan:
+    return make_plan(load_recipe(recipe_path), registry, target, shapes)
 
 
 def final_checks(plan: Plan, registry: Registry, subject: Subject) -> list[CheckResult]:

@@ -224,7 +224,8 @@ def components(plan: Plan, data: str | None) -> list[dict[str, Any]]:
     """What each step's result depends on: the source first, then one entry per pass (chained by key)."""
     family, provider = type(plan.family), type(plan.data) if plan.data is not None else None
     shared = {"data": data, "data_code": code_hash(provider) if provider else None, "seed": plan.recipe.seed,
-              "target": plan.target.sha256, "family": plan.family.name, "family_code": code_hash(family)}
+              "target": plan.target.sha256, "family": plan.family.name, "family_code": code_hash(family),
+              "shapes": dict(sorted(plan.shapes.items()))}
     resolve = plan.recipe.resolve_path
 
     def component(name: str, entry: Entry, obj: Any) -> dict[str, Any]:

@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from shrink.api.artifact import Artifact, Step
 from shrink.api.context import Context, ModelFamily
-from shrink.api.data import Dataset
+from shrink.api.data import Dataset, labelled_eval
 from shrink.bundle import golden
 from shrink.engine import keys
 from shrink.engine.cache import DamagedEntry, Entry, PassCache
-from shrink.errors import CacheError, PassFailed, PluginError, Problem, ShrinkError
+from shrink.errors import CacheError, PassFailed, PluginError, Problem, ShrinkError, UsageError
 from shrink.host.registry import Registry
 from shrink.plan.planner import Plan
 from shrink.support.files import dead_temporaries
@@ -124,6 +126,25 @@ class RunResult:
         self.cache.touch([*self.keys, self.golden_key()])
 
 
+CHANCE_MARGIN = 0.02  # a source model this close to chance accuracy has untrained weights
+
+
+def untrained(plan: Plan, data: Dataset | None, source: Artifact) -> str | None:
+    """Why the source model looks untrained (eval accuracy within 2 points of chance: the larger of 1/classes and
+    the most frequent class), or None; a source option `allow_random_weights: true` accepts it."""
+    accuracy = source.metrics.get("accuracy")
+    split = labelled_eval(data)
+    if accuracy is None or split is None or getattr(plan.source.options, "allow_random_weights", False):
+        return None
+    _, counts = np.unique(np.asarray(split.labels), return_counts=True)
+    classes = max(len((data.meta.get("classes") if data else None) or []), len(counts), 1)
+    chance = max(1 / classes, float(counts.max()) / max(len(split), 1) if len(counts) else 0.0)
+    if float(accuracy) > chance + CHANCE_MARGIN:
+        return None
+    return (f"the source model scores {float(accuracy):.1%} on the eval split, within {CHANCE_MARGIN:.0%} of chance "
+            f"({chance:.1%} for {classes} classes): its weights look untrained")
+
+
 def _already_ran(history: tuple[Step, ...]) -> str:
     ran = [f"passes[{s.index}] {s.name}" for s in history if s.index is not None]
     return ", ".join(ran) if ran else "none"
@@ -138,7 +159,7 @@ class _Run:
         self.notify = notify
         self.cache = cache
         self.ctx = Context(recipe=plan.recipe, target=plan.target, data=None, workdir=workdir, seed=plan.recipe.seed,
-                           families=registry.families())
+                           families=registry.families(), shapes=plan.shapes)
         self.keys: list[str] = []
         self.components: list[dict[str, Any]] = []
         self.loaded: dict[str, dict[str, str]] = {}  # key -> sha256 of each file loaded from that entry
@@ -186,7 +207,12 @@ class _Run:
             metrics = dict(self.ctx.family(artifact).measure(artifact, self.ctx))
             metrics.update(self.registry.extra_metrics(artifact, self.ctx))
             return metrics
-        except ShrinkError:
+        except ShrinkError as exc:
+            original = artifact.meta.get("source_file")  # name the user's file, not the private copy
+            if original and isinstance(artifact.model, str):
+                raise type(exc)([dataclasses.replace(p, where=p.where.replace(artifact.model, original),
+                                                     message=p.message.replace(artifact.model, original))
+                                 for p in exc.problems]) from None
             raise
         except Exception as exc:
             log.debug("measuring failed", exc_info=True)
@@ -383,6 +409,12 @@ def run_plan(plan: Plan, registry: Registry, workdir: Path, progress: Progress |
         artifact = source = run.load_source()
         done = 0
     assert source is not None
+    if done < len(plan.steps):
+        why = untrained(plan, run.ctx.data, source)
+        if why:
+            raise UsageError(why, where=f"{plan.recipe.label}: model",
+                             hint="load trained weights (e.g. model.weights), or set model.allow_random_weights: true "
+                                  "to compile it anyway")
     run.ctx.source = source
     for step in plan.steps[done:]:
         artifact = run.run_step(step, artifact)

@@ -26,6 +26,7 @@ BUDGET_KEYS: dict[str, dict[str, Any]] = {
     "ram_bytes": {"type": "integer", "minimum": 1, "description": "Largest estimated RAM use, in bytes."},
     "macs": {"type": "integer", "minimum": 1, "description": "Most multiply-accumulates per inference."},
     "energy_mj": {"type": "number", "exclusiveMinimum": 0, "description": "Most estimated energy per inference, in millijoules."},
+    "description": {"type": "string", "description": "a note for people reading the recipe; shrink ignores it"},
 }
 
 

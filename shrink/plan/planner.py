@@ -5,12 +5,14 @@ Nothing here loads a model or data: `shrink plan` stops after this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from shrink.api.context import ModelFamily, PlanContext
+from shrink.api.inputs import unpinned
 from shrink.api.passes import DataProvider, Pass, PassOptions, Source
 from shrink.api.recipe import Recipe
 from shrink.api.target import Target
@@ -22,6 +24,9 @@ from shrink.support.validation import brief, schema_problems
 DEPLOY_FORMAT = "onnx"
 
 
+DESCRIPTION = {"type": "string", "description": "a note for people reading the recipe; shrink ignores it"}
+
+
 def options_schema(options: type[PassOptions], discriminator: str | None = None, value: str | None = None) -> dict[str, Any]:
     """The JSON Schema of a step (or model/data section) generated from its `Options` class."""
     schema = options.model_json_schema()
@@ -30,6 +35,7 @@ def options_schema(options: type[PassOptions], discriminator: str | None = None,
     if discriminator:
         props = {discriminator: {"const": value} if value else {"type": "string"}}
         props.update(schema.get("properties", {}))
+        props.setdefault("description", DESCRIPTION)
         schema["properties"] = props
         schema["required"] = [discriminator, *schema.get("required", [])]
     return schema
@@ -38,7 +44,8 @@ def options_schema(options: type[PassOptions], discriminator: str | None = None,
 def _pydantic_problems(exc: ValidationError, label: str, prefix: tuple[str | int, ...]) -> list[Problem]:
     problems = []
     for err in exc.errors():
-        loc = tuple(part for part in err["loc"] if part != "__root__")
+        # pydantic names the member of a union it tried (`function-after[check(), list[int]]`): not a JSON path part
+        loc = tuple(part for part in err["loc"] if part != "__root__" and not (isinstance(part, str) and "[" in part))
         message = str(err["msg"]).removeprefix("Value error, ")
         problems.append(Problem(f"{label}: {json_path(prefix + loc)}", message))
     return problems
@@ -75,6 +82,7 @@ class Plan:
     data_entry: Entry | None
     steps: tuple[Step, ...]
     family: ModelFamily
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # --shape: input shapes pinned on the command line
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -120,7 +128,7 @@ class _Planner:
         if problems:
             self.problems.extend(problems)
             return None
-        values = {k: v for k, v in raw.items() if k != discriminator}
+        values = {k: v for k, v in raw.items() if k not in (discriminator, "description")}
         try:
             options = entry.obj.Options.model_validate(values)
         except ValidationError as exc:
@@ -141,8 +149,10 @@ class _Planner:
         return self.instantiate(entry, raw, ("passes", index), "pass")
 
 
-def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = None) -> Plan:
-    """Resolve and statically check `recipe`; all problems are raised together as a `RecipeError`."""
+def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = None,
+              shapes: dict[str, list[int]] | None = None) -> Plan:
+    """Resolve and statically check `recipe` (`shapes` pin model inputs by name, as `--shape` does); all problems
+    are raised together as a `RecipeError`."""
     registry.ensure_consistent()
     planner = _Planner(recipe, registry)
     planner.problems.extend(recipe.problems)
@@ -172,10 +182,11 @@ def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = 
     steps = _chain(planner, source[0], [r for r in resolved if r is not None], target)
     data_provider = data[0] if data else None
     family = registry.family_for(source[0].family, source[0].produces)
-    _preconditions(planner, target, family, source[0], data_provider, steps)
+    _preconditions(planner, target, family, source[0], data_provider, steps, dict(shapes or {}))
     if planner.problems:
         raise RecipeError(planner.problems)
-    return Plan(recipe, target, source[0], source[1], data_provider, data[1] if data else None, tuple(steps), family)
+    return Plan(recipe, target, source[0], source[1], data_provider, data[1] if data else None, tuple(steps), family,
+                dict(shapes or {}))
 
 
 def _chain(planner: _Planner, source: Source, resolved: list[tuple[Pass, Entry]], target: Target) -> list[Step]:
@@ -208,10 +219,16 @@ def _chain(planner: _Planner, source: Source, resolved: list[tuple[Pass, Entry]]
 
 
 def _preconditions(planner: _Planner, target: Target, family: ModelFamily, source: Source, data: DataProvider | None,
-                   steps: list[Step]) -> None:
-    ctx = PlanContext(planner.recipe, target, family=family)
-    for message in source.check(ctx):
+                   steps: list[Step], shapes: dict[str, list[int]]) -> None:
+    ctx = PlanContext(planner.recipe, target, family=family, shapes=shapes)
+    source_problems = source.check(ctx)
+    for message in source_problems:
         planner.add(("model",), message)
+    inputs = source.inputs(ctx) if not source_problems else None
+    for name, dims in unpinned(inputs or []):
+        planner.add(("model", "inputs"), f"input {name!r} has dimensions nothing pins: {dims}",
+                    f'pin them in the recipe ("inputs": [{{"name": "{name}", "shape": [...]}}]) or with --shape {name}=1x...')
+    ctx = dataclasses.replace(ctx, inputs=inputs)
     if data is not None:
         for message in data.check(ctx):
             planner.add(("data",), message)
@@ -226,7 +243,7 @@ def _preconditions(planner: _Planner, target: Target, family: ModelFamily, sourc
                 planner.add(path, f"{step.name} needs the {', '.join(missing)} split(s), which data source {data.name!r} does not provide")
             if "labels" in needs and not data.labels:
                 planner.add(path, f"{step.name} needs labelled data; data source {data.name!r} has no labels")
-        for message in step.instance.check(PlanContext(planner.recipe, target, step.index, family)):
+        for message in step.instance.check(dataclasses.replace(ctx, index=step.index)):
             planner.add(path, message)
     budget = planner.recipe.budget
     if "accuracy_drop" in budget and (data is None or not data.labels):

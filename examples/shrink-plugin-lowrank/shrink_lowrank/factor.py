@@ -118,9 +118,7 @@ def check_rebuild(model: nn.Module, artifact: Artifact, ctx: Context, spec: dict
     try:
         fresh = load_factory(factory, ctx.recipe.base_dir)(**kwargs)
         if artifact.meta.get("pruned_shapes") or artifact.meta.get("fused_bn"):
-            from shrink_torch.runtime import (
-                rebuild,  # shrink's torch plugin records these
-            )
+            from shrink_torch.runtime import rebuild  # shrink's torch plugin records these
 
             fresh = rebuild(fresh, artifact.meta.get("pruned_shapes"), artifact.meta.get("fused_bn"))
         buffer = io.BytesIO()

@@ -15,7 +15,7 @@ from shrink.testing import check_pass_contract
 from shrink_lowrank import plugin
 from shrink_lowrank.plugin import LowRank
 
-MLP = {"source": "torch", "factory": "tiny.py:mlp", "input_shape": [1, 1, 8, 8]}  # Linear 64→64→64→10
+MLP = {"source": "torch", "factory": "tiny.py:mlp", "input_shape": [1, 1, 8, 8], "allow_random_weights": True}  # Linear 64→64→64→10
 
 
 def test_declarations_follow_the_pass_contract():

@@ -1,0 +1,151 @@
+"""The `onnx` model source: an ONNX file the user has (external weight data included), with its inputs read
+from the file and completed by the recipe (`inputs`, `input_shape`) and `--shape`."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from shrink import Artifact, Context, PassOptions, PlanContext, Source, UsageError
+from shrink.api.inputs import InputSpec, merge
+from shrink.api.limits import InputShape
+
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
+                 "MatMulInteger", "ConvInteger", "QGemm", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention",
+                 "DynamicQuantizeLSTM", "MatMulNBits", "GatherBlockQuantized"}
+
+
+class OnnxSourceOptions(PassOptions):
+    """Options of the `onnx` model source."""
+
+    path: str = Field(min_length=1, description="the .onnx file (its external data files beside it)")
+    input_shape: InputShape | SkipJsonSchema[None] = Field(
+        None, description="pins the first input's dims, batch first (for one-input models; or use 'inputs')")
+    allow_random_weights: bool = Field(False, description="compile a model whose eval accuracy is within 2 points of "
+                                                          "chance (untrained weights) instead of stopping with exit 2")
+    inputs: list[InputSpec] | SkipJsonSchema[None] = Field(
+        None, max_length=64, description="per input, by name: pin its symbolic or -1 dims ('shape'), say which axis "
+                                         "is the batch ('batch_axis', null for none) and what feeds it")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> OnnxSourceOptions:
+        if self.input_shape is not None and self.inputs is not None:
+            raise ValueError("give 'input_shape' (the first input) or 'inputs' (each input by name), not both")
+        return self
+
+
+def declared_inputs(path: Path) -> list[dict[str, Any]]:
+    """The file's runtime inputs (not initializers), in order: name, dims as written (an int, a symbolic name, or
+    None; -1 and 0 count as unknown) and dtype."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    weights = {t.name for t in proto.graph.initializer}
+    found = []
+    for value in proto.graph.input:
+        if value.name in weights:
+            continue
+        tensor = value.type.tensor_type
+        dims: list[Any] = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
+                           for d in tensor.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "float32"
+        found.append({"name": value.name, "shape": dims, "dtype": dtype})
+    return found
+
+
+def _dynamic(dim: Any) -> bool:
+    return not (isinstance(dim, int) and dim > 0)
+
+
+def default_batch_axis(dims: list[Any]) -> int | None:
+    """The batch axis an input most likely has: dim 0 when it is dynamic or 1, else its first dynamic dim (a
+    recurrent state `[2, batch, 128]`); none for a scalar or a fully fixed input whose dim 0 is not 1."""
+    if not dims:
+        return None
+    if _dynamic(dims[0]) or dims[0] == 1:
+        return 0
+    return next((i for i, d in enumerate(dims) if _dynamic(d)), None)
+
+
+def resolve(declared: list[dict[str, Any]], opts: OnnxSourceOptions, shapes: Mapping[str, list[int]]) -> list[dict[str, Any]]:
+    """The inputs as the artifact records them: the file's, with the recipe's overrides and `--shape` applied,
+    each batch axis decided and its dim pinned to 1 when the file leaves it dynamic. Dims nothing pins stay
+    unpinned (the planner refuses them). An override naming no input is a `ValueError`."""
+    overrides = list(opts.inputs or [])
+    if opts.input_shape is not None and declared:
+        overrides.append(InputSpec(name=declared[0]["name"], shape=list(opts.input_shape)))
+    overrides += [InputSpec(name=name, shape=dims) for name, dims in shapes.items()]
+    explicit_axis = {o.name for o in overrides if "batch_axis" in o.model_fields_set}
+    merged = merge(declared, overrides)
+    for spec, original in zip(merged, declared):
+        if spec["name"] not in explicit_axis:
+            spec["batch_axis"] = default_batch_axis(original["shape"])
+        axis, shape = spec["batch_axis"], list(spec["shape"])
+        if axis is not None and axis < len(shape) and _dynamic(shape[axis]):
+            shape[axis] = 1
+        spec["shape"] = shape
+    return merged
+
+
+class OnnxSource(Source[OnnxSourceOptions]):
+    """An existing ONNX model file (with its external data), inputs read from the file and pinned by the recipe."""
+
+    name = "onnx"
+    produces = "onnx"
+    family = "onnx"
+    libraries = ("onnx",)
+
+    def check(self, plan: PlanContext) -> list[str]:
+        path = plan.path(self.options.path)
+        if not path.is_file():
+            return [f"model file {str(path)!r} does not exist"]
+        try:
+            resolve(declared_inputs(path), self.options, plan.shapes)
+        except ValueError as exc:
+            return [str(exc)]
+        except Exception as exc:  # noqa: BLE001 - any failure to read the file is bad input, named
+            return [f"model file {str(path)!r} cannot be read as ONNX: {type(exc).__name__}: {str(exc).splitlines()[0]}"]
+        return []
+
+    @classmethod
+    def claims(cls, model: str) -> dict[str, Any] | None:
+        """An `.onnx` file."""
+        return {"path": model} if model.lower().endswith(".onnx") and Path(model).is_file() else None
+
+    def inputs(self, plan: PlanContext) -> list[dict[str, Any]]:
+        return resolve(declared_inputs(plan.path(self.options.path)), self.options, plan.shapes)
+
+    def load(self, ctx: Context) -> Artifact:
+        import onnx
+
+        from shrink.analysis import load_model
+        from shrink_common.onnx_graph import has_external_data
+
+        src = ctx.path(self.options.path)
+        proto = load_model(src)  # structure checks whose messages name the user's file (exit 2)
+        dest = ctx.new_path(src.stem, ".onnx")
+        if not has_external_data(proto):
+            shutil.copyfile(src, dest)
+        else:  # the weights travel with the model, inlined (a file over protobuf's 2 GiB keeps them beside it)
+            full = onnx.load(str(src))
+            try:
+                onnx.save(full, str(dest))
+            except ValueError:
+                onnx.save(full, str(dest), save_as_external_data=True, location=f"{dest.name}.data")
+        try:
+            onnx.checker.check_model(str(dest))
+        except onnx.checker.ValidationError as exc:
+            raise UsageError(f"model file {str(src)!r} is not a valid ONNX model: {str(exc).splitlines()[0]}") from None
+        ops = {n.op_type for n in proto.graph.node}
+        meta: dict[str, Any] = {"inputs": resolve(declared_inputs(src), self.options, ctx.shapes),
+                                "outputs": [{"name": o.name} for o in proto.graph.output], "source_file": str(src)}
+        quantized = sorted(ops & QUANTIZED_OPS)
+        if quantized:
+            meta["quantization"] = {"scheme": "already quantized in the source file", "ops": quantized}
+        return Artifact(str(dest), "onnx", meta=meta, details={"file": str(src), "nodes": len(proto.graph.node),
+                                                               "external_data": has_external_data(proto)})

@@ -1,0 +1,116 @@
+"""`shrink init`: a starter recipe for the user's own model and data.
+
+The installed sources and data providers say which of them reads what the user named (`Source.claims`,
+`DataProvider.claims`); the passes follow the target: an export when the source gives a framework model,
+quantization with the target's scheme when there is data to calibrate on (a data-free scheme, said so,
+when there is none), and a graph fusion for ONNX Runtime targets. Every choice is explained in a
+`description`. The recipe is then planned, so what `init` writes is what `compile` accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from shrink.api.target import Target
+from shrink.errors import UsageError
+from shrink.host.registry import Registry
+
+DATA_FREE_SCHEME = "dynamic-per-channel"
+
+
+def _claimed(registry: Registry, kind: str, value: str, what: str) -> tuple[str, dict[str, Any]]:
+    found = []
+    for name in registry.names(kind):
+        section = registry.get(kind, name).obj.claims(value)  # type: ignore[union-attr]
+        if section is not None:
+            found.append((name, section))
+    if not found:
+        names = ", ".join(registry.names(kind))
+        raise UsageError(f"no installed {what} reads {value!r}", where=f"--{what.split()[0]}",
+                         hint=f"installed {what}s: {names}")
+    if len(found) > 1:
+        raise UsageError(f"{value!r} is read by several {what}s ({', '.join(n for n, _ in found)}); write the recipe "
+                         "by hand and pick one", where=f"--{what.split()[0]}")
+    return found[0]
+
+
+def _relative(section: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict[str, Any]:
+    """Paths the user gave (relative to the working directory) rewritten relative to the recipe's folder; a
+    `file.py:callable` keeps its callable, a `package.module:callable` is left alone."""
+    out = dict(section)
+    for key in keys:
+        value = out.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        head, colon, tail = value.partition(":") if ".py:" in value else (value, "", "")
+        if colon or Path(head).exists():
+            out[key] = os.path.relpath(Path(head).resolve(), base.resolve()) + colon + tail
+    return out
+
+
+def starter_recipe(registry: Registry, model: str, target: Target, data: str | None, shapes: dict[str, list[int]],
+                   recipe_path: Path, weights: str | None = None) -> dict[str, Any]:
+    """The recipe `shrink init` writes (not yet planned)."""
+    base = recipe_path.parent
+    source_name, model_section = _claimed(registry, "sources", model, "model source")
+    source = registry.get("sources", source_name).obj  # type: ignore[union-attr]
+    if weights:
+        model_section["weights"] = weights
+    model_section = _relative(model_section, ("path", "factory", "weights"), base)
+    if shapes:
+        model_section["inputs"] = [{"name": name, "shape": dims} for name, dims in shapes.items()]
+    recipe: dict[str, Any] = {
+        "schema_version": 1,
+        "name": _name(model),
+        "description": f"written by `shrink init` for {model} on {target.name}; edit it freely",
+        "model": {"source": source_name, **model_section, "description": f"{model}, read by the {source_name!r} source"},
+        "target": target.name,
+    }
+    labelled = False
+    if data is not None:
+        provider_name, data_section = _claimed(registry, "datasets", data, "data source")
+        provider = registry.get("datasets", provider_name).obj  # type: ignore[union-attr]
+        labelled = bool(provider(provider.Options.model_validate(data_section)).labels)
+        recipe["data"] = {"source": provider_name, **_relative(data_section, ("path",), base),
+                          "description": f"{data}: training, calibration and eval samples"}
+    recipe["passes"] = _passes(source.produces, target, data is not None)
+    if labelled:
+        recipe["budget"] = {"accuracy_drop": 0.02,
+                            "description": "the compile fails if top-1 accuracy on the eval split drops by more than 2 points"}
+    return recipe
+
+
+def _name(model: str) -> str:
+    stem = Path(model.split(":")[0]).stem or "model"
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("-._") or "model"
+    return cleaned[:100] if cleaned[0].isalnum() else f"m{cleaned}"[:100]
+
+
+def _passes(produces: str, target: Target, calibrated: bool) -> list[dict[str, Any]]:
+    runtime = target.get("runtime", "name")
+    passes: list[dict[str, Any]] = []
+    if produces != "onnx":
+        passes.append({"pass": "export", "description": f"{produces} → ONNX, parity-checked against the {produces} model"})
+    scheme = target.get("quantization", "scheme")
+    if calibrated:
+        passes.append({"pass": "quantize", "description": f"int8 with {target.name}'s scheme ({scheme or 'static'}), "
+                                                          "calibrated on the data"})
+    elif runtime == "onnxruntime":
+        passes.append({"pass": "quantize", "scheme": DATA_FREE_SCHEME,
+                       "description": f"int8 without data ({DATA_FREE_SCHEME}: MatMul/Gather weights; convolutions stay "
+                                      "float). Give --data for the target's static scheme"})
+    if runtime == "onnxruntime":
+        passes.append({"pass": "fuse", "description": "ONNX Runtime's portable graph optimizations (fused ops)"})
+    if not passes:
+        passes.append({"pass": "export", "description": "the deployable format"})
+    return passes
+
+
+def write(recipe: dict[str, Any], path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists", where="--output", hint="choose another file, or pass --force to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(recipe, indent=2) + "\n")

@@ -1,0 +1,60 @@
+"""`shrink init`: a starter recipe for the user's own model, planned before it is handed over."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.test_inputs import state_model
+
+
+def test_a_factory_with_its_shape_gets_a_recipe_that_plans_and_compiles(cli, tiny_model: Path, tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "recipes" / "mine.json"
+    result = cli("init", "--model", "tiny.py:tiny", "--target", "cortex-a53", "--shape", "input=1x1x8x8", "-o", out, "--json")
+    assert result.code == 0, result.err
+    recipe = json.loads(out.read_text())
+    assert recipe["model"]["factory"] == "../tiny.py:tiny"  # relative to the recipe, as recipes resolve paths
+    assert recipe["model"]["inputs"] == [{"name": "input", "shape": [1, 1, 8, 8]}]
+    assert [p["pass"] for p in recipe["passes"]] == ["export", "quantize", "fuse"]
+    assert recipe["passes"][1]["scheme"] == "dynamic-per-channel" and "Give --data" in recipe["passes"][1]["description"]
+    assert all(isinstance(p["description"], str) for p in recipe["passes"])
+    assert result.json["recipe"] == str(out) and [p["pass"] for p in result.json["plan"]["passes"]][0] == "export.onnx"
+    assert cli("compile", out, "-o", tmp_path / "bundle").code == 0
+
+
+def test_an_onnx_file_with_state_inputs_gets_a_recipe(cli, tmp_path: Path) -> None:
+    model = state_model(tmp_path / "state.onnx")
+    out = tmp_path / "r.json"
+    result = cli("init", "--model", model, "--target", "cortex-a53", "-o", out)
+    assert result.code == 0, result.err
+    recipe = json.loads(out.read_text())
+    assert recipe["model"] == {"source": "onnx", "path": "state.onnx", "description": f"{model}, read by the 'onnx' source"}
+    assert [p["pass"] for p in recipe["passes"]] == ["quantize", "fuse"]
+    assert cli("compile", out, "-o", tmp_path / "bundle").code == 0
+
+
+def test_nothing_reads_the_model(cli, tmp_path: Path) -> None:
+    result = cli("init", "--model", tmp_path / "nothing.bin", "--target", "cortex-a53", "-o", tmp_path / "r.json", "--json")
+    assert result.code == 2
+    (error,) = result.json["errors"]
+    assert error["where"] == "--model" and "no installed model source reads" in error["message"]
+    assert "onnx" in error["hint"] and "torch" in error["hint"]
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_an_existing_recipe_is_kept_unless_forced(cli, tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "r.json"
+    out.write_text("{}")
+    args = ("init", "--model", "tiny.py:tiny", "--target", "cortex-a53", "--shape", "input=1x1x8x8", "-o", out)
+    assert cli(*args).code == 2 and out.read_text() == "{}"
+    assert cli(*args, "--force").code == 0 and json.loads(out.read_text())["name"] == "tiny"
+
+
+def test_a_factory_without_shapes_plans_to_a_clear_error(cli, tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = cli("init", "--model", "tiny.py:tiny", "--target", "cortex-a53", "-o", tmp_path / "r.json", "--json")
+    assert result.code == 2
+    assert any("input_shape" in e["message"] and "inputs" in e["message"] for e in result.json["errors"])
