@@ -1,0 +1,184 @@
+"""What the folder sources (images, audio) share: scanning the declared folders, labels from class
+subfolders, the splits, the plan-time checks against the model's input and a fingerprint without decoding.
+
+A source subclasses `FolderProvider` with its `Options` (a `FolderOptions`), `resolve()` (its preprocessing,
+defaulted from the model's input) and `decode()` (one file to one sample).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import numpy as np
+from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
+
+from shrink import DataProvider, Dataset, PlanContext, Split, UsageError
+from shrink.api.context import Context
+from shrink_common.samples import SampleSpec, data_input, sample_problems
+from shrink_data.files import Folder, listing_digest, scan
+from shrink_data.lazy import Decoder, LazySamples
+from shrink_data.options import SplitOptions
+from shrink_data.splits import calibration, cut, shuffled, size_problems
+
+
+class FolderOptions(SplitOptions):
+    """Split options plus the class order of labelled folders."""
+
+    classes: list[str] | SkipJsonSchema[None] = Field(
+        None, min_length=1, description="label order: class subfolder names, label i = classes[i] (default: the "
+                                        "subfolder names sorted)")
+
+
+class Prep(Protocol):
+    """A source's resolved preprocessing: what one sample becomes."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    dtype: str
+
+    def describe(self) -> str: ...
+
+
+OptionsT = TypeVar("OptionsT", bound=FolderOptions)
+PrepT = TypeVar("PrepT", bound=Prep)
+
+
+class FolderProvider(DataProvider[OptionsT]):
+    """A data source reading one folder (split by seed) or one folder per declared split."""
+
+    extensions: ClassVar[tuple[str, ...]]
+    kind: ClassVar[str]  # what the files are, in messages ("images")
+
+    def __init__(self, options: OptionsT) -> None:
+        super().__init__(options)
+        self._scans: dict[Path, tuple[Folder | None, list[str]]] = {}  # listings by folder, for this plan
+        self._recipe_path: Callable[[str], Path] | None = None  # resolves recipe paths, once check() ran
+
+    # to implement ---------------------------------------------------------------------------------
+
+    def resolve(self, spec: Mapping[str, Any] | None) -> tuple[Any, list[str]]:
+        """The preprocessing for the model's one data-fed input `spec` (None: unknown), or None and why not."""
+        raise NotImplementedError
+
+    def decode(self, path: Path, prep: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    # declared at plan time ------------------------------------------------------------------------
+
+    @property
+    def splits(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.options.split_names()
+
+    @property
+    def labels(self) -> bool:  # type: ignore[override]
+        """Labelled when the folders that train and evaluate (else the only one) have class subfolders; known once
+        `check()` has listed the folders (True before, so that nothing is refused for want of a listing)."""
+        return True if self._recipe_path is None else self._labelled(self._scan_all(self._recipe_path)[0])
+
+    def _labelled(self, folders: Mapping[str, Folder]) -> bool:
+        used = [folders[k] for k in ("all", "train", "eval") if k in folders] or list(folders.values())
+        return all(folder.labelled for folder in used) if used else True
+
+    def _scan_all(self, path: Callable[[str], Path]) -> tuple[dict[str, Folder], list[str]]:
+        folders, problems = {}, []
+        for split, value in self.options.declared().items():
+            root = path(value)
+            if root not in self._scans:
+                self._scans[root] = scan(root, self.extensions, self.kind, "path" if split == "all" else split,
+                                         self.options.classes)
+            folder, found = self._scans[root]
+            problems += found
+            if folder is not None:
+                folders[split] = folder
+        return folders, problems
+
+    def check(self, plan: PlanContext) -> list[str]:
+        """The folders exist and hold files, the splits can be cut, and one preprocessed sample fits the model."""
+        self._recipe_path = plan.path
+        folders, problems = self._scan_all(plan.path)
+        if "all" in folders:
+            folder = folders["all"]
+            classes = self.options.classes or folder.classes
+            problems += size_problems(len(folder.files), folder.labels(classes), classes, self.options,
+                                      f"path: folder {str(folder.root)!r}")
+        prep, found = self.resolve(data_input(plan.inputs))
+        problems += found
+        if prep is not None:
+            problems += sample_problems(plan.inputs, SampleSpec(prep.shape, prep.dtype), prep.describe())
+        return problems
+
+    # run time -------------------------------------------------------------------------------------
+
+    def _prepared(self, ctx: Context) -> tuple[dict[str, Folder], Any]:
+        folders, problems = self._scan_all(ctx.path)
+        prep, found = self.resolve(data_input(ctx.inputs))
+        problems += found
+        if problems or prep is None:
+            raise UsageError(problems[0] if problems else f"cannot prepare the {self.kind}", where=f"{ctx.recipe.label}: data")
+        return folders, prep
+
+    def fingerprint(self, ctx: Context) -> str | None:
+        """The options, the resolved preprocessing and every file's path, size and modification time."""
+        folders, prep = self._prepared(ctx)
+        digest = hashlib.sha256(self.options.model_dump_json().encode())
+        digest.update(json.dumps(dataclasses.asdict(prep), sort_keys=True).encode())
+        for split, folder in sorted(folders.items()):
+            digest.update(f"{split}\0{listing_digest(folder.root, folder.files)}\n".encode())
+        return "quick-" + digest.hexdigest()
+
+    def load(self, ctx: Context) -> Dataset:
+        folders, prep = self._prepared(ctx)
+        opts = self.options
+        classes = opts.classes or sorted({name for folder in folders.values() for name in folder.classes})
+        decoders: dict[str, Decoder] = {}
+
+        def split(key: str, order: np.ndarray) -> Split:
+            folder = folders[key]
+            if key not in decoders:
+                decoders[key] = Decoder(_reading(self.decode, folder, prep, f"data.{'path' if key == 'all' else key}",
+                                                 ctx.recipe.label), prep.shape, prep.dtype)
+            labels = folder.labels(classes)
+            return Split(LazySamples(decoders[key], order), None if labels is None else _frozen(np.asarray(labels)[order]))
+
+        splits: dict[str, Split] = {}
+        if "all" in folders:
+            labels = folders["all"].labels(classes)
+            for name, order in cut(None if labels is None else np.asarray(labels), len(folders["all"].files), opts).items():
+                splits[name] = split("all", order)
+        else:
+            for name, folder in folders.items():
+                splits[name] = split(name, shuffled(len(folder.files), opts.seed))
+            if "calibration" not in splits and "train" in splits:
+                order = splits["train"].inputs.order
+                labels = splits["train"].labels
+                splits["calibration"] = split("train", calibration(order, labels, opts.calibration_size, opts.seed))
+        labelled = self._labelled(folders)
+        meta = {"classes": classes if labelled else [], "preprocessing": dataclasses.asdict(prep),
+                "folders": {name: str(folder.root) for name, folder in folders.items()},
+                "sizes": {name: len(split) for name, split in splits.items()}}
+        return Dataset(self.name, "classification" if labelled else self.kind, splits, str(self.fingerprint(ctx)), meta)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array, dtype=np.int64)
+    array.setflags(write=False)
+    return array
+
+
+def _reading(decode: Callable[[Path, Any], np.ndarray], folder: Folder, prep: Any, key: str,
+             recipe: str) -> Callable[[int], np.ndarray]:
+    """The decoder of `folder`'s file at an index; a file that cannot be read is a usage error naming it."""
+    def run(index: int) -> np.ndarray:
+        path = folder.files[index]
+        try:
+            return decode(path, prep)
+        except Exception as exc:  # noqa: BLE001 - any failure to decode is this file's problem
+            raise UsageError(f"{key}: cannot read {str(path)!r}: {type(exc).__name__}: {exc}", where=recipe) from exc
+    return run
