@@ -9,9 +9,13 @@ without loading them. Pillow, scipy and transformers are imported only while loa
 from __future__ import annotations
 
 from shrink import DataProvider, hookimpl
+from shrink_data.arrays import Arrays
+from shrink_data.audio import Audio
 from shrink_data.images import Images
+from shrink_data.synthetic import RandomData
+from shrink_data.textfile import TextFiles
 
 
 @hookimpl
 def shrink_register_datasets() -> list[type[DataProvider]]:
-    return [Images]
+    return [Images, Arrays, Audio, TextFiles, RandomData]

@@ -18,13 +18,14 @@ import numpy as np
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from shrink import DataProvider, Dataset, PlanContext, Split, UsageError
+from shrink import Dataset, PlanContext, Split, UsageError
 from shrink.api.context import Context
 from shrink_common.samples import SampleSpec, data_input, sample_problems
 from shrink_data.files import Folder, listing_digest, scan
 from shrink_data.lazy import Decoder, LazySamples
+from shrink_data.base import SplitProvider
 from shrink_data.options import SplitOptions
-from shrink_data.splits import calibration, cut, shuffled, size_problems
+from shrink_data.splits import size_problems, split_orders
 
 
 class FolderOptions(SplitOptions):
@@ -47,10 +48,9 @@ class Prep(Protocol):
 
 
 OptionsT = TypeVar("OptionsT", bound=FolderOptions)
-PrepT = TypeVar("PrepT", bound=Prep)
 
 
-class FolderProvider(DataProvider[OptionsT]):
+class FolderProvider(SplitProvider[OptionsT]):
     """A data source reading one folder (split by seed) or one folder per declared split."""
 
     extensions: ClassVar[tuple[str, ...]]
@@ -59,7 +59,6 @@ class FolderProvider(DataProvider[OptionsT]):
     def __init__(self, options: OptionsT) -> None:
         super().__init__(options)
         self._scans: dict[Path, tuple[Folder | None, list[str]]] = {}  # listings by folder, for this plan
-        self._recipe_path: Callable[[str], Path] | None = None  # resolves recipe paths, once check() ran
 
     # to implement ---------------------------------------------------------------------------------
 
@@ -70,23 +69,20 @@ class FolderProvider(DataProvider[OptionsT]):
     def decode(self, path: Path, prep: Any) -> np.ndarray:
         raise NotImplementedError
 
-    # declared at plan time ------------------------------------------------------------------------
+    # plan time ------------------------------------------------------------------------------------
 
-    @property
-    def splits(self) -> tuple[str, ...]:  # type: ignore[override]
-        return self.options.split_names()
-
-    @property
-    def labels(self) -> bool:  # type: ignore[override]
-        """Labelled when the folders that train and evaluate (else the only one) have class subfolders; known once
-        `check()` has listed the folders (True before, so that nothing is refused for want of a listing)."""
-        return True if self._recipe_path is None else self._labelled(self._scan_all(self._recipe_path)[0])
+    def labelled(self, path: Callable[[str], Path]) -> bool:
+        """Labelled when the folders that train and evaluate (else the only one) have class subfolders."""
+        return self._labelled(self._scan_all(path)[0])
 
     def _labelled(self, folders: Mapping[str, Folder]) -> bool:
         used = [folders[k] for k in ("all", "train", "eval") if k in folders] or list(folders.values())
         return all(folder.labelled for folder in used) if used else True
 
-    def _scan_all(self, path: Callable[[str], Path]) -> tuple[dict[str, Folder], list[str]]:
+    def _scan_all(self, path: Callable[[str], Path], fresh: bool = False) -> tuple[dict[str, Folder], list[str]]:
+        """The declared folders' listings (kept for the plan's repeated questions; `fresh` lists them again)."""
+        if fresh:
+            self._scans.clear()
         folders, problems = {}, []
         for split, value in self.options.declared().items():
             root = path(value)
@@ -99,9 +95,8 @@ class FolderProvider(DataProvider[OptionsT]):
                 folders[split] = folder
         return folders, problems
 
-    def check(self, plan: PlanContext) -> list[str]:
+    def problems(self, plan: PlanContext) -> list[str]:
         """The folders exist and hold files, the splits can be cut, and one preprocessed sample fits the model."""
-        self._recipe_path = plan.path
         folders, problems = self._scan_all(plan.path)
         if "all" in folders:
             folder = folders["all"]
@@ -117,7 +112,7 @@ class FolderProvider(DataProvider[OptionsT]):
     # run time -------------------------------------------------------------------------------------
 
     def _prepared(self, ctx: Context) -> tuple[dict[str, Folder], Any]:
-        folders, problems = self._scan_all(ctx.path)
+        folders, problems = self._scan_all(ctx.path, fresh=True)
         prep, found = self.resolve(data_input(ctx.inputs))
         problems += found
         if problems or prep is None:
@@ -126,7 +121,9 @@ class FolderProvider(DataProvider[OptionsT]):
 
     def fingerprint(self, ctx: Context) -> str | None:
         """The options, the resolved preprocessing and every file's path, size and modification time."""
-        folders, prep = self._prepared(ctx)
+        return self._fingerprint(*self._prepared(ctx))
+
+    def _fingerprint(self, folders: Mapping[str, Folder], prep: Any) -> str:
         digest = hashlib.sha256(self.options.model_dump_json().encode())
         digest.update(json.dumps(dataclasses.asdict(prep), sort_keys=True).encode())
         for split, folder in sorted(folders.items()):
@@ -137,37 +134,22 @@ class FolderProvider(DataProvider[OptionsT]):
         folders, prep = self._prepared(ctx)
         opts = self.options
         classes = opts.classes or sorted({name for folder in folders.values() for name in folder.classes})
-        decoders: dict[str, Decoder] = {}
-
-        def split(key: str, order: np.ndarray) -> Split:
-            folder = folders[key]
-            if key not in decoders:
-                decoders[key] = Decoder(_reading(self.decode, folder, prep, f"data.{'path' if key == 'all' else key}",
-                                                 ctx.recipe.label), prep.shape, prep.dtype)
-            labels = folder.labels(classes)
-            return Split(LazySamples(decoders[key], order), None if labels is None else _frozen(np.asarray(labels)[order]))
-
-        splits: dict[str, Split] = {}
-        if "all" in folders:
-            labels = folders["all"].labels(classes)
-            for name, order in cut(None if labels is None else np.asarray(labels), len(folders["all"].files), opts).items():
-                splits[name] = split("all", order)
-        else:
-            for name, folder in folders.items():
-                splits[name] = split(name, shuffled(len(folder.files), opts.seed))
-            if "calibration" not in splits and "train" in splits:
-                order = splits["train"].inputs.order
-                labels = splits["train"].labels
-                splits["calibration"] = split("train", calibration(order, labels, opts.calibration_size, opts.seed))
+        labels = {key: None if (found := folder.labels(classes)) is None else np.asarray(found, dtype=np.int64)
+                  for key, folder in folders.items()}
+        decoders = {key: Decoder(_reading(self.decode, folder, prep, f"data.{'path' if key == 'all' else key}",
+                                          ctx.recipe.label), prep.shape, prep.dtype)
+                    for key, folder in folders.items()}
+        orders = split_orders({key: len(folder.files) for key, folder in folders.items()}, labels, opts)
+        splits = {name: Split(LazySamples(decoders[key], order), None if labels[key] is None else _frozen(labels[key][order]))
+                  for name, (key, order) in orders.items()}
         labelled = self._labelled(folders)
         meta = {"classes": classes if labelled else [], "preprocessing": dataclasses.asdict(prep),
                 "folders": {name: str(folder.root) for name, folder in folders.items()},
                 "sizes": {name: len(split) for name, split in splits.items()}}
-        return Dataset(self.name, "classification" if labelled else self.kind, splits, str(self.fingerprint(ctx)), meta)
+        return Dataset(self.name, "classification" if labelled else self.name, splits, self._fingerprint(folders, prep), meta)
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
-    array = np.asarray(array, dtype=np.int64)
     array.setflags(write=False)
     return array
 

@@ -73,3 +73,40 @@ class LazySamples(Sequence[np.ndarray]):
 
     def __repr__(self) -> str:
         return f"LazySamples({len(self)} x {list(self.decoder.shape)} {self.dtype}, {self.decoder.decoded} decoded)"
+
+
+class Rows(Sequence[np.ndarray]):
+    """Some rows (`order`) of an array, e.g. a memory-mapped `.npy`, gathered only when converted to an array."""
+
+    def __init__(self, array: np.ndarray, order: Sequence[int] | np.ndarray) -> None:
+        self.array = array
+        self.order = np.asarray(order, dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.order), *self.array.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    @overload
+    def __getitem__(self, key: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> Rows: ...
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, (int, np.integer)):
+            return np.asarray(self.array[int(self.order[key])])
+        return Rows(self.array, self.order[key])
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        out = np.asarray(self.array[self.order])
+        return out.astype(dtype, copy=False) if dtype is not None else out
+
+    def __repr__(self) -> str:
+        return f"Rows({len(self)} x {list(self.array.shape[1:])} {self.dtype})"
