@@ -170,9 +170,9 @@ class Arrays(SplitProvider[ArraysOptions]):
 
     def problems(self, plan: PlanContext) -> list[str]:
         files, problems = self._files(plan.path)
-        for key, found in files.items():
-            one = found.samples[found.inputs[0]] if found.inputs == (None,) or len(found.inputs) == 1 else None
-            samples: SampleSpec | Mapping[str, SampleSpec] = one or {str(k): v for k, v in found.samples.items()}
+        for found in files.values():
+            samples: SampleSpec | Mapping[str, SampleSpec] = (found.samples[found.inputs[0]] if len(found.inputs) == 1
+                                                              else {str(k): v for k, v in found.samples.items()})
             problems += sample_problems(plan.inputs, samples, f"data source 'arrays' ({found.path.name})")
         if "all" in files:
             found = files["all"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -36,11 +36,12 @@ class AudioOptions(FolderOptions):
                                "the DCT-II of the dB log-mel (librosa's MFCC)")
     frame_length: int = Field(400, ge=16, le=65536, description="samples per frame (400: 25 ms at 16 kHz)")
     hop_length: int = Field(160, ge=1, le=65536, description="samples between frames (160: 10 ms at 16 kHz)")
-    n_fft: int | SkipJsonSchema[None] = Field(None, ge=16, le=65536, description="FFT size (default: frame_length)")
+    n_fft: Annotated[int, Field(ge=16, le=65536)] | SkipJsonSchema[None] = Field(
+        None, description="FFT size (default: frame_length)")
     n_mels: int = Field(40, ge=1, le=512, description="mel bands")
     n_mfcc: int = Field(13, ge=1, le=512, description="mfcc: coefficients kept (at most n_mels)")
     f_min: float = Field(0.0, ge=0, description="lowest mel filter frequency, Hz")
-    f_max: float | SkipJsonSchema[None] = Field(None, gt=0, description="highest mel filter frequency, Hz (default: "
+    f_max: Annotated[float, Field(gt=0)] | SkipJsonSchema[None] = Field(None, description="highest mel filter frequency, Hz (default: "
                                                                         "sample_rate / 2)")
     mel_scale: Literal["htk", "slaney"] = Field("htk", description="mel scale (slaney: with slaney-normalized filters, "
                                                                    "as librosa's default)")

@@ -21,9 +21,9 @@ from pydantic.json_schema import SkipJsonSchema
 from shrink import Dataset, PlanContext, Split, UsageError
 from shrink.api.context import Context
 from shrink_common.samples import SampleSpec, data_input, sample_problems
+from shrink_data.base import SplitProvider
 from shrink_data.files import Folder, listing_digest, scan
 from shrink_data.lazy import Decoder, LazySamples
-from shrink_data.base import SplitProvider
 from shrink_data.options import SplitOptions
 from shrink_data.splits import size_problems, split_orders
 
@@ -62,7 +62,7 @@ class FolderProvider(SplitProvider[OptionsT]):
 
     # to implement ---------------------------------------------------------------------------------
 
-    def resolve(self, spec: Mapping[str, Any] | None) -> tuple[Any, list[str]]:
+    def resolve(self, spec: Mapping[str, Any] | None) -> tuple[Prep | None, list[str]]:
         """The preprocessing for the model's one data-fed input `spec` (None: unknown), or None and why not."""
         raise NotImplementedError
 
@@ -111,7 +111,7 @@ class FolderProvider(SplitProvider[OptionsT]):
 
     # run time -------------------------------------------------------------------------------------
 
-    def _prepared(self, ctx: Context) -> tuple[dict[str, Folder], Any]:
+    def _prepared(self, ctx: Context) -> tuple[dict[str, Folder], Prep]:
         folders, problems = self._scan_all(ctx.path, fresh=True)
         prep, found = self.resolve(data_input(ctx.inputs))
         problems += found
@@ -123,9 +123,9 @@ class FolderProvider(SplitProvider[OptionsT]):
         """The options, the resolved preprocessing and every file's path, size and modification time."""
         return self._fingerprint(*self._prepared(ctx))
 
-    def _fingerprint(self, folders: Mapping[str, Folder], prep: Any) -> str:
+    def _fingerprint(self, folders: Mapping[str, Folder], prep: Prep) -> str:
         digest = hashlib.sha256(self.options.model_dump_json().encode())
-        digest.update(json.dumps(dataclasses.asdict(prep), sort_keys=True).encode())
+        digest.update(json.dumps(dataclasses.asdict(prep), sort_keys=True).encode())  # type: ignore[call-overload]
         for split, folder in sorted(folders.items()):
             digest.update(f"{split}\0{listing_digest(folder.root, folder.files)}\n".encode())
         return "quick-" + digest.hexdigest()
@@ -161,6 +161,6 @@ def _reading(decode: Callable[[Path, Any], np.ndarray], folder: Folder, prep: An
         path = folder.files[index]
         try:
             return decode(path, prep)
-        except Exception as exc:  # noqa: BLE001 - any failure to decode is this file's problem
+        except Exception as exc:
             raise UsageError(f"{key}: cannot read {str(path)!r}: {type(exc).__name__}: {exc}", where=recipe) from exc
     return run

@@ -157,8 +157,8 @@ def decode(path: Path, prep: ImagePrep) -> np.ndarray:
         width, height = image.size
         ratio = prep.resize / min(width, height)
         image = image.resize((max(prep.resize, int(width * ratio)), max(prep.resize, int(height * ratio))), method)
-        left = int(round((image.width - prep.width) / 2.0))
-        top = int(round((image.height - prep.height) / 2.0))
+        left = round((image.width - prep.width) / 2.0)
+        top = round((image.height - prep.height) / 2.0)
         image = image.crop((left, top, left + prep.width, top + prep.height))
     elif image.size != (prep.width, prep.height):
         image = image.resize((prep.width, prep.height), method)

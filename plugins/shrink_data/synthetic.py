@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -31,7 +31,7 @@ class Distribution(PassOptions):
         None, description="'uniform' over 'range' (integers for integer inputs) or 'normal' with 'mean' and 'std'")
     range: tuple[float, float] | SkipJsonSchema[None] = Field(None, description="uniform: [low, high)")
     mean: float | SkipJsonSchema[None] = Field(None, description="normal: the mean")
-    std: float | SkipJsonSchema[None] = Field(None, gt=0, description="normal: the standard deviation")
+    std: Annotated[float, Field(gt=0)] | SkipJsonSchema[None] = Field(None, description="normal: the standard deviation")
 
     @model_validator(mode="after")
     def _declared(self) -> Distribution:
@@ -94,6 +94,8 @@ class RandomData(DataProvider[RandomOptions]):
         if inputs is None:
             return ["random data takes its shapes from the model's inputs, which this model source does not declare "
                     "before loading; declare them in model.inputs"]
+        if not fed_by_data(inputs):
+            return ["every model input is fed by a declared range or constant: random data has nothing to feed"]
         names = {spec["name"] for spec in inputs}
         problems = [f"inputs: the model has no input {name!r} (its inputs: {', '.join(sorted(names))})"
                     for name in opts.inputs if name not in names]
