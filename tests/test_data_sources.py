@@ -28,6 +28,9 @@ def torch_model(shape: list[int] | None = None, **extra: Any) -> dict[str, Any]:
     return {**CNN, "input_shape": shape or CNN["input_shape"], **extra}
 
 
+TOKENS = {"source": "torch", "factory": "tiny.py:tiny", "inputs": [{"name": "ids", "shape": [1, 16], "dtype": "int64"}]}
+
+
 @pytest.fixture(scope="module")
 def registry() -> Registry:
     return Registry.load()
@@ -66,6 +69,35 @@ def write_wav(path: Path, freq: float, seconds: float, rate: int = 16000, channe
         out.setsampwidth(2)
         out.setframerate(rate)
         out.writeframes(np.repeat(tone, channels).tobytes())
+
+
+# splits ------------------------------------------------------------------------------------------------
+
+def test_cut_holds_out_eval_stratified_and_draws_calibration_from_train():
+    from shrink_data.options import SplitOptions
+    from shrink_data.splits import cut
+
+    labels = np.arange(100) % 4
+    found = cut(labels, 100, SplitOptions(path="x", eval_size=0.2, calibration_size=8, seed=3))
+    assert (len(found["train"]), len(found["eval"]), len(found["calibration"])) == (80, 20, 8)
+    assert np.bincount(labels[found["eval"]]).tolist() == [5, 5, 5, 5]
+    assert np.bincount(labels[found["calibration"]]).tolist() == [2, 2, 2, 2]
+    assert set(found["calibration"]) <= set(found["train"]) and not set(found["train"]) & set(found["eval"])
+    again = cut(labels, 100, SplitOptions(path="x", eval_size=0.2, calibration_size=8, seed=3))
+    assert all(np.array_equal(found[k], again[k]) for k in found)
+    counted = cut(None, 10, SplitOptions(path="x", eval_size=3, calibration_size=0.5))
+    assert (len(counted["train"]), len(counted["eval"]), len(counted["calibration"])) == (7, 3, 4)
+    assert set(cut(None, 10, SplitOptions(path="x", eval_size=0))) == {"train", "calibration"}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"path": "a", "train": "b"}, "give either 'path'"),
+    ({"train": "a", "eval_size": 0.1}, "eval_size applies to 'path'"),
+    ({"calibration": "a", "calibration_size": 5}, "'calibration' is declared"),
+    ({"path": "a", "eval_size": 1.5}, "eval_size")])
+def test_split_options_are_checked_at_plan_time(make_recipe, cli, data, message):
+    result = cli("plan", make_recipe(data={"source": "images", **data}))
+    assert result.code == 2 and message in result.err, result.err
 
 
 # images ------------------------------------------------------------------------------------------------
@@ -159,14 +191,20 @@ def test_image_folder_problems_are_one_line_each_naming_the_option_and_the_file(
         assert str(tmp_path / folder) in result.err
 
 
-def test_an_unreadable_image_names_its_file(tmp_path, make_recipe, registry):
+def test_an_unreadable_image_is_a_usage_error_naming_its_file(tmp_path, make_recipe, registry, cli, monkeypatch):
     from shrink import UsageError
+    from shrink_data import folders
 
-    image_folder(tmp_path / "pics", classes=1, per_class=4)
-    bad = tmp_path / "pics" / "class0" / "0.png"
-    bad.write_bytes(b"\x89PNG but not really")
-    _, _, data = loaded(make_recipe(data={"source": "images", "path": "pics", "eval_size": 0}), registry)
-    with pytest.raises(UsageError, match=r"data\.path: cannot read '.*class0/0\.png'"):
+    image_folder(tmp_path / "pics", classes=2, per_class=4)
+    (tmp_path / "pics" / "class0" / "0.png").write_bytes(b"\x89PNG but not really")
+    (tmp_path / "pics" / "class1" / "3.png").write_bytes(b"")
+    recipe = make_recipe(data={"source": "images", "path": "pics", "eval_size": 0})
+    result = cli("compile", recipe, "-o", tmp_path / "out")  # found when the data loads, before any pass: exit 2
+    assert result.code == 2 and "recipe.json: data.path: cannot read '" in result.err
+    assert "class0/0.png'" in result.err and "(and 1 more unreadable files)" in result.err
+    monkeypatch.setattr(folders, "VERIFY_LIMIT", 0)  # a folder too large to verify up front: named when decoded
+    _, _, data = loaded(recipe, registry)
+    with pytest.raises(UsageError, match=r"data\.path: cannot read '.*/class\d/\d\.png'"):
         np.asarray(data.split("train").inputs)
 
 
@@ -197,6 +235,37 @@ def test_fingerprint_lists_files_without_decoding_and_follows_changes(tmp_path, 
     assert first == data.fingerprint and first == plan.data.fingerprint(ctx)
     write_png(tmp_path / "pics" / "class1" / "new.png", np.zeros((4, 4, 3)))
     assert plan.data.fingerprint(ctx) != first
+
+
+def conv_net(path: Path) -> Path:
+    """An ONNX conv net nobody here wrote: pixel_values [batch, 3, 16, 16] → Conv → Relu → pool → Gemm → 10 logits."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.3, name)
+               for name, shape in (("w", (8, 3, 3, 3)), ("b", (8,)), ("fc", (10, 8)), ("fcb", (10,)))]
+    nodes = [helper.make_node("Conv", ["pixel_values", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "fc", "fcb"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "net", [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT,
+                                                                          ["batch", 3, 16, 16])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_an_onnx_conv_net_calibrates_static_int8_on_a_flat_photo_folder(tmp_path, make_recipe, cli):
+    rng = np.random.default_rng(1)
+    for i in range(30):  # photos of another size and format: resized to the model's 16x16 RGB
+        write_png(tmp_path / "photos" / f"{i:02d}.{'png' if i % 3 else 'bmp'}", rng.integers(0, 255, (24, 30, 3)))
+    recipe = make_recipe(model={"source": "onnx", "path": str(conv_net(tmp_path / "net.onnx"))},
+                         data={"source": "images", "path": "photos"},
+                         passes=[{"pass": "quantize.ptq", "scheme": "static-qdq-per-channel", "min_agreement": 0.5}])
+    result = cli("compile", recipe, "-o", tmp_path / "out")
+    assert result.code == 0, result.err
+    details = json.loads((tmp_path / "out" / "manifest.json").read_text())["history"][-1]["details"]
+    assert details["calibration_inputs"] == "calibration[:24]"
 
 
 # arrays ------------------------------------------------------------------------------------------------
@@ -232,6 +301,19 @@ def test_arrays_that_do_not_fit_the_model_are_plan_errors(tmp_path, make_recipe,
     assert result.code == 2 and "different numbers of samples: x 10, labels 9" in result.err
     result = cli("plan", make_recipe(data={"source": "arrays", "path": "e.npz", "fields": ["y"]}))
     assert result.code == 2 and "has no field 'y'" in result.err
+
+
+def test_file_sources_fingerprint_their_content(tmp_path, make_recipe, registry):
+    np.savez(tmp_path / "d.npz", x=np.zeros((10, 1, 8, 8), np.float32))
+    (tmp_path / "t.txt").write_text("a\nb\nc\nd\ne\n")
+    for data, change in (({"source": "arrays", "path": "d.npz"},
+                          lambda: np.savez(tmp_path / "d.npz", x=np.ones((10, 1, 8, 8), np.float32))),
+                         ({"source": "textfile", "path": "t.txt"}, lambda: (tmp_path / "t.txt").write_text("a\nb\nc\nd\nf\n"))):
+        plan, ctx, loaded_data = loaded(make_recipe(model=TOKENS if data["source"] == "textfile" else CNN, data=data), registry)
+        before = plan.data.fingerprint(ctx)
+        assert before == loaded_data.fingerprint == plan.data.fingerprint(ctx)
+        change()
+        assert plan.data.fingerprint(ctx) != before
 
 
 @pytest.mark.slow
@@ -303,10 +385,6 @@ def test_audio_that_does_not_fit_the_model_is_a_plan_error(wavs, make_recipe, cl
 
 
 # text files --------------------------------------------------------------------------------------------
-
-TOKENS = torch_model(inputs=[{"name": "ids", "shape": [1, 16], "dtype": "int64"}])
-del TOKENS["input_shape"]
-
 
 def test_text_lines_csv_and_jsonl(tmp_path, make_recipe, registry):
     (tmp_path / "lines.txt").write_text("".join(f"sentence number {i}\n\n" for i in range(10)))

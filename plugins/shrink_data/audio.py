@@ -109,3 +109,8 @@ class Audio(FolderProvider[AudioOptions]):
 
     def decode(self, path: Path, prep: AudioPrep) -> np.ndarray:
         return decode(path, prep)
+
+    def open_header(self, path: Path) -> None:
+        from scipy.io import wavfile
+
+        wavfile.read(path, mmap=True)  # parses the chunks and maps the samples without reading them

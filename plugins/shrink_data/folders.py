@@ -48,6 +48,7 @@ class Prep(Protocol):
 
 
 OptionsT = TypeVar("OptionsT", bound=FolderOptions)
+VERIFY_LIMIT = 20_000  # files whose headers load() reads up front
 
 
 class FolderProvider(SplitProvider[OptionsT]):
@@ -67,6 +68,10 @@ class FolderProvider(SplitProvider[OptionsT]):
         raise NotImplementedError
 
     def decode(self, path: Path, prep: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def open_header(self, path: Path) -> None:
+        """Read a file's header (cheap, no decoding); raise when it is not a readable file of this kind."""
         raise NotImplementedError
 
     # plan time ------------------------------------------------------------------------------------
@@ -130,8 +135,25 @@ class FolderProvider(SplitProvider[OptionsT]):
             digest.update(f"{split}\0{listing_digest(folder.root, folder.files)}\n".encode())
         return "quick-" + digest.hexdigest()
 
+    def _verify(self, folders: Mapping[str, Folder], recipe: str) -> None:
+        """Every file's header reads (up to VERIFY_LIMIT files; beyond, a bad file is reported when it is decoded),
+        so that a broken file is a usage error now, naming it, rather than a failure inside a pass."""
+        bad: list[str] = []
+        checked = 0
+        for key, folder in folders.items():
+            for path in folder.files[:max(0, VERIFY_LIMIT - checked)]:
+                try:
+                    self.open_header(path)
+                except Exception as exc:  # noqa: BLE001 - whatever the library raises, this file cannot be read
+                    bad.append(f"data.{'path' if key == 'all' else key}: cannot read {str(path)!r}: {type(exc).__name__}: {exc}")
+            checked += len(folder.files)
+        if bad:
+            more = f" (and {len(bad) - 1} more unreadable files)" if len(bad) > 1 else ""
+            raise UsageError(bad[0] + more, where=recipe)
+
     def load(self, ctx: Context) -> Dataset:
         folders, prep = self._prepared(ctx)
+        self._verify(folders, ctx.recipe.label)
         opts = self.options
         classes = opts.classes or sorted({name for folder in folders.values() for name in folder.classes})
         labels = {key: None if (found := folder.labels(classes)) is None else np.asarray(found, dtype=np.int64)

@@ -188,3 +188,9 @@ class Images(FolderProvider[ImagesOptions]):
 
     def decode(self, path: Path, prep: ImagePrep) -> np.ndarray:
         return decode(path, prep)
+
+    def open_header(self, path: Path) -> None:
+        from PIL import Image
+
+        with Image.open(path):  # parses the header only
+            pass
