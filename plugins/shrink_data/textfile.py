@@ -148,10 +148,20 @@ class TextFiles(SplitProvider[TextFileOptions]):
     name = "textfile"
     libraries = ("scikit-learn",)
 
-    def _files(self, path: Callable[[str], Path]) -> tuple[dict[str, TextSamples], list[str]]:
+    def __init__(self, options: TextFileOptions) -> None:
+        super().__init__(options)
+        self._read: dict[tuple[str, Path], tuple[TextSamples | None, list[str]]] = {}  # for the plan's repeated questions
+
+    def _files(self, path: Callable[[str], Path], fresh: bool = False) -> tuple[dict[str, TextSamples], list[str]]:
+        """The declared files' samples (read once per plan; `fresh` reads them again)."""
+        if fresh:
+            self._read.clear()
         files, problems = {}, []
         for key, value in self.options.declared().items():
-            found, more = read(path(value), self.options, "path" if key == "all" else key)
+            where = "path" if key == "all" else key
+            if (where, path(value)) not in self._read:
+                self._read[where, path(value)] = read(path(value), self.options, where)
+            found, more = self._read[where, path(value)]
             problems += more
             if found is not None:
                 files[key] = found
@@ -187,7 +197,7 @@ class TextFiles(SplitProvider[TextFileOptions]):
         return "quick-" + digest.hexdigest()
 
     def load(self, ctx: Context) -> Dataset:
-        files, problems = self._files(ctx.path)
+        files, problems = self._files(ctx.path, fresh=True)
         if problems:
             raise UsageError(problems[0], where=f"{ctx.recipe.label}: data")
         classes = self.options.classes or classes_of(list(files.values()))
