@@ -25,7 +25,8 @@ from tests.conftest import REPO, run_subprocess
 
 ROOT_PACKAGES = {"shrink": "shrink", "shrink_common": "plugins/shrink_common", "shrink_torch": "plugins/shrink_torch",
                  "shrink_onnx": "plugins/shrink_onnx", "shrink_huggingface": "plugins/shrink_huggingface",
-                 "shrink_sklearn": "plugins/shrink_sklearn", "shrink_profiles": "plugins/shrink_profiles",
+                 "shrink_sklearn": "plugins/shrink_sklearn", "shrink_data": "plugins/shrink_data",
+                 "shrink_profiles": "plugins/shrink_profiles",
                  "shrink_targets": "targets"}
 
 

@@ -6,8 +6,9 @@ import hashlib
 
 from pydantic import Field
 
-from shrink import DataProvider, Dataset, PassOptions, Split, hookimpl
+from shrink import DataProvider, Dataset, PassOptions, PlanContext, Split, hookimpl
 from shrink.api.context import Context
+from shrink_common.samples import SampleSpec, sample_problems
 
 
 class DigitsOptions(PassOptions):
@@ -22,6 +23,12 @@ class Digits(DataProvider[DigitsOptions]):
 
     name = "sklearn.digits"
     splits = ("train", "calibration", "eval")
+
+    def check(self, plan: PlanContext) -> list[str]:
+        """The digits' samples ([1, image_size, image_size] float32) against the model's input."""
+        size = self.options.image_size
+        return sample_problems(plan.inputs, SampleSpec((1, size, size), "float32"),
+                               f"data source 'sklearn.digits' (image_size {size}, 1 channel)")
 
     def fingerprint(self, ctx: Context) -> str | None:
         """sklearn's raw digits file, the options and the library versions that prepare it (the engine adds

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from shrink import Artifact, Context, UsageError
-from shrink.api.data import labelled_eval, rows, to_model, top1
+from shrink.api.data import array_feeds, labelled_eval, rows, to_model, top1
 from shrink.api.inputs import batch_axis
 
 
@@ -63,9 +63,13 @@ def predict_feeds(model: torch.nn.Module, specs: list[dict[str, Any]], feeds: di
 
 
 def eval_accuracy(artifact: Artifact, ctx: Context) -> dict[str, Any]:
-    """`accuracy`: top-1 on the labelled eval split of classification data (empty without one)."""
+    """`accuracy`: top-1 on the labelled eval split of classification data (empty without one, or when it does not
+    fit the model's inputs), fed per input as for ONNX models (one array, or a field per input)."""
     split = labelled_eval(ctx.data)
-    return {} if split is None else {"accuracy": top1(predict(artifact.model, split.inputs), split.labels)}
+    found = array_feeds(artifact.inputs, ctx.data, ("eval",), len(split)) if split is not None else None
+    if split is None or found is None:
+        return {}
+    return {"accuracy": top1(predict_feeds(artifact.model, artifact.inputs, found[0]), split.labels)}
 
 
 # Rebuilding pruned or fused models from recorded widths (so weights load with weights_only=True) ---

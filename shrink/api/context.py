@@ -127,6 +127,9 @@ class Context:
     source: Any = None  # the source artifact (the original model), for teachers and accuracy drops
     families: Mapping[str, ModelFamily] = field(default_factory=dict)  # registered families by name
     shapes: Mapping[str, list[int]] = field(default_factory=dict)  # input shapes pinned on the command line (--shape)
+    # the model's inputs as its source declared them at plan time (`PlanContext.inputs`), so that data providers
+    # shape their samples for the model before it is loaded; None when the source cannot tell without loading
+    inputs: list[dict[str, Any]] | None = None
     report: Callable[[float, str], None] = lambda fraction, text: None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("shrink"))
     _counter: itertools.count = field(default_factory=itertools.count, repr=False)

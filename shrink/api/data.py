@@ -38,7 +38,8 @@ class Split:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Loaded data. `task` tells evaluators what the labels mean (`"classification"`)."""
+    """Loaded data. `task` tells evaluators what the labels mean (`"classification"`); `meta["classes"]` names the
+    labels, and `meta["random"]` marks generated samples (their origin names the dataset, e.g. "random data")."""
 
     name: str
     task: str
@@ -128,7 +129,10 @@ def array_feeds(specs: Sequence[Mapping[str, Any]], data: Dataset | None, splits
         rng = np.random.default_rng(0)
         feeds = {spec["name"]: found[spec["name"]] if spec["name"] in found else _generated(spec, [rows], rng)
                  for spec in specs}
-        return feeds, f"{name}[:{rows}]"
+        origin = f"{name}[:{rows}]"
+        if data.meta.get("random"):  # generated samples say so wherever their origin is reported (calibration, golden)
+            origin += f" of {data.name}"
+        return feeds, origin
     return None
 
 

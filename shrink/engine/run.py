@@ -159,7 +159,7 @@ class _Run:
         self.notify = notify
         self.cache = cache
         self.ctx = Context(recipe=plan.recipe, target=plan.target, data=None, workdir=workdir, seed=plan.recipe.seed,
-                           families=registry.families(), shapes=plan.shapes)
+                           families=registry.families(), shapes=plan.shapes, inputs=plan.inputs)
         self.keys: list[str] = []
         self.components: list[dict[str, Any]] = []
         self.loaded: dict[str, dict[str, str]] = {}  # key -> sha256 of each file loaded from that entry

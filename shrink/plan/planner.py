@@ -83,6 +83,7 @@ class Plan:
     steps: tuple[Step, ...]
     family: ModelFamily
     shapes: dict[str, list[int]] = field(default_factory=dict)  # --shape: input shapes pinned on the command line
+    inputs: list[dict[str, Any]] | None = None  # the model's inputs as its source declares them (`Source.inputs`)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -182,11 +183,11 @@ def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = 
     steps = _chain(planner, source[0], [r for r in resolved if r is not None], target)
     data_provider = data[0] if data else None
     family = registry.family_for(source[0].family, source[0].produces)
-    _preconditions(planner, target, family, source[0], data_provider, steps, dict(shapes or {}))
+    inputs = _preconditions(planner, target, family, source[0], data_provider, steps, dict(shapes or {}))
     if planner.problems:
         raise RecipeError(planner.problems)
     return Plan(recipe, target, source[0], source[1], data_provider, data[1] if data else None, tuple(steps), family,
-                dict(shapes or {}))
+                dict(shapes or {}), inputs)
 
 
 def _chain(planner: _Planner, source: Source, resolved: list[tuple[Pass, Entry]], target: Target) -> list[Step]:
@@ -219,7 +220,8 @@ def _chain(planner: _Planner, source: Source, resolved: list[tuple[Pass, Entry]]
 
 
 def _preconditions(planner: _Planner, target: Target, family: ModelFamily, source: Source, data: DataProvider | None,
-                   steps: list[Step], shapes: dict[str, list[int]]) -> None:
+                   steps: list[Step], shapes: dict[str, list[int]]) -> list[dict[str, Any]] | None:
+    """Run every plan-time check; return the model's inputs as its source declares them (None: not known)."""
     ctx = PlanContext(planner.recipe, target, family=family, shapes=shapes)
     source_problems = source.check(ctx)
     for message in source_problems:
@@ -248,3 +250,4 @@ def _preconditions(planner: _Planner, target: Target, family: ModelFamily, sourc
     budget = planner.recipe.budget
     if "accuracy_drop" in budget and (data is None or not data.labels):
         planner.add(("budget", "accuracy_drop"), "an accuracy budget needs labelled data in the recipe's 'data' section")
+    return inputs
