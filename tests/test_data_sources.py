@@ -20,7 +20,7 @@ from shrink.host.registry import Registry
 from shrink.plan.planner import Plan
 from tests.conftest import run_subprocess
 
-CNN = {"source": "torch", "factory": "tiny.py:tiny", "input_shape": [1, 1, 8, 8]}
+CNN = {"source": "torch", "factory": "tiny.py:tiny", "input_shape": [1, 1, 8, 8], "allow_random_weights": True}
 
 
 def torch_model(shape: list[int] | None = None, **extra: Any) -> dict[str, Any]:
@@ -28,7 +28,8 @@ def torch_model(shape: list[int] | None = None, **extra: Any) -> dict[str, Any]:
     return {**CNN, "input_shape": shape or CNN["input_shape"], **extra}
 
 
-TOKENS = {"source": "torch", "factory": "tiny.py:tiny", "inputs": [{"name": "ids", "shape": [1, 16], "dtype": "int64"}]}
+TOKENS = {"source": "torch", "factory": "tiny.py:tiny", "allow_random_weights": True,
+          "inputs": [{"name": "ids", "shape": [1, 16], "dtype": "int64"}]}
 
 
 @pytest.fixture(scope="module")
@@ -327,7 +328,7 @@ def test_a_two_input_npz_calibrates_static_int8_through_each_inputs_field(tmp_pa
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "two.npz", pixels=rng.random((64, 16), dtype=np.float32),
              side=rng.random((64, 6), dtype=np.float32), labels=np.arange(64) % 4)
-    model = {"source": "torch", "factory": "two.py:two", "inputs": [
+    model = {"source": "torch", "factory": "two.py:two", "allow_random_weights": True, "inputs": [
         {"name": "image", "shape": [1, 16], "field": "pixels"}, {"name": "extra", "shape": [1, 6], "field": "side"}]}
     recipe = make_recipe(model=model, data={"source": "arrays", "path": "two.npz"},
                          passes=[{"pass": "export.onnx"},
