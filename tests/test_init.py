@@ -58,3 +58,38 @@ def test_a_factory_without_shapes_plans_to_a_clear_error(cli, tiny_model: Path, 
     result = cli("init", "--model", "tiny.py:tiny", "--target", "cortex-a53", "-o", tmp_path / "r.json", "--json")
     assert result.code == 2
     assert any("input_shape" in e["message"] and "inputs" in e["message"] for e in result.json["errors"])
+
+
+def _pngs(folder: Path, classes: list[str] | None, count: int = 12) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in classes or [""]:
+        (folder / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            Image.fromarray((rng.random((8, 8)) * 255).astype("uint8")).save(folder / cls / f"{i}.png")
+    return folder
+
+
+def test_labelled_images_get_the_targets_scheme_and_an_accuracy_budget(cli, tiny_model: Path, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _pngs(tmp_path / "photos", ["cat", "dog"])
+    result = cli("init", "--model", "tiny.py:tiny", "--data", "photos", "--target", "cortex-a53", "--shape", "input=1x1x8x8",
+                 "-o", "r.json", "--json")
+    assert result.code == 0, result.err
+    recipe = json.loads((tmp_path / "r.json").read_text())
+    assert recipe["data"]["source"] == "images" and recipe["data"]["path"] == "photos"
+    assert "scheme" not in recipe["passes"][1]  # the target's own (static) scheme, calibrated on the photos
+    assert recipe["budget"]["accuracy_drop"] == 0.02
+
+
+def test_an_unlabelled_folder_calibrates_without_an_accuracy_budget(cli, tiny_model: Path, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _pngs(tmp_path / "flat", None)
+    result = cli("init", "--model", "tiny.py:tiny", "--data", "flat", "--target", "cortex-a53", "--shape", "input=1x1x8x8",
+                 "-o", "r.json")
+    assert result.code == 0, result.err
+    assert "budget" not in json.loads((tmp_path / "r.json").read_text())

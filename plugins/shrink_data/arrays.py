@@ -154,6 +154,11 @@ class Arrays(SplitProvider[ArraysOptions]):
     name = "arrays"
     libraries = ("numpy", "scikit-learn")
 
+    @classmethod
+    def claims(cls, path: str) -> dict[str, Any] | None:
+        """An `.npz` or `.npy` file."""
+        return {"path": path} if path.lower().endswith((".npz", ".npy")) and Path(path).is_file() else None
+
     def _files(self, path: Callable[[str], Path]) -> tuple[dict[str, ArrayFile], list[str]]:
         files, problems = {}, []
         for key, value in self.options.declared().items():

@@ -9,6 +9,7 @@ out of those two comes from the model's input (a `[1, 1, 40, 101]` input takes `
 from __future__ import annotations
 
 import dataclasses
+import wave
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -102,6 +103,20 @@ class Audio(FolderProvider[AudioOptions]):
     name = "audio"
     kind = "WAV files"
     extensions = AUDIO_EXTENSIONS
+
+    @classmethod
+    def claims(cls, path: str) -> dict[str, Any] | None:
+        """A folder of WAV files, at the sample rate of its first file."""
+        section = super().claims(path)
+        if section is None:
+            return None
+        first = next(p for p in sorted(Path(path).rglob("*")) if p.name.lower().endswith(AUDIO_EXTENSIONS))
+        try:
+            with wave.open(str(first)) as wav:
+                section["sample_rate"] = wav.getframerate()
+        except (OSError, wave.Error, EOFError):
+            pass  # an unreadable first file: the default rate, and the plan names the file
+        return section
     libraries = ("scipy", "transformers", "scikit-learn")
 
     def resolve(self, spec: Mapping[str, Any] | None) -> tuple[AudioPrep | None, list[str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -60,6 +61,17 @@ class FolderProvider(SplitProvider[OptionsT]):
     def __init__(self, options: OptionsT) -> None:
         super().__init__(options)
         self._scans: dict[Path, tuple[Folder | None, list[str]]] = {}  # listings by folder, for this plan
+
+    @classmethod
+    def claims(cls, path: str) -> dict[str, Any] | None:
+        """A folder holding files of this kind (flat, or in class subfolders)."""
+        folder = Path(path)
+        if not folder.is_dir():
+            return None
+        for _, _, files in os.walk(folder):
+            if any(f.lower().endswith(cls.extensions) for f in files):
+                return {"path": path}
+        return None
 
     # to implement ---------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -147,6 +147,11 @@ class TextFiles(SplitProvider[TextFileOptions]):
 
     name = "textfile"
     libraries = ("scikit-learn",)
+
+    @classmethod
+    def claims(cls, path: str) -> dict[str, Any] | None:
+        """A text file: lines (`.txt`), CSV/TSV or JSONL."""
+        return {"path": path} if path.lower().endswith((".txt", *FORMATS)) and Path(path).is_file() else None
 
     def __init__(self, options: TextFileOptions) -> None:
         super().__init__(options)

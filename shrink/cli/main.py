@@ -255,7 +255,7 @@ def _print_plan(console: Console, plan: Any) -> None:
 
 
 def cmd_init(args: argparse.Namespace, console: Console) -> int:
-    from shrink.cli.init import starter_recipe, write
+    from shrink.cli.init import ACCURACY_BUDGET, starter_recipe, write
     from shrink.engine.compile import load_plan
 
     registry = _registry()
@@ -263,9 +263,13 @@ def cmd_init(args: argparse.Namespace, console: Console) -> int:
     registry.ensure_consistent()
     target = registry.catalog().resolve(args.target)
     out = Path(args.output)
-    write(starter_recipe(registry, args.model, target, args.data, _shapes(args), out, args.weights), out, args.force)
+    recipe = starter_recipe(registry, args.model, target, args.data, _shapes(args), out, args.weights)
+    write(recipe, out, args.force)
     console.info(f"wrote {out}; planning it")
     plan = load_plan(out, registry)
+    if plan.data is not None and plan.data.labels:  # labelled data: gate the accuracy too
+        write({**recipe, "budget": ACCURACY_BUDGET}, out, force=True)
+        plan = load_plan(out, registry)
     if console.json_mode:
         console.emit_json(_result("pass", ExitCode.OK, recipe=str(out), plan=plan.describe()))
         return ExitCode.OK
