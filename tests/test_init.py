@@ -17,8 +17,8 @@ def test_a_factory_with_its_shape_gets_a_recipe_that_plans_and_compiles(cli, tin
     recipe = json.loads(out.read_text())
     assert recipe["model"]["factory"] == "../tiny.py:tiny"  # relative to the recipe, as recipes resolve paths
     assert recipe["model"]["inputs"] == [{"name": "input", "shape": [1, 1, 8, 8]}]
-    assert [p["pass"] for p in recipe["passes"]] == ["export", "quantize", "fuse"]
-    assert recipe["passes"][1]["scheme"] == "dynamic-per-channel" and "Give --data" in recipe["passes"][1]["description"]
+    assert [p["pass"] for p in recipe["passes"]] == ["export", "fuse"]  # a conv net: no int8 without calibration data
+    assert "run init again with --data" in recipe["description"]
     assert all(isinstance(p["description"], str) for p in recipe["passes"])
     assert result.json["recipe"] == str(out) and [p["pass"] for p in result.json["plan"]["passes"]][0] == "export.onnx"
     assert cli("compile", out, "-o", tmp_path / "bundle").code == 0
@@ -31,8 +31,24 @@ def test_an_onnx_file_with_state_inputs_gets_a_recipe(cli, tmp_path: Path) -> No
     assert result.code == 0, result.err
     recipe = json.loads(out.read_text())
     assert recipe["model"] == {"source": "onnx", "path": "state.onnx", "description": f"{model}, read by the 'onnx' source"}
-    assert [p["pass"] for p in recipe["passes"]] == ["quantize", "fuse"]
+    assert [p["pass"] for p in recipe["passes"]] == ["quantize", "fuse"]  # an integer input: token-like, data-free int8
+    assert recipe["passes"][0]["scheme"] == "dynamic-per-channel"
     assert cli("compile", out, "-o", tmp_path / "bundle").code == 0
+
+
+def test_an_already_quantized_file_gets_no_quantize_pass_and_plan_refuses_one(cli, tmp_path: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantized = tmp_path / "q.onnx"
+    quantize_dynamic(str(state_model(tmp_path / "state.onnx")), str(quantized), weight_type=QuantType.QInt8)
+    out = tmp_path / "r.json"
+    assert cli("init", "--model", quantized, "--target", "cortex-a53", "-o", out).code == 0
+    recipe = json.loads(out.read_text())
+    assert [p["pass"] for p in recipe["passes"]] == ["fuse"]
+    recipe["passes"].insert(0, {"pass": "quantize", "scheme": "dynamic-per-channel"})
+    out.write_text(json.dumps(recipe))
+    planned = cli("plan", out, "--json")
+    assert planned.code == 2 and "already quantized" in planned.json["errors"][0]["message"]
 
 
 def test_nothing_reads_the_model(cli, tmp_path: Path) -> None:

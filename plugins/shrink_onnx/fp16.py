@@ -11,7 +11,7 @@ from pydantic import Field
 from shrink import Artifact, Context, Pass, PassOptions, PlanContext, Target
 from shrink_common.onnx_graph import inline_copy, op_counts, opset_problems, prune_opset_imports, save_inline
 from shrink_common.parity import compare
-from shrink_onnx.quantize import refuse_requantizing, unknown_ops
+from shrink_onnx.quantize import refuse_requantizing, requantizing, unknown_ops
 
 
 def fp16_capable(target: Target) -> bool:
@@ -41,6 +41,9 @@ class QuantizeFP16(Pass[QuantizeFP16Options]):
     def check(self, plan: PlanContext) -> list[str]:
         opts = self.options
         problems = []
+        already = requantizing(plan.model_meta)
+        if already:
+            problems.append(already + " (remove this pass, or start from the float model)")
         if not fp16_capable(plan.target):
             absent = " ('fullfp16' is listed as absent)" if "fullfp16" in (plan.target.get("isa", "absent_features") or []) else ""
             problems.append(f"target {plan.target.name} has no float16 arithmetic: no 'fullfp16' in isa.features{absent} "

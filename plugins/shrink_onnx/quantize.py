@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,13 +39,19 @@ INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulI
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 
 
+def requantizing(meta: Mapping[str, Any]) -> str | None:
+    """Why a model with this meta must not be quantized again (by an earlier pass, or in its source file)."""
+    done = meta.get("quantization")
+    if not done:
+        return None
+    ops = f" ({', '.join(done['ops'])})" if done.get("ops") else ""
+    return f"the model is already quantized: {done.get('scheme', '?')}{ops}; quantizing it again is refused"
+
+
 def refuse_requantizing(artifact: Artifact, who: str) -> None:
-    """A model that is already quantized (by an earlier pass, or in the source file) is not quantized again."""
-    done = artifact.meta.get("quantization")
-    if done:
-        ops = f" ({', '.join(done['ops'])})" if done.get("ops") else ""
-        raise UsageError(f"{who}: the model is already quantized: {done.get('scheme', '?')}{ops}; quantizing it again "
-                         "is refused", hint="remove this pass, or start from the float model")
+    why = requantizing(artifact.meta)
+    if why:
+        raise UsageError(f"{who}: {why}", hint="remove this pass, or start from the float model")
 
 
 def _summary(counts: Counter[str]) -> str:
@@ -134,6 +141,9 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
         opts = self.options
         target = plan.target
         problems: list[str] = []
+        already = requantizing(plan.model_meta)
+        if already:
+            return [already + " (remove this pass, or start from the float model)"]
         tscheme = target_scheme(target)
         if opts.engine == "nncf" and importlib.util.find_spec("nncf") is None:
             problems.append("engine 'nncf' needs the nncf package (pip install nncf)")

@@ -58,6 +58,18 @@ def declared_inputs(path: Path) -> list[dict[str, Any]]:
     return found
 
 
+def _op_types(path: Path) -> set[str]:
+    import onnx
+
+    return {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+def quantization_meta(ops: set[str]) -> dict[str, Any]:
+    """`{"quantization": ...}` for a graph that already holds quantized ops, else nothing."""
+    quantized = sorted(ops & QUANTIZED_OPS)
+    return {"quantization": {"scheme": "already quantized in the source file", "ops": quantized}} if quantized else {}
+
+
 def _dynamic(dim: Any) -> bool:
     return not (isinstance(dim, int) and dim > 0)
 
@@ -120,6 +132,9 @@ class OnnxSource(Source[OnnxSourceOptions]):
     def inputs(self, plan: PlanContext) -> list[dict[str, Any]]:
         return resolve(declared_inputs(plan.path(self.options.path)), self.options, plan.shapes)
 
+    def plan_meta(self, plan: PlanContext) -> dict[str, Any]:
+        return quantization_meta(_op_types(plan.path(self.options.path)))
+
     def load(self, ctx: Context) -> Artifact:
         import onnx
 
@@ -141,11 +156,8 @@ class OnnxSource(Source[OnnxSourceOptions]):
             onnx.checker.check_model(str(dest))
         except onnx.checker.ValidationError as exc:
             raise UsageError(f"model file {str(src)!r} is not a valid ONNX model: {str(exc).splitlines()[0]}") from None
-        ops = {n.op_type for n in proto.graph.node}
         meta: dict[str, Any] = {"inputs": resolve(declared_inputs(src), self.options, ctx.shapes),
-                                "outputs": [{"name": o.name} for o in proto.graph.output], "source_file": str(src)}
-        quantized = sorted(ops & QUANTIZED_OPS)
-        if quantized:
-            meta["quantization"] = {"scheme": "already quantized in the source file", "ops": quantized}
+                                "outputs": [{"name": o.name} for o in proto.graph.output], "source_file": str(src),
+                                **quantization_meta({n.op_type for n in proto.graph.node})}
         return Artifact(str(dest), "onnx", meta=meta, details={"file": str(src), "nodes": len(proto.graph.node),
                                                                "external_data": has_external_data(proto)})

@@ -104,6 +104,7 @@ class PlanContext:
     family: ModelFamily = field(default_factory=ModelFamily)  # the model's family at this step
     shapes: Mapping[str, list[int]] = field(default_factory=dict)  # input shapes pinned on the command line (--shape)
     inputs: list[dict[str, Any]] | None = None  # the model's inputs, when its source knows them (`Source.inputs`)
+    model_meta: Mapping[str, Any] = field(default_factory=dict)  # what the source knows before loading (`Source.plan_meta`)
 
     def path(self, value: str) -> Path:
         """A recipe path, resolved against the recipe file's directory."""

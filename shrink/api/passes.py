@@ -128,6 +128,11 @@ class Source(_Configured[OptionsT]):
         refuses inputs with dims left unpinned, and data providers compare their samples with them."""
         return None
 
+    def plan_meta(self, plan: PlanContext) -> dict[str, Any]:
+        """What `load()` will record in the artifact's meta that is known at plan time without loading the model
+        (e.g. `quantization` for a file that is already quantized), for passes' plan-time checks."""
+        return {}
+
     def load(self, ctx: Context) -> Artifact:
         raise NotImplementedError
 

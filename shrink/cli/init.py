@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from shrink.api.context import PlanContext
+from shrink.api.recipe import Recipe
 from shrink.api.target import Target
 from shrink.errors import UsageError
 from shrink.host.registry import Registry
@@ -73,8 +75,28 @@ def starter_recipe(registry: Registry, model: str, target: Target, data: str | N
         provider_name, data_section = _claimed(registry, "datasets", data, "data source")
         recipe["data"] = {"source": provider_name, **_relative(data_section, ("path",), base),
                           "description": f"{data}: training, calibration and eval samples"}
-    recipe["passes"] = _passes(source.produces, target, data is not None)
+    inputs, meta = _facts(source, recipe, target, shapes, recipe_path)
+    recipe["passes"] = _passes(source.produces, target, data is not None, inputs, meta)
+    if data is None and not meta.get("quantization") and not any(p["pass"] == "quantize" for p in recipe["passes"]):
+        recipe["description"] += "; no int8 without calibration data: run init again with --data SAMPLES to quantize"
     return recipe
+
+
+def _facts(source: Any, recipe: dict[str, Any], target: Target, shapes: dict[str, list[int]],
+           recipe_path: Path) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
+    """What the source knows about the model before loading it: its inputs and plan-time meta (None, {} when
+    the section does not validate yet: planning the written recipe then says why)."""
+    from pydantic import ValidationError
+
+    section = {k: v for k, v in recipe["model"].items() if k not in ("source", "description")}
+    try:
+        instance = source(source.Options.model_validate(section))
+    except ValidationError:
+        return None, {}
+    plan = PlanContext(Recipe(recipe_path.resolve(), recipe), target, shapes=shapes)
+    if instance.check(plan):
+        return None, {}
+    return instance.inputs(plan), instance.plan_meta(plan)
 
 
 ACCURACY_BUDGET = {"accuracy_drop": 0.02,
@@ -87,19 +109,23 @@ def _name(model: str) -> str:
     return cleaned[:100] if cleaned[0].isalnum() else f"m{cleaned}"[:100]
 
 
-def _passes(produces: str, target: Target, calibrated: bool) -> list[dict[str, Any]]:
+def _passes(produces: str, target: Target, calibrated: bool, inputs: list[dict[str, Any]] | None,
+            meta: dict[str, Any]) -> list[dict[str, Any]]:
     runtime = target.get("runtime", "name")
     passes: list[dict[str, Any]] = []
     if produces != "onnx":
         passes.append({"pass": "export", "description": f"{produces} → ONNX, parity-checked against the {produces} model"})
     scheme = target.get("quantization", "scheme")
-    if calibrated:
+    token_inputs = any(not str(spec.get("dtype", "float32")).startswith(("float", "bool")) for spec in inputs or [])
+    if meta.get("quantization"):
+        pass  # already quantized: nothing to add
+    elif calibrated:
         passes.append({"pass": "quantize", "description": f"int8 with {target.name}'s scheme ({scheme or 'static'}), "
                                                           "calibrated on the data"})
-    elif runtime == "onnxruntime":
+    elif runtime == "onnxruntime" and token_inputs:
         passes.append({"pass": "quantize", "scheme": DATA_FREE_SCHEME,
-                       "description": f"int8 without data ({DATA_FREE_SCHEME}: MatMul/Gather weights; convolutions stay "
-                                      "float). Give --data for the target's static scheme"})
+                       "description": f"int8 without data ({DATA_FREE_SCHEME}: the MatMul and Gather weights of a "
+                                      "model fed token ids). Give --data for calibrated int8"})
     if runtime == "onnxruntime":
         passes.append({"pass": "fuse", "description": "ONNX Runtime's portable graph optimizations (fused ops)"})
     if not passes:

@@ -230,7 +230,7 @@ def _preconditions(planner: _Planner, target: Target, family: ModelFamily, sourc
     for name, dims in unpinned(inputs or []):
         planner.add(("model", "inputs"), f"input {name!r} has dimensions nothing pins: {dims}",
                     f'pin them in the recipe ("inputs": [{{"name": "{name}", "shape": [...]}}]) or with --shape {name}=1x...')
-    ctx = dataclasses.replace(ctx, inputs=inputs)
+    ctx = dataclasses.replace(ctx, inputs=inputs, model_meta=source.plan_meta(ctx) if not source_problems else {})
     if data is not None:
         for message in data.check(ctx):
             planner.add(("data",), message)
