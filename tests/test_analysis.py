@@ -232,13 +232,16 @@ def test_fallback_reads_external_data(tmp_path: Path) -> None:
     assert analyze(tmp_path / "m.onnx").macs == 4 * 64 * 27
 
 
-def test_unknown_shape_that_onnxruntime_cannot_measure_is_an_error() -> None:
+def test_unknown_op_that_onnxruntime_cannot_run_is_incomplete_not_zero() -> None:
     model = helper.make_model(
-        helper.make_graph([helper.make_node("Foo", ["x"], ["z"], domain="my.ops"),
+        helper.make_graph([helper.make_node("Foo", ["x"], ["z"], domain="my.ops", name="foo"),
                            helper.make_node("Relu", ["z"], ["y"])], "g", [_vi("x", [1, 4])], [_vi("y", None)]),
         opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("my.ops", 1)])
-    with pytest.raises(AnalysisError, match="shape of tensor 'z' is unknown"):
-        analyze(model)
+    a = _sane(analyze(model))
+    assert a.macs == 0
+    assert a.incomplete[0] == "op my.ops:Foo ×1 has no cost model: 'foo'"
+    assert a.incomplete[1].startswith("peak memory: sizes of 2 tensor(s) unknown ('z', 'y')")
+    assert any("onnxruntime could not run the model" in note for note in a.notes)
 
 
 # dynamic dims --------------------------------------------------------------------------------------------
