@@ -16,10 +16,9 @@ from shrink.analysis.dtypes import dtype_name
 from shrink.analysis.model import _domain, _node_label
 from shrink.analysis.op_costs import MAC_RULES, has_cost_model, mac_dtype
 from shrink.analysis.result import SubgraphMacs
-from shrink.analysis.scopes import _Scope
+from shrink.analysis.scopes import MAX_TRIP_COUNT, _Scope
 from shrink.analysis.shapes import _Uncounted, _UnknownShape
 
-_MAX_TRIP_COUNT = 2**31
 _LISTED = 3  # names quoted in one reason
 
 NodeKey = tuple[str, int]  # (scope prefix, node index)
@@ -158,7 +157,7 @@ def _trip_count(node: NodeProto, outer: _Scope, body: _Scope) -> tuple[int | Non
     if value is None or value.size != 1:
         return None, f"trip count '{trip}' not constant"
     count = int(value.reshape(-1)[0])
-    if not 0 <= count < _MAX_TRIP_COUNT:
+    if not 0 <= count < MAX_TRIP_COUNT:
         return None, f"trip count {count} is no bound: the loop runs until its condition is false"
     cond = node.input[1] if len(node.input) > 1 else ""
     ends_early = bool(cond) and len(body.graph.output) > 0 and body.graph.output[0].name not in _passthrough(body)

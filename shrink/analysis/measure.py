@@ -7,6 +7,7 @@ depend on the data are then those of zeros. onnxruntime is imported only here, a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,14 +18,17 @@ from onnx import ModelProto, TensorProto
 from shrink.analysis.shapes import _runtime_inputs, _Type
 from shrink.support.ort import session as ort_session
 
+RUN_SECONDS = 20.0  # a Loop that runs until its condition turns false may never stop on zeros
 
 def _ort_types(model: ModelProto, names: list[str], base_dir: Path | None,
                feeds: Mapping[str, np.ndarray] | None = None) -> dict[str, _Type]:
     """Run `model` once, exposing `names` as outputs, and read their types and shapes.
 
-    Inputs without an entry in `feeds` get zeros of their declared (fully pinned) shape. Raises whatever
-    onnxruntime raises when the model cannot be loaded or run.
+    Inputs without an entry in `feeds` get zeros of their declared (fully pinned) shape. The run is
+    stopped after `RUN_SECONDS`. Raises whatever onnxruntime raises when the model cannot be loaded or
+    run, or is stopped.
     """
+    import onnxruntime as ort
     from onnx.external_data_helper import load_external_data_for_model
 
     exposed = ModelProto()
@@ -44,7 +48,18 @@ def _ort_types(model: ModelProto, names: list[str], base_dir: Path | None,
             exposed.graph.output.append(onnx.ValueInfoProto(name=name))
     session = ort_session(exposed.SerializeToString(), optimize=False)
     out_names = [o.name for o in session.get_outputs()]
-    values = session.run(out_names, inputs)
+    options = ort.RunOptions()
+    options.log_severity_level = 4  # the failure is reported by the caller, not logged
+    timer = threading.Timer(RUN_SECONDS, lambda: setattr(options, "terminate", True))
+    timer.start()
+    try:
+        values = session.run(out_names, inputs, options)
+    except Exception as exc:
+        if options.terminate:
+            raise TimeoutError(f"stopped after {RUN_SECONDS:g} s (a Loop that never ends on zero inputs?)") from exc
+        raise
+    finally:
+        timer.cancel()
     types = {n: _array_type(v) for n, v in zip(out_names, values) if isinstance(v, np.ndarray)}
     types.update({n: _array_type(v) for n, v in inputs.items()})
     return types

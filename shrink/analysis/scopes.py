@@ -29,6 +29,7 @@ from shrink.analysis.shapes import _graph_types, _infer, _known, _runtime_inputs
 from shrink.analysis.static_values import _static_values
 
 _FOLD_ROUNDS = 4
+MAX_TRIP_COUNT = 2**31  # torch writes INT64_MAX for a `while` loop: no bound
 _BODY_ORDER = {"then_branch": 0, "else_branch": 1}
 
 
@@ -69,7 +70,6 @@ def _typed_scopes(pinned: ModelProto, base_dir: Path | None) -> tuple[_Scope, st
     main = _Scope(inferred.graph, "", _graph_types(inferred.graph))
     context = _Context(pinned, base_dir)
     _settle(context, main, pinned, {}, {})
-    _type_children(context, main)
     return main, error
 
 
@@ -86,29 +86,102 @@ def _own_names(graph: GraphProto) -> list[str]:
 
 def _settle(context: _Context, scope: _Scope, standalone: ModelProto, outer: Mapping[str, np.ndarray],
             feeds: Mapping[str, np.ndarray]) -> None:
-    """Fill `scope.types` (steps 2 and 3 above), `scope.values` and `scope.unknown`."""
+    """Fill `scope.types` (steps 2 and 3 above), `scope.values`, `scope.unknown` and `scope.children`.
+
+    Bodies are typed before the onnxruntime step: the outputs of an If/Loop/Scan whose bodies say their
+    shapes need no run (a run of a Loop that ends on its condition could take forever)."""
     missing = [n for n in _own_names(scope.graph) if not _known(scope.types.get(n))]
     nested = any(True for node in scope.graph.node for _ in _subgraphs_of(node))
     if missing or nested:
         scope.values = _static_values(scope.graph, scope.types, outer, context.opset, scope.measured)
-    folded: set[str] = set()
+    folded: dict[str, np.ndarray] = {}
+    derived: dict[str, _Type] = {}
     for _ in range(_FOLD_ROUNDS if missing else 0):
         produced = {o for node in scope.graph.node for o in node.output if o}
         new = {n: v for n, v in scope.values.items() if n in produced and n not in folded}
         if not new:
             break
-        folded |= set(new)
-        inferred, _ = _infer(_with_constants(standalone, {n: scope.values[n] for n in folded}))
-        for name, found in _graph_types(inferred.graph).items():
-            if _known(found) and not _known(scope.types.get(name)):
-                scope.types[name] = found
-        missing = [n for n in missing if not _known(scope.types.get(n))]
+        folded.update(new)
+        missing = _reinfer(scope, standalone, folded, derived, missing)
         if not missing:
             break
         scope.values = _static_values(scope.graph, scope.types, outer, context.opset, scope.measured)
+    if nested:
+        _type_children(context, scope)
+        derived = {n: t for n, t in _control_flow_outputs(scope).items() if n in missing}
+        if derived:
+            scope.types.update(derived)
+            missing = _reinfer(scope, standalone, folded, derived, [n for n in missing if n not in derived])
     if missing:
+        before = len(missing)
         missing = _measure(context, scope, standalone, missing, feeds)
+        if nested and len(missing) < before:
+            _type_children(context, scope)  # outer tensors the bodies read may be known now
     scope.unknown = tuple(missing)
+
+
+def _reinfer(scope: _Scope, standalone: ModelProto, folded: Mapping[str, np.ndarray], derived: Mapping[str, _Type],
+             missing: list[str]) -> list[str]:
+    """Infer again with static values as initializers and `derived` types declared; what is still missing."""
+    model = _with_constants(standalone, folded)
+    model.graph.value_info.extend(_value_info(name, found, None) for name, found in derived.items())
+    inferred, _ = _infer(model)
+    for name, found in _graph_types(inferred.graph).items():
+        if _known(found) and not _known(scope.types.get(name)):
+            scope.types[name] = found
+    return [n for n in missing if not _known(scope.types.get(n))]
+
+
+def _control_flow_outputs(scope: _Scope) -> dict[str, _Type]:
+    """Output types of the If/Loop/Scan nodes of `scope` that their typed bodies determine."""
+    found: dict[str, _Type] = {}
+    for index, bodies in scope.children.items():
+        node = scope.graph.node[index]
+        body = bodies[0][1]
+        outs = [o.name for o in body.graph.output]
+        if node.op_type == "If":
+            for k, name in enumerate(node.output):
+                branch = [b.types.get(b.graph.output[k].name) if k < len(b.graph.output) else None for _, b in bodies]
+                same = branch[0]
+                if name and same is not None and _known(same) and all(t == same for t in branch):
+                    found[name] = same
+        elif node.op_type in ("Loop", "Scan"):
+            first = 1 if node.op_type == "Loop" else 0
+            carried = len(node.input) - (2 if node.op_type == "Loop" else _int_attr(node, "num_scan_inputs", 0))
+            trips = _constant_trip_count(node, scope)
+            for k, name in enumerate(node.output):
+                inner = body.types.get(outs[first + k]) if first + k < len(outs) else None
+                if not name or inner is None or inner.shape is None:
+                    continue
+                if k < carried:
+                    start = body.types.get(body.graph.input[first * 2 + k].name) if node.op_type == "Loop" else inner
+                    if start is not None and start.shape == inner.shape:
+                        found[name] = inner
+                elif trips is not None and (node.op_type == "Loop" or not _int_list(node, "scan_output_axes")):
+                    found[name] = _Type(inner.elem, (trips, *inner.shape))
+    return found
+
+
+def _constant_trip_count(node: NodeProto, scope: _Scope) -> int | None:
+    """A Loop's static trip count (None when absent, not static or no bound) or a Scan's sequence length."""
+    if node.op_type == "Scan":
+        scans = _int_attr(node, "num_scan_inputs", 0)
+        axes = _int_list(node, "scan_input_axes") or [0]
+        found = scope.types.get(node.input[len(node.input) - scans]) if scans else None
+        return found.shape[axes[0] % len(found.shape)] if found is not None and found.shape else None
+    value = scope.values.get(node.input[0]) if node.input and node.input[0] else None
+    if value is None or value.size != 1:
+        return None
+    count = int(value.reshape(-1)[0])
+    return count if 0 <= count < MAX_TRIP_COUNT else None
+
+
+def _int_attr(node: NodeProto, name: str, default: int) -> int:
+    return next((int(a.i) for a in node.attribute if a.name == name), default)
+
+
+def _int_list(node: NodeProto, name: str) -> list[int]:
+    return next((list(a.ints) for a in node.attribute if a.name == name), [])
 
 
 def _measure(context: _Context, scope: _Scope, standalone: ModelProto, missing: list[str],
@@ -172,7 +245,6 @@ def _type_body(context: _Context, outer: _Scope, node: NodeProto, body: GraphPro
             if _known(found) and (not _known(scope.types.get(name)) or name in formal):
                 scope.types[name] = found
         _settle(context, scope, standalone, outer.values, feeds)
-    _type_children(context, scope)
     return scope
 
 
@@ -186,8 +258,8 @@ def _formal_types(node: NodeProto, body: GraphProto, outer: Mapping[str, _Type])
         for k, name in enumerate(names[2:]):
             fed[name] = outer.get(node.input[2 + k]) if 2 + k < len(node.input) else None
     elif node.op_type == "Scan":
-        scans = next((int(a.i) for a in node.attribute if a.name == "num_scan_inputs"), 0)
-        axes = next((list(a.ints) for a in node.attribute if a.name == "scan_input_axes"), []) or [0] * scans
+        scans = _int_attr(node, "num_scan_inputs", 0)
+        axes = _int_list(node, "scan_input_axes") or [0] * scans
         states = len(node.input) - scans
         for k, name in enumerate(names[:len(node.input)]):
             found = outer.get(node.input[k])
