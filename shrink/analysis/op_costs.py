@@ -41,8 +41,10 @@ def _conv_rule(weight_index: int) -> _MacRule:
     return rule
 
 
-def _conv_transpose(node: NodeProto, types: _Types) -> int:
-    return _numel(_shape(types, node.input[0])) * _numel(_shape(types, node.input[1])[1:])
+def _conv_transpose_rule(weight_index: int) -> _MacRule:
+    def rule(node: NodeProto, types: _Types) -> int:
+        return _numel(_shape(types, node.input[0])) * _numel(_shape(types, node.input[weight_index])[1:])
+    return rule
 
 
 def _matmul_rule(a_index: int, trans_attr: str | None = None) -> _MacRule:
@@ -145,7 +147,7 @@ MAC_RULES: dict[tuple[str, str], _MacRule] = {
     ("ai.onnx", "ConvInteger"): _conv_rule(1),
     ("ai.onnx", "QLinearConv"): _conv_rule(3),
     ("ai.onnx", "DeformConv"): _conv_rule(1),
-    ("ai.onnx", "ConvTranspose"): _conv_transpose,
+    ("ai.onnx", "ConvTranspose"): _conv_transpose_rule(1),
     ("ai.onnx", "Gemm"): _matmul_rule(0, "transA"),
     ("ai.onnx", "MatMul"): _matmul_rule(0),
     ("ai.onnx", "MatMulInteger"): _matmul_rule(0),
@@ -159,7 +161,8 @@ MAC_RULES: dict[tuple[str, str], _MacRule] = {
     (_MS, "NhwcConv"): _conv_rule(1),
     (_MS, "NhwcFusedConv"): _conv_rule(1),
     (_MS, "QLinearConv"): _conv_rule(3),
-    (_MS, "ConvTransposeWithDynamicPads"): _conv_transpose,
+    (_MS, "ConvTransposeWithDynamicPads"): _conv_transpose_rule(1),
+    (_MS, "QLinearConvTranspose"): _conv_transpose_rule(3),
     (_MS, "FusedGemm"): _matmul_rule(0, "transA"),
     (_MS, "FusedMatMul"): _matmul_rule(0, "transA"),
     (_MS, "QGemm"): _matmul_rule(0, "transA"),
@@ -188,7 +191,7 @@ _ZERO_COST: dict[str, frozenset[str]] = {
         "MaxpoolWithMask", "Affine", "Crop", "ImageScaler", "ParametricSoftplus", "ScaledTanh",
         "ThresholdedRelu", "Scale", "ExpandDims", "Range", "Pad", "Trilu", "Unique", "CropAndResize",
         "GridSample", "MurmurHash3", "NGramRepeatBlock", "IsAllFinite", "QuantizeWithOrder",
-        "DequantizeWithOrder", "Tokenizer",
+        "DequantizeWithOrder", "Tokenizer", "QEmbedLayerNormalization", "RelativePositionBias",
     }),
     "com.microsoft.nchwc": frozenset({"ReorderInput", "ReorderOutput", "MaxPool", "AveragePool", "GlobalMaxPool",
                                       "GlobalAveragePool", "Upsample"}),
@@ -198,12 +201,13 @@ _ZERO_COST: dict[str, frozenset[str]] = {
 }
 
 # kernels that run their MACs on integers
-_INT8_KERNELS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "MatMulIntegerToFloat",
+_INT8_KERNELS = frozenset({"QLinearConv", "QLinearConvTranspose", "QLinearMatMul", "ConvInteger", "MatMulInteger", "MatMulIntegerToFloat",
                            "DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "QGemm", "QAttention"})
 # float ops onnxruntime fuses with the DequantizeLinear nodes on their inputs into an int8 kernel; the
 # Conv family needs a QuantizeLinear on its output too (a QLinearConv writes int8)
-_QDQ_FUSED = {"Conv": 2, "ConvTranspose": 2, "MatMul": 2, "Gemm": 2, "FusedConv": 2, "FusedMatMul": 2}
-_QDQ_NEEDS_OUTPUT_Q = frozenset({"Conv", "ConvTranspose", "FusedConv"})
+# (onnxruntime 1.32 leaves a QDQ ConvTranspose in float)
+_QDQ_FUSED = {"Conv": 2, "MatMul": 2, "Gemm": 2}
+_QDQ_NEEDS_OUTPUT_Q = frozenset({"Conv"})
 
 
 def has_cost_model(domain: str, op_type: str) -> bool:
