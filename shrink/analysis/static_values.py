@@ -22,10 +22,12 @@ from shrink.analysis.shapes import _Types
 
 MAX_ELEMENTS = 4096
 
-# ops whose output is not a function of their inputs, or that the reference implementation runs slowly
+# ops whose output is not a function of their inputs, and compute on weights that is never a shape
 _NEVER = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                     "Bernoulli", "If", "Loop", "Scan", "SequenceMap", "Conv", "ConvTranspose", "ConvInteger",
-                    "QLinearConv", "LSTM", "GRU", "RNN", "DeformConv", "STFT", "DFT"})
+                    "QLinearConv", "LSTM", "GRU", "RNN", "DeformConv", "STFT", "DFT", "MatMul", "Gemm", "Einsum",
+                    "MatMulInteger", "QLinearMatMul", "QuantizeLinear", "DequantizeLinear",
+                    "DynamicQuantizeLinear"})
 
 
 def _static_values(graph: GraphProto, types: _Types, known: Mapping[str, np.ndarray], opset: int,
