@@ -102,7 +102,7 @@ class _Calibration:
         return next(self.feeds, None)
 
 
-@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+@pytest.mark.parametrize("fmt", ["QDQ", pytest.param("QOperator", marks=pytest.mark.slow)])
 def test_quantize_static_keeps_the_float_macs(conv_lstm: Path, tmp_path: Path, fmt: str) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
@@ -186,6 +186,7 @@ def _shapes(*lengths: int) -> list[TensorProto]:
         numpy_helper.from_array(np.array(HEAD ** -0.5, np.float32), "scale")]
 
 
+@pytest.mark.slow
 def test_attention_and_qattention_count_their_float_decomposition(tmp_path: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -224,6 +225,7 @@ def test_multi_head_attention_counts_its_float_decomposition() -> None:
 
 # weight-only int4/int8 ----------------------------------------------------------------------------------
 
+@pytest.mark.slow  # importing the quantizer (onnx_ir) takes about a second
 @pytest.mark.parametrize("bits", [4, 8])
 def test_matmul_nbits_counts_k_and_n_from_its_attributes(bits: int) -> None:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
