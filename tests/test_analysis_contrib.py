@@ -276,6 +276,17 @@ def test_ops_without_a_cost_model_are_incomplete_not_zero() -> None:
                             "op com.microsoft:Inverse ×1 has no cost model: 'inverse'")
 
 
+def test_which_ops_have_a_cost_model() -> None:
+    from shrink.analysis.op_costs import has_cost_model
+
+    assert has_cost_model("ai.onnx", "Relu") and has_cost_model("ai.onnx", "Conv")
+    assert has_cost_model("com.microsoft", "SkipLayerNormalization") and has_cost_model("com.microsoft", "QAttention")
+    assert not has_cost_model("ai.onnx", "NoSuchOp")  # not in the standard: not assumed elementwise
+    assert not has_cost_model("ai.onnx", "STFT")
+    assert not has_cost_model("com.microsoft", "DecoderMaskedMultiHeadAttention")
+    assert not has_cost_model("ai.onnx.ml", "TreeEnsembleClassifier")
+
+
 def test_an_op_whose_shapes_cannot_be_measured_is_incomplete() -> None:
     """GroupQueryAttention has a rule, but onnxruntime cannot run it on zero inputs to size its outputs."""
     kv = 2 * HEAD

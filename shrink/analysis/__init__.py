@@ -26,6 +26,7 @@ Modules (each imports only those listed before it, plus `shrink.errors` and `shr
 * `shapes`        – `parse_shape`, input pinning, types read off a graph, ONNX shape inference
 * `static_values` – small tensors computable from weights and pinned shapes (torch's F.pad, trip counts)
 * `measure`       – shapes read off one onnxruntime run on zero inputs
+* `bodies`        – If/Loop/Scan bodies from outside: formal input types, standalone models, output types
 * `scopes`        – a type for every tensor of the main graph and of every If/Loop/Scan body
 * `result`        – the `Analysis`, `LiveTensor`, `OpUse` and `SubgraphMacs` records
 * `op_costs`      – MAC rules per (domain, op), the ops that cost nothing, the dtype MACs run in

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field, replace
 
 from onnx import NodeProto
 
+from shrink.analysis.bodies import MAX_TRIP_COUNT
 from shrink.analysis.dtypes import dtype_name
 from shrink.analysis.model import _domain, _node_label
 from shrink.analysis.op_costs import MAC_RULES, has_cost_model, mac_dtype
 from shrink.analysis.result import SubgraphMacs
-from shrink.analysis.scopes import MAX_TRIP_COUNT, _Scope
+from shrink.analysis.scopes import _Scope
 from shrink.analysis.shapes import _Uncounted, _UnknownShape
 
 _LISTED = 3  # names quoted in one reason

@@ -215,7 +215,7 @@ def has_cost_model(domain: str, op_type: str) -> bool:
     if (domain, op_type) in MAC_RULES:
         return True
     if domain == "ai.onnx":
-        return op_type not in _UNCOSTED_ONNX
+        return op_type not in _UNCOSTED_ONNX and onnx.defs.has(op_type)
     return op_type in _ZERO_COST.get(domain, frozenset())
 
 

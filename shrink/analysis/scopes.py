@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import GraphProto, ModelProto, NodeProto, TensorProto, numpy_helper
+from onnx import GraphProto, ModelProto, NodeProto, numpy_helper
 
+from shrink.analysis.bodies import constant_trip_count, formal_types, output_types, value_info
+from shrink.analysis.bodies import standalone as standalone_body
 from shrink.analysis.measure import _ort_types
 from shrink.analysis.model import _first_line, _node_label, _outer_refs, _subgraphs_of
 from shrink.analysis.shapes import _graph_types, _infer, _known, _runtime_inputs, _Type, _value_type
 from shrink.analysis.static_values import _static_values
 
 _FOLD_ROUNDS = 4
-MAX_TRIP_COUNT = 2**31  # torch writes INT64_MAX for a `while` loop: no bound
 _BODY_ORDER = {"then_branch": 0, "else_branch": 1}
 
 
@@ -108,7 +108,12 @@ def _settle(context: _Context, scope: _Scope, standalone: ModelProto, outer: Map
         scope.values = _static_values(scope.graph, scope.types, outer, context.opset, scope.measured)
     if nested:
         _type_children(context, scope)
-        derived = {n: t for n, t in _control_flow_outputs(scope).items() if n in missing}
+        derived = {}
+        for index, bodies in scope.children.items():
+            node = scope.graph.node[index]
+            trips = constant_trip_count(node, scope.types, scope.values)
+            found = output_types(node, [(b.graph, b.types) for _, b in bodies], trips)
+            derived.update({n: t for n, t in found.items() if n in missing})
         if derived:
             scope.types.update(derived)
             missing = _reinfer(scope, standalone, folded, derived, [n for n in missing if n not in derived])
@@ -124,64 +129,12 @@ def _reinfer(scope: _Scope, standalone: ModelProto, folded: Mapping[str, np.ndar
              missing: list[str]) -> list[str]:
     """Infer again with static values as initializers and `derived` types declared; what is still missing."""
     model = _with_constants(standalone, folded)
-    model.graph.value_info.extend(_value_info(name, found, None) for name, found in derived.items())
+    model.graph.value_info.extend(value_info(name, found, None) for name, found in derived.items())
     inferred, _ = _infer(model)
     for name, found in _graph_types(inferred.graph).items():
         if _known(found) and not _known(scope.types.get(name)):
             scope.types[name] = found
     return [n for n in missing if not _known(scope.types.get(n))]
-
-
-def _control_flow_outputs(scope: _Scope) -> dict[str, _Type]:
-    """Output types of the If/Loop/Scan nodes of `scope` that their typed bodies determine."""
-    found: dict[str, _Type] = {}
-    for index, bodies in scope.children.items():
-        node = scope.graph.node[index]
-        body = bodies[0][1]
-        outs = [o.name for o in body.graph.output]
-        if node.op_type == "If":
-            for k, name in enumerate(node.output):
-                branch = [b.types.get(b.graph.output[k].name) if k < len(b.graph.output) else None for _, b in bodies]
-                same = branch[0]
-                if name and same is not None and _known(same) and all(t == same for t in branch):
-                    found[name] = same
-        elif node.op_type in ("Loop", "Scan"):
-            first = 1 if node.op_type == "Loop" else 0
-            carried = len(node.input) - (2 if node.op_type == "Loop" else _int_attr(node, "num_scan_inputs", 0))
-            trips = _constant_trip_count(node, scope)
-            for k, name in enumerate(node.output):
-                inner = body.types.get(outs[first + k]) if first + k < len(outs) else None
-                if not name or inner is None or inner.shape is None:
-                    continue
-                if k < carried:
-                    start = body.types.get(body.graph.input[first * 2 + k].name) if node.op_type == "Loop" else inner
-                    if start is not None and start.shape == inner.shape:
-                        found[name] = inner
-                elif trips is not None and (node.op_type == "Loop" or not _int_list(node, "scan_output_axes")):
-                    found[name] = _Type(inner.elem, (trips, *inner.shape))
-    return found
-
-
-def _constant_trip_count(node: NodeProto, scope: _Scope) -> int | None:
-    """A Loop's static trip count (None when absent, not static or no bound) or a Scan's sequence length."""
-    if node.op_type == "Scan":
-        scans = _int_attr(node, "num_scan_inputs", 0)
-        axes = _int_list(node, "scan_input_axes") or [0]
-        found = scope.types.get(node.input[len(node.input) - scans]) if scans else None
-        return found.shape[axes[0] % len(found.shape)] if found is not None and found.shape else None
-    value = scope.values.get(node.input[0]) if node.input and node.input[0] else None
-    if value is None or value.size != 1:
-        return None
-    count = int(value.reshape(-1)[0])
-    return count if 0 <= count < MAX_TRIP_COUNT else None
-
-
-def _int_attr(node: NodeProto, name: str, default: int) -> int:
-    return next((int(a.i) for a in node.attribute if a.name == name), default)
-
-
-def _int_list(node: NodeProto, name: str) -> list[int]:
-    return next((list(a.ints) for a in node.attribute if a.name == name), [])
 
 
 def _measure(context: _Context, scope: _Scope, standalone: ModelProto, missing: list[str],
@@ -229,7 +182,7 @@ def _type_children(context: _Context, scope: _Scope) -> None:
 
 
 def _type_body(context: _Context, outer: _Scope, node: NodeProto, body: GraphProto, prefix: str) -> _Scope:
-    formal = _formal_types(node, body, outer.types)
+    formal = formal_types(node, body, outer.types)
     types = {**outer.types, **_graph_types(body)}
     types.update({name: found for name, found in formal.items() if found is not None})
     scope = _Scope(body, prefix, types, measured=set(outer.measured))
@@ -239,7 +192,7 @@ def _type_body(context: _Context, outer: _Scope, node: NodeProto, body: GraphPro
     missing = [n for n in _own_names(body) if not _known(types.get(n))]
     nested = any(True for n in body.node for _ in _subgraphs_of(n))
     if missing or nested:
-        standalone = _standalone(context, outer, body, formal)
+        standalone = standalone_body(context.model, body, formal, outer.types, outer.values)
         inferred, _ = _infer(standalone)
         for name, found in _graph_types(inferred.graph).items():
             if _known(found) and (not _known(scope.types.get(name)) or name in formal):
@@ -248,51 +201,3 @@ def _type_body(context: _Context, outer: _Scope, node: NodeProto, body: GraphPro
     return scope
 
 
-def _formal_types(node: NodeProto, body: GraphProto, outer: Mapping[str, _Type]) -> dict[str, _Type | None]:
-    """The types the If/Loop/Scan node feeds its body's formal inputs (declared ones where it cannot say)."""
-    names = [v.name for v in _runtime_inputs(body)]
-    declared = {v.name: _value_type(v) for v in _runtime_inputs(body)}
-    fed: dict[str, _Type | None] = {}
-    if node.op_type == "Loop" and len(names) >= 2:
-        fed[names[0]], fed[names[1]] = _Type(TensorProto.INT64, ()), _Type(TensorProto.BOOL, ())
-        for k, name in enumerate(names[2:]):
-            fed[name] = outer.get(node.input[2 + k]) if 2 + k < len(node.input) else None
-    elif node.op_type == "Scan":
-        scans = _int_attr(node, "num_scan_inputs", 0)
-        axes = _int_list(node, "scan_input_axes") or [0] * scans
-        states = len(node.input) - scans
-        for k, name in enumerate(names[:len(node.input)]):
-            found = outer.get(node.input[k])
-            if k >= states and found is not None and found.shape is not None and k - states < len(axes):
-                axis = axes[k - states] % max(len(found.shape), 1)
-                found = _Type(found.elem, found.shape[:axis] + found.shape[axis + 1:])
-            fed[name] = found
-    return {name: fed[name] if _known(fed.get(name)) else declared.get(name) or fed.get(name) for name in names}
-
-
-def _standalone(context: _Context, outer: _Scope, body: GraphProto, formal: Mapping[str, _Type | None]) -> ModelProto:
-    """`body` as a model of its own: outer tensors it reads are initializers (static values) or inputs."""
-    graph = GraphProto()
-    graph.CopyFrom(body)
-    del graph.input[:]
-    del graph.value_info[:]
-    declared = {v.name: v for v in body.input}
-    for v in _runtime_inputs(body):
-        graph.input.append(_value_info(v.name, formal.get(v.name), declared[v.name]))
-    graph.input.extend(v for v in body.input if v.name not in formal)  # initializers listed as inputs
-    for name in sorted(_outer_refs(body)):
-        if name in outer.values:
-            graph.initializer.append(numpy_helper.from_array(outer.values[name], name))
-        else:
-            graph.input.append(_value_info(name, outer.types.get(name), None))
-    model = onnx.helper.make_model(graph, opset_imports=list(context.model.opset_import))
-    model.ir_version = context.model.ir_version
-    return model
-
-
-def _value_info(name: str, found: _Type | None, declared: onnx.ValueInfoProto | None) -> onnx.ValueInfoProto:
-    if found is None:
-        if declared is not None:
-            return declared
-        return onnx.helper.make_tensor_value_info(name, TensorProto.UNDEFINED, None)
-    return onnx.helper.make_tensor_value_info(name, found.elem, list(found.shape) if found.shape is not None else None)
