@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from onnx import GraphProto, ModelProto
+from onnx import ModelProto, ValueInfoProto
 
 from shrink.analysis.inventory import _inventory, _weights
-from shrink.analysis.macs import _count_macs
-from shrink.analysis.memory import (
-    _arena,
-    _constant_names,
-    _lifetimes,
-    _peak,
-    _topological_order,
-)
+from shrink.analysis.macs import _count_macs, _quoted
+from shrink.analysis.memory import _scope_memory
 from shrink.analysis.model import (
     _check_envelope,
-    _constant_values,
     _domain,
+    _inline_functions,
     _node_label,
     _subgraphs_of,
     _walk_graphs,
@@ -29,15 +23,8 @@ from shrink.analysis.model import (
     load_model,
 )
 from shrink.analysis.result import Analysis, LiveTensor
-from shrink.analysis.shapes import (
-    _complete_types,
-    _graph_types,
-    _infer,
-    _pin_inputs,
-    _runtime_inputs,
-    _tensor_bytes,
-    _Type,
-)
+from shrink.analysis.scopes import _Scope, _typed_scopes
+from shrink.analysis.shapes import _known, _pin_inputs, _runtime_inputs, _tensor_bytes
 
 _MEMO: OrderedDict[tuple[object, ...], Analysis] = OrderedDict()
 _MEMO_SIZE = 16
@@ -71,37 +58,57 @@ def analyze(model: ModelProto | str | Path, shapes: Mapping[str, list[int]] | No
 
 def _analyze(model: ModelProto | str | Path, shapes: Mapping[str, list[int]] | None) -> Analysis:
     model, label, base_dir = _resolve(model)
-    graph, types, notes = _typed_graph(model, shapes or {}, label, base_dir)
-    order = _topological_order(graph, label)
-    const = _constant_names(graph, order)
-    lives = _lifetimes(graph, order, const, types)
-    peak, step = _peak(lives, len(order))
+    notes: list[str] = []
+    if model.functions:
+        notes.append(f"{len(model.functions)} local function(s) inlined before counting")
+        model = _inline_functions(model)
+    main, inference_error = _typed_scopes(_pin_inputs(model, shapes or {}, label), base_dir)
+    if inference_error:
+        notes.append(f"strict shape inference failed: {inference_error}")
+    notes += [note for scope in main.walk() for note in scope.notes]
+    memory = _scope_memory(main, label)
+    count = _count_macs(main)
     weights = _weights(model)
     opsets = {_domain(o.domain): int(o.version) for o in model.opset_import}
-    macs = _count_macs(graph, types, _constant_values(graph), "")
-    ops, total_nodes = _inventory(graph, opsets, types)
-    subgraphs = tuple(f"{prefix}{_node_label(n, i)}" for g, prefix in _walk_graphs(graph, "")
+    ops, total_nodes = _inventory(main, opsets, count.nodes)
+    subgraphs = tuple(f"{prefix}{_node_label(n, i)}" for g, prefix in _walk_graphs(main.graph, "")
                       for i, n in enumerate(g.node) if any(True for _ in _subgraphs_of(n)))
-    live_at_peak = sorted((t for t in lives if t.start <= step <= t.end), key=lambda t: (-t.bytes, t.name))
+    at_peak = sorted((t for t in memory.lives if t.start <= memory.step <= t.end), key=lambda t: (-t.bytes, t.name))
+    macs_by_op: dict[str, int] = {}
+    macs_by_dtype: dict[str, int] = {}
+    for macs, dtype, op_type in count.nodes.values():
+        macs_by_op[op_type] = macs_by_op.get(op_type, 0) + macs
+        macs_by_dtype[dtype] = macs_by_dtype.get(dtype, 0) + macs
+    incomplete = count.reasons()
+    if memory.unknown:
+        incomplete.append(f"peak memory: sizes of {len(memory.unknown)} tensor(s) unknown ({_quoted(memory.unknown)}): "
+                          "peak activations and arena are lower bounds")
     return Analysis(
         params=sum(w["params"] for w in weights.values()),
         weight_bytes=sum(w["bytes"] for w in weights.values()),
         weights_by_dtype=weights,
-        macs=macs.total,
-        macs_by_op=dict(sorted(macs.by_op.items())),
-        peak_activation_bytes=peak,
-        arena_bytes=_arena(lives),
-        peak_node=_node_label(graph.node[order[step]], order[step]) if order else "",
-        peak_live=tuple(LiveTensor(t.name, t.bytes) for t in live_at_peak) if peak else (),
-        input_bytes=sum(_tensor_bytes(types, v.name) for v in _runtime_inputs(graph)),
-        output_bytes=sum(_tensor_bytes(types, v.name) for v in graph.output),
+        macs=count.total,
+        macs_by_op=dict(sorted((op, m) for op, m in macs_by_op.items() if m)),
+        peak_activation_bytes=memory.peak,
+        arena_bytes=memory.arena,
+        peak_node=_node_label(main.graph.node[memory.order[memory.step]], memory.order[memory.step]) if memory.order else "",
+        peak_live=tuple(LiveTensor(t.name, t.bytes) for t in at_peak) if memory.peak else (),
+        input_bytes=_known_bytes(main, _runtime_inputs(main.graph)),
+        output_bytes=_known_bytes(main, main.graph.output),
         ops=ops,
         opsets=opsets,
         nodes=total_nodes,
         subgraphs=subgraphs,
-        notes=tuple(notes + macs.notes + [f"{s}: subgraph activations not included in the peak" for s in subgraphs]),
-        qdq_ops=_inventory(graph, opsets, types, fold_qdq=True)[0],
+        notes=tuple(notes + count.notes),
+        qdq_ops=_inventory(main, opsets, count.nodes, fold_qdq=True)[0],
+        incomplete=tuple(incomplete),
+        macs_by_dtype=dict(sorted((d, m) for d, m in macs_by_dtype.items() if m)),
+        subgraph_macs=tuple(count.subgraphs),
     )
+
+
+def _known_bytes(scope: _Scope, values: Iterable[ValueInfoProto]) -> int:
+    return sum(_tensor_bytes(scope.types, v.name) for v in values if _known(scope.types.get(v.name)))
 
 
 def _resolve(model: ModelProto | str | os.PathLike[str]) -> tuple[ModelProto, str, Path | None]:
@@ -112,14 +119,3 @@ def _resolve(model: ModelProto | str | os.PathLike[str]) -> tuple[ModelProto, st
     _check_envelope(model, label)
     check_structure(model, label)
     return model, label, None
-
-
-def _typed_graph(model: ModelProto, shapes: Mapping[str, list[int]], label: str,
-                 base_dir: Path | None) -> tuple[GraphProto, dict[str, _Type], list[str]]:
-    """The pinned, shape-inferred main graph with a known type and shape for every tensor it names."""
-    pinned = _pin_inputs(model, shapes, label)
-    inferred, inference_error = _infer(pinned)
-    types = _graph_types(inferred.graph)
-    _complete_types(pinned, types, label, inference_error, base_dir)
-    notes = [f"strict shape inference failed: {inference_error}"] if inference_error else []
-    return inferred.graph, types, notes

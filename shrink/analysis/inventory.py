@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
-from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
+from onnx import AttributeProto, ModelProto, NodeProto, TensorProto
 
 from shrink.analysis.dtypes import _nbytes, dtype_name
-from shrink.analysis.model import (
-    _domain,
-    _node_label,
-    _numel,
-    _subgraphs_of,
-    _walk_graphs,
-)
+from shrink.analysis.macs import NodeKey
+from shrink.analysis.model import _domain, _node_label, _numel, _walk_graphs
 from shrink.analysis.result import OpUse
-from shrink.analysis.shapes import _graph_types, _Types
+from shrink.analysis.scopes import _Scope
 
 # weights --------------------------------------------------------------------------------------------
 
@@ -67,32 +62,35 @@ def _weights(model: ModelProto) -> dict[str, dict[str, int]]:
 
 # op inventory ---------------------------------------------------------------------------------------
 
-def _inventory(graph: GraphProto, opsets: Mapping[str, int], types: _Types,
+def _inventory(main: _Scope, opsets: Mapping[str, int], macs: Mapping[NodeKey, tuple[int, str, str]],
                fold_qdq: bool = False) -> tuple[tuple[OpUse, ...], int]:
-    """Nodes grouped by (domain, op, opset, input dtypes). With `fold_qdq`, an input produced by a
-    DequantizeLinear counts with the dtype of that DequantizeLinear's input (int8, int32), as a converter
-    to an integer runtime folds QDQ groups into quantized kernels."""
-    groups: dict[tuple[str, str, int, tuple[str, ...]], list[str]] = {}
+    """Nodes of every scope grouped by (domain, op, opset, input dtypes), with the MACs they add (`macs`
+    maps a node's (scope prefix, index) to its counted MACs and their dtype). With `fold_qdq`, an input
+    produced by a DequantizeLinear counts with the dtype of that DequantizeLinear's input (int8, int32), as
+    a converter to an integer runtime folds QDQ groups into quantized kernels."""
+    groups: dict[tuple[str, str, int, tuple[str, ...]], list[tuple[str, NodeKey]]] = {}
     total = 0
-    for sub, prefix, scope in _walk_scopes(graph, "", types):
+    for scope in main.walk():
+        types = scope.types
         folded: dict[str, str] = {}
         if fold_qdq:
-            for node in sub.node:
-                if node.op_type == "DequantizeLinear" and node.input[0] in scope:
-                    folded[node.output[0]] = dtype_name(scope[node.input[0]].elem)
-        for i, node in enumerate(sub.node):
+            for node in scope.graph.node:
+                if node.op_type == "DequantizeLinear" and node.input[0] in types:
+                    folded[node.output[0]] = dtype_name(types[node.input[0]].elem)
+        for i, node in enumerate(scope.graph.node):
             domain = _domain(node.domain)
-            dtypes = tuple(folded.get(n) or (dtype_name(scope[n].elem) if n in scope else "unknown")
+            dtypes = tuple(folded.get(n) or (dtype_name(types[n].elem) if n in types else "unknown")
                            for n in node.input if n)
             key = (domain, node.op_type, opsets.get(domain, 0), tuple(dict.fromkeys(dtypes)) if fold_qdq else dtypes)
-            groups.setdefault(key, []).append(prefix + _node_label(node, i))
+            groups.setdefault(key, []).append((scope.prefix + _node_label(node, i), (scope.prefix, i)))
             total += 1
-    ops = tuple(OpUse(d, op, v, dt, len(names), tuple(names)) for (d, op, v, dt), names in sorted(groups.items()))
-    return ops, total
-
-
-def _walk_scopes(graph: GraphProto, prefix: str, types: _Types) -> Iterator[tuple[GraphProto, str, _Types]]:
-    yield graph, prefix, types
-    for i, node in enumerate(graph.node):
-        for attr_name, sub in _subgraphs_of(node):
-            yield from _walk_scopes(sub, f"{prefix}{_node_label(node, i)}/{attr_name}/", {**types, **_graph_types(sub)})
+    ops = []
+    for (domain, op, opset, dtypes), members in sorted(groups.items()):
+        by_dtype: dict[str, int] = {}
+        for _, node_key in members:
+            if node_key in macs:
+                counted, dtype, _ = macs[node_key]
+                by_dtype[dtype] = by_dtype.get(dtype, 0) + counted
+        ops.append(OpUse(domain, op, opset, dtypes, len(members), tuple(name for name, _ in members),
+                         sum(by_dtype.values()), tuple(sorted(by_dtype.items()))))
+    return tuple(ops), total

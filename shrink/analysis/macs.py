@@ -1,215 +1,189 @@
-"""Multiply-accumulate counting: one rule per (domain, op type), and If/Loop/Scan bodies.
+"""Counting MACs over the typed scopes: each node by its rule (`op_costs`), an If by its costlier branch,
+a Loop/Scan body once per iteration, and a reason for everything that could not be counted.
 
-Ops without a rule count 0. A rule that cannot count (an unknown shape, an unsupported form) leaves a
-note instead; Loop and Scan bodies count once per iteration when the trip count is static.
+Nothing that cannot be counted counts 0 silently: an unknown shape, an op without a cost model, an If
+branch that is incomplete or a trip count that is not constant each add a reason to `incomplete`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
-import onnx
-from onnx import GraphProto, NodeProto, TensorProto, numpy_helper
+from onnx import NodeProto
 
-from shrink.analysis.model import (
-    _constant_values,
-    _domain,
-    _node_label,
-    _numel,
-    _subgraphs_of,
-)
-from shrink.analysis.shapes import (
-    _graph_types,
-    _shape,
-    _Types,
-    _Uncounted,
-    _UnknownShape,
-)
+from shrink.analysis.bodies import MAX_TRIP_COUNT
+from shrink.analysis.dtypes import dtype_name
+from shrink.analysis.model import _domain, _node_label
+from shrink.analysis.op_costs import MAC_RULES, has_cost_model, mac_dtype
+from shrink.analysis.result import SubgraphMacs
+from shrink.analysis.scopes import _Scope
+from shrink.analysis.shapes import _Uncounted, _UnknownShape
 
-_MAX_TRIP_COUNT = 2**31
+_LISTED = 3  # names quoted in one reason
 
-_MacRule = Callable[[NodeProto, _Types], int]
-
-
-def _attr(node: NodeProto, name: str, default: Any) -> Any:
-    for attr in node.attribute:
-        if attr.name == name:
-            return onnx.helper.get_attribute_value(attr)
-    return default
-
-
-def _conv_rule(weight_index: int) -> _MacRule:
-    def rule(node: NodeProto, types: _Types) -> int:
-        weight = _shape(types, node.input[weight_index])
-        return _numel(_shape(types, node.output[0])) * _numel(weight[1:])
-    return rule
-
-
-def _conv_transpose(node: NodeProto, types: _Types) -> int:
-    return _numel(_shape(types, node.input[0])) * _numel(_shape(types, node.input[1])[1:])
-
-
-def _matmul_rule(a_index: int, trans_attr: str | None = None) -> _MacRule:
-    def rule(node: NodeProto, types: _Types) -> int:
-        a = _shape(types, node.input[a_index])
-        transposed = bool(trans_attr and _attr(node, trans_attr, 0)) and len(a) >= 2
-        k = a[-2] if transposed else a[-1]
-        return _numel(_shape(types, node.output[0])) * k
-    return rule
-
-
-def _recurrent(node: NodeProto, types: _Types) -> int:
-    x = _shape(types, node.input[0])
-    steps, batch = (x[1], x[0]) if _attr(node, "layout", 0) else (x[0], x[1])
-    return steps * batch * (_numel(_shape(types, node.input[1])) + _numel(_shape(types, node.input[2])))
-
-
-def _attention_onnx(node: NodeProto, types: _Types) -> int:
-    key = _shape(types, node.input[1])
-    if len(node.output) > 1 and node.output[1]:
-        kv_len = _shape(types, node.output[1])[-2]
-    else:
-        kv_len = key[-2] if len(key) == 4 else key[1]
-    return (_numel(_shape(types, node.input[0])) + _numel(_shape(types, node.output[0]))) * kv_len
-
-
-def _attention_ms(node: NodeProto, types: _Types) -> int:
-    if len(node.input) < 2 or not node.input[1]:
-        raise _Uncounted("no weights input")
-    x = _shape(types, node.input[0])
-    weights = _shape(types, node.input[1])
-    sizes = _attr(node, "qkv_hidden_sizes", None) or [weights[1] // 3] * 3
-    rows = _numel(x[:-1])
-    return rows * _numel(weights) + rows * x[-2] * (sizes[0] + sizes[2])
-
-
-def _multi_head_attention(node: NodeProto, types: _Types) -> int:
-    if len(node.input) < 2 or not node.input[1]:
-        raise _Uncounted("packed QKV input not supported")
-    key = _shape(types, node.input[1])
-    kv_len = key[-2] if len(key) == 4 else key[1]
-    return (_numel(_shape(types, node.input[0])) + _numel(_shape(types, node.output[0]))) * kv_len
-
-
-def _einsum(node: NodeProto, types: _Types) -> int:
-    equation = _attr(node, "equation", b"")
-    equation = equation.decode() if isinstance(equation, bytes) else str(equation)
-    operands = equation.replace(" ", "").split("->")[0].split(",")
-    inputs = [i for i in node.input if i]
-    if "..." in equation or len(operands) != len(inputs):
-        raise _Uncounted(f"equation '{equation}' not supported")
-    if len(operands) < 2:
-        return 0
-    sizes: dict[str, int] = {}
-    for letters, name in zip(operands, inputs):
-        sizes.update(zip(letters, _shape(types, name)))
-    return _numel(sizes.values())
-
-
-_MAC_RULES: dict[tuple[str, str], _MacRule] = {
-    ("ai.onnx", "Conv"): _conv_rule(1),
-    ("ai.onnx", "ConvInteger"): _conv_rule(1),
-    ("ai.onnx", "QLinearConv"): _conv_rule(3),
-    ("ai.onnx", "ConvTranspose"): _conv_transpose,
-    ("ai.onnx", "Gemm"): _matmul_rule(0, "transA"),
-    ("ai.onnx", "MatMul"): _matmul_rule(0),
-    ("ai.onnx", "MatMulInteger"): _matmul_rule(0),
-    ("ai.onnx", "QLinearMatMul"): _matmul_rule(0),
-    ("ai.onnx", "Einsum"): _einsum,
-    ("ai.onnx", "RNN"): _recurrent,
-    ("ai.onnx", "GRU"): _recurrent,
-    ("ai.onnx", "LSTM"): _recurrent,
-    ("ai.onnx", "Attention"): _attention_onnx,
-    ("com.microsoft", "FusedConv"): _conv_rule(1),
-    ("com.microsoft", "NhwcConv"): _conv_rule(1),
-    ("com.microsoft", "NhwcFusedConv"): _conv_rule(1),
-    ("com.microsoft", "QLinearConv"): _conv_rule(3),
-    ("com.microsoft", "FusedGemm"): _matmul_rule(0, "transA"),
-    ("com.microsoft", "FusedMatMul"): _matmul_rule(0, "transA"),
-    ("com.microsoft", "QGemm"): _matmul_rule(0, "transA"),
-    ("com.microsoft", "DynamicQuantizeMatMul"): _matmul_rule(0),
-    ("com.microsoft", "MatMulIntegerToFloat"): _matmul_rule(0),
-    ("com.microsoft", "MatMulNBits"): _matmul_rule(0),
-    ("com.microsoft", "Attention"): _attention_ms,
-    ("com.microsoft", "MultiHeadAttention"): _multi_head_attention,
-}
+NodeKey = tuple[str, int]  # (scope prefix, node index)
 
 
 @dataclass
 class _MacCount:
-    by_op: dict[str, int] = field(default_factory=dict)
+    nodes: dict[NodeKey, tuple[int, str, str]] = field(default_factory=dict)  # MACs counted, dtype, op type
+    incomplete: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    uncosted: dict[str, list[str]] = field(default_factory=dict)  # "domain:op" -> node paths
+    subgraphs: list[SubgraphMacs] = field(default_factory=list)
 
     def add(self, other: _MacCount, times: int = 1) -> None:
-        for op, macs in other.by_op.items():
-            self.by_op[op] = self.by_op.get(op, 0) + macs * times
+        """Add `other` counted `times` times (0 keeps its nodes and reasons but none of its MACs)."""
+        self.nodes.update({key: (macs * times, dtype, op) for key, (macs, dtype, op) in other.nodes.items()})
+        self.incomplete += other.incomplete
         self.notes += other.notes
+        for op, names in other.uncosted.items():
+            self.uncosted.setdefault(op, []).extend(names)
+        self.subgraphs += [replace(s, times=s.times * times) for s in other.subgraphs]
 
     @property
     def total(self) -> int:
-        return sum(self.by_op.values())
+        return sum(macs for macs, _, _ in self.nodes.values())
+
+    @property
+    def complete(self) -> bool:
+        return not self.incomplete and not self.uncosted
+
+    def reasons(self) -> list[str]:
+        """`incomplete` plus one reason per op type without a cost model."""
+        return self.incomplete + [f"op {op} ×{len(names)} has no cost model: {_quoted(names)}"
+                                  for op, names in sorted(self.uncosted.items())]
 
 
-def _count_macs(graph: GraphProto, types: _Types, values: Mapping[str, TensorProto], prefix: str) -> _MacCount:
+def _quoted(names: Sequence[str]) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:_LISTED])
+    return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+
+
+def _count_macs(scope: _Scope) -> _MacCount:
+    """MACs of `scope` and the bodies nested in it, with the reasons for what could not be counted."""
     count = _MacCount()
-    for i, node in enumerate(graph.node):
-        name = prefix + _node_label(node, i)
-        rule = _MAC_RULES.get((_domain(node.domain), node.op_type))
-        if rule is not None:
-            try:
-                macs = rule(node, types)
-            except _Uncounted as exc:
-                count.notes.append(f"{node.op_type} '{name}': MACs not counted, {exc.reason}")
-                continue
-            count.by_op[node.op_type] = count.by_op.get(node.op_type, 0) + macs
-        if any(True for _ in _subgraphs_of(node)):
-            count.add(_control_flow_macs(node, name, types, values))
+    dequantized, quantized = _qdq_maps(scope)
+    unknown: list[str] = []
+    for i, node in enumerate(scope.graph.node):
+        name = scope.prefix + _node_label(node, i)
+        if i in scope.children:
+            count.add(_control_flow(node, name, scope, scope.children[i]))
+            continue
+        domain = _domain(node.domain)
+        rule = MAC_RULES.get((domain, node.op_type))
+        if rule is None:
+            if not has_cost_model(domain, node.op_type):
+                count.uncosted.setdefault(f"{domain}:{node.op_type}", []).append(name)
+            continue
+        try:
+            macs = rule(node, scope.types)
+        except _UnknownShape as exc:
+            unknown.append(f"'{name}' ({node.op_type}: shape of '{exc.name}')")
+            continue
+        except _Uncounted as exc:
+            count.incomplete.append(f"node '{name}' ({node.op_type}): {exc.reason}: its MACs are not counted")
+            continue
+        count.nodes[(scope.prefix, i)] = (macs, mac_dtype(node, scope.types, dequantized, quantized), node.op_type)
+    if unknown:
+        where = f"'{scope.prefix[:-1]}'" if scope.prefix else "the main graph"
+        shown = ", ".join(unknown[:_LISTED]) + (f" and {len(unknown) - _LISTED} more" if len(unknown) > _LISTED else "")
+        count.incomplete.append(f"{where}: MACs of {len(unknown)} node(s) not counted, shapes unknown: {shown}")
     return count
 
 
-def _control_flow_macs(node: NodeProto, name: str, types: _Types, values: Mapping[str, TensorProto]) -> _MacCount:
-    bodies: list[_MacCount] = []
-    for attr_name, sub in _subgraphs_of(node):
-        sub_types = {**types, **_graph_types(sub)}
-        sub_values = {**values, **_constant_values(sub)}
-        bodies.append(_count_macs(sub, sub_types, sub_values, f"{name}/{attr_name}/"))
+def _qdq_maps(scope: _Scope) -> tuple[dict[str, str], set[str]]:
+    """DequantizeLinear outputs -> their input's dtype; tensors consumed only by QuantizeLinear nodes."""
+    dequantized: dict[str, str] = {}
+    consumers: dict[str, set[str]] = {}
+    for node in scope.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in scope.types:
+            dequantized[node.output[0]] = dtype_name(scope.types[node.input[0]].elem)
+        for name in node.input:
+            consumers.setdefault(name, set()).add(node.op_type)
+    return dequantized, {name for name, ops in consumers.items() if ops == {"QuantizeLinear"}}
+
+
+def _control_flow(node: NodeProto, name: str, outer: _Scope, bodies: list[tuple[str, _Scope]]) -> _MacCount:
+    counted = [(attr, _count_macs(body), body) for attr, body in bodies]
     result = _MacCount()
     if node.op_type == "If":
-        result.add(max(bodies, key=lambda b: b.total))
-        result.notes.append(f"If '{name}': MACs of the costlier branch counted")
+        chosen = max(range(len(counted)), key=lambda k: counted[k][1].total)
+        for k, (attr, count, _) in enumerate(counted):
+            result.add(count, 1 if k == chosen else 0)
+            result.subgraphs.append(SubgraphMacs(name, "If", attr, count.total, count.complete, int(k == chosen)))
+        partial = [attr for attr, count, _ in counted if not count.complete]
+        split = ", ".join(f"{attr} {count.total:,}" for attr, count, _ in counted)
+        if partial:
+            result.incomplete.append(f"node '{name}' (If): {' and '.join(partial)} incomplete: MACs are a lower "
+                                     f"bound ({split} MACs counted)")
+        else:
+            result.notes.append(f"If '{name}': the costlier branch counted, an upper bound ({split} MACs)")
         return result
-    times, note = _iterations(node, name, types, values)
-    for body in bodies:
-        result.add(body, times)
-    if note:
-        result.notes.append(note)
+    if node.op_type in ("Loop", "Scan") and counted:
+        attr, count, body = counted[0]
+        trips, why = _trip_count(node, outer, body)
+        result.add(count, 1 if trips is None else trips)
+        result.subgraphs.append(SubgraphMacs(name, node.op_type, attr, count.total, count.complete,
+                                             1 if trips is None else trips, trips is not None))
+        if trips is None:
+            result.incomplete.append(f"{node.op_type} '{name}': {why}: body MACs counted once, a lower bound")
+        else:
+            result.notes.append(f"{node.op_type} '{name}': body counted {trips} times ({why})")
+        result.incomplete += _changing_carried(node, name, body)
+        return result
+    for attr, count, body in counted:
+        result.add(count)
+        result.subgraphs.append(SubgraphMacs(name, node.op_type, attr, count.total, count.complete, 1, False))
+    result.incomplete.append(f"node '{name}' ({_domain(node.domain)}:{node.op_type}): how often its subgraphs run "
+                             "is unknown: counted once, a lower bound")
     return result
 
 
-def _iterations(node: NodeProto, name: str, types: _Types, values: Mapping[str, TensorProto]) -> tuple[int, str | None]:
-    if node.op_type == "Loop":
-        trip = node.input[0] if node.input else ""
-        count = _scalar(values.get(trip))
-        if count is not None and 0 <= count < _MAX_TRIP_COUNT:
-            return count, None
-        return 1, f"Loop '{name}': trip count not static, body MACs counted once"
+def _trip_count(node: NodeProto, outer: _Scope, body: _Scope) -> tuple[int | None, str]:
+    """The iterations of a Loop/Scan and how they are known, or None and why not."""
     if node.op_type == "Scan":
-        scan_inputs = int(_attr(node, "num_scan_inputs", 0))
-        axes = list(_attr(node, "scan_input_axes", []) or [0])
-        if scan_inputs:
-            first = node.input[len(node.input) - scan_inputs]
-            try:
-                shape = _shape(types, first)
-                return shape[axes[0] % len(shape)], None
-            except _UnknownShape:
-                pass
-        return 1, f"Scan '{name}': sequence length unknown, body MACs counted once"
-    return 1, f"{node.op_type} '{name}': subgraph MACs counted once"
+        scans = next((int(a.i) for a in node.attribute if a.name == "num_scan_inputs"), 0)
+        axes = next((list(a.ints) for a in node.attribute if a.name == "scan_input_axes"), []) or [0]
+        first = node.input[len(node.input) - scans] if scans else ""
+        found = outer.types.get(first)
+        if not first or found is None or found.shape is None or not found.shape:
+            return None, f"sequence length unknown (shape of '{first}' unknown)"
+        return found.shape[axes[0] % len(found.shape)], f"length of '{first}' along axis {axes[0]}"
+    trip = node.input[0] if node.input else ""
+    if not trip:
+        return None, "no trip count: the loop runs until its condition is false"
+    value = outer.values.get(trip)
+    if value is None or value.size != 1:
+        return None, f"trip count '{trip}' not constant"
+    count = int(value.reshape(-1)[0])
+    if not 0 <= count < MAX_TRIP_COUNT:
+        return None, f"trip count {count} is no bound: the loop runs until its condition is false"
+    cond = node.input[1] if len(node.input) > 1 else ""
+    ends_early = bool(cond) and len(body.graph.output) > 0 and body.graph.output[0].name not in _passthrough(body)
+    return count, f"trip count {count}" + (", at most: the condition may end it earlier" if ends_early else "")
 
 
-def _scalar(tensor: TensorProto | None) -> int | None:
-    if tensor is None or tensor.data_location == TensorProto.EXTERNAL or _numel(tensor.dims) != 1:
-        return None
-    return int(numpy_helper.to_array(tensor).reshape(-1)[0])
+def _passthrough(body: _Scope) -> set[str]:
+    """Names equal to the body's condition input: itself and Identity copies of it."""
+    same = {body.graph.input[1].name} if len(body.graph.input) > 1 else set()
+    for node in body.graph.node:
+        if node.op_type == "Identity" and node.input and node.input[0] in same:
+            same.add(node.output[0])
+    return same
+
+
+def _changing_carried(node: NodeProto, name: str, body: _Scope) -> list[str]:
+    """A reason per loop-carried tensor whose shape changes across iterations (only the first is typed)."""
+    if node.op_type != "Loop":
+        return []
+    reasons = []
+    for inp, out in zip(body.graph.input[2:], body.graph.output[1:]):
+        first, then = body.types.get(inp.name), body.types.get(out.name)
+        if first is None or then is None or first.shape is None or then.shape is None:
+            continue
+        if first.shape != then.shape:
+            reasons.append(f"Loop '{name}': loop-carried '{inp.name}' changes shape {list(first.shape)} -> "
+                           f"{list(then.shape)}: MACs use the first iteration's shapes")
+    return reasons

@@ -1,18 +1,22 @@
 """Activation memory: topological order, tensor lifetimes, the liveness peak and a greedy arena plan.
 
-Tensors computable from weights alone are not activations; view ops alias their input.
+Tensors computable from weights alone are not activations; view ops alias their input. An If/Loop/Scan
+node holds, during its step, the working set of its costliest body (that body's own peak and arena,
+computed the same way, recursively); the outer tensors a body reads stay live until that step.
 """
 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
-from onnx import GraphProto, NodeProto
+from onnx import GraphProto
 
-from shrink.analysis.model import AnalysisError, _node_label, _subgraphs_of
-from shrink.analysis.shapes import _runtime_inputs, _tensor_bytes, _Types
+from shrink.analysis.model import AnalysisError, _node_label, _subgraphs_of, _used_names
+from shrink.analysis.scopes import _Scope
+from shrink.analysis.shapes import _runtime_inputs, _tensor_bytes, _Types, _UnknownShape
 
 _VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 _RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
@@ -21,9 +25,10 @@ _RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "R
 
 # weight-only tensors ----------------------------------------------------------------------------
 
-def _constant_names(graph: GraphProto, order: list[int]) -> set[str]:
-    """Tensors computable from weights alone: initializers, Constant outputs and what follows from them."""
-    const = {t.name for t in graph.initializer} | {t.values.name for t in graph.sparse_initializer}
+def _constant_names(graph: GraphProto, order: list[int], outer: Collection[str] = ()) -> set[str]:
+    """Tensors computable from weights alone: initializers, Constant outputs and what follows from them
+    (`outer`: such tensors of the enclosing scopes)."""
+    const = set(outer) | {t.name for t in graph.initializer} | {t.values.name for t in graph.sparse_initializer}
     for index in order:
         node = graph.node[index]
         if node.domain in ("", "ai.onnx") and node.op_type == "Constant":
@@ -44,6 +49,56 @@ class _Life:
     bytes: int
     start: int
     end: int
+
+
+@dataclass
+class _Memory:
+    """One scope's activation memory: `lives` for the peak, `arena_lives` for the arena plan (they differ
+    only in the working sets of bodies), and the tensors whose size is unknown (nested ones included)."""
+
+    order: list[int]
+    lives: list[_Life]
+    arena_lives: list[_Life]
+    peak: int
+    step: int
+    arena: int
+    unknown: list[str] = field(default_factory=list)
+
+
+def _scope_memory(scope: _Scope, label: str, outer_const: Collection[str] = ()) -> _Memory:
+    """Peak and arena of `scope`, each If/Loop/Scan step holding the working set of its costliest body."""
+    order = _topological_order(scope.graph, label)
+    const = _constant_names(scope.graph, order, outer_const)
+    lives, unknown = _lifetimes(scope.graph, order, const, scope.types, _if_output_bytes(scope))
+    arena_lives = list(lives)
+    for step, index in enumerate(order):
+        bodies = [(attr, _scope_memory(body, label, const)) for attr, body in scope.children.get(index, [])]
+        if not bodies:
+            continue
+        for _, memory in bodies:
+            unknown += memory.unknown
+        name = f"{scope.prefix}{_node_label(scope.graph.node[index], index)}"
+        attr, worst = max(bodies, key=lambda b: b[1].peak)
+        lives.append(_Life(f"{name}/{attr} (working set)", worst.peak, step, step))
+        attr, worst = max(bodies, key=lambda b: b[1].arena)
+        arena_lives.append(_Life(f"{name}/{attr} (working set)", worst.arena, step, step))
+    peak, step = _peak(lives, len(order))
+    return _Memory(order, lives, arena_lives, peak, step, _arena(arena_lives), unknown)
+
+
+def _if_output_bytes(scope: _Scope) -> dict[str, int]:
+    """An If output's bytes: those of the larger branch's output (the run on zeros took one branch)."""
+    sizes: dict[str, int] = {}
+    for index, bodies in scope.children.items():
+        node = scope.graph.node[index]
+        if node.op_type != "If":
+            continue
+        for k, out in enumerate(node.output):
+            try:
+                sizes[out] = max(_tensor_bytes(body.types, body.graph.output[k].name) for _, body in bodies)
+            except (_UnknownShape, IndexError):
+                pass
+    return sizes
 
 
 def _topological_order(graph: GraphProto, label: str) -> list[int]:
@@ -74,23 +129,10 @@ def _topological_order(graph: GraphProto, label: str) -> list[int]:
     return order
 
 
-def _used_names(node: NodeProto) -> list[str]:
-    """Inputs of a node plus the outer-scope names its subgraphs read."""
-    used = [i for i in node.input if i]
-    for _, sub in _subgraphs_of(node):
-        used += sorted(_outer_refs(sub))
-    return used
-
-
-def _outer_refs(graph: GraphProto) -> set[str]:
-    defined = {v.name for v in graph.input} | {t.name for t in graph.initializer}
-    defined |= {t.values.name for t in graph.sparse_initializer}
-    defined |= {o for node in graph.node for o in node.output if o}
-    used = {u for node in graph.node for u in _used_names(node)} | {o.name for o in graph.output}
-    return used - defined
-
-
-def _lifetimes(graph: GraphProto, order: list[int], const: set[str], types: _Types) -> list[_Life]:
+def _lifetimes(graph: GraphProto, order: list[int], const: set[str], types: _Types,
+               sizes: Mapping[str, int] | None = None) -> tuple[list[_Life], list[str]]:
+    """Every activation's live range in steps of `order`, and the activations whose size is unknown
+    (`sizes` overrides the size that `types` gives)."""
     base: dict[str, str] = {}
     start: dict[str, int] = {}
     end: dict[str, int] = {}
@@ -113,7 +155,15 @@ def _lifetimes(graph: GraphProto, order: list[int], const: set[str], types: _Typ
     for out in graph.output:
         if out.name in base:
             end[base[out.name]] = last
-    return [_Life(n, _tensor_bytes(types, n), start[n], end[n]) for n in start]
+    lives, unknown = [], []
+    for name, first in start.items():
+        try:
+            size = sizes[name] if sizes and name in sizes else _tensor_bytes(types, name)
+        except _UnknownShape:
+            unknown.append(name)
+            continue
+        lives.append(_Life(name, size, first, end[name]))
+    return lives, unknown
 
 
 def _peak(lives: list[_Life], steps: int) -> tuple[int, int]:

@@ -187,6 +187,32 @@ def _walk_graphs(graph: GraphProto, prefix: str) -> Iterator[tuple[GraphProto, s
             yield from _walk_graphs(sub, f"{prefix}{_node_label(node, i)}/{attr_name}/")
 
 
+def _used_names(node: NodeProto) -> list[str]:
+    """Inputs of a node plus the outer-scope names its subgraphs read."""
+    used = [i for i in node.input if i]
+    for _, sub in _subgraphs_of(node):
+        used += sorted(_outer_refs(sub))
+    return used
+
+
+def _outer_refs(graph: GraphProto) -> set[str]:
+    """Names a (sub)graph, or a graph nested in it, reads from an enclosing scope."""
+    defined = {v.name for v in graph.input} | {t.name for t in graph.initializer}
+    defined |= {t.values.name for t in graph.sparse_initializer}
+    defined |= {o for node in graph.node for o in node.output if o}
+    used = {u for node in graph.node for u in _used_names(node)} | {o.name for o in graph.output}
+    return used - defined
+
+
+def _inline_functions(model: ModelProto) -> ModelProto:
+    """`model` with its local functions inlined (a copy), so that their nodes are counted like any other."""
+    if not model.functions:
+        return model
+    from onnx.inliner import inline_local_functions
+
+    return inline_local_functions(model)
+
+
 # constants ----------------------------------------------------------------------------------------
 
 def _constant_tensor(node: NodeProto) -> TensorProto | None:

@@ -1,7 +1,5 @@
-"""Input shapes and tensor types: `--shape` parsing, pinning the inputs, and a type for every tensor.
-
-Types come from ONNX shape inference (strict, then non-strict) and, for tensors it leaves unknown,
-from one onnxruntime run on zero inputs; onnxruntime is imported only then.
+"""Input shapes and tensor types: `--shape` parsing, pinning the inputs, types read off a graph, and
+ONNX shape inference (strict, then non-strict). `scopes` runs them per graph and subgraph.
 """
 
 from __future__ import annotations
@@ -9,16 +7,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 from onnx import GraphProto, ModelProto, TensorProto
 
 from shrink.analysis.dtypes import _nbytes
 from shrink.analysis.model import AnalysisError, _constant_tensor, _first_line, _numel
-from shrink.support.ort import session as ort_session
 
 # input shapes ---------------------------------------------------------------------------------------
 
@@ -119,6 +114,7 @@ class _Uncounted(Exception):
 class _UnknownShape(_Uncounted):
     def __init__(self, name: str) -> None:
         super().__init__(f"shape of '{name}' unknown")
+        self.name = name
 
 
 _Types = Mapping[str, _Type]
@@ -162,76 +158,8 @@ def _infer(model: ModelProto) -> tuple[ModelProto, str | None]:
         return model, error
 
 
-def _main_tensor_names(graph: GraphProto) -> list[str]:
-    names: dict[str, None] = {}
-    for node in graph.node:
-        for name in [*node.input, *node.output]:
-            if name:
-                names[name] = None
-    for value in [*graph.input, *graph.output]:
-        names[value.name] = None
-    return list(names)
-
-
-def _complete_types(pinned: ModelProto, types: dict[str, _Type], label: str, inference_error: str | None,
-                    base_dir: Path | None) -> None:
-    missing = [n for n in _main_tensor_names(pinned.graph) if not _known(types.get(n))]
-    if not missing:
-        return
-    try:
-        measured = _ort_types(pinned, missing, base_dir)
-    except Exception as exc:  # noqa: BLE001 - any onnxruntime failure is reported with the tensor's name
-        why = f"shape inference failed ({inference_error}) and " if inference_error else ""
-        raise AnalysisError(f"shape of tensor '{missing[0]}' is unknown: {why}onnxruntime could not run the "
-                            f"model to measure it ({_first_line(exc)})", where=label) from None
-    types.update(measured)
-    still = [n for n in missing if not _known(types.get(n))]
-    if still:
-        raise AnalysisError(f"shape of tensor '{still[0]}' is unknown after shape inference and an "
-                            "onnxruntime run", where=label)
-
-
 def _known(found: _Type | None) -> bool:
     return found is not None and found.shape is not None and found.elem != TensorProto.UNDEFINED
-
-
-def _ort_types(pinned: ModelProto, names: list[str], base_dir: Path | None) -> dict[str, _Type]:
-    """Run the model once on zero inputs, exposing `names` as outputs, and read their types and shapes."""
-    from onnx.external_data_helper import load_external_data_for_model
-
-    exposed = ModelProto()
-    exposed.CopyFrom(pinned)
-    if base_dir is not None:
-        load_external_data_for_model(exposed, str(base_dir))
-    wanted = set(names)
-    kept = [v for v in exposed.graph.value_info if v.name not in wanted]
-    del exposed.graph.value_info[:]
-    exposed.graph.value_info.extend(kept)
-    outputs = {o.name for o in exposed.graph.output}
-    weights = {t.name for t in exposed.graph.initializer}
-    feeds = {v.name: _zeros(v) for v in _runtime_inputs(exposed.graph)}
-    for name in names:
-        if name not in outputs and name not in feeds and name not in weights:
-            exposed.graph.output.append(onnx.ValueInfoProto(name=name))
-    session = ort_session(exposed.SerializeToString(), optimize=False)
-    out_names = [o.name for o in session.get_outputs()]
-    values = session.run(out_names, feeds)
-    types = {n: _array_type(v) for n, v in zip(out_names, values) if isinstance(v, np.ndarray)}
-    types.update({n: _array_type(v) for n, v in feeds.items()})
-    return types
-
-
-def _zeros(value: onnx.ValueInfoProto) -> np.ndarray:
-    tensor_type = value.type.tensor_type
-    shape = [int(d.dim_value) for d in tensor_type.shape.dim]
-    if tensor_type.elem_type == TensorProto.STRING:
-        return np.full(shape, "", dtype=object)
-    return np.zeros(shape, dtype=onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
-
-
-def _array_type(array: np.ndarray) -> _Type:
-    elem = TensorProto.STRING if array.dtype == object else onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
-    return _Type(elem, tuple(int(d) for d in array.shape))
 
 
 def _shape(types: _Types, name: str) -> tuple[int, ...]:
@@ -242,4 +170,7 @@ def _shape(types: _Types, name: str) -> tuple[int, ...]:
 
 
 def _tensor_bytes(types: _Types, name: str) -> int:
-    return _nbytes(types[name].elem, _numel(_shape(types, name)))
+    found = types.get(name)
+    if found is None or found.shape is None or found.elem == TensorProto.UNDEFINED:
+        raise _UnknownShape(name)
+    return _nbytes(found.elem, _numel(found.shape))
