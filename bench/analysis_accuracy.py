@@ -195,7 +195,8 @@ HOST_PROFILE = host_profile()
 
 
 def _host_estimate(model: Path) -> tuple[float, float, str]:
-    """shrink's latency estimate range (ms) for `model` on the host's profile, as the `latency` check computes it."""
+    """shrink's latency estimate range (ms) for `model` on the host's profile, as the `latency` check computes it,
+    and its MAC split by dtype."""
     from shrink.api.checks import Subject
     from shrink.checks.estimates import latency_estimate
     from shrink.host.registry import Registry
@@ -203,7 +204,7 @@ def _host_estimate(model: Path) -> tuple[float, float, str]:
     target = Registry.load().catalog().resolve(HOST_PROFILE)
     estimate = latency_estimate(Subject(model, target))
     assert estimate is not None, f"{HOST_PROFILE} has no throughput figures"
-    return estimate
+    return estimate.low, estimate.high, estimate.split()
 
 
 def _row(label: str, value: float, reference: float, unit: str) -> str:

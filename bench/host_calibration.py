@@ -163,7 +163,8 @@ def main() -> None:
     print(f"MobileNetV1 1.0/224 fp32 {result['mobilenet_fp32_ms']:.2f} ms = {result['fp32_gmacs']:.1f} GMAC/s; "
           f"int8 QDQ {result['mobilenet_int8_ms']:.2f} ms = {result['int8_gmacs']:.1f} GMAC/s  (throughput, high end)")
     print(f"3x3 conv, 8 channels, 8x8 (36,864 MACs): {result['small_node_us']:.2f} us a node; less its MACs at the "
-          f"MobileNet rate: {result['node_overhead_us']:.2f} us fp32, {result['node_overhead_int8_us']:.2f} us int8  (node_overhead_us)")
+          f"MobileNet rate: {result['node_overhead_us']:.2f} us fp32, {result['node_overhead_int8_us']:.2f} us int8  "
+          f"(node_overhead_us: {{\"float32\": {result['node_overhead_us']:.2f}, \"int8\": {result['node_overhead_int8_us']:.2f}}})")
     print(f"3x3 conv, 1 channel, 4x4 (144 MACs): {result['tiny_node_us']:.2f} us a node (dispatch alone)")
     print(f"per-call overhead {result['overhead_ms'] * 1e3:.1f} us  (overhead_ms)")
 

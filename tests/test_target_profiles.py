@@ -208,6 +208,6 @@ def test_host_profiles_charge_each_node(resolved: dict[str, Target], tmp_path: P
     avx512 = resolved["x86-64-avx512"]
     assert avx512.get("isa", "profile") == "x86-64-v4" and "avx512vnni" in avx512.get("isa", "features")
     assert avx512.get("runtime", "name") == "onnxruntime"  # inherited from x86-64-avx2
-    low, high, dtype = latency_estimate(Subject(path, avx512))
-    expected = avx512.get("overhead_ms") + 10 * avx512.get("node_overhead_us") / 1000
-    assert dtype == "float32" and low == pytest.approx(expected) and high == pytest.approx(expected)
+    estimate = latency_estimate(Subject(path, avx512))
+    expected = avx512.get("overhead_ms") + 10 * avx512.get("node_overhead_us", "float32") / 1000
+    assert estimate.split() == "float32" and estimate.low == pytest.approx(expected) and estimate.high == pytest.approx(expected)

@@ -6,12 +6,25 @@ Every check yields results of one shape, used everywhere (manifest, `--json`, re
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from shrink.api.target import Target
+
+
+ANALYSIS_CHECKS = ("ram", "ram_bytes", "latency", "latency_ms", "energy", "energy_mj", "macs")
+"""The checks whose figure comes from the static analysis, which may be incomplete (they fail closed)."""
+
+
+def allowed_incomplete(budget: Mapping[str, Any], extra: Iterable[str] = ()) -> frozenset[str]:
+    """The checks a budget's `allow_incomplete` (true: all, or a list of check names) and `extra` (e.g. from
+    `--allow-incomplete`) let gate on an incomplete figure; `"*"` stands for all."""
+    value = budget.get("allow_incomplete")
+    names = {"*"} if value is True else set(value) if isinstance(value, list) else set()
+    return frozenset(names | set(extra))
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,18 @@ class Subject:
     source_metrics: dict[str, Any] = field(default_factory=dict)  # metrics of the source model
     inputs: list[dict[str, Any]] = field(default_factory=list)  # [{name, shape, dtype}] pinning dynamic dims
     shapes: dict[str, list[int]] = field(default_factory=dict)  # explicit --shape overrides
+    allow_incomplete: frozenset[str] = frozenset()  # checks that may gate on an incomplete figure ("*": all)
     _analysis: Any = field(default=None, repr=False)
+
+    def findings(self) -> tuple[str, ...]:
+        """What the analysis could not compute ("incomplete: ...") and its notes, once it has run (else nothing)."""
+        if self._analysis is None:
+            return ()
+        return (*(f"incomplete: {reason}" for reason in self._analysis.incomplete), *self._analysis.notes)
+
+    def accepts_incomplete(self, check: str) -> bool:
+        """Whether the recipe or command line accepts an incomplete analysis figure for `check`."""
+        return "*" in self.allow_incomplete or check in self.allow_incomplete
 
     @property
     def model_bytes(self) -> int:

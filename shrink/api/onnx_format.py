@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from shrink.analysis import analyze
 from shrink.api.data import array_feeds, labelled_eval, rows, run_feeds, sample_feeds, top1
+from shrink.checks.estimates import nodes_by_dtype
 from shrink.support.ort import host_latency_ms
 
 if TYPE_CHECKING:
@@ -31,7 +32,8 @@ def measure(artifact: Artifact, data: Dataset | None) -> dict[str, Any]:
     metrics: dict[str, Any] = {"model_bytes": path.stat().st_size}
     analysis = analyze(path, pinned_shapes(artifact) or None)
     metrics.update(params=analysis.params, weight_bytes=analysis.weight_bytes, macs=analysis.macs, nodes=analysis.nodes,
-                   peak_activation_bytes=analysis.peak_activation_bytes)
+                   peak_activation_bytes=analysis.peak_activation_bytes, macs_by_dtype=dict(analysis.macs_by_dtype),
+                   nodes_by_dtype=nodes_by_dtype(analysis.ops))
     sample = sample_feeds(artifact.inputs, data)
     if sample is not None:
         metrics["host_latency_ms"] = round(host_latency_ms(path, sample), 4)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shrink.analysis import load_model
-from shrink.api.checks import CheckResult, Subject
+from shrink.api.checks import CheckResult, Subject, allowed_incomplete
 from shrink.api.target import Target
 from shrink.bundle import golden
 from shrink.bundle.write import MANIFEST, MANIFEST_KIND, MODEL_FILE, manifest_shapes
@@ -106,34 +108,52 @@ def _bundle_target(manifest: dict[str, Any], bundle: Path) -> Target:
     return Target(profile["name"], profile, f"{bundle / MANIFEST}", (profile["name"],))
 
 
-def verify_bundle(bundle: Path, registry: Registry, target: str | None, budget: dict[str, Any]) -> tuple[Target, list[CheckResult]]:
+@dataclass(frozen=True)
+class Verification:
+    """What `verify` found: the target checked against, every check, and what the analysis could not compute."""
+
+    target: Target
+    checks: list[CheckResult]
+    findings: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def verify_bundle(bundle: Path, registry: Registry, target: str | None, budget: dict[str, Any],
+                  allow_incomplete: Iterable[str] = ()) -> Verification:
     manifest = read_manifest(bundle)
     result = integrity(bundle, manifest)
     resolved = registry.catalog().resolve(target) if target else _bundle_target(manifest, bundle)
     model = bundle / manifest.get("model", {}).get("file", MODEL_FILE)
     recipe_budget = manifest.get("recipe", {}).get("raw", {}).get("budget", {})
     history = manifest.get("history") or [{}]
-    subject = Subject(model, resolved, {**recipe_budget, **budget}, dict(manifest.get("metrics", {})),
-                      dict(history[0].get("metrics", {})), inputs=list(manifest.get("model", {}).get("inputs", [])))
+    budget = {**recipe_budget, **budget}
+    subject = Subject(model, resolved, budget, dict(manifest.get("metrics", {})), dict(history[0].get("metrics", {})),
+                      inputs=list(manifest.get("model", {}).get("inputs", [])),
+                      allow_incomplete=allowed_incomplete(budget, allow_incomplete))
     if not result.ok:  # the other checks would measure files we can no longer trust
-        return resolved, [result]
+        return Verification(resolved, [result])
     checks = [result, *run_checks(subject, _extra_checks(registry))]
     reference = manifest.get("golden")
     if isinstance(reference, dict) and isinstance(reference.get("file"), str) and reference["file"] in manifest["files"]:
         checks.append(golden.check(model, bundle / reference["file"], reference))
-    return resolved, checks
+    return Verification(resolved, checks, subject.findings())
 
 
 def verify_model(path: Path, registry: Registry, target: str | None, budget: dict[str, Any],
-                 shapes: dict[str, list[int]] | None = None) -> tuple[Target, list[CheckResult]]:
+                 shapes: dict[str, list[int]] | None = None, allow_incomplete: Iterable[str] = ()) -> Verification:
     if target is None:
         raise UsageError("verifying a bare model needs --target", where="--target", hint="or verify a bundle directory")
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     load_model(path)  # a file that is not ONNX is bad input (exit 2)
     resolved = registry.catalog().resolve(target)
-    subject = Subject(path, resolved, budget, shapes={**manifest_shapes(path), **(shapes or {})})
-    return resolved, run_checks(subject, _extra_checks(registry))
+    subject = Subject(path, resolved, budget, shapes={**manifest_shapes(path), **(shapes or {})},
+                      allow_incomplete=allowed_incomplete(budget, allow_incomplete))
+    checks = run_checks(subject, _extra_checks(registry))
+    return Verification(resolved, checks, subject.findings())
 
 
 def _extra_checks(registry: Registry) -> list[Any]:

@@ -14,6 +14,27 @@ if TYPE_CHECKING:
     from shrink.api.target import Target
 
 
+CANNOT_VERIFY = "cannot verify: "
+ACCEPTED = "accepted as a lower bound: "
+
+
+def gated(subject: Subject, result: CheckResult) -> CheckResult:
+    """`result` of a check whose figure comes from the static analysis, failed closed when that figure is
+    incomplete (unknown shapes, uncounted subgraphs, ops without a cost model): "cannot verify", unless the
+    recipe or command line accepts an incomplete figure for this check, which then gates on the lower bound
+    and says so."""
+    reasons = subject.analysis.incomplete
+    if not reasons:
+        return result
+    why = "; ".join(reasons)
+    if subject.accepts_incomplete(result.name):
+        return CheckResult(result.name, result.ok, result.limit, result.value, result.unit,
+                           f"{ACCEPTED}{why}" + (f" — {result.cause}" if result.cause else ""))
+    return CheckResult(result.name, False, result.limit, None, result.unit,
+                       f"{CANNOT_VERIFY}the analysis is incomplete ({why}); the figure would be a lower bound "
+                       f"({result.value} {result.unit})")
+
+
 class StorageCheck(Check):
     """Model file plus the runtime's storage overhead against the target's storage (less reserved)."""
 
@@ -115,7 +136,7 @@ class RamCheck(Check):
         cause = (f"{parts} = {human_bytes(value)} of {subject.target.name} {name} {human_bytes(limit)}" if ok else
                  f"{parts} = {human_bytes(value)} exceeds {subject.target.name} {name} {human_bytes(limit)} "
                  f"by {human_bytes(value - limit)}; {_peak_cause(subject)}")
-        return [CheckResult("ram", ok, limit, value, "bytes", cause)]
+        return [gated(subject, CheckResult("ram", ok, limit, value, "bytes", cause))]
 
 
 def _allowed(target: Target, domain: str, op_type: str, opset: int, dtypes: tuple[str, ...]) -> str | None:
@@ -171,7 +192,8 @@ class OpsCheck(Check):
 
 
 class LatencyCheck(Check):
-    """Estimated latency on the target (a range, from MACs and calibrated throughput); the budget gates the upper end."""
+    """Estimated latency on the target (a range: the MACs of each dtype at its calibrated throughput, plus per-call
+    and per-node overheads); the budget gates the upper end."""
 
     name = "latency"
 
@@ -183,17 +205,13 @@ class LatencyCheck(Check):
                 return []
             return [CheckResult("latency_ms", False, budget, None, "ms",
                                 f"{subject.target.name} has no throughput figures to estimate latency from")]
-        low, high, dtype = estimate
-        rate = subject.target.get("throughput", dtype, "gmacs")
-        how = f"estimated {low:.3g}–{high:.3g} ms for {subject.analysis.macs:,} MACs at {rate[0]}–{rate[1]} GMAC/s ({dtype})"
-        per_node = subject.target.get("node_overhead_us")
-        if per_node:
-            how += f" + {subject.analysis.nodes} nodes x {per_node} µs"
-        results = [CheckResult("latency", True, None, round(high, 4), "ms", how)]
+        how = f"{estimate.describe()} ({estimate.split()})"
+        high = round(estimate.high, 4)
+        results = [gated(subject, CheckResult("latency", True, None, high, "ms", how))]
         if budget is not None:
-            ok = high <= budget
-            results.append(CheckResult("latency_ms", ok, budget, round(high, 4), "ms",
-                                       None if ok else f"{how}: over the {budget} ms budget"))
+            ok = estimate.high <= budget
+            results.append(gated(subject, CheckResult("latency_ms", ok, budget, high, "ms",
+                                                       how if ok else f"{how}: over the {budget} ms budget")))
         return results
 
 
@@ -211,10 +229,11 @@ class EnergyCheck(Check):
             return [CheckResult("energy_mj", False, budget, None, "mJ", f"{subject.target.name} has no energy figure")]
         value = round(subject.analysis.macs * float(nj) * 1e-6, 6)
         how = f"{subject.analysis.macs:,} MACs x {nj} nJ/MAC"
-        results = [CheckResult("energy", True, None, value, "mJ", how)]
+        results = [gated(subject, CheckResult("energy", True, None, value, "mJ", how))]
         if budget is not None:
             ok = value <= budget
-            results.append(CheckResult("energy_mj", ok, budget, value, "mJ", None if ok else f"{how} is over the budget"))
+            results.append(gated(subject, CheckResult("energy_mj", ok, budget, value, "mJ",
+                                                      None if ok else f"{how} is over the budget")))
         return results
 
 
@@ -229,7 +248,8 @@ class MacsBudget(Check):
             return []
         value = subject.analysis.macs
         ok = value <= limit
-        return [CheckResult("macs", ok, limit, value, "MACs", None if ok else f"{value:,} MACs, {value - limit:,} over the budget")]
+        return [gated(subject, CheckResult("macs", ok, limit, value, "MACs",
+                                           None if ok else f"{value:,} MACs, {value - limit:,} over the budget"))]
 
 
 class RamBudget(Check):
@@ -244,7 +264,7 @@ class RamBudget(Check):
         value, parts = ram_estimate(subject)
         ok = value <= limit
         cause = None if ok else f"{parts} = {human_bytes(value)}, over the budget; {_peak_cause(subject)}"
-        return [CheckResult("ram_bytes", ok, limit, value, "bytes", cause)]
+        return [gated(subject, CheckResult("ram_bytes", ok, limit, value, "bytes", cause))]
 
 
 BUILTIN_CHECKS: tuple[type[Check], ...] = (

@@ -1,38 +1,122 @@
-"""Deterministic estimates for a target: latency from MACs and calibrated throughput, and the dtype it uses."""
+"""Deterministic latency estimates for a target: the MACs of each dtype at that dtype's calibrated
+throughput, plus the per-call overhead and each node's dispatch overhead at its dtype's rate.
+
+A profile's `throughput` gives GMAC/s ranges per dtype (`float32`, `int8`, `float16`, ...); a dtype it
+does not list runs at the nearest one it does (int4 at the int8 rate, else float32). `node_overhead_us`
+is one figure for every node, or one per dtype (`{"float32": 2.5, "int8": 2.95}`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from shrink.api.checks import Subject
 
+EIGHT_BIT = frozenset({"int8", "uint8", "int4", "uint4"})
+HALF = frozenset({"float16", "bfloat16"})
+FALLBACK = {"int4": ("int8", "float32"), "int8": ("float32",), "float16": ("float32",), "bfloat16": ("float16", "float32")}
 
-def dtype_of(weights_by_dtype: dict[str, dict[str, int]]) -> str:
-    """The dtype the bulk of the MACs run in, from the parameters by dtype: int8 when mostly 8-bit."""
-    total = sum(row["params"] for row in weights_by_dtype.values()) or 1
-    eight_bit = sum(row["params"] for d, row in weights_by_dtype.items() if d in ("int8", "uint8"))
-    if eight_bit / total >= 0.5:
+
+def node_dtype(dtypes: Iterable[str]) -> str:
+    """The dtype a node runs in, from its input dtypes: 8-bit (or narrower) data makes it an int8 kernel."""
+    found = set(dtypes)
+    if found & EIGHT_BIT:
         return "int8"
-    half = sum(row["params"] for d, row in weights_by_dtype.items() if d in ("float16", "bfloat16"))
-    return "float16" if half / total >= 0.5 else "float32"
+    if found & HALF:
+        return "float16"
+    return "float32"
 
 
-def estimate_ms(profile: dict[str, Any], macs: int, nodes: int, dtype: str) -> tuple[float, float, str] | None:
-    """(low, high) estimated milliseconds per inference on a resolved target profile and the dtype whose
-    throughput was used: the per-call overhead, the per-node overhead times the node count, and MACs at
-    the high and low calibrated throughput. None without throughput figures."""
+def nodes_by_dtype(ops: Iterable[Any]) -> dict[str, int]:
+    """Node counts by the dtype they run in, from an analysis's op inventory (`OpUse` records or their dicts)."""
+    counts: dict[str, int] = {}
+    for use in ops:
+        dtypes, count = (use["dtypes"], use["count"]) if isinstance(use, Mapping) else (use.dtypes, use.count)
+        dtype = node_dtype(dtypes)
+        counts[dtype] = counts.get(dtype, 0) + int(count)
+    return dict(sorted(counts.items()))
+
+
+def _rate(throughput: Mapping[str, Any], dtype: str) -> tuple[str, float, float] | None:
+    for candidate in (dtype, *FALLBACK.get(dtype, ("float32",))):
+        entry = throughput.get(candidate)
+        if entry is not None:
+            low, high = entry["gmacs"]
+            return candidate, float(low), float(high)
+    return None
+
+
+def _node_us(profile: Mapping[str, Any], dtype: str) -> float:
+    per_node = profile.get("node_overhead_us", 0.0)
+    if not isinstance(per_node, Mapping):
+        return float(per_node)
+    for candidate in (dtype, *FALLBACK.get(dtype, ("float32",))):
+        if candidate in per_node:
+            return float(per_node[candidate])
+    return max((float(v) for v in per_node.values()), default=0.0)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Estimated milliseconds per inference (`low`–`high`) and what they are made of."""
+
+    low: float
+    high: float
+    macs: tuple[tuple[str, int, str, float, float], ...]  # (dtype, MACs, rate's dtype, GMAC/s low, high)
+    nodes: tuple[tuple[str, int, float], ...]  # (dtype, nodes, µs each)
+    overhead_ms: float
+
+    @property
+    def total_macs(self) -> int:
+        return sum(m for _, m, *_ in self.macs)
+
+    def split(self) -> str:
+        """'97% int8, 3% float32' (by MACs), or the single dtype."""
+        total = self.total_macs
+        if len(self.macs) <= 1 or not total:
+            return self.macs[0][0] if self.macs else "float32"
+        return ", ".join(f"{100 * m / total:.0f}% {d}" for d, m, *_ in sorted(self.macs, key=lambda r: -r[1]))
+
+    def describe(self) -> str:
+        macs = "; ".join(f"{m:,} {d} MACs at {lo:g}–{hi:g} GMAC/s" + (f" ({rd} rate)" if rd != d else "")
+                         for d, m, rd, lo, hi in self.macs) or "0 MACs"
+        text = f"estimated {self.low:.3g}–{self.high:.3g} ms: {macs}"
+        nodes = [f"{n} {d} nodes x {us:g} µs" for d, n, us in self.nodes if n and us]
+        if nodes:
+            text += " + " + " + ".join(nodes)
+        if self.overhead_ms:
+            text += f" + {self.overhead_ms:g} ms per call"
+        return text
+
+
+def estimate(profile: Mapping[str, Any], macs_by_dtype: Mapping[str, int],
+             nodes: Mapping[str, int]) -> Estimate | None:
+    """The latency estimate on a resolved target profile, or None when it has no throughput figures."""
     throughput = profile.get("throughput") or {}
-    entry = throughput.get(dtype) or throughput.get("float32")
-    if entry is None:
+    if not throughput:
         return None
-    if dtype not in throughput:
-        dtype = "float32"
-    low_rate, high_rate = entry["gmacs"]
-    overhead = float(profile.get("overhead_ms", 0.0)) + nodes * float(profile.get("node_overhead_us", 0.0)) / 1000
-    return overhead + macs / (high_rate * 1e6), overhead + macs / (low_rate * 1e6), dtype
+    low = high = float(profile.get("overhead_ms", 0.0))
+    parts = []
+    for dtype, count in sorted(macs_by_dtype.items()):
+        rate = _rate(throughput, dtype)
+        if rate is None:
+            return None
+        used, rate_low, rate_high = rate
+        parts.append((dtype, int(count), used, rate_low, rate_high))
+        low += count / (rate_high * 1e6)
+        high += count / (rate_low * 1e6)
+    node_parts = []
+    for dtype, count in sorted(nodes.items()):
+        per_node = _node_us(profile, dtype)
+        node_parts.append((dtype, int(count), per_node))
+        low += count * per_node / 1000
+        high += count * per_node / 1000
+    return Estimate(low, high, tuple(parts), tuple(node_parts), float(profile.get("overhead_ms", 0.0)))
 
 
-def latency_estimate(subject: Subject) -> tuple[float, float, str] | None:
-    """`estimate_ms` for the subject's final model on its target."""
-    return estimate_ms(subject.target.profile, subject.analysis.macs, subject.analysis.nodes,
-                       dtype_of(subject.analysis.weights_by_dtype))
+def latency_estimate(subject: Subject) -> Estimate | None:
+    """`estimate` for the subject's final model on its target, from where its MACs and nodes are."""
+    analysis = subject.analysis
+    return estimate(subject.target.profile, analysis.macs_by_dtype, nodes_by_dtype(analysis.ops))

@@ -79,6 +79,27 @@ def _shapes(args: argparse.Namespace) -> dict[str, list[int]]:
     return dict(parse_shape(text) for text in getattr(args, "shape", None) or [])
 
 
+def _print_findings(console: Console, findings: Sequence[str]) -> None:
+    """What the static analysis could not compute, and its notes: in the text output too, not only in --json."""
+    for finding in findings:
+        console.print(f"     [yellow]note[/]: {escape(finding)}")
+
+
+def _allowances(args: argparse.Namespace) -> frozenset[str]:
+    """`--allow-incomplete` (all analysis checks) or `--allow-incomplete ram,latency`."""
+    given = getattr(args, "allow_incomplete", None)
+    if not given:
+        return frozenset()
+    from shrink.api.checks import ANALYSIS_CHECKS
+
+    names = frozenset(n.strip() for n in given.split(",") if n.strip())
+    unknown = sorted(names - set(ANALYSIS_CHECKS) - {"*"})
+    if unknown:
+        raise UsageError(f"{', '.join(unknown)}: not a check that gates on the analysis", where="--allow-incomplete",
+                         hint=f"choose from {', '.join(ANALYSIS_CHECKS)}, or give no value for all of them")
+    return names
+
+
 def _num(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -129,7 +150,7 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
 
     cache = PassCache(enabled=not args.no_cache, strict=args.strict_cache, max_bytes=default_max_bytes())
     with console.stdout_to_stderr(), _Progress(console) as progress:
-        outcome = compile_plan(plan, registry, output, progress, cache)
+        outcome = compile_plan(plan, registry, output, progress, cache, _allowances(args))
     code = ExitCode.OK if outcome.ok else ExitCode.CHECK_FAILED
     _junit(args, code, plan.target.name, [c.as_dict() for c in outcome.checks])
     if console.json_mode:
@@ -137,6 +158,7 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
                                   [c.as_dict() for c in outcome.checks]))
     else:
         _print_checks(console, outcome.checks)
+        _print_findings(console, outcome.findings)
         host = outcome.final.metrics.get("host_latency_ms")
         if host is not None:
             console.print(f"     host latency: {_num(host)} ms measured on this machine (reported, never gated)")
@@ -389,15 +411,15 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     registry.ensure_consistent()
     path = Path(args.path)
     if path.is_dir():
-        target, checks = verify_bundle(path, registry, args.target, budget)
+        found = verify_bundle(path, registry, args.target, budget, _allowances(args))
     elif path.exists():
         from shrink.analysis import parse_shape
 
         shapes = dict(parse_shape(text) for text in args.shape or [])
-        target, checks = verify_model(path, registry, args.target, budget, shapes)
+        found = verify_model(path, registry, args.target, budget, shapes, _allowances(args))
     else:
         raise UsageError(f"no such bundle or model: {path}")
-    ok = all(c.ok for c in checks)
+    target, checks, ok = found.target, found.checks, found.ok
     code = ExitCode.OK if ok else ExitCode.CHECK_FAILED
     _junit(args, code, target.name, [c.as_dict() for c in checks])
     if console.json_mode:
@@ -405,6 +427,7 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
                                   [c.as_dict() for c in checks], target=target.name))
     else:
         _print_checks(console, checks)
+        _print_findings(console, found.findings)
         console.print(("[bold green]PASS[/]" if ok else "[bold red]FAIL[/]") + f" {path} for {target.name}")
     return code
 
@@ -463,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every pass, neither reading nor writing the pass cache ($SHRINK_CACHE_DIR, default ~/.cache/shrink)")
     p.add_argument("--strict-cache", action="store_true",
                    help="a pass-cache entry that fails its sha256 check is an error (exit 2), not a recomputed step")
+    p.add_argument("--allow-incomplete", nargs="?", const="*", metavar="CHECKS",
+                   help="let the analysis checks (or the comma-separated CHECKS: ram, latency, macs, ...) gate on a lower "
+                        "bound when the analysis is incomplete, instead of failing with 'cannot verify'")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (written even when the command fails)")
     p.set_defaults(handler=cmd_compile)
 
@@ -488,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", "-t", help="check against this target instead of the bundle's own (required for a bare model)")
     p.add_argument("--budget", action="append", metavar="KEY=VALUE", help="add or override a budget (repeatable)")
     p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224", help="pin a bare model's dynamic input dimensions")
+    p.add_argument("--allow-incomplete", nargs="?", const="*", metavar="CHECKS",
+                   help="let the analysis checks (or the comma-separated CHECKS: ram, latency, macs, ...) gate on a lower "
+                        "bound when the analysis is incomplete, instead of failing with 'cannot verify'")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report (written even when the command fails)")
     p.set_defaults(handler=cmd_verify)
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shrink.api.artifact import Artifact
-from shrink.api.checks import CheckResult, Subject
+from shrink.api.checks import CheckResult, Subject, allowed_incomplete
 from shrink.bundle import golden
 from shrink.bundle.write import MODEL_FILE, check_output_dir, write_bundle
-from shrink.checks.builtin import run_checks
+from shrink.checks.builtin import ACCEPTED, run_checks
 from shrink.engine.cache import PassCache
 from shrink.engine.run import Progress, run_plan, workspace
 from shrink.errors import PluginError, ShrinkError
@@ -30,6 +31,7 @@ class CompileOutcome:
     bundle: Path
     checks: list[CheckResult]
     final: Artifact
+    findings: tuple[str, ...] = ()  # what the final model's analysis could not compute, and its notes
 
     @property
     def ok(self) -> bool:
@@ -66,10 +68,11 @@ def required_operators(analysis: Any) -> str:
 
 
 def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, progress: Progress | None = None,
-                 cache: PassCache | None = None) -> CompileOutcome:
+                 cache: PassCache | None = None, allow_incomplete: Iterable[str] = ()) -> CompileOutcome:
     """Run `plan` and write its bundle to `output`; `cache` reuses and stores pass results, and is pruned to
-    its `max_bytes` afterwards. The manifest's `from_cache` lists each step (and the golden I/O) restored
-    from the cache: its key and the sha256 of every file that was loaded."""
+    its `max_bytes` afterwards; `allow_incomplete` names checks that may gate on an incomplete analysis figure
+    (beside the recipe's `budget.allow_incomplete`). The manifest's `from_cache` lists each step (and the golden
+    I/O) restored from the cache: its key and the sha256 of every file that was loaded."""
     out = output or default_output(plan)
     check_output_dir(out)  # refuse before spending minutes on the passes
     try:
@@ -77,7 +80,8 @@ def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, pro
             result = run_plan(plan, registry, workdir, progress, cache)
             model_path = Path(result.final.model)
             subject = Subject(model_path, plan.target, plan.recipe.budget, dict(result.final.metrics),
-                              dict(result.source.metrics), inputs=list(result.final.meta.get("inputs", [])))
+                              dict(result.source.metrics), inputs=list(result.final.meta.get("inputs", [])),
+                              allow_incomplete=allowed_incomplete(plan.recipe.budget, allow_incomplete))
             checks = final_checks(plan, registry, subject)
             manifest = build_manifest(plan, registry, result.final, checks)
             manifest["analysis"] = subject.analysis.as_dict()
@@ -97,7 +101,7 @@ def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, pro
     finally:
         if cache is not None:
             cache.apply_bound()
-    return CompileOutcome(plan, out, checks, result.final)
+    return CompileOutcome(plan, out, checks, result.final, subject.findings())
 
 
 def build_manifest(plan: Plan, registry: Registry, final: Artifact, checks: list[CheckResult]) -> dict[str, Any]:
@@ -120,4 +124,5 @@ def build_manifest(plan: Plan, registry: Registry, final: Artifact, checks: list
             for s in final.history
         ],
         "checks": [c.as_dict() for c in checks],
+        "accepted_incomplete": [c.name for c in checks if (c.cause or "").startswith(ACCEPTED)],
     })

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from shrink.api.checks import ANALYSIS_CHECKS
 from shrink.api.recipe import Recipe
 from shrink.errors import RecipeError
 from shrink.support.jsonio import load_strict
@@ -27,6 +28,11 @@ BUDGET_KEYS: dict[str, dict[str, Any]] = {
     "macs": {"type": "integer", "minimum": 1, "description": "Most multiply-accumulates per inference."},
     "energy_mj": {"type": "number", "exclusiveMinimum": 0, "description": "Most estimated energy per inference, in millijoules."},
     "description": {"type": "string", "description": "a note for people reading the recipe; shrink ignores it"},
+    "allow_incomplete": {
+        "anyOf": [{"type": "boolean"}, {"type": "array", "uniqueItems": True, "items": {"enum": list(ANALYSIS_CHECKS)}}],
+        "description": "Let these checks (true: all of them) gate on a lower bound when the static analysis is "
+                       "incomplete (uncounted subgraphs or ops, unknown shapes); otherwise such a check cannot verify "
+                       "and fails. The report lists what was accepted."},
 }
 
 

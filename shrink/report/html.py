@@ -20,7 +20,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 from shrink.api.checks import CheckResult
-from shrink.checks.estimates import dtype_of, estimate_ms
+from shrink.checks.estimates import estimate
 from shrink.report.markdown import VOLATILE_NOTE, stable
 from shrink.report.markdown import cell as _num  # one number format for both reports
 from shrink.support.units import human_bytes
@@ -146,21 +146,19 @@ def _short(name: str, limit: int = 18) -> str:
 
 
 def latency_estimates(manifest: dict[str, Any]) -> list[tuple[float, float] | None]:
-    """(low, high) estimated ms on the target after each pass, as the `latency` check computes it.
-
-    Steps before the first `quantize.*` pass are estimated at float32, the rest at the final model's compute
-    dtype; steps with no MAC count get None.
-    """
+    """(low, high) estimated ms on the target after each step, as the `latency` check computes it (from the
+    step's MACs and nodes by dtype); steps with no MAC count get None."""
     profile = manifest.get("target", {}).get("profile") or {}
-    final = dtype_of((manifest.get("analysis") or {}).get("weights_by_dtype") or {})
-    quantized = False
     estimates: list[tuple[float, float] | None] = []
     for step in manifest.get("history", []):
-        quantized = quantized or str(step.get("name", "")).startswith("quantize")
         metrics = step.get("metrics", {})
-        macs, nodes = metrics.get("macs"), metrics.get("nodes", 0)
-        estimate = estimate_ms(profile, macs, nodes, final if quantized else "float32") if _is_number(macs) else None
-        estimates.append(estimate[:2] if estimate else None)
+        macs, by_dtype = metrics.get("macs"), metrics.get("macs_by_dtype")
+        if not _is_number(macs):
+            estimates.append(None)
+            continue
+        found = estimate(profile, by_dtype if isinstance(by_dtype, dict) else {"float32": macs},
+                         metrics.get("nodes_by_dtype") or {"float32": metrics.get("nodes", 0)})
+        estimates.append((found.low, found.high) if found else None)
     return estimates
 
 

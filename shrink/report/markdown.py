@@ -71,6 +71,13 @@ def render_markdown(manifest: dict[str, Any], checks: list[CheckResult]) -> str:
             f"{analysis['arena_bytes']:,} bytes, peak at node `{analysis['peak_node']}`",
             "- operators: " + ", ".join(f"{o['op_type']} [{', '.join(o['dtypes'])}] x{o['count']}" for o in analysis["ops"]),
         ]
+        lines += [f"- incomplete: {reason}" for reason in analysis.get("incomplete") or []]
+        lines += [f"- note: {note}" for note in analysis.get("notes") or []]
+    accepted = manifest.get("accepted_incomplete") or []
+    if accepted:
+        lines += ["", "## Accepted incomplete figures", "",
+                  "These checks gated on a lower bound because the analysis was incomplete and the recipe or command "
+                  f"line accepted it (`allow_incomplete`): {', '.join(accepted)}."]
     lines += ["", "## Checks", "", "| check | verdict | value | limit | unit | cause |", "|---|---|---|---|---|---|"]
     for check in checks:
         lines.append(
