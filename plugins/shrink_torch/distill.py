@@ -70,12 +70,13 @@ class DistillKD(Pass[DistillKDOptions]):
 
         from shrink.api.data import labelled_eval
         from shrink.api.factory import load_factory
+        from shrink_common.channels import prune_channels
+        from shrink_common.classifier import count_macs, evaluate, split_tensors, train
         from shrink_common.torch_setup import count_params, setup_torch
         from shrink_common.training import TrainConfig
+        from shrink_common.widths import record_shapes
         from shrink_torch.fuse import fused_for_inference
-        from shrink_torch.prune import check_rebuild, prune_channels
-        from shrink_torch.runtime import record_shapes
-        from shrink_torch.train import count_macs, evaluate, split_tensors, train
+        from shrink_torch.prune import check_rebuild
 
         opts = self.options
         seed = ctx.seed + opts.seed
