@@ -149,6 +149,16 @@ def evaluate(model: nn.Module, split: Split | None) -> float | None:
     return top1(predict(model, split.inputs), split.labels)
 
 
+def inference_copy(model: nn.Module) -> nn.Module:
+    """A frozen copy in eval mode (a KD teacher that later training cannot touch)."""
+    import copy
+
+    frozen = copy.deepcopy(model).eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    return frozen
+
+
 @torch.no_grad()
 def predict(model: nn.Module, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The model's outputs for `[N, ...]` inputs, batch by batch, in eval mode."""

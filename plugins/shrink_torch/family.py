@@ -55,6 +55,9 @@ class TorchFamily(TorchModelFamily):
 
         return export_module(artifact, ctx, options)
 
+    def check_distillation(self, plan: PlanContext, width_student: bool) -> list[str]:
+        return []
+
     def check_structured_pruning(self, options: StructuredPruneOptions, plan: PlanContext) -> list[str]:
         from shrink_torch.prune import check_channel_pruning
 
