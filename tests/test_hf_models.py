@@ -98,8 +98,13 @@ def write_bpe_like(folder: Path) -> int:
 
 def write_text_model(folder: Path, kind: str) -> Path:
     """`distilbert` / `roberta` with a 3-way sequence-classification head; `distilbert-base`: no head."""
-    from transformers import (DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel, RobertaConfig,
-                              RobertaForSequenceClassification)
+    from transformers import (
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        DistilBertModel,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -267,7 +272,7 @@ def test_vit_compiles_and_verifies(cli, folders, tmp_path):
 def test_rgb_image_classifier_exports_with_its_three_channels(folders, tmp_path, make_pass_input):
     """pixel_values [1, 3, H, W] from the config and preprocessor, fed by array data of that shape (an in-test
     provider) and exported with a dynamic batch axis."""
-    from shrink import Dataset, DataProvider, PassOptions, Split, hookimpl
+    from shrink import DataProvider, Dataset, PassOptions, Split, hookimpl
     from shrink.testing import check_pass_contract
     from shrink_torch.export import ExportOnnx
 
@@ -440,7 +445,7 @@ def test_regression_headless_model_as_classifier_is_an_error(cli, folders, tmp_p
 
 def test_text_classifier_accuracy_on_labelled_text(folders, tmp_path, make_pass_input):
     """Classifiers of text are measured by top-1 on labelled eval sentences, tokenized as the family feeds them."""
-    from shrink import Dataset, DataProvider, PassOptions, Split, hookimpl
+    from shrink import DataProvider, Dataset, PassOptions, Split, hookimpl
 
     sentences = ["turn off the lights.", "play some music please.", "what time is it?", "call my mother.",
                  "set the music on.", "turn on the lights.", "return the list.", "what is the time?"]
@@ -470,3 +475,15 @@ def test_text_classifier_accuracy_on_labelled_text(folders, tmp_path, make_pass_
     with torch.no_grad():
         logits = given.artifact.model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
     assert metrics["accuracy"] == pytest.approx(float((logits.argmax(1) == np.arange(len(sentences)) % 3).mean()))
+
+
+def test_image_size_comes_from_the_preprocessor_crop_resize_or_config():
+    from shrink_huggingface.folder import trained_image_size
+
+    crop = {"do_center_crop": True, "crop_size": {"height": 224, "width": 224}, "size": {"shortest_edge": 256}}
+    assert trained_image_size({"image_size": 32}, crop) == (224, 224)
+    assert trained_image_size({}, {**crop, "do_center_crop": False}) == (256, 256)
+    assert trained_image_size({}, {"size": {"height": 96, "width": 128}}) == (96, 128)
+    assert trained_image_size({"image_size": 32}, None) == (32, 32)
+    assert trained_image_size({"image_size": [24, 40]}, {}) == (24, 40)
+    assert trained_image_size({}, None) == (None, None)
