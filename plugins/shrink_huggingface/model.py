@@ -137,11 +137,9 @@ def _body_kwargs(cls: type, task: str) -> dict[str, Any]:
     return {"add_pooling_layer": False} if task == "sentence-embedding" and accepts else {}
 
 
-def hf_task(task: str, config: dict[str, Any]) -> str:
-    """The Auto-class task of an `Encoder.task` / `ImageClassifier.task` and its config."""
-    if task != "classification":
-        return "sentence-embedding"
-    return "sequence-classification" if "vocab_size" in config else "image-classification"
+def text_task(task: str) -> str:
+    """The Auto-class task of an `Encoder.task`."""
+    return "sequence-classification" if task == "classification" else "sentence-embedding"
 
 
 def _config(config: dict[str, Any]) -> Any:
@@ -156,9 +154,9 @@ def build(config: dict[str, Any], task: str, normalize: bool = True, output_size
     `embedding_size` below `hidden_size` gets a factorized word embedding (`FactorizedEmbedding`)."""
     cfg = _config(config)
     cfg._attn_implementation = "eager"
-    auto = _auto(hf_task(task, config))
+    auto = _auto(text_task(task))
     cls = _model_class(auto, cfg)
-    body = auto.from_config(cfg, attn_implementation="eager", **(_body_kwargs(cls, hf_task(task, config)) if cls else {}))
+    body = auto.from_config(cfg, attn_implementation="eager", **(_body_kwargs(cls, text_task(task)) if cls else {}))
     width = config.get("embedding_size")
     if config.get("model_type", "bert") != "mobilebert" and width and int(width) < int(cfg.hidden_size):
         body.set_input_embeddings(FactorizedEmbedding(int(cfg.vocab_size), int(width), int(cfg.hidden_size), cfg.pad_token_id))
@@ -182,7 +180,7 @@ class LoadReport:
 
 def load_folder(folder: Path, task: str, normalize: bool = True) -> Encoder:
     """The pretrained text model of a local folder for an `Encoder` task, whatever its loading report (tests)."""
-    model, _ = load_pretrained(folder, "sequence-classification" if task == "classification" else "sentence-embedding", normalize)
+    model, _ = load_pretrained(folder, text_task(task), normalize)
     assert isinstance(model, Encoder)
     return model
 
