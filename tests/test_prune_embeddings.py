@@ -123,8 +123,8 @@ def test_options_and_misuse(cli, dead_bert, tmp_path):
         digits["model"][key] = str((Path(__file__).parents[1] / "recipes" / digits["model"][key]).resolve())
     path = tmp_path / "digits.json"
     path.write_text(json.dumps(digits))
-    result = cli("compile", path, "-o", tmp_path / "d")
-    assert result.code == 5 and "needs a Hugging Face encoder" in result.err
+    result = cli("plan", path)  # refused at plan time, before anything runs
+    assert result.code == 2 and "needs a Hugging Face text encoder" in result.err
 
 
 def test_unchanged_when_nothing_is_unreachable(tmp_path):

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from model import INPUT_SHAPE, student, teacher
 from torch import nn
 
+from shrink_common.classifier import count_macs
+from shrink_common.torch_setup import count_params
 from shrink_sklearn.digits import digits_splits
-from shrink_torch.train import count_macs, count_params
 
 HERE = Path(__file__).resolve().parent
 BUILDERS: dict[str, Callable[[], nn.Module]] = {"teacher": teacher, "student": student}

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from shrink import Artifact, Context, Pass, PassOptions, UsageError
+from shrink import Artifact, Context, Pass, PassOptions, PlanContext, UsageError
 
 PROBE_CHARS = "a1"  # neighbours that the normalizer keeps and the pre-tokenizer never splits off
 
@@ -177,6 +177,11 @@ class PruneEmbeddings(Pass[PruneEmbeddingsOptions]):
     name = "prune.embeddings"
     consumes = ("torch",)
     produces = "torch"
+
+    def check(self, plan: PlanContext) -> list[str]:
+        from shrink_huggingface.support import text_encoder_problems
+
+        return text_encoder_problems(plan, self.name, wordpiece=True)
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         if not artifact.meta.get("hf_config") or not artifact.meta.get("tokenizer"):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shrink import Artifact, Context
+from shrink import Artifact, Context, UsageError
 from shrink_huggingface.tokens import INPUT_NAMES, token_feeds
 
 if TYPE_CHECKING:
@@ -30,12 +30,6 @@ def parity_tokens(artifact: Artifact, ctx: Context, count: int) -> tuple[np.ndar
     return ids, np.ones_like(ids), f"random ids[{count}x{length}] (seed {ctx.seed})"
 
 
-def check_export(opts: ExportOptions) -> list[str]:
-    if opts.exporter != "torchscript":
-        return ["text encoders export with exporter 'torchscript' (two int64 inputs with dynamic axes)"]
-    return []
-
-
 def export_encoder(opts: ExportOptions, artifact: Artifact, ctx: Context) -> Artifact:
     import torch
 
@@ -43,9 +37,8 @@ def export_encoder(opts: ExportOptions, artifact: Artifact, ctx: Context) -> Art
     from shrink_common.parity import ParityError, closeness
     from shrink_huggingface.metrics import _onnx_outputs, _torch_outputs
 
-    problems = check_export(opts)
-    if problems:
-        raise RuntimeError(problems[0])
+    if opts.exporter != "torchscript":
+        raise UsageError("text encoders export with exporter 'torchscript' (two int64 inputs with dynamic axes)")
     opset = opts.opset or ctx.target.export_opset
     output = opts.output_name if "output_name" in opts.model_fields_set else (artifact.meta.get("outputs") or [{"name": "output"}])[0]["name"]
     model = artifact.model.eval()

@@ -245,14 +245,6 @@ def channels_to_keep(scores: list[torch.Tensor], ratio: float, round_to: int | N
     return kept
 
 
-def check_pruning(opts: StructuredPruneOptions) -> list[str]:
-    """Encoders are pruned by attention heads and FFN channels: `heads_ratio` / `ffn_ratio`, not channel options."""
-    if not opts.encoder:
-        return ["prune.structured on a transformer encoder removes attention heads and FFN channels: "
-                "give heads_ratio and/or ffn_ratio (not 'ratio')"]
-    return []
-
-
 # the pass -------------------------------------------------------------------------------------------------
 
 def _tokens(artifact: Artifact, ctx: Context, splits: tuple[str, ...], count: int | None,

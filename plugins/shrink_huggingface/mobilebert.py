@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from shrink import Artifact, Context, Pass, PassOptions
+from shrink import Artifact, Context, Pass, PassOptions, PlanContext
 from shrink_huggingface.tinybert import LayerIndex
 
 
@@ -110,6 +110,11 @@ class DistillMobileBERT(Pass[DistillMobileBERTOptions]):
     consumes = ("torch",)
     produces = "torch"
     requires = frozenset({"train"})
+
+    def check(self, plan: PlanContext) -> list[str]:
+        from shrink_huggingface.support import text_encoder_problems
+
+        return text_encoder_problems(plan, self.name, task="sentence-embedding")
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         from shrink_huggingface.mobilebert_train import distill

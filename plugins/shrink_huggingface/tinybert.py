@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from shrink import Artifact, Context, Pass, PassOptions
+from shrink import Artifact, Context, Pass, PassOptions, PlanContext
 
 LayerIndex = Annotated[int, Field(ge=0, le=255)]
 
@@ -95,6 +95,11 @@ class DistillTinyBERT(Pass[DistillTinyBERTOptions]):
     consumes = ("torch",)
     produces = "torch"
     requires = frozenset({"train"})
+
+    def check(self, plan: PlanContext) -> list[str]:
+        from shrink_huggingface.support import text_encoder_problems
+
+        return text_encoder_problems(plan, self.name)
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         from shrink_huggingface.tinybert_train import distill

@@ -114,11 +114,9 @@ class Losses(nn.Module):
 
     def forward(self, student: Encoder, teacher: Encoder, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            t_out = teacher.hidden(ids, mask, output_hidden_states=True)
-            t_pred = teacher.head(t_out, mask)
+            t_pred, t_out = teacher.predict(ids, mask, output_hidden_states=True)
             t_scores = {j: self.teacher_scores.scores(j) for j in set(self.mapping)} if self.weights["attention"] else {}
-        s_out = student.hidden(ids, mask, output_hidden_states=True)
-        s_pred = student.head(s_out, mask)
+        s_pred, s_out = student.predict(ids, mask, output_hidden_states=True)
         tokens = mask.unsqueeze(-1)
         zero = s_pred.sum() * 0.0
         terms: dict[str, torch.Tensor] = {name: zero for name in TERMS}

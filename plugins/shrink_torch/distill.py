@@ -9,7 +9,9 @@ from pydantic.json_schema import SkipJsonSchema
 
 from shrink import Artifact, Context, Pass, PassOptions, PlanContext
 from shrink.api.factory import FACTORY_PATTERN, check_factory
+from shrink_common.capabilities import KDTeacher
 from shrink_common.options import TrainingOptions
+from shrink_torch.family import TorchFamily
 
 
 class StudentSpec(PassOptions):
@@ -57,10 +59,14 @@ class DistillKD(Pass[DistillKDOptions]):
 
     def check(self, plan: PlanContext) -> list[str]:
         opts = self.options
-        if opts.student is None:
-            return []
-        problem = check_factory(opts.student.factory, plan.recipe.base_dir)
-        return [f"student: {problem}"] if problem else []
+        if not isinstance(plan.family, KDTeacher):
+            problems = [f"{plan.family.name} models cannot teach distill.kd (the family has no logit-KD teacher)"]
+        else:
+            problems = plan.family.check_distillation(plan, width_student=opts.width is not None)
+        if opts.student is not None:
+            problem = check_factory(opts.student.factory, plan.recipe.base_dir)
+            problems += [f"student: {problem}"] if problem else []
+        return problems
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
         import copy
@@ -70,12 +76,13 @@ class DistillKD(Pass[DistillKDOptions]):
 
         from shrink.api.data import labelled_eval
         from shrink.api.factory import load_factory
+        from shrink_common.channels import prune_channels
+        from shrink_common.classifier import count_macs, evaluate, split_tensors, train
         from shrink_common.torch_setup import count_params, setup_torch
         from shrink_common.training import TrainConfig
+        from shrink_common.widths import record_shapes
         from shrink_torch.fuse import fused_for_inference
-        from shrink_torch.prune import check_rebuild, prune_channels
-        from shrink_torch.runtime import record_shapes
-        from shrink_torch.train import count_macs, evaluate, split_tensors, train
+        from shrink_torch.prune import check_rebuild
 
         opts = self.options
         seed = ctx.seed + opts.seed
@@ -137,4 +144,6 @@ class DistillKD(Pass[DistillKDOptions]):
             details["baseline_seconds"] = round(baseline.seconds, 3)
         if opts.width is not None:
             details["rebuild"] = check_rebuild(student, artifact, ctx, meta["pruned_shapes"])
-        return artifact.evolve(model=student.eval(), meta=meta, details=details)
+        # a factory's student is a torch-family model whatever taught it; a 'width' student stays in the teacher's family
+        family = TorchFamily.name if opts.student is not None else artifact.family
+        return artifact.evolve(model=student.eval(), meta=meta, details=details, family=family)

@@ -1,6 +1,6 @@
 """The torch family: `nn.Module`s built by a factory (the `torch` source and every torch pass).
 
-Its models export to ONNX (`export_module`), prune by channels (`prune_model`), and are cached as a
+Its models export to ONNX (`shrink_common.torch_export`), prune by channels (`prune_model`), and are cached as a
 state_dict that the recorded factory, widths and fused BatchNorms rebuild (`weights_only` loading).
 torch is imported only when a method runs on a torch model.
 """
@@ -51,9 +51,12 @@ class TorchFamily(TorchModelFamily):
         return []
 
     def export_onnx(self, artifact: Artifact, ctx: Context, options: ExportOptions) -> Artifact:
-        from shrink_torch.export import export_module
+        from shrink_common.torch_export import export_module
 
         return export_module(artifact, ctx, options)
+
+    def check_distillation(self, plan: PlanContext, width_student: bool) -> list[str]:
+        return []
 
     def check_structured_pruning(self, options: StructuredPruneOptions, plan: PlanContext) -> list[str]:
         from shrink_torch.prune import check_channel_pruning

@@ -35,9 +35,9 @@ class FuseBatchNorm(Pass[FuseBatchNormOptions]):
 
         import numpy as np
 
+        from shrink_common.classifier import predict
         from shrink_common.parity import parity_feeds
         from shrink_common.torch_setup import setup_torch
-        from shrink_torch.runtime import predict
 
         opts = self.options
         setup_torch(ctx.seed)
@@ -127,7 +127,7 @@ def fuse_conv_bn(model: nn.Module) -> tuple[nn.Module, list[tuple[str, str]], st
     from torch import nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    from shrink_torch.runtime import set_submodule
+    from shrink_common.widths import set_submodule
 
     model.eval()
     pairs, method = conv_bn_pairs(model)

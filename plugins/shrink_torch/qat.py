@@ -94,13 +94,12 @@ class QuantizeQAT(Pass[QuantizeQATOptions]):
         from shrink import UsageError
         from shrink.api.data import labelled_eval
         from shrink.support.ort import run_session
+        from shrink_common.classifier import evaluate, predict, split_tensors, train
         from shrink_common.onnx_graph import op_counts, opset_problems
         from shrink_common.parity import closeness, parity_feeds, top1_agreement
         from shrink_common.torch_setup import setup_torch
         from shrink_common.training import TrainConfig
         from shrink_torch.fuse import fuse_conv_bn, fused_for_inference
-        from shrink_torch.runtime import predict
-        from shrink_torch.train import evaluate, split_tensors, train
 
         opts = self.options
         seed = ctx.seed + opts.seed

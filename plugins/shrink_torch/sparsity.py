@@ -77,10 +77,11 @@ class PruneMagnitude(Pass[PruneMagnitudeOptions]):
         from torch.nn.utils import prune
 
         from shrink.api.data import labelled_eval
+        from shrink_common.channels import finetune_config
+        from shrink_common.classifier import evaluate, split_tensors, train
         from shrink_common.torch_setup import setup_torch
         from shrink_torch.fuse import fused_for_inference
-        from shrink_torch.prune import _config, check_rebuild
-        from shrink_torch.train import evaluate, split_tensors, train
+        from shrink_torch.prune import check_rebuild
 
         opts = self.options
         seed = ctx.seed + opts.seed
@@ -118,7 +119,7 @@ class PruneMagnitude(Pass[PruneMagnitudeOptions]):
             teacher = fused_for_inference(original) if opts.finetune_kd else None
             label = f"fine-tuning to {opts.sparsity:.0%} sparsity" + (" with KD" if teacher is not None else "")
             # contiguous weights: torch.nn.utils.prune flattens weights and masks with .view(-1)
-            cfg = dataclasses.replace(_config(opts), channels_last=False)
+            cfg = dataclasses.replace(finetune_config(opts), channels_last=False)
             result = train(model, x, y, cfg, seed, teacher=teacher, report=ctx.report, label=label,
                            progress=(0.05, 0.95), on_step=on_step if gradual else None)
         update(opts.sparsity)  # a no-op unless training skipped the last scheduled step

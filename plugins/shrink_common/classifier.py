@@ -1,4 +1,6 @@
-"""Training helpers of the torch passes: seeded batching, shift augmentation, (KD) training loops.
+"""Classifiers over array inputs, for every family whose torch models map one input batch to logits (a
+factory's CNN, a Hugging Face image classifier): labelled splits as tensors, seeded batching, shift
+augmentation, the (KD) training loop, batched inference, top-1 evaluation and MAC counts.
 
 Imported only from `run()` (it imports torch). Everything is deterministic given `seed`: the
 model's initialisation is the caller's business, shuffling and augmentation use a private
@@ -19,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from shrink import Split, UsageError
-from shrink.api.data import top1
+from shrink.api.data import rows, to_model, top1
+from shrink.api.inputs import batch_axis
 from shrink_common.training import TrainConfig, make_optimizer, make_scheduler, run_epoch
 
 Report = Callable[[float, str], None]
@@ -143,9 +146,43 @@ def evaluate(model: nn.Module, split: Split | None) -> float | None:
     """Top-1 accuracy on a labelled split (None without one)."""
     if split is None or split.labels is None:
         return None
-    from shrink_torch.runtime import predict
-
     return top1(predict(model, split.inputs), split.labels)
+
+
+def inference_copy(model: nn.Module) -> nn.Module:
+    """A frozen copy in eval mode (a KD teacher that later training cannot touch)."""
+    import copy
+
+    frozen = copy.deepcopy(model).eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    return frozen
+
+
+@torch.no_grad()
+def predict(model: nn.Module, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs for `[N, ...]` inputs, batch by batch, in eval mode."""
+    model.eval()
+    outs = []
+    for start in range(0, len(inputs), batch_size):
+        outs.append(model(torch.tensor(np.asarray(inputs[start:start + batch_size]))).float().numpy())
+    return np.concatenate(outs)
+
+
+@torch.no_grad()
+def predict_feeds(model: nn.Module, specs: list[dict[str, Any]], feeds: dict[str, np.ndarray],
+                  batch_size: int = 256) -> np.ndarray:
+    """The model's (first) output for sample-major feeds, called with its inputs in declared order, in batches
+    laid out per input (one sample at a time when an input has no batch axis)."""
+    model.eval()
+    step = 1 if any(batch_axis(spec) is None for spec in specs) else batch_size
+    outs = []
+    for start in range(0, rows(feeds), step):
+        batch = to_model(specs, feeds, start, start + step)
+        out = model(*(torch.from_numpy(np.ascontiguousarray(batch[spec["name"]])) for spec in specs))
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        outs.append(np.atleast_1d(out.float().numpy()))
+    return np.concatenate(outs)
 
 
 def count_macs(model: nn.Module, example: torch.Tensor) -> int:
