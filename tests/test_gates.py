@@ -80,3 +80,91 @@ def test_parity_cosine_is_right_at_any_magnitude() -> None:
 def test_the_manifest_records_the_shapes_it_pins(bundle: Path) -> None:
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["model"]["inputs"][0]["shape"] == [1, 1, 8, 8]
+
+
+def loop_model(path: Path) -> Path:
+    """y = x @ W applied n times, n an input: the analysis cannot know the trip count (incomplete MACs)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.eye(4, dtype=np.float32), "W")
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("MatMul", ["acc_in", "W"], ["acc_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [1, 4])])
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["n", "", "x"], ["y"], body=body)], "loop",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]), helper.make_tensor_value_info("n", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_an_incomplete_figure_cannot_verify_and_fails_unless_accepted(cli, tmp_path: Path) -> None:
+    model = loop_model(tmp_path / "loop.onnx")
+    closed = cli("verify", model, "--target", "cortex-a53", "--json")
+    assert closed.code == 4
+    checks = {c["name"]: c for c in closed.json["checks"]}
+    for name in ("latency", "ram"):
+        assert not checks[name]["ok"] and checks[name]["value"] is None
+        assert checks[name]["cause"].startswith("cannot verify: the analysis is incomplete (") and "trip count" in checks[name]["cause"]
+    assert checks["storage"]["ok"] and checks["ops"]["ok"]  # figures that do not depend on the analysis
+    accepted = cli("verify", model, "--target", "cortex-a53", "--allow-incomplete", "--json")
+    assert accepted.code == 0, accepted.out
+    latency = next(c for c in accepted.json["checks"] if c["name"] == "latency")
+    assert latency["ok"] and latency["cause"].startswith("accepted as a lower bound: ") and latency["value"] > 0
+    only_latency = cli("verify", model, "--target", "cortex-a53", "--allow-incomplete", "latency", "--json")
+    assert only_latency.code == 4 and not next(c for c in only_latency.json["checks"] if c["name"] == "ram")["ok"]
+    unknown = cli("verify", model, "--target", "cortex-a53", "--allow-incomplete", "storage", "--json")
+    assert unknown.code == 2 and unknown.json["errors"][0]["where"] == "--allow-incomplete"
+    text = cli("verify", model, "--target", "cortex-a53")
+    assert "note: incomplete: " in text.out and "trip count" in text.out  # the reasons in the text output too
+
+
+def test_a_recipe_can_accept_an_incomplete_figure_and_the_report_says_so(cli, tmp_path: Path) -> None:
+    model = loop_model(tmp_path / "loop.onnx")
+
+    def recipe(budget: dict) -> Path:
+        path = tmp_path / "recipe.json"
+        path.write_text(json.dumps({"schema_version": 1, "name": "loop", "target": "cortex-a53", "budget": budget,
+                                    "model": {"source": "onnx", "path": str(model), "inputs": [{"name": "n", "constant": 3}]},
+                                    "passes": [{"pass": "fuse.ort"}]}))
+        return path
+
+    failed = cli("compile", recipe({}), "-o", tmp_path / "a")
+    assert failed.code == 4 and "cannot verify" in failed.out
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["verdict"] == "fail"
+    passed = cli("compile", recipe({"allow_incomplete": ["latency", "ram"]}), "-o", tmp_path / "b")
+    assert passed.code == 0, passed.out
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["accepted_incomplete"] == ["ram", "latency"]
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert "## Accepted incomplete figures" in report and "- incomplete: " in report
+
+
+def test_latency_runs_at_the_rate_of_the_dtype_the_macs_run_in(tmp_path: Path) -> None:
+    """Mostly int8 parameters (a big int8 table a Gather reads) but every MAC in a float MatMul: the float rate."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from shrink.api.checks import Subject
+    from shrink.checks.estimates import latency_estimate
+    from shrink.host.registry import Registry
+
+    table = numpy_helper.from_array(np.ones((4096, 16), dtype=np.int8), "table")
+    scale = numpy_helper.from_array(np.array(0.1, dtype=np.float32), "scale")
+    weight = numpy_helper.from_array(np.ones((16, 64), dtype=np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["table", "scale"], ["deq"]), helper.make_node("Gather", ["deq", "ids"], ["rows"]),
+         helper.make_node("MatMul", ["rows", "W"], ["y"])], "mixed",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 64])], [table, scale, weight])
+    path = tmp_path / "mixed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    target = Registry.load().catalog().resolve("cortex-a53")
+    estimate = latency_estimate(Subject(path, target))
+    assert estimate is not None and estimate.split() == "float32"  # 65,536 int8 params, 1,024 float: MACs decide
+    assert [row[0] for row in estimate.macs] == ["float32"]
