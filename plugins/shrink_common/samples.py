@@ -91,3 +91,22 @@ def sample_problems(inputs: Sequence[Mapping[str, Any]] | None, samples: SampleS
         elif _mismatch(spec, samples[key]):
             problems.append(f"{source} field {key!r} gives samples {samples[key].describe()}, but {describe_input(spec)}")
     return problems
+
+
+def data_section_for(inputs: Sequence[Mapping[str, Any]] | None) -> str:
+    """An example recipe `data` section that would feed these inputs (for plan-time hints)."""
+    fed = fed_by_data(inputs)
+    if len(fed) > 1:
+        fields = ", ".join(str(spec["name"]) for spec in fed)
+        return f'"data": {{"source": "arrays", "path": "samples.npz"}} (an .npz with the fields {fields})'
+    if not fed:
+        return '"data": {"source": "random", "count": 200} (random calibration: no accuracy can be measured)'
+    spec = fed[0]
+    dtype, rank = str(spec.get("dtype", "float32")), len(spec.get("shape") or [])
+    if not dtype.startswith("float"):
+        return '"data": {"source": "textfile", "path": "sentences.txt"} (one sample per line)'
+    if rank == 4:
+        return '"data": {"source": "images", "path": "calibration-images/"} (a folder of images; class subfolders label them)'
+    if rank in (2, 3):
+        return ('"data": {"source": "audio", "path": "clips/"} (WAV files) or {"source": "arrays", "path": "samples.npy"}')
+    return '"data": {"source": "arrays", "path": "samples.npy"}'

@@ -21,6 +21,7 @@ from shrink.api.data import rows, to_model
 from shrink.api.inputs import batch_axis
 from shrink_common.onnx_graph import inline_copy, op_counts, opset_problems, prune_opset_imports, save_inline
 from shrink_common.parity import compare
+from shrink_common.samples import data_section_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,6 +53,25 @@ def refuse_requantizing(artifact: Artifact, who: str) -> None:
     why = requantizing(artifact.meta)
     if why:
         raise UsageError(f"{who}: {why}", hint="remove this pass, or start from the float model")
+
+
+def mac_share(path: Path, artifact: Artifact, scheme: str) -> dict[str, Any]:
+    """`int8_mac_share` of the quantized graph (by the analysis), and a warning when most MACs stay float."""
+    from shrink.analysis import analyze
+    from shrink.api.onnx_format import pinned_shapes
+
+    analysis = analyze(path, pinned_shapes(artifact) or None)
+    total = sum(analysis.macs_by_dtype.values())
+    if not total:
+        return {}
+    share = sum(m for d, m in analysis.macs_by_dtype.items() if d in ("int8", "uint8", "int4")) / total
+    found: dict[str, Any] = {"int8_mac_share": round(share, 4)}
+    if share < 0.5:
+        float_ops = ", ".join(f"{op} {macs:,}" for op, macs in sorted(analysis.macs_by_op.items(), key=lambda kv: -kv[1])[:3])
+        advice = ("dynamic schemes leave convolutions float: give calibration data for a static scheme"
+                  if scheme.startswith("dynamic") else "see float_compute_ops and exclude_nodes")
+        found["warnings"] = [f"{1 - share:.0%} of the MACs stay float after {scheme} (largest by op: {float_ops}); {advice}"]
+    return found
 
 
 def _summary(counts: Counter[str]) -> str:
@@ -158,11 +178,12 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
                 return problems
         static_possible = opts.scheme.startswith("static") or (
             opts.scheme == "auto" and (tscheme.startswith("static") or opts.engine == "nncf"))
+        runtime = target.get("runtime", "name")
         if static_possible and not plan.recipe.raw.get("data"):
             which = f"scheme {opts.scheme!r}" if opts.scheme != "auto" else f"scheme 'auto' (→ {tscheme} on {target.name} for conv nets)"
-            problems.append(f"{which} needs calibration data but the recipe has no 'data' section; "
-                            "add one, or choose scheme 'dynamic-per-channel'")
-        runtime = target.get("runtime", "name")
+            or_dynamic = ", or choose scheme 'dynamic-per-channel'" if runtime == "onnxruntime" else ""
+            problems.append(f"{which} needs calibration data but the recipe has no 'data' section: add one, e.g. "
+                            f"{data_section_for(plan.inputs)}{or_dynamic}")
         if opts.scheme.startswith("dynamic") and runtime and runtime != "onnxruntime":
             problems.append(f"scheme {opts.scheme!r} emits DynamicQuantizeLinear/MatMulInteger, which target "
                             f"{target.name}'s runtime {runtime!r} cannot run; use a static scheme")
@@ -228,6 +249,7 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
             "float_compute_ops": _summary(float_left), "nodes_before": len(proto.graph.node), "nodes_after": len(result.graph.node),
             "bytes_before": before, "bytes_after": after, "size_ratio": round(after / before, 4),
         })
+        details.update(mac_share(out, artifact, scheme))
         ctx.report(0.85, "checking parity against the float model")
         details.update(compare(source, out, artifact, ctx, opts.parity_samples, opts.min_agreement, f"{scheme} int8"))
         return artifact.evolve(model=str(out), meta={"quantization": {"scheme": scheme, "engine": opts.engine}}, details=details)

@@ -159,6 +159,10 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
     else:
         _print_checks(console, outcome.checks)
         _print_findings(console, outcome.findings)
+        for step in outcome.final.history:  # what the passes warned about (also in the report)
+            for warning in (step.details or {}).get("warnings") or []:
+                label = "source" if step.index is None else f"passes[{step.index}] {step.name}"
+                console.print(f"     [yellow]warning[/] ({label}): {escape(str(warning))}")
         host = outcome.final.metrics.get("host_latency_ms")
         if host is not None:
             console.print(f"     host latency: {_num(host)} ms measured on this machine (reported, never gated)")
