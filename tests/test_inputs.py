@@ -180,3 +180,71 @@ def test_an_untrained_source_model_stops_the_compile_unless_allowed(cli, make_re
     assert error["where"] == "recipe.json: model" and "within 2% of chance" in error["message"]
     assert "allow_random_weights" in error["hint"] and not (tmp_path / "a").exists()
     assert cli("compile", make_recipe(model={**model, "allow_random_weights": True}), "-o", tmp_path / "b").code == 0
+
+
+def installed_package(root: Path, name: str, models: dict[str, Path]) -> None:
+    """A distribution `name` installed under `root` (a sys.path entry) that ships `models` at the given paths."""
+    package = name.replace("-", "_")
+    info = root / f"{package}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    records = [f"{info.name}/METADATA,,"]
+    for inside, model in models.items():
+        target = root / package / inside
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(model.read_bytes())
+        records.append(f"{package}/{inside},,")
+    (info / "RECORD").write_text("\n".join(records) + "\n")
+
+
+def test_a_model_an_installed_package_ships_is_found_by_name(cli, tmp_path: Path, monkeypatch) -> None:
+    site = tmp_path / "site"
+    model = state_model(tmp_path / "state.onnx")
+    installed_package(site, "ocr-models", {"models/det.onnx": model, "models/cls.onnx": model})
+    monkeypatch.syspath_prepend(str(site))
+    recipe = onnx_recipe(tmp_path, model, inputs=SR)
+    raw = json.loads(recipe.read_text())
+
+    def plan(**source: object) -> object:
+        raw["model"] = {"source": "onnx", "inputs": SR, **source}
+        recipe.write_text(json.dumps(raw))
+        return cli("plan", recipe, "--json")
+
+    two = plan(package="ocr-models")
+    assert two.code == 2 and ("package 'ocr-models' ships 2 .onnx files; name one in 'path': ocr_models/models/cls.onnx, "
+                              "ocr_models/models/det.onnx") in two.json["errors"][0]["message"]
+    missing = plan(package="ocr-models", path="rec.onnx")
+    assert missing.code == 2 and "ships no .onnx file 'rec.onnx'" in missing.json["errors"][0]["message"]
+    absent = plan(package="no-such-dist-here")
+    assert absent.code == 2 and "package 'no-such-dist-here' is not installed" in absent.json["errors"][0]["message"]
+    assert plan(package="ocr-models", path="cls.onnx").code == 0
+    assert cli("compile", recipe, "-o", tmp_path / "bundle").code == 0
+
+
+def _source_cached(cli, recipe: Path, out: Path) -> bool:
+    result = cli("compile", recipe, "-o", out)
+    assert result.code == 0, result.err
+    return json.loads((out / "manifest.json").read_text())["history"][0]["cached"]
+
+
+def test_the_cache_keys_the_model_files_a_recipe_does_not_name(cli, tmp_path: Path, monkeypatch) -> None:
+    """A packaged model and external weight data are hashed by content: changing either reruns the source."""
+    site, folder = tmp_path / "site", tmp_path / "model"
+    folder.mkdir()
+    model = state_model(folder / "state.onnx", external=True)
+    recipe = onnx_recipe(tmp_path, model, passes=[{"pass": "fuse.ort"}], inputs=SR)
+    assert not _source_cached(cli, recipe, tmp_path / "a")
+    assert _source_cached(cli, recipe, tmp_path / "b")
+    weights = folder / "weights.bin"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x80\x3f")
+    assert not _source_cached(cli, recipe, tmp_path / "c")
+
+    installed_package(site, "ocr-models", {"cls.onnx": state_model(tmp_path / "plain.onnx")})
+    monkeypatch.syspath_prepend(str(site))
+    raw = json.loads(recipe.read_text())
+    raw["model"] = {"source": "onnx", "package": "ocr-models", "inputs": SR}
+    recipe.write_text(json.dumps(raw))
+    assert not _source_cached(cli, recipe, tmp_path / "d")
+    assert _source_cached(cli, recipe, tmp_path / "e")
+    state_model(site / "ocr_models" / "cls.onnx", batch=1)
+    assert not _source_cached(cli, recipe, tmp_path / "f")

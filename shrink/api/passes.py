@@ -28,6 +28,7 @@ time. Plugin modules must import without torch, nncf, onnxsim or transformers.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args
 
 from shrink.api.options import PassOptions
@@ -132,6 +133,12 @@ class Source(_Configured[OptionsT]):
         """What `load()` will record in the artifact's meta that is known at plan time without loading the model
         (e.g. `quantization` for a file that is already quantized), for passes' plan-time checks."""
         return {}
+
+    def files(self, plan: PlanContext) -> list[Path]:
+        """Every file or folder `load()` reads the model from, for the pass cache's keys (which hash them by
+        content): needed where the options do not name them as recipe paths (a model an installed package
+        ships, external weight data beside a model file). Called only when `check()` found no problem."""
+        return []
 
     def load(self, ctx: Context) -> Artifact:
         raise NotImplementedError

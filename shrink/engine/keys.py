@@ -2,7 +2,8 @@
 
 A step's key hashes the key of the step before it (so, through the chain, the source's files and every
 earlier pass), the step's name and plugin, its resolved options and every file, folder or factory
-they name, the data fingerprint, the seed and the target profile, plus:
+they name (for the source, also the files it says it reads: `Source.files`), the data fingerprint, the
+seed and the target profile, plus:
 
 * code: the sha256 of every file of the plugin package that holds the pass (or source), of the
   package of the model family that handles the artifact, and of the data provider's package, each
@@ -29,6 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shrink.api.context import PlanContext
 from shrink.support.files import sha256_file
 from shrink.support.versions import versions
 
@@ -109,6 +111,11 @@ def _referenced(value: str, resolve: Any) -> str | None:
         if origin is not None:
             return digest([sha256_file(origin), _package_hash(origin, match["module"])])
     return None
+
+
+def _content(path: Path) -> str | None:
+    """A file's sha256, a folder's `_hash_tree`; None for a path that is neither."""
+    return sha256_file(path) if path.is_file() else _hash_tree(path) if path.is_dir() else None
 
 
 def _package_hash(origin: Path, module: str) -> str:
@@ -234,7 +241,10 @@ def components(plan: Plan, data: str | None) -> list[dict[str, Any]]:
                 "options": options, "files": referenced_files(options, resolve),
                 "libraries": library_versions(type(obj), family, provider), **shared}
 
-    found = [component(f"source:{plan.source_entry.name}", plan.source_entry, plan.source)]
+    source = component(f"source:{plan.source_entry.name}", plan.source_entry, plan.source)
+    context = PlanContext(plan.recipe, plan.target, family=plan.family, shapes=plan.shapes)
+    source["source_files"] = {str(path): _content(path) for path in plan.source.files(context)}
+    found = [source]
     for step in plan.steps:
         found.append({"input": digest(found[-1]), **component(step.name, step.entry, step.instance)})
     return found
