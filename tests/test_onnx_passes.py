@@ -333,3 +333,22 @@ def test_attention_with_gemm_projections_is_a_transformer():
     assert graph_kind(Counter({"Gemm": 40, "MatMul": 12, "Softmax": 6, "Gather": 2}))[0] == "transformer"
     assert graph_kind(Counter({"Gemm": 3}))[0] == "other"
     assert graph_kind(Counter({"Conv": 2, "MatMul": 1, "Softmax": 1}))[0] == "conv"
+
+
+def test_static_per_channel_upgrades_an_old_opset_and_histograms_stream(cli, models, tmp_path):
+    model = onnx.load(str(models["conv"]))
+    model.opset_import[0].version = 11  # Conv, Relu, Flatten and Gemm mean the same at 11
+    onnx.checker.check_model(model, full_check=True)
+    old = tmp_path / "opset11.onnx"
+    onnx.save(model, str(old))
+    out = tmp_path / "bundle"
+    passes = [{"pass": "quantize", "scheme": "static-qdq-per-channel", "calibration_method": "percentile",
+               "calibration_samples": 40}]
+    manifest = compile_ok(cli, recipe(tmp_path, old, passes), out)
+    details = step(manifest, "quantize.ptq")["details"]
+    assert details["opset_converted"].startswith("11 → 13")
+    assert details["calibration_method"] == "percentile" and details["calibration_chunk"] < 40  # streamed, not all at once
+    assert details["parity_top1_agreement"] >= 0.95
+    model = onnx.load(str(out / "model.onnx"))
+    assert next(i.version for i in model.opset_import if i.domain in ("", "ai.onnx")) >= 13
+    assert onnx.load(str(old)).opset_import[0].version == 11  # the user's file is left alone

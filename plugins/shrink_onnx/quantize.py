@@ -81,6 +81,26 @@ def _summary(counts: Counter[str]) -> str:
     return ", ".join(f"{op}×{n}" for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
 
 
+HISTOGRAM_CHUNK = 8  # calibration inputs a histogram calibrator holds at once
+
+
+def upgrade_opset(proto: onnx.ModelProto, version: int, artifact: Artifact) -> onnx.ModelProto:
+    """The model converted to ai.onnx `version` by onnx's version converter, checked; `UsageError` naming the
+    model when the converter cannot do it."""
+    import onnx
+    from onnx import version_converter
+
+    try:
+        converted = version_converter.convert_version(proto, version)
+        onnx.checker.check_model(converted)
+    except Exception as exc:  # noqa: BLE001 - the converter raises anything on graphs it does not handle
+        raise UsageError(f"{artifact.meta.get('source_file') or 'the model'} has ai.onnx opset {_opset(proto)} and "
+                         f"onnx.version_converter cannot bring it to {version}: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}",
+                         hint=f"export the model at opset {version} or newer, or use a per-tensor scheme") from None
+    return converted
+
+
 def _opset(proto: onnx.ModelProto) -> int:
     return next((imp.version for imp in proto.opset_import if imp.domain in ("", "ai.onnx")), 0)
 
@@ -222,11 +242,13 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
         reduce_range = opts.reduce_range
         if reduce_range is None:
             reduce_range = bool(ctx.target.get("quantization", "reduce_range", default=False))
+        details: dict[str, Any] = {"scheme": scheme, "scheme_reason": reason, "engine": opts.engine}
         needed_opset = 13 if per_channel and scheme.startswith("static") else 11
         if _opset(proto) < needed_opset:
-            raise RuntimeError(f"scheme {scheme} needs ai.onnx opset ≥ {needed_opset}; the model has opset {_opset(proto)} "
-                               "(export at a newer opset)")
-        details: dict[str, Any] = {"scheme": scheme, "scheme_reason": reason, "engine": opts.engine}
+            details["opset_converted"] = f"{_opset(proto)} → {needed_opset} (onnx.version_converter; {scheme} needs it)"
+            proto = upgrade_opset(proto, needed_opset, artifact)
+            source = ctx.new_path(f"opset{needed_opset}", ".onnx")
+            save_inline(proto, source)
         ctx.report(0.05, f"{scheme} with {opts.engine}: {reason}")
         out = ctx.new_path("quantized", ".onnx")
         if scheme.startswith("static"):
@@ -323,19 +345,36 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
         batches = [to_model(specs, feeds, i, i + step) for i in range(0, count, step)]
 
         class Reader(CalibrationDataReader):
+            """The batches, or the range of them `set_range` selects (ORT's strided calibration)."""
+
             def __init__(self) -> None:
                 self._items = iter(batches)
+
+            def __len__(self) -> int:
+                return len(batches)
+
+            def set_range(self, start_index: int, end_index: int) -> None:
+                self._items = iter(batches[start_index:end_index])
 
             def get_next(self) -> dict[str, Any] | None:
                 return next(self._items, None)
 
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[opts.calibration_method]
+        extra: dict[str, Any] = {}
+        if method != CalibrationMethod.MinMax:
+            # ORT's histogram calibrators hold every activation of every input they are given at once (GBs for a
+            # few dozen inputs of a mid-size model); its strided calibration feeds them a few at a time and merges
+            # the histograms
+            extra["CalibStridedMinMax"] = max(d for d in range(1, len(batches) + 1)
+                                              if len(batches) % d == 0 and d * step <= max(HISTOGRAM_CHUNK, step))
+            details["calibration_chunk"] = extra["CalibStridedMinMax"] * step
         ops = [op for op in QDQRegistry if op not in set(opts.exclude_ops)] if opts.exclude_ops else None
         ctx.report(0.3, f"calibrating on {count} inputs ({opts.calibration_method})")
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
                         per_channel=per_channel, reduce_range=reduce_range, activation_type=activation_type,
-                        weight_type=weight_type, nodes_to_exclude=excluded or None, calibrate_method=method)
+                        weight_type=weight_type, nodes_to_exclude=excluded or None, calibrate_method=method,
+                        extra_options=extra)
         details["calibration_method"] = opts.calibration_method
         return details
 
