@@ -274,3 +274,223 @@ def test_verify_with_data_imports_no_torch(digits_bundle, eval_pngs):
              "sys.stderr.write('HEAVY=' + ','.join(heavy) + '\\n')\nsys.exit(code)\n")
     result = run_subprocess(code=probe)
     assert result.code == 0 and "HEAVY=\n" in result.err, result.err
+
+
+# the other data sources (slow: each trains or builds a model and compiles it) ------------------------------
+
+def eval_files(recipe_path: Path) -> tuple[list[Path], Any]:
+    """The files of the compile's eval split (images / audio source) and the split itself, as the engine loads it."""
+    from shrink.api.context import Context
+    from shrink.engine.compile import load_plan
+    from shrink.host.registry import Registry
+
+    plan = load_plan(recipe_path, Registry.load())
+    ctx = Context(recipe=plan.recipe, target=plan.target, data=None, workdir=recipe_path.parent, inputs=plan.inputs)
+    assert plan.data is not None
+    data = plan.data.load(ctx)
+    split = data.split("eval")
+    folder, _ = plan.data._scan_all(ctx.path)
+    files = folder["all"].files
+    return [files[i] for i in split.inputs.order], split
+
+
+def copy_by_label(files: list[Path], labels: list[str], root: Path) -> Path:
+    for path, label in zip(files, labels):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / label / path.name)
+    return root
+
+
+@pytest.mark.slow
+def test_images_source_bundle_scores_its_eval_files_and_their_npz(cli, tmp_path):
+    """A tiny CNN compiled from a folder of PNG files (the images source cuts eval from it): the eval files, copied
+    into label folders, give the compile's count; so does their .npz."""
+    train_tiny(tmp_path)
+    digit_pngs(tmp_path / "digits", np.arange(1797))
+    path = recipe(tmp_path, {"source": "images", "path": "digits"}, name="images")
+    out = tmp_path / "bundle"
+    assert cli("compile", path, "-o", out).code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    record = manifest["preprocessing"]
+    assert record["source"] == "images" and record["resize"]["method"] == "pillow" and record["labels"][3] == "3"
+    files, split = eval_files(path)
+    names = [record["labels"][i] for i in split.labels]
+    correct = round(manifest["metrics"]["accuracy"] * len(files))
+    as_files = verify(cli, out, copy_by_label(files, names, tmp_path / "eval"))
+    assert as_files.code == 0 and as_files.json["data"]["correct"] == correct and as_files.json["data"]["samples"] == len(files)
+    np.savez(tmp_path / "eval.npz", input=np.asarray(split.inputs), labels=np.asarray(names))  # label names this time
+    as_npz = verify(cli, out, tmp_path / "eval.npz")
+    assert as_npz.code == 0 and as_npz.json["data"]["correct"] == correct
+
+
+TONES = {"low": 300.0, "mid": 900.0, "high": 2400.0}
+
+
+def tone_wavs(root: Path, per_class: int = 20, rate: int = 16000) -> Path:
+    import wave
+
+    rng = np.random.default_rng(0)
+    for label, freq in TONES.items():
+        for i in range(per_class):
+            seconds = rng.uniform(0.6, 1.2)
+            t = np.arange(int(rate * seconds)) / rate
+            signal = rng.uniform(0.2, 0.6) * np.sin(2 * np.pi * freq * rng.uniform(0.95, 1.05) * t + rng.uniform(0, 6))
+            signal += 0.05 * rng.standard_normal(len(t))
+            path = root / label / f"{i:02d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with wave.open(str(path), "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(rate)
+                out.writeframes((np.clip(signal, -1, 1) * 32767).astype(np.int16).tobytes())
+    return root
+
+
+TONE_NET = '''
+import torch
+from torch import nn
+
+
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 7 * 50, 3))
+'''
+
+
+@pytest.mark.slow
+def test_audio_source_bundle_scores_its_eval_wavs_and_refuses_another_sample_rate(cli, tmp_path):
+    import torch
+    import torch.nn.functional as F
+
+    tone_wavs(tmp_path / "tones")
+    (tmp_path / "tone.py").write_text(TONE_NET)
+    data = {"source": "audio", "path": "tones", "n_mels": 16, "eval_size": 15}
+    path = tmp_path / "tones.json"
+    path.write_text(json.dumps({"schema_version": 1, "name": "tones", "target": "cortex-a53", "data": data,
+                                "model": {"source": "torch", "factory": "tone.py:net", "weights": "tone.pt",
+                                          "input_shape": [1, 1, 16, 101]},
+                                "budget": {"accuracy": 0.8}, "passes": [{"pass": "export.onnx"}]}))
+    namespace: dict[str, Any] = {}
+    exec(TONE_NET, namespace)  # noqa: S102
+    model = namespace["net"]()
+    torch.save(model.state_dict(), tmp_path / "tone.pt")  # the plan needs the file; trained weights replace it below
+    from shrink.api.context import Context
+    from shrink.engine.compile import load_plan
+    from shrink.host.registry import Registry
+
+    plan = load_plan(path, Registry.load())
+    loaded = plan.data.load(Context(recipe=plan.recipe, target=plan.target, data=None, workdir=tmp_path, inputs=plan.inputs))
+    train = loaded.split("train")
+    x, y = torch.from_numpy(np.array(train.inputs)), torch.from_numpy(np.array(train.labels))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.save(model.eval().state_dict(), tmp_path / "tone.pt")
+
+    out = tmp_path / "bundle"
+    assert cli("compile", path, "-o", out).code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    record = manifest["preprocessing"]
+    assert record["kind"] == "audio" and record["sample_rate"] == 16000 and record["features"]["n_mels"] == 16
+    assert record["labels"] == ["high", "low", "mid"] and record["shape"] == [1, 16, 101]
+    files, split = eval_files(path)
+    names = [record["labels"][i] for i in split.labels]
+    correct = round(manifest["metrics"]["accuracy"] * len(files))
+    assert manifest["metrics"]["accuracy"] >= 0.8
+    result = verify(cli, out, copy_by_label(files, names, tmp_path / "eval"), "--budget", "accuracy=0.8")
+    assert result.code == 0 and result.json["data"]["correct"] == correct and result.json["data"]["samples"] == 15
+
+    tone_wavs(tmp_path / "slow", per_class=1, rate=8000)
+    refused = verify(cli, out, tmp_path / "slow")
+    assert refused.code == 2
+    message = refused.json["errors"][0]["message"]
+    assert "sampled at 8000 Hz" in message and "16000 Hz" in message and "slow/high/00.wav" in message
+
+
+@pytest.mark.slow
+def test_text_classifier_bundle_scores_its_eval_rows(cli, tmp_path):
+    """A (random) DistilBERT classifier compiled from a JSONL of labelled sentences: the eval rows give the
+    compile's count, tokenized with the bundle's tokenizer file as its record says."""
+    from tests.test_hf_models import write_text_model
+
+    folder = write_text_model(tmp_path / "distilbert", "distilbert")
+    rng = np.random.default_rng(0)
+    phrases = {"lights": "turn the lights on", "music": "play some music", "time": "what time is it"}
+    rows = [{"text": f"{phrases[label]} {' '.join(rng.choice(['please', 'now', 'you', 'can'], 3))}", "intent": label}
+            for label in phrases for _ in range(20)]
+    (tmp_path / "intents.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    path = tmp_path / "text.json"
+    path.write_text(json.dumps({"schema_version": 1, "name": "intents", "target": "cortex-a53",
+                                "model": {"source": "huggingface", "path": str(folder), "task": "classification",
+                                          "max_length": 16, "allow_random_weights": True},
+                                "data": {"source": "textfile", "path": "intents.jsonl", "label_column": "intent",
+                                         "eval_size": 12},
+                                "passes": [{"pass": "export.onnx"}]}))
+    out = tmp_path / "bundle"
+    assert cli("compile", path, "-o", out).code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    record = manifest["preprocessing"]
+    assert record["kind"] == "text" and record["labels"] == ["lights", "music", "time"]
+    assert record["tokenizer"] == {"file": "tokenizer.json", "max_length": 16, "truncation": "longest_first",
+                                   "padding": "max_length", "pad_id": 0, "add_special_tokens": True}
+    assert record["columns"] == {"text": "text", "label": "intent"}
+    from shrink.api.context import Context
+    from shrink.engine.compile import load_plan
+    from shrink.host.registry import Registry
+
+    plan = load_plan(path, Registry.load())
+    split = plan.data.load(Context(recipe=plan.recipe, target=plan.target, data=None, workdir=tmp_path)).split("eval")
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps({"text": t, "intent": record["labels"][i]}) + "\n"
+                                                 for t, i in zip(split.inputs, split.labels)))
+    result = verify(cli, out, tmp_path / "eval.jsonl")
+    assert result.code == 0, result.err
+    assert result.json["data"]["correct"] == round(manifest["metrics"]["accuracy"] * 12)
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"text": "open the door", "intent": "door"}) + "\n")
+    refused = verify(cli, out, tmp_path / "bad.jsonl")
+    assert refused.code == 2 and "'door' is not one of the bundle's labels" in refused.json["errors"][0]["message"]
+
+
+@pytest.mark.slow
+def test_the_digits_example_bundle_scores_its_eval_split(cli, tmp_path):
+    """The shipped digits recipe's bundle: the eval split as an .npz gives the compile's count exactly, as 8x8 PNG
+    files (resized by the record's aligned-corners bilinear) within one point."""
+    from shrink_sklearn.digits import digits_splits
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "digits"
+    assert cli("compile", REPO / "recipes" / "digits-cnn.json", "-o", out).code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["preprocessing"]["resize"] == {"height": 32, "width": 32, "shorter_side": None,
+                                                   "interpolation": "bilinear", "method": "align-corners"}
+    x, y = digits_splits(32, 0)["eval"]
+    np.savez(tmp_path / "eval.npz", x=x, labels=y)
+    as_npz = verify(cli, out, tmp_path / "eval.npz", "--budget", "accuracy=0.95")
+    assert as_npz.code == 0 and as_npz.json["data"]["correct"] == round(manifest["metrics"]["accuracy"] * EVAL)
+    as_png = verify(cli, out, digit_pngs(tmp_path / "png", eval_indices()), "--budget", "accuracy=0.95")
+    assert as_png.code == 0 and abs(as_png.json["data"]["accuracy"] - manifest["metrics"]["accuracy"]) <= 0.01
+    inverted = verify(cli, out, digit_pngs(tmp_path / "inverted", eval_indices()[:100], lambda p: 255 - p),
+                      "--budget", "accuracy=0.95")
+    assert inverted.code == 4 and inverted.json["data"]["accuracy"] < 0.5
+
+
+def test_the_guides_python_applies_the_record_as_verify_does(digits_bundle, cli, tmp_path):
+    """docs/preprocessing.md's device code (numpy, Pillow, onnxruntime) classifies files as `verify --data` scores
+    them: 16x16 PNG files, so that the record's aligned-corners resize runs."""
+    from tests.conftest import REPO
+
+    bundle, _ = digits_bundle
+    doc = (REPO / "docs" / "preprocessing.md").read_text()
+    code = doc.split("### Python")[1].split("```python\n")[1].split("```")[0]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # noqa: S102 - the guide's own example
+    data = digit_pngs(tmp_path / "big", eval_indices()[:100],
+                      lambda p: np.asarray(Image.fromarray(p).resize((16, 16), Image.Resampling.BICUBIC)))
+    files = sorted(data.rglob("*.png"))
+    correct = sum(namespace["classify"](str(bundle), str(f)) == f.parent.name for f in files)
+    assert correct > len(files) // 2  # the resized digits are still digits to the model
+    result = verify(cli, bundle, data)
+    assert result.code == 0 and result.json["data"]["correct"] == correct and result.json["data"]["samples"] == len(files)

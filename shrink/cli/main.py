@@ -272,7 +272,7 @@ def _print_plan(console: Console, plan: Any) -> None:
         table.add_row(str(step["index"]), step["pass"], step["plugin"], f"{step['consumes']} → {step['produces']}", options)
     console.print(table)
     if plan.recipe.budget:
-        console.print("budget: " + ", ".join(f"{k} ≤ {v}" for k, v in plan.recipe.budget.items()))
+        console.print("budget: " + ", ".join(f"{k} {'≥' if k == 'accuracy' else '≤'} {v}" for k, v in plan.recipe.budget.items()))
     console.print("[green]plan ok[/]: nothing was run")
 
 
