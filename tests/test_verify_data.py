@@ -247,6 +247,15 @@ def test_a_bare_model_or_a_bundle_without_a_record_cannot_take_data(digits_bundl
     (copy / "manifest.json").write_text(json.dumps(manifest))
     result = verify(cli, copy, eval_pngs)
     assert result.code == 2 and "records no preprocessing" in result.json["errors"][0]["message"]
+    manifest["preprocessing"] = {**json.loads((bundle / "manifest.json").read_text())["preprocessing"],
+                                 "task": "sentence-embedding", "labels": None}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    result = verify(cli, copy, eval_pngs)
+    assert result.code == 2 and "holds a 'sentence-embedding' model" in result.json["errors"][0]["message"]
+    manifest["preprocessing"]["version"] = 2
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    result = verify(cli, copy, eval_pngs)
+    assert result.code == 2 and "upgrade shrink" in result.json["errors"][0]["hint"]
 
 
 # budgets ------------------------------------------------------------------------------------------------
@@ -321,6 +330,32 @@ def test_images_source_bundle_scores_its_eval_files_and_their_npz(cli, tmp_path)
     np.savez(tmp_path / "eval.npz", input=np.asarray(split.inputs), labels=np.asarray(names))  # label names this time
     as_npz = verify(cli, out, tmp_path / "eval.npz")
     assert as_npz.code == 0 and as_npz.json["data"]["correct"] == correct
+
+
+@pytest.mark.slow
+def test_arrays_source_bundle_reads_its_recorded_fields_and_label_names(cli, tmp_path):
+    """Compiled from an .npz whose field is 'pixels' and whose labels are names: the record keeps the field and the
+    label names, and the eval rows as such an .npz (names in another order of rows) give the compile's count."""
+    from shrink_sklearn.digits import digits_splits
+
+    train_tiny(tmp_path)
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    x, y = digits_splits(8, 0)["train"]
+    np.savez(tmp_path / "train.npz", pixels=x, digit=np.asarray(names)[y])
+    ex, ey = digits_splits(8, 0)["eval"]
+    np.savez(tmp_path / "eval.npz", pixels=ex, digit=np.asarray(names)[ey])
+    path = recipe(tmp_path, {"source": "arrays", "train": "train.npz", "eval": "eval.npz", "label_field": "digit",
+                             "classes": names}, name="arrays")
+    out = tmp_path / "bundle"
+    assert cli("compile", path, "-o", out).code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    record = manifest["preprocessing"]
+    assert record["kind"] == "arrays" and record["fields"] == {"input": "pixels"} and record["label_field"] == "digit"
+    assert record["labels"] == names
+    order = np.random.default_rng(0).permutation(len(ey))
+    np.savez(tmp_path / "shuffled.npz", pixels=ex[order], digit=np.asarray(names)[ey][order])
+    result = verify(cli, out, tmp_path / "shuffled.npz")
+    assert result.code == 0 and result.json["data"]["correct"] == round(manifest["metrics"]["accuracy"] * len(ey))
 
 
 TONES = {"low": 300.0, "mid": 900.0, "high": 2400.0}
