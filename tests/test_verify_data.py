@@ -106,7 +106,7 @@ def verify(cli: Any, bundle: Path, data: Path, *args: str) -> Any:
 # the record --------------------------------------------------------------------------------------------
 
 def test_digits_record_is_an_image_pipeline_with_label_names(digits_bundle, cli):
-    bundle, manifest = digits_bundle
+    _, manifest = digits_bundle
     record = manifest["preprocessing"]
     assert not record_problems(record, "manifest")
     assert record["kind"] == "image" and record["source"] == "sklearn.digits" and record["version"] == 1
@@ -493,7 +493,6 @@ def test_the_digits_example_bundle_scores_its_eval_split(cli, tmp_path):
     """The shipped digits recipe's bundle: the eval split as an .npz gives the compile's count exactly, as 8x8 PNG
     files (resized by the record's aligned-corners bilinear) within one point."""
     from shrink_sklearn.digits import digits_splits
-
     from tests.conftest import REPO
 
     out = tmp_path / "digits"

@@ -43,9 +43,9 @@ def reader_for(record: Mapping[str, Any], bundle: Path) -> Any | None:
     return None
 
 
-def _one_line(problems: list[str]) -> UsageError:
+def _one_line(problems: list[str], where: str = WHERE) -> UsageError:
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return UsageError(problems[0] + more, where=WHERE)
+    return UsageError(problems[0] + more, where=where)
 
 
 class _Folder:
@@ -71,8 +71,8 @@ class _Folder:
             raise UsageError(f"{str(path)!r} is a file; give a folder of {self.kind} with one subfolder per label "
                              f"(the bundle's labels: {', '.join(self.labels)}), or an .npz of model inputs", where=WHERE)
         folder, problems = scan(path, self.extensions, self.kind, WHERE)
-        if folder is None:
-            raise _one_line(problems)
+        if folder is None:  # the messages name --data and the folder already
+            raise _one_line(problems, where="")
         if not folder.labelled:
             raise UsageError(f"folder {str(path)!r} has no class subfolders; put each file in a subfolder named by its "
                              f"label (the bundle's labels: {', '.join(self.labels)})", where=WHERE)
@@ -95,7 +95,7 @@ def _reading(decode: Callable[[Path], np.ndarray], files: tuple[Path, ...]) -> C
     def run(index: int) -> np.ndarray:
         try:
             return decode(files[index])
-        except Exception as exc:  # noqa: BLE001 - whatever the library raises, this file cannot be decoded
+        except Exception as exc:  # whatever the library raises, this file cannot be decoded
             raise UsageError(f"cannot read {str(files[index])!r}: {type(exc).__name__}: {exc}", where=WHERE) from exc
     return run
 
@@ -217,8 +217,8 @@ class TextFile:
         opts = TextFileOptions(path=str(path), format=fmt, text_column=self.columns["text"],
                                label_column=self.columns["label"] or "label")
         found, problems = read_text(path, opts, WHERE)
-        if found is None:
-            raise _one_line(problems)
+        if found is None:  # the messages name --data and the file already
+            raise _one_line(problems, where="")
         if found.labels is None:
             raise UsageError(f"{str(path)!r} has no label column", where=WHERE)
         labels = label_indices(found.labels, self.labels, f"{WHERE}: {str(path)!r}")

@@ -89,7 +89,7 @@ def read_data(path: Path, record: dict[str, Any], inputs: Sequence[Mapping[str, 
     except ShrinkError:
         raise
     except Exception as exc:
-        raise PluginError(f"reading {path} as a {record['kind']!r} record says raised {type(exc).__name__}: {exc}",
+        raise PluginError(f"the {record['kind']!r} preprocessor raised {type(exc).__name__} reading {path}: {exc}",
                           where=WHERE) from exc
     if not isinstance(samples, LabelledSamples):
         raise PluginError(f"the {record['kind']!r} preprocessor returned {type(samples).__name__}, not LabelledSamples",
