@@ -38,7 +38,7 @@ def train_tiny(folder: Path, size: int = 8) -> Path:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     generator = torch.Generator().manual_seed(0)
     model.train()
-    for _ in range(15):
+    for _ in range(6):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), 64):
             idx = order[start:start + 64]
