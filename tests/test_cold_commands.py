@@ -24,7 +24,7 @@ sys.exit(code)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["passes"], ["targets"], ["targets", "cortex-a53"], ["plugins"],
-                                  ["schema", "recipe"], ["schema", "target"], ["plan", "{recipe}"],
+                                  ["schema", "recipe"], ["schema", "target"], ["schema", "preprocessing"], ["plan", "{recipe}"],
                                   ["cache", "info"], ["cache", "verify"],
                                   ["cache", "prune", "--max-size", "2GB", "--older-than", "30d"]])
 def test_no_heavy_imports(args, make_recipe):

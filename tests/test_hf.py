@@ -275,6 +275,10 @@ def test_compile_tiny_bert_end_to_end(cli, tiny_bert, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     history = {h["name"]: h for h in manifest["history"]}
     assert list(history) == ["source:huggingface", "distill.tinybert", "export.onnx", "quantize.ptq"]
+    record = manifest["preprocessing"]  # what embed.py below tokenizes by
+    assert record["kind"] == "text" and record["task"] == "sentence-embedding" and record["labels"] is None
+    assert record["tokenizer"]["file"] == "tokenizer.json" and record["tokenizer"]["padding"] == "longest"
+    assert record["inputs"] == {"input_ids": "input_ids", "attention_mask": "attention_mask"}
     source = history["source:huggingface"]
     assert len(source["details"]["sha256"]) == 64 and source["metrics"]["cosine"] == pytest.approx(1.0)
     distill = history["distill.tinybert"]["details"]

@@ -3,10 +3,15 @@ folders), `textfile` (lines, CSV, JSONL) and `random` (generated calibration inp
 
 Each one checks at plan time that its samples fit the model's declared inputs (`PlanContext.inputs`), cuts
 train / calibration / eval deterministically by seed (or takes declared splits), and fingerprints its files
-without loading them. Pillow, scipy and transformers are imported only while loading.
+without loading them. Each writes a preprocessing record into the bundle, and `shrink verify --data` reads a
+user's labelled files by that record with the same code (`shrink_data.readers`). Pillow, scipy and
+transformers are imported only while loading.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 from shrink import DataProvider, hookimpl
 from shrink_data.arrays import Arrays
@@ -19,3 +24,10 @@ from shrink_data.textfile import TextFiles
 @hookimpl
 def shrink_register_datasets() -> list[type[DataProvider]]:
     return [Images, Arrays, Audio, TextFiles, RandomData]
+
+
+@hookimpl
+def shrink_preprocessor(record: dict[str, Any], bundle: Path) -> Any | None:
+    from shrink_data.readers import reader_for
+
+    return reader_for(record, bundle)

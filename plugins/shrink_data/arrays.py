@@ -21,7 +21,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from shrink import Dataset, PlanContext, Split, UsageError
 from shrink.api.context import Context
-from shrink_common.samples import SampleSpec, sample_problems
+from shrink_common.samples import SampleSpec, fed_by_data, sample_problems
 from shrink_data.base import SplitProvider
 from shrink_data.files import file_digest
 from shrink_data.lazy import Rows
@@ -201,6 +201,28 @@ class Arrays(SplitProvider[ArraysOptions]):
                 return None
             digest.update(f"{key}\0{file_digest(path)}\n".encode())
         return "quick-" + digest.hexdigest()
+
+    def preprocessing(self, ctx: Context, inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """An `arrays` record: the field that feeds each model input, the label field and the class names."""
+        from shrink_data.records import arrays_record
+
+        files, problems = self._files(ctx.path)
+        fed = fed_by_data(inputs)
+        if problems or not files or not fed:
+            return None
+        first = next(iter(files.values()))
+        if len(first.inputs) == 1:  # one field feeds the one input fed by data, whatever its name
+            if len(fed) != 1:
+                return None
+            fields = {str(fed[0]["name"]): first.inputs[0] or str(fed[0]["name"])}
+        else:
+            fields = {str(spec["name"]): str(spec.get("field") or spec["name"]) for spec in fed}
+        labelled = self.labelled(ctx.path)
+        labels = None
+        if labelled:
+            raw = {key: found.read(found.label) for key, found in files.items() if found.label is not None}
+            labels = self.options.classes or _classes(raw)
+        return arrays_record(self.name, fields, first.label if labelled else None, labels)
 
     def load(self, ctx: Context) -> Dataset:
         files, problems = self._files(ctx.path)

@@ -125,6 +125,11 @@ class Audio(FolderProvider[AudioOptions]):
     def decode(self, path: Path, prep: AudioPrep) -> np.ndarray:
         return decode(path, prep)
 
+    def record(self, prep: AudioPrep, input_name: str, labels: list[str] | None) -> dict[str, Any]:
+        from shrink_data.records import audio_record
+
+        return audio_record(prep, self.name, input_name, labels)
+
     def open_header(self, path: Path) -> None:
         from scipy.io import wavfile
 

@@ -86,6 +86,10 @@ class FolderProvider(SplitProvider[OptionsT]):
         """Read a file's header (cheap, no decoding); raise when it is not a readable file of this kind."""
         raise NotImplementedError
 
+    def record(self, prep: Any, input_name: str, labels: list[str] | None) -> dict[str, Any]:
+        """The preprocessing record of `prep` feeding model input `input_name` (`shrink_data.records`)."""
+        raise NotImplementedError
+
     # plan time ------------------------------------------------------------------------------------
 
     def labelled(self, path: Callable[[str], Path]) -> bool:
@@ -135,6 +139,16 @@ class FolderProvider(SplitProvider[OptionsT]):
         if problems or prep is None:
             raise UsageError(problems[0] if problems else f"cannot prepare the {self.kind}", where=f"{ctx.recipe.label}: data")
         return folders, prep
+
+    def preprocessing(self, ctx: Context, inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The record of the preprocessing `load()` applies (resolved as it resolves it), for the final model's one
+        input fed by data, with the class names when the folders are labelled."""
+        spec = data_input(inputs)
+        if spec is None:
+            return None
+        folders, prep = self._prepared(ctx)
+        labels = self.options.classes or sorted({name for folder in folders.values() for name in folder.classes})
+        return self.record(prep, str(spec["name"]), labels if self._labelled(folders) else None)
 
     def fingerprint(self, ctx: Context) -> str | None:
         """The options, the resolved preprocessing and every file's path, size and modification time."""

@@ -36,6 +36,10 @@ class ImagesOptions(FolderOptions):
                           "(e.g. 256 for 224); default: resize straight to 'size'")
     interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"] = Field(
         "bilinear", description="Pillow's resampling filter")
+    align_corners: bool = Field(
+        False, description="resize by linear interpolation of the scaled float image with the corner pixels aligned "
+                           "(scipy.ndimage.zoom order 1, PyTorch's align_corners=True: how sklearn.digits is upsampled) "
+                           "instead of Pillow's resize of the 8-bit image; bilinear, without 'resize'")
     channels: Literal["rgb", "bgr", "gray"] | SkipJsonSchema[None] = Field(
         None, description="channel order (gray: one channel); default: from the model input's channel count")
     layout: Literal["NCHW", "NHWC", "NHW"] | SkipJsonSchema[None] = Field(
@@ -63,6 +67,9 @@ class ImagesOptions(FolderOptions):
                 raise ValueError(f"{key}: grayscale images have one channel; give one value")
         if self.dtype == "uint8" and (self.scale == "0-1" or self.mean is not None or self.std is not None):
             raise ValueError("dtype uint8 keeps pixels in [0, 255]: it takes no scale 0-1, mean or std")
+        if self.align_corners and (self.interpolation != "bilinear" or self.resize is not None):
+            raise ValueError("align_corners resizes straight to 'size' by bilinear interpolation; it takes no 'resize' "
+                             "and no other interpolation")
         if self.resize is not None and self.size is not None and self.resize < max(_pair(self.size)):
             raise ValueError(f"resize {self.resize} is smaller than size {list(_pair(self.size))}: the center crop "
                              "needs the shorter side at least as large")
@@ -87,6 +94,7 @@ class ImagePrep:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     dtype: str
+    align_corners: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -95,7 +103,8 @@ class ImagePrep:
                 "NHW": (self.height, self.width)}[self.layout]
 
     def describe(self) -> str:
-        resize = f", shorter side {self.resize} then center crop" if self.resize else ""
+        resize = (f", shorter side {self.resize} then center crop" if self.resize else
+                  ", resized with aligned corners" if self.align_corners else "")
         return f"data source 'images' ({self.channels}, {self.height}x{self.width}{resize}, {self.layout})"
 
 
@@ -143,7 +152,7 @@ def resolve(opts: ImagesOptions, spec: Mapping[str, Any] | None) -> tuple[ImageP
         return None, ["the model takes uint8 images, which keep pixels in [0, 255]: remove scale 0-1, mean and std, "
                       "or set dtype float32"]
     return ImagePrep(size[0], size[1], opts.resize, opts.interpolation, channels, layout, scale,
-                     tuple(opts.mean or (0.0,)), tuple(opts.std or (1.0,)), dtype), []
+                     tuple(opts.mean or (0.0,)), tuple(opts.std or (1.0,)), dtype, opts.align_corners), []
 
 
 def decode(path: Path, prep: ImagePrep) -> np.ndarray:
@@ -153,18 +162,24 @@ def decode(path: Path, prep: ImagePrep) -> np.ndarray:
     method = getattr(Image.Resampling, prep.interpolation.upper())
     with Image.open(path) as image:
         image = image.convert("L" if prep.channels == "gray" else "RGB")
-    if prep.resize is not None:  # torchvision's Resize(n) + CenterCrop(size)
-        width, height = image.size
-        ratio = prep.resize / min(width, height)
-        image = image.resize((max(prep.resize, int(width * ratio)), max(prep.resize, int(height * ratio))), method)
-        left = round((image.width - prep.width) / 2.0)
-        top = round((image.height - prep.height) / 2.0)
-        image = image.crop((left, top, left + prep.width, top + prep.height))
-    elif image.size != (prep.width, prep.height):
-        image = image.resize((prep.width, prep.height), method)
-    pixels = np.asarray(image, dtype=np.float32).reshape(prep.height, prep.width, -1)
-    if prep.scale == "0-1":
-        pixels /= 255.0
+    if prep.align_corners:
+        pixels = np.asarray(image, dtype=np.float32).reshape(image.height, image.width, -1)
+        if prep.scale == "0-1":
+            pixels /= 255.0
+        pixels = _aligned_resize(pixels, prep.height, prep.width)
+    else:
+        if prep.resize is not None:  # torchvision's Resize(n) + CenterCrop(size)
+            width, height = image.size
+            ratio = prep.resize / min(width, height)
+            image = image.resize((max(prep.resize, int(width * ratio)), max(prep.resize, int(height * ratio))), method)
+            left = round((image.width - prep.width) / 2.0)
+            top = round((image.height - prep.height) / 2.0)
+            image = image.crop((left, top, left + prep.width, top + prep.height))
+        elif image.size != (prep.width, prep.height):
+            image = image.resize((prep.width, prep.height), method)
+        pixels = np.asarray(image, dtype=np.float32).reshape(prep.height, prep.width, -1)
+        if prep.scale == "0-1":
+            pixels /= 255.0
     if prep.channels == "bgr":
         pixels = pixels[..., ::-1]
     pixels = (pixels - np.asarray(prep.mean, dtype=np.float32)) / np.asarray(prep.std, dtype=np.float32)
@@ -173,6 +188,17 @@ def decode(path: Path, prep: ImagePrep) -> np.ndarray:
     elif prep.layout == "NHW":
         pixels = pixels[..., 0]
     return np.ascontiguousarray(pixels.astype(prep.dtype))
+
+
+def _aligned_resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`[H, W, C]` float pixels resized to `[height, width, C]` by linear interpolation with the corner pixels of
+    input and output aligned (output pixel i samples input position i * (H - 1) / (height - 1))."""
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    from scipy.ndimage import zoom
+
+    factors = (height / pixels.shape[0], width / pixels.shape[1])
+    return np.stack([zoom(pixels[..., c], factors, order=1, grid_mode=False) for c in range(pixels.shape[2])], axis=-1)
 
 
 class Images(FolderProvider[ImagesOptions]):
@@ -188,6 +214,11 @@ class Images(FolderProvider[ImagesOptions]):
 
     def decode(self, path: Path, prep: ImagePrep) -> np.ndarray:
         return decode(path, prep)
+
+    def record(self, prep: ImagePrep, input_name: str, labels: list[str] | None) -> dict[str, Any]:
+        from shrink_data.records import image_record
+
+        return image_record(prep, self.name, input_name, labels)
 
     def open_header(self, path: Path) -> None:
         from PIL import Image

@@ -201,6 +201,18 @@ class TextFiles(SplitProvider[TextFileOptions]):
             digest.update(f"{key}\0{file_digest(path)}\n".encode())
         return "quick-" + digest.hexdigest()
 
+    def preprocessing(self, ctx: Context, inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """A `text` record: the text and label columns and the class names (the model's family adds its tokenizer)."""
+        from shrink_data.records import text_record
+
+        files, problems = self._files(ctx.path)
+        if problems or not files:
+            return None
+        labelled = self.labelled(ctx.path)
+        labels = (self.options.classes or classes_of(list(files.values()))) if labelled else None
+        return text_record(self.name, self.options.text_column,
+                           (self.options.label_column or DEFAULT_LABEL) if labelled else None, labels)
+
     def load(self, ctx: Context) -> Dataset:
         files, problems = self._files(ctx.path, fresh=True)
         if problems:

@@ -59,6 +59,14 @@ class HuggingFaceFamily(TorchModelFamily):
             return {}
         return {"accuracy": top1(outputs, split.labels)}
 
+    def preprocessing(self, artifact: Artifact, record: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Text records get the tokenizer that travels with the model (file, max_length, padding, inputs)."""
+        if record is None or record.get("kind") != "text":
+            return record
+        from shrink_huggingface.tokens import text_record
+
+        return text_record(artifact, record)
+
     def save(self, artifact: Artifact, directory: Path, ctx: Context) -> dict[str, Any] | None:
         if artifact.format != "torch":
             return super().save(artifact, directory, ctx)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from shrink import DataProvider, Dataset, PassOptions, PlanContext, Split
 from shrink.api.context import Context
+from shrink.api.preprocessing import RECORD_VERSION
 
 
 class TextDataOptions(PassOptions):
@@ -73,6 +74,11 @@ class TextData(DataProvider[TextDataOptions]):
         if opts.corpus == "packages" or (opts.eval_file is None and "packages" in opts.eval_sources):
             digest.update(corpus.source_digest().encode())
         return "quick-" + digest.hexdigest()
+
+    def preprocessing(self, ctx: Context, inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Unlabelled sentences (a `text` record; the family adds its tokenizer)."""
+        return {"version": RECORD_VERSION, "kind": "text", "source": self.name, "task": None, "labels": None,
+                "columns": {"text": "text", "label": None}, "tokenizer": None, "inputs": {}}
 
     def load(self, ctx: Context) -> Dataset:
         from shrink import UsageError

@@ -1,7 +1,8 @@
 """Tokenizing text for BERT-family encoders with the `tokenizers` library alone (no torch, no transformers).
 
-The bundle's runner, the ONNX measuring hook, the quantizer's calibration/parity inputs and the
-export parity check all feed the model through these helpers, so they tokenize exactly alike.
+The bundle's runner, the ONNX measuring hook, the quantizer's calibration/parity inputs, the export parity
+check and `shrink verify --data` all feed the model through `shrink_common.tokenize`, so they tokenize exactly
+alike; this module finds an artifact's tokenizer and text, and records them in the preprocessing record.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shrink_common.tokenize import encode, load_tokenizer
+
 if TYPE_CHECKING:
     from shrink import Artifact, Context
     from shrink_huggingface.mobilebert import DistillMobileBERTOptions
@@ -18,16 +21,7 @@ if TYPE_CHECKING:
 
 TOKENIZER_FILE = "tokenizer.json"
 INPUT_NAMES = ("input_ids", "attention_mask")
-
-
-def load_tokenizer(path: str | Path, max_length: int) -> Any:
-    """A `tokenizers.Tokenizer` from `tokenizer.json`, truncating to `max_length`, padding off."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(path))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=max_length)
-    return tokenizer
+__all__ = ["encode", "load_tokenizer"]  # re-exported: the tests and examples import them from here
 
 
 def tokenizer_from_vocab(vocab: Path, lowercase: bool, dest: Path) -> Path:
@@ -36,19 +30,6 @@ def tokenizer_from_vocab(vocab: Path, lowercase: bool, dest: Path) -> Path:
 
     BertWordPieceTokenizer(str(vocab), lowercase=lowercase).save(str(dest))
     return dest
-
-
-def encode(tokenizer: Any, texts: list[str], pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(input_ids, attention_mask) int64 `[N, L]`: padded to the longest text, or to `pad_to`."""
-    encodings = tokenizer.encode_batch(list(texts))
-    length = pad_to or max((len(e.ids) for e in encodings), default=1)
-    ids = np.zeros((len(encodings), length), dtype=np.int64)
-    mask = np.zeros((len(encodings), length), dtype=np.int64)
-    for row, enc in enumerate(encodings):
-        n = min(len(enc.ids), length)
-        ids[row, :n] = enc.ids[:n]
-        mask[row, :n] = 1
-    return ids, mask
 
 
 def artifact_tokenizer(artifact: Artifact) -> Any | None:
@@ -103,3 +84,20 @@ def train_tokens(opts: DistillTinyBERTOptions | DistillMobileBERTOptions, artifa
     tokenizer.enable_truncation(max_length=max_length)
     ids, mask = encode(tokenizer, texts, pad_to=max_length)
     return ids, mask, max_length
+
+
+def text_record(artifact: Artifact, record: dict[str, Any]) -> dict[str, Any]:
+    """A `text` preprocessing record completed with how this family tokenizes for the artifact: its tokenizer file
+    in the bundle, truncation at `max_length`, padding as its feeds pad (classifiers to max_length, sentence
+    encoders to the longest sentence) and the model inputs that take the ids and the mask."""
+    from shrink_common.tokenize import PAD_ID
+
+    name = artifact.meta.get("tokenizer")
+    if not name or name not in (artifact.meta.get("bundle_files") or {}):
+        return record
+    embedding = artifact.meta.get("task") == "sentence-embedding"
+    present = {str(spec["name"]) for spec in artifact.inputs}
+    return {**record, "task": "sentence-embedding" if embedding else record.get("task"),
+            "tokenizer": {"file": name, "max_length": int(artifact.meta.get("max_length", 128)), "truncation": "longest_first",
+                          "padding": "longest" if embedding else "max_length", "pad_id": PAD_ID, "add_special_tokens": True},
+            "inputs": {role: role for role in INPUT_NAMES if role in present}}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from pydantic import Field
 
 from shrink import DataProvider, Dataset, PassOptions, PlanContext, Split, hookimpl
 from shrink.api.context import Context
+from shrink.api.preprocessing import RECORD_VERSION
 from shrink_common.samples import SampleSpec, sample_problems
 
 
@@ -45,6 +47,20 @@ class Digits(DataProvider[DigitsOptions]):
         digest.update(self.options.model_dump_json().encode())
         digest.update(f"{metadata.version('scikit-learn')} {metadata.version('scipy')} {metadata.version('numpy')}".encode())
         return "quick-" + digest.hexdigest()
+
+    def preprocessing(self, ctx: Context, inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """An image pipeline: an 8-bit grayscale digit (sklearn's 0-16 levels as 0-255) scaled to [0, 1] and resized
+        to image_size by bilinear interpolation with aligned corners (what `digits_splits` does), labels '0'..'9'."""
+        fed = [spec for spec in inputs if spec.get("range") is None and spec.get("constant") is None]
+        if len(fed) != 1:
+            return None
+        size = self.options.image_size
+        return {"version": RECORD_VERSION, "kind": "image", "source": self.name, "task": "classification",
+                "labels": [str(i) for i in range(10)], "input": fed[0]["name"], "decode": {"color": "gray"},
+                "resize": {"height": size, "width": size, "shorter_side": None, "interpolation": "bilinear",
+                           "method": "align-corners"},
+                "crop": None, "rescale_factor": 1 / 255, "channel_order": "gray", "mean": [0.0], "std": [1.0],
+                "layout": "CHW", "dtype": "float32", "shape": [1, size, size]}
 
     def load(self, ctx: Context) -> Dataset:
         from shrink_sklearn.digits import digits_splits

@@ -65,6 +65,12 @@ class ModelFamily:
 
         return measure(artifact, ctx.data)
 
+    def preprocessing(self, artifact: Artifact, record: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The data source's preprocessing record of the final `artifact` (None: none), completed with what this
+        family does to the samples before the model (the Hugging Face family records its tokenizer). Default: as
+        it is."""
+        return record
+
     def fingerprint(self, artifact: Artifact) -> str | None:
         """A cheap value that changes whenever the model object is modified in place; the engine compares
         it before and after each pass (passes must never mutate their input). None: cannot tell."""

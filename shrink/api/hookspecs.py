@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from shrink.api.checks import Check
     from shrink.api.context import Context, ModelFamily
     from shrink.api.passes import DataProvider, Pass, Source
+    from shrink.api.preprocessing import Preprocessor
 
 hookspec = pluggy.HookspecMarker("shrink")
 
@@ -79,4 +80,16 @@ def shrink_measure_artifact(artifact: Artifact, ctx: Context) -> dict[str, Any] 
 
     Called by the engine after the source loads and after every pass; results of all plugins are
     merged over the family's. A plugin must only answer for formats (and tasks) it knows.
+    """
+
+
+@hookspec(firstresult=True)
+def shrink_preprocessor(record: dict[str, Any], bundle: Path) -> Preprocessor | None:
+    """The transform a preprocessing record describes (`shrink schema preprocessing`), rebuilt from the record
+    alone, or None when this plugin does not know the record's `kind`.
+
+    `shrink verify BUNDLE --data PATH` asks for the bundle's record (for an `.npz` of model inputs, a record of
+    kind `arrays`) and reads PATH with the answer (`Preprocessor.read`); the first plugin that answers wins.
+    `bundle` is the bundle directory, where files the record names (a tokenizer) are. Like `verify`, the answer
+    must not import torch: no recipe, no model source and no data provider options are available.
     """

@@ -169,6 +169,13 @@ class DataProvider(_Configured[OptionsT]):
         means "load the data to fingerprint it"."""
         return None
 
+    def preprocessing(self, ctx: Context, inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The preprocessing record of the samples this source gave the model (`shrink schema preprocessing`: how a
+        raw file becomes the final model's `inputs`, and the label names), written into the bundle's manifest and
+        applied by `shrink verify --data`; None when there is nothing to record (generated data). Called after the
+        passes, possibly without `load()` (a fully cached compile): compute it from the options and the listing."""
+        return None
+
 
 def summary(cls: type[Any]) -> str:
     """The first line of a plugin class's docstring."""

@@ -12,6 +12,7 @@ from shrink.analysis import load_model
 from shrink.api.checks import CheckResult, Subject, allowed_incomplete
 from shrink.api.target import Target
 from shrink.bundle import golden
+from shrink.bundle.scoring import DataScore, data_check, score
 from shrink.bundle.write import MANIFEST, MANIFEST_KIND, MODEL_FILE, manifest_shapes
 from shrink.checks.builtin import run_checks
 from shrink.errors import Problem, UsageError
@@ -71,6 +72,7 @@ _MANIFEST_SCHEMA: dict[str, Any] = {
             "budget": {"type": "object", "additionalProperties": False, "properties": BUDGET_KEYS}}}}},
         "target": {"type": "object", "properties": {"profile": _OBJECT}},
         "metrics": _OBJECT,
+        "preprocessing": {"type": ["object", "null"]},  # checked against its own schema when --data uses it
         "history": {"type": "array", "items": {"type": "object", "properties": {"metrics": _OBJECT}}},
         "golden": {  # null: the compile could not pin the inputs, so there is no golden file
             "type": ["object", "null"], "required": ["file", "inputs", "outputs"],
@@ -110,11 +112,13 @@ def _bundle_target(manifest: dict[str, Any], bundle: Path) -> Target:
 
 @dataclass(frozen=True)
 class Verification:
-    """What `verify` found: the target checked against, every check, and what the analysis could not compute."""
+    """What `verify` found: the target checked against, every check, what the analysis could not compute, and
+    with `--data` the score on the user's data (also the check `data_accuracy`)."""
 
     target: Target
     checks: list[CheckResult]
     findings: tuple[str, ...] = ()
+    data: DataScore | None = None
 
     @property
     def ok(self) -> bool:
@@ -122,7 +126,14 @@ class Verification:
 
 
 def verify_bundle(bundle: Path, registry: Registry, target: str | None, budget: dict[str, Any],
-                  allow_incomplete: Iterable[str] = ()) -> Verification:
+                  allow_incomplete: Iterable[str] = (), data: Path | None = None) -> Verification:
+    """Integrity, the checks against the bundle's target (or `target`) and its budget with `budget` over it, the
+    golden outputs, and with `data` the model's accuracy on that labelled data (`data_accuracy`, gated by the
+    budget key `accuracy`; see `shrink.bundle.scoring`)."""
+    if data is not None and "accuracy_drop" in budget:
+        raise UsageError("accuracy_drop compares with the source model's accuracy on the compile's eval data, which "
+                         "--data does not have", where="--budget",
+                         hint="use --budget accuracy=0.9: the smallest top-1 accuracy allowed on --data")
     manifest = read_manifest(bundle)
     result = integrity(bundle, manifest)
     resolved = registry.catalog().resolve(target) if target else _bundle_target(manifest, bundle)
@@ -130,6 +141,7 @@ def verify_bundle(bundle: Path, registry: Registry, target: str | None, budget: 
     recipe_budget = manifest.get("recipe", {}).get("raw", {}).get("budget", {})
     history = manifest.get("history") or [{}]
     budget = {**recipe_budget, **budget}
+    accuracy = budget.pop("accuracy", None) if data is not None else None  # with --data, it gates data_accuracy
     subject = Subject(model, resolved, budget, dict(manifest.get("metrics", {})), dict(history[0].get("metrics", {})),
                       inputs=list(manifest.get("model", {}).get("inputs", [])),
                       allow_incomplete=allowed_incomplete(budget, allow_incomplete))
@@ -139,11 +151,19 @@ def verify_bundle(bundle: Path, registry: Registry, target: str | None, budget: 
     reference = manifest.get("golden")
     if isinstance(reference, dict) and isinstance(reference.get("file"), str) and reference["file"] in manifest["files"]:
         checks.append(golden.check(model, bundle / reference["file"], reference))
-    return Verification(resolved, checks, subject.findings())
+    found = None
+    if data is not None:
+        found = score(bundle, manifest, model, data, registry)
+        checks.append(data_check(found, accuracy))
+    return Verification(resolved, checks, subject.findings(), found)
 
 
 def verify_model(path: Path, registry: Registry, target: str | None, budget: dict[str, Any],
-                 shapes: dict[str, list[int]] | None = None, allow_incomplete: Iterable[str] = ()) -> Verification:
+                 shapes: dict[str, list[int]] | None = None, allow_incomplete: Iterable[str] = (),
+                 data: Path | None = None) -> Verification:
+    if data is not None:
+        raise UsageError("--data needs a bundle directory: its manifest records how data becomes the model's inputs",
+                         where="--data", hint="compile the model with shrink, or verify the bundle it came in")
     if target is None:
         raise UsageError("verifying a bare model needs --target", where="--target", hint="or verify a bundle directory")
     if not path.is_file():

@@ -90,6 +90,25 @@ class AccuracyDropBudget(Check):
         return [CheckResult("accuracy_drop", ok, limit, drop, "fraction", cause)]
 
 
+class AccuracyBudget(Check):
+    """The recipe's `accuracy` budget: the final model's top-1 accuracy on the eval split, at least this (absolute).
+    (`shrink verify --data` gates its `data_accuracy` with the same key instead.)"""
+
+    name = "accuracy"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        limit = subject.budget.get("accuracy")
+        if limit is None:
+            return []
+        value = subject.metrics.get("accuracy")
+        if value is None:
+            return [CheckResult("accuracy", False, limit, None, "fraction",
+                                "accuracy was not measured (the recipe needs labelled eval data)")]
+        ok = float(value) >= limit
+        cause = None if ok else f"top-1 accuracy {float(value):.2%} is below the {limit:.2%} budget"
+        return [CheckResult("accuracy", ok, limit, value, "fraction", cause)]
+
+
 def model_region(target: Target) -> tuple[str, dict[str, Any]] | None:
     """The memory region the model runs in: `ram`, else `sram`, else the first one listed."""
     memory = target.get("memory") or {}
@@ -269,7 +288,7 @@ class RamBudget(Check):
 
 BUILTIN_CHECKS: tuple[type[Check], ...] = (
     StorageCheck, RamCheck, OpsCheck, LatencyCheck, EnergyCheck,
-    ModelBytesBudget, RamBudget, MacsBudget, AccuracyDropBudget,
+    ModelBytesBudget, RamBudget, MacsBudget, AccuracyDropBudget, AccuracyBudget,
 )
 
 

@@ -276,7 +276,7 @@ def _print_plan(console: Console, plan: Any) -> None:
         table.add_row(str(step["index"]), step["pass"], step["plugin"], f"{step['consumes']} → {step['produces']}", options)
     console.print(table)
     if plan.recipe.budget:
-        console.print("budget: " + ", ".join(f"{k} ≤ {v}" for k, v in plan.recipe.budget.items()))
+        console.print("budget: " + ", ".join(f"{k} {'≥' if k == 'accuracy' else '≤'} {v}" for k, v in plan.recipe.budget.items()))
     console.print("[green]plan ok[/]: nothing was run")
 
 
@@ -414,21 +414,23 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     _warn_failed_plugins(registry, console)
     registry.ensure_consistent()
     path = Path(args.path)
+    data = Path(args.data) if args.data else None
     if path.is_dir():
-        found = verify_bundle(path, registry, args.target, budget, _allowances(args))
+        found = verify_bundle(path, registry, args.target, budget, _allowances(args), data)
     elif path.exists():
         from shrink.analysis import parse_shape
 
         shapes = dict(parse_shape(text) for text in args.shape or [])
-        found = verify_model(path, registry, args.target, budget, shapes, _allowances(args))
+        found = verify_model(path, registry, args.target, budget, shapes, _allowances(args), data)
     else:
         raise UsageError(f"no such bundle or model: {path}")
     target, checks, ok = found.target, found.checks, found.ok
     code = ExitCode.OK if ok else ExitCode.CHECK_FAILED
     _junit(args, code, target.name, [c.as_dict() for c in checks])
     if console.json_mode:
+        extra = {"data": found.data.as_dict()} if found.data is not None else {}
         console.emit_json(_result("pass" if ok else "fail", code, str(path) if path.is_dir() else None,
-                                  [c.as_dict() for c in checks], target=target.name))
+                                  [c.as_dict() for c in checks], target=target.name, **extra))
     else:
         _print_checks(console, checks)
         _print_findings(console, found.findings)
@@ -518,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", "-t", help="check against this target instead of the bundle's own (required for a bare model)")
     p.add_argument("--budget", action="append", metavar="KEY=VALUE", help="add or override a budget (repeatable)")
     p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224", help="pin a bare model's dynamic input dimensions")
+    p.add_argument("--data", metavar="PATH",
+                   help="also score the bundle on labelled data, preprocessed as its manifest records: a folder of images "
+                        "or WAV files with one subfolder per label, a JSONL/CSV file of text and labels, or an .npz of "
+                        "model inputs and 'labels' (check data_accuracy; --budget accuracy=0.9 gates it)")
     p.add_argument("--allow-incomplete", nargs="?", const="*", metavar="CHECKS",
                    help="let the analysis checks (or the comma-separated CHECKS: ram, latency, macs, ...) gate on a lower "
                         "bound when the analysis is incomplete, instead of failing with 'cannot verify'")
@@ -552,8 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("clear", parents=[common], help="remove every entry")
     p.set_defaults(handler=cmd_cache)
 
-    p = sub.add_parser("schema", parents=[common], help="print the JSON Schema of recipes or target profiles")
-    p.add_argument("kind", nargs="?", choices=("recipe", "target"), default="recipe")
+    p = sub.add_parser("schema", parents=[common],
+                       help="print the JSON Schema of recipes, target profiles or a bundle's preprocessing record")
+    p.add_argument("kind", nargs="?", choices=("recipe", "target", "preprocessing"), default="recipe")
     p.set_defaults(handler=cmd_schema)
     return parser
 

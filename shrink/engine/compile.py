@@ -14,6 +14,7 @@ from shrink.bundle import golden
 from shrink.bundle.write import MODEL_FILE, check_output_dir, write_bundle
 from shrink.checks.builtin import ACCEPTED, run_checks
 from shrink.engine.cache import PassCache
+from shrink.engine.record import preprocessing_record
 from shrink.engine.run import Progress, run_plan, workspace
 from shrink.errors import PluginError, ShrinkError
 from shrink.host.registry import Registry
@@ -85,6 +86,7 @@ def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, pro
             checks = final_checks(plan, registry, subject)
             manifest = build_manifest(plan, registry, result.final, checks)
             manifest["analysis"] = subject.analysis.as_dict()
+            manifest["preprocessing"] = preprocessing_record(result)
             reference = result.golden()
             manifest["golden"] = reference[1] if reference else None
             manifest["from_cache"] = result.from_cache

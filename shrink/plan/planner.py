@@ -248,6 +248,7 @@ def _preconditions(planner: _Planner, target: Target, family: ModelFamily, sourc
         for message in step.instance.check(dataclasses.replace(ctx, index=step.index)):
             planner.add(path, message)
     budget = planner.recipe.budget
-    if "accuracy_drop" in budget and (data is None or not data.labels):
-        planner.add(("budget", "accuracy_drop"), "an accuracy budget needs labelled data in the recipe's 'data' section")
+    for key in ("accuracy_drop", "accuracy"):
+        if key in budget and (data is None or not data.labels):
+            planner.add(("budget", key), "an accuracy budget needs labelled data in the recipe's 'data' section")
     return inputs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from shrink.api.preprocessing import record_schema
 from shrink.host.catalog import target_schema
 from shrink.host.registry import Registry
 from shrink.plan.load import envelope_schema
@@ -60,7 +61,10 @@ def recipe_schema(registry: Registry) -> dict[str, Any]:
     return schema
 
 
-def schema_for(kind: str, registry: Registry) -> dict[str, Any]:
+def schema_for(kind: str, registry: Registry | None) -> dict[str, Any]:
     if kind == "target":
         return target_schema()
+    if kind == "preprocessing":
+        return record_schema()
+    assert registry is not None
     return recipe_schema(registry)

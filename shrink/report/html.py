@@ -393,7 +393,8 @@ def _summary(manifest: dict[str, Any], checks: list[dict[str, Any]]) -> str:
     if steps:
         recipe_rows.append(("passes", " → ".join(escape(str(s.get("name"))) for s in steps)))
     budget = raw.get("budget") or {}
-    recipe_rows.append(("budget", ", ".join(f"{escape(str(k))} ≤ {_e(v)}" for k, v in budget.items()) or "none"))
+    recipe_rows.append(("budget", ", ".join(f"{escape(str(k))} {'≥' if k == 'accuracy' else '≤'} {_e(v)}"
+                                            for k, v in budget.items()) or "none"))
 
     target_rows = [("name", f"<b>{escape(str(target.get('name', '?')))}</b>")]
     if profile.get("description"):
