@@ -1,5 +1,9 @@
 """shrink: a compiler for small models.
 
+The commands as Python functions (`docs/guide.md`): `compile`, `plan`, `verify`, `inspect`, `describe_pass` and
+`list_passes` return the result objects their `--json` output serialises (`CompileResult`, `PlanResult`,
+`VerifyResult`, `InspectResult`, `PassInfo`) and raise the `ShrinkError` family.
+
 The public API for plugin authors: `hookimpl`, `Pass`, `PassOptions`, `Source`, `DataProvider`,
 `ModelFamily`, `Artifact`, `Context`, `PlanContext`, `Dataset`, `Split`, `Feeds`, `Recipe`, `Target`,
 `Check`, `CheckResult` and the `ShrinkError` family (all defined in `shrink.api`).
@@ -25,10 +29,25 @@ from shrink.api.data import Dataset, Feeds, Split  # noqa: E402
 from shrink.api.passes import DataProvider, Pass, PassOptions, Source  # noqa: E402
 from shrink.api.recipe import Recipe  # noqa: E402
 from shrink.api.target import Target  # noqa: E402
-from shrink.errors import ExitCode, PassFailed, PluginError, ShrinkError, UsageError  # noqa: E402
+from shrink.commands import (  # noqa: E402
+    CompileResult,
+    InspectResult,
+    PassInfo,
+    PlanResult,
+    Result,
+    VerifyResult,
+    compile,
+    describe_pass,
+    inspect,
+    list_passes,
+    plan,
+    verify,
+)
+from shrink.errors import ChecksFailed, ExitCode, PassFailed, PluginError, ShrinkError, UsageError  # noqa: E402
 
 __all__ = [
-    "Artifact", "Check", "CheckResult", "Context", "DataProvider", "Dataset", "ExitCode", "Feeds", "ModelFamily", "Pass",
-    "PassFailed", "PassOptions", "PlanContext", "PluginError", "Recipe", "ShrinkError", "Source", "Split", "Step",
-    "Subject", "Target", "UsageError", "hookimpl", "__version__",
+    "Artifact", "Check", "CheckResult", "ChecksFailed", "CompileResult", "Context", "DataProvider", "Dataset", "ExitCode",
+    "Feeds", "InspectResult", "ModelFamily", "Pass", "PassFailed", "PassInfo", "PassOptions", "PlanContext", "PlanResult",
+    "PluginError", "Recipe", "Result", "ShrinkError", "Source", "Split", "Step", "Subject", "Target", "UsageError",
+    "VerifyResult", "__version__", "compile", "describe_pass", "hookimpl", "inspect", "list_passes", "plan", "verify",
 ]
