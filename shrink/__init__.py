@@ -11,6 +11,8 @@ The public API for plugin authors: `hookimpl`, `Pass`, `PassOptions`, `Source`, 
 
 from __future__ import annotations
 
+import sys
+import types
 from importlib import metadata
 
 import pluggy
@@ -21,6 +23,19 @@ except metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 hookimpl = pluggy.HookimplMarker("shrink")
+
+
+class _Package(types.ModuleType):
+    """`shrink.plan` is the command; the subpackage of the same name (the planner) is reached by its full name
+    (`from shrink.plan.planner import ...`), so importing it must not rebind the package attribute."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "plan" and isinstance(value, types.ModuleType) and callable(self.__dict__.get(name)):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 from shrink.api.artifact import Artifact, Step  # noqa: E402
 from shrink.api.checks import Check, CheckResult, Subject  # noqa: E402

@@ -41,7 +41,8 @@ class Progress:
         self._current_at = 0.0
         self._last_line = clock()
         if console.err.is_terminal:
-            from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as Bar
 
             self.bar = Bar(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console.err)
 

@@ -11,7 +11,7 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from shrink.errors import RecipeError, UsageError
 
@@ -19,11 +19,11 @@ if TYPE_CHECKING:
     from shrink.api.recipe import Recipe
     from shrink.host.registry import Registry
 
-RecipeLike = Union[str, "os.PathLike[str]", Mapping[str, Any]]
+RecipeLike = str | os.PathLike[str] | Mapping[str, Any]
 """A recipe file, or a recipe as a dict (its relative paths resolve against `base_dir`, default the working
 directory)."""
 
-ShapesLike = Mapping[str, Union[Sequence[int], str]]
+ShapesLike = Mapping[str, Sequence[int] | str]
 """Input shapes by input name: `{"input": [1, 3, 224, 224]}` or `{"input": "1x3x224x224"}`."""
 
 

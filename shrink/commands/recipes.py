@@ -51,7 +51,7 @@ def plan(recipe: RecipeLike, *, target: str | None = None, shapes: ShapesLike | 
                               base_dir=base_dir))
 
 
-def compile(recipe: RecipeLike, *, target: str | None = None, output: str | os.PathLike[str] | None = None,  # noqa: A001
+def compile(recipe: RecipeLike, *, target: str | None = None, output: str | os.PathLike[str] | None = None,
             budgets: Mapping[str, Any] | None = None, shapes: ShapesLike | None = None, cache: bool = True,
             strict_cache: bool = False, allow_incomplete: bool | str | Iterable[str] | None = None,
             progress: Progress | None = None, base_dir: str | os.PathLike[str] | None = None,
