@@ -11,6 +11,7 @@ The public API for plugin authors: `hookimpl`, `Pass`, `PassOptions`, `Source`, 
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 from importlib import metadata
@@ -25,17 +26,32 @@ except metadata.PackageNotFoundError:  # running from a source tree
 hookimpl = pluggy.HookimplMarker("shrink")
 
 
+_COMMANDS = ("CompileResult", "InspectResult", "PassInfo", "PlanResult", "Result", "VerifyResult", "compile",
+             "describe_pass", "inspect", "list_passes", "plan", "verify")
+
+
 class _Package(types.ModuleType):
     """`shrink.plan` is the command; the subpackage of the same name (the planner) is reached by its full name
-    (`from shrink.plan.planner import ...`), so importing it must not rebind the package attribute."""
+    (`from shrink.plan.planner import ...`), so importing it must not bind the package attribute."""
 
     def __setattr__(self, name: str, value: object) -> None:
-        if name == "plan" and isinstance(value, types.ModuleType) and callable(self.__dict__.get(name)):
+        if name == "plan" and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
 
 
 sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> object:
+    """The commands (`shrink.commands`), loaded on first use and by name: plugins import `shrink` for the contracts,
+    and a pass's cache key follows its imports statically, which must not reach the engine the commands drive."""
+    if name in _COMMANDS:
+        value = getattr(importlib.import_module("shrink.commands"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'shrink' has no attribute {name!r}")
+
 
 from shrink.api.artifact import Artifact, Step  # noqa: E402
 from shrink.api.checks import Check, CheckResult, Subject  # noqa: E402
@@ -44,20 +60,6 @@ from shrink.api.data import Dataset, Feeds, Split  # noqa: E402
 from shrink.api.passes import DataProvider, Pass, PassOptions, Source  # noqa: E402
 from shrink.api.recipe import Recipe  # noqa: E402
 from shrink.api.target import Target  # noqa: E402
-from shrink.commands import (  # noqa: E402
-    CompileResult,
-    InspectResult,
-    PassInfo,
-    PlanResult,
-    Result,
-    VerifyResult,
-    compile,
-    describe_pass,
-    inspect,
-    list_passes,
-    plan,
-    verify,
-)
 from shrink.errors import ChecksFailed, ExitCode, PassFailed, PluginError, ShrinkError, UsageError  # noqa: E402
 
 __all__ = [

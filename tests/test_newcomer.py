@@ -132,6 +132,7 @@ def test_init_declares_train_and_eval_from_train_and_test_folders(cli, tiny_mode
     assert "torch → ONNX" in out.read_text(encoding="utf-8")  # written as UTF-8, not \\u escapes
 
 
+@pytest.mark.slow
 def test_init_reads_a_hugging_face_folder(cli, tmp_path: Path):
     pytest.importorskip("transformers")
     from tests.test_hf_models import write_text_model

@@ -21,6 +21,7 @@ def bundle(make_recipe, tmp_path: Path) -> Path:
     return tmp_path / "bundle"
 
 
+@pytest.mark.slow
 def test_compile_returns_what_compile_json_prints(cli, make_recipe, tmp_path: Path):
     recipe = make_recipe()
     result = shrink.compile(recipe, output=tmp_path / "api", budgets={"macs": 10_000_000})
