@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +109,50 @@ def test_bundle_without_golden_and_malformed_golden_records(cli, bundle: Path):
     result = cli("verify", bundle, "--json")
     assert result.code == 0, result.err
     assert "golden" not in [c["name"] for c in result.json["checks"]]
+
+
+def _readme_reproducibility() -> tuple[set[str], list[str]]:
+    """The files the README says are byte-identical across compiles, and the manifest fields it says may differ."""
+    from tests.conftest import REPO
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    paragraph = text[text.index("Compiling the same recipe file again"):]
+    paragraph = paragraph[:paragraph.index("\n\n")]
+    names = re.findall(r"`([^`]+)`", paragraph)
+    files = {n for n in names if re.fullmatch(r"[\w.]+\.(onnx|npz|config|md|html)", n)}
+    fields = [n for n in names if n not in files | {"manifest.json"} and re.fullmatch(r"[a-z_]+(\[\])?(\.[a-z_*]+(\[\])?)*", n)]
+    return files, fields
+
+
+def _leaves(node: object, path: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _leaves(value, f"{path}.{key}" if path else key).items()}
+    if isinstance(node, list):
+        return {k: v for i, value in enumerate(node) for k, v in _leaves(value, f"{path}[{i}]").items()}
+    return {path: node}
+
+
+@pytest.mark.slow
+def test_the_readme_says_exactly_what_is_identical_across_compiles(make_recipe, tmp_path: Path):
+    """Three compiles of one recipe: fresh, from the pass cache, and with --no-cache. The files the README names are
+    byte-identical; the manifests differ in no field but those the README names (and in each of those it names)."""
+    files, fields = _readme_reproducibility()
+    assert files == {"model.onnx", "golden.npz", "required_operators.config", "report.md", "report.html"}
+    recipe = make_recipe(passes=TRAINING, budget={"accuracy_drop": 1.0})
+    env = {"SHRINK_TORCH_THREADS": "1"}
+    for run, extra in (("a", ()), ("b", ()), ("c", ("--no-cache",))):
+        result = run_subprocess("compile", recipe, "-o", tmp_path / run, *extra, env=env)
+        assert result.code == 0, result.err
+    bundles = [tmp_path / run for run in "abc"]
+    assert {p.name for p in bundles[0].iterdir()} == files | {"manifest.json"}
+    for name in files:
+        assert len({sha256_file(b / name) for b in bundles}) == 1, name
+    patterns = [re.compile(re.escape(f).replace(r"\[\]", r"\[\d+\]").replace(r"\*", r"[^.\[]*") + r"($|[.\[])")
+                for f in fields]
+    manifests = [_leaves(json.loads((b / "manifest.json").read_text())) for b in bundles]
+    differing = {key for other in manifests[1:] for key in set(manifests[0]) | set(other)
+                 if manifests[0].get(key) != other.get(key)}
+    unexplained = sorted(k for k in differing if not any(p.match(k) for p in patterns))
+    assert not unexplained, f"manifest fields that differ but the README does not name: {unexplained}"
+    for field, pattern in zip(fields, patterns):
+        assert any(pattern.match(k) for k in differing), f"the README names {field}, which never differed"

@@ -33,6 +33,15 @@ def shrink(site: Path, *args: str | Path, enable: set[str]) -> "Result":  # noqa
     return run_subprocess(*args, env=env)
 
 
+def test_third_party_pass_is_described_by_passes_name(plugin_site):
+    result = shrink(plugin_site, "passes", "meta.rename", "--json", enable={"good"})
+    assert result.code == 0, result.err
+    assert result.json["plugin"] == "shrink-test-plugins 1.0 (good)" and result.json["name"] == "meta.rename"
+    assert [o["name"] for o in result.json["options"]] == list(result.json["schema"]["properties"])[1:-1]
+    text = shrink(plugin_site, "passes", "meta.rename", enable={"good"})
+    assert text.code == 0 and "meta.rename from shrink-test-plugins 1.0 (good)" in text.out
+
+
 def test_third_party_pass_and_target_are_listed(plugin_site):
     passes = shrink(plugin_site, "passes", "--json", enable={"good"})
     assert passes.code == 0, passes.err

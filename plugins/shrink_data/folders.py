@@ -50,6 +50,7 @@ class Prep(Protocol):
 
 OptionsT = TypeVar("OptionsT", bound=FolderOptions)
 VERIFY_LIMIT = 20_000  # files whose headers load() reads up front
+HELD_OUT_FOLDERS = ("val", "validation", "eval", "test")  # beside `train/`: the eval split, first found in this order
 
 
 class FolderProvider(SplitProvider[OptionsT]):
@@ -64,14 +65,20 @@ class FolderProvider(SplitProvider[OptionsT]):
 
     @classmethod
     def claims(cls, path: str) -> dict[str, Any] | None:
-        """A folder holding files of this kind (flat, or in class subfolders)."""
+        """A folder holding files of this kind (flat, or in class subfolders); one with a train folder and a held-out
+        folder beside it (`train/` and `val/`, `validation/`, `eval/` or `test/`) declares those splits."""
         folder = Path(path)
-        if not folder.is_dir():
+        if not folder.is_dir() or not cls._holds_files(folder):
             return None
-        for _, _, files in os.walk(folder):
-            if any(f.lower().endswith(cls.extensions) for f in files):
-                return {"path": path}
-        return None
+        subfolders = {p.name.lower(): p.name for p in folder.iterdir() if p.is_dir() and cls._holds_files(p)}
+        held_out = next((subfolders[n] for n in HELD_OUT_FOLDERS if n in subfolders), None)
+        if "train" in subfolders and held_out:
+            return {"train": str(Path(path) / subfolders["train"]), "eval": str(Path(path) / held_out)}
+        return {"path": path}
+
+    @classmethod
+    def _holds_files(cls, folder: Path) -> bool:
+        return any(any(f.lower().endswith(cls.extensions) for f in files) for _, _, files in os.walk(folder))
 
     # to implement ---------------------------------------------------------------------------------
 

@@ -125,6 +125,20 @@ class HuggingFaceSource(Source[HuggingFaceSourceOptions]):
     family = "huggingface"
     libraries = ("torch", "transformers", "tokenizers", "safetensors")
 
+    @classmethod
+    def claims(cls, model: str) -> dict[str, Any] | None:
+        """A Hugging Face model folder (`save_pretrained`'s: a config.json beside the weights); a text model saved
+        with a sequence-classification head is read as one (the default for text is a sentence embedding)."""
+        config = Path(model) / "config.json"
+        if not config.is_file():
+            return None
+        try:
+            architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+        except (OSError, ValueError, AttributeError):
+            architectures = []  # planning the recipe says what is wrong with the folder
+        text_classifier = any(str(a).endswith("ForSequenceClassification") for a in architectures)
+        return {"path": model, **({"task": "sequence-classification"} if text_classifier else {})}
+
     def check(self, plan: PlanContext) -> list[str]:
         try:
             found = model_folder(self.options, plan.path)

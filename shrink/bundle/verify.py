@@ -18,7 +18,7 @@ from shrink.checks.builtin import run_checks
 from shrink.errors import Problem, UsageError
 from shrink.host.catalog import target_schema
 from shrink.host.registry import Registry
-from shrink.plan.load import BUDGET_KEYS
+from shrink.plan.load import BUDGET_KEYS, budget_problems
 from shrink.support.files import sha256_file
 from shrink.support.validation import schema_problems
 
@@ -34,8 +34,7 @@ def parse_budgets(items: list[str]) -> dict[str, Any]:
             budget[key] = json.loads(text)
         except ValueError:
             raise UsageError(f"{key}: {text!r} is not a number", where="--budget") from None
-    schema = {"type": "object", "additionalProperties": False, "properties": BUDGET_KEYS}
-    problems = schema_problems(budget, schema, "--budget")
+    problems = budget_problems(budget, "--budget")
     if problems:
         raise UsageError(problems)
     return budget
@@ -126,7 +125,8 @@ class Verification:
 
 
 def verify_bundle(bundle: Path, registry: Registry, target: str | None, budget: dict[str, Any],
-                  allow_incomplete: Iterable[str] = (), data: Path | None = None) -> Verification:
+                  allow_incomplete: Iterable[str] = (), target_where: str = "--target",
+                  data: Path | None = None) -> Verification:
     """Integrity, the checks against the bundle's target (or `target`) and its budget with `budget` over it, the
     golden outputs, and with `data` the model's accuracy on that labelled data (`data_accuracy`, gated by the
     budget key `accuracy`; see `shrink.bundle.scoring`)."""
@@ -136,7 +136,7 @@ def verify_bundle(bundle: Path, registry: Registry, target: str | None, budget: 
                          hint="use --budget accuracy=0.9: the smallest top-1 accuracy allowed on --data")
     manifest = read_manifest(bundle)
     result = integrity(bundle, manifest)
-    resolved = registry.catalog().resolve(target) if target else _bundle_target(manifest, bundle)
+    resolved = registry.catalog().resolve(target, target_where) if target else _bundle_target(manifest, bundle)
     model = bundle / manifest.get("model", {}).get("file", MODEL_FILE)
     recipe_budget = manifest.get("recipe", {}).get("raw", {}).get("budget", {})
     history = manifest.get("history") or [{}]
@@ -160,16 +160,17 @@ def verify_bundle(bundle: Path, registry: Registry, target: str | None, budget: 
 
 def verify_model(path: Path, registry: Registry, target: str | None, budget: dict[str, Any],
                  shapes: dict[str, list[int]] | None = None, allow_incomplete: Iterable[str] = (),
-                 data: Path | None = None) -> Verification:
+                 target_where: str = "--target", data: Path | None = None) -> Verification:
     if data is not None:
         raise UsageError("--data needs a bundle directory: its manifest records how data becomes the model's inputs",
                          where="--data", hint="compile the model with shrink, or verify the bundle it came in")
     if target is None:
-        raise UsageError("verifying a bare model needs --target", where="--target", hint="or verify a bundle directory")
+        raise UsageError(f"verifying a bare model needs {target_where}", where=target_where,
+                         hint="or verify a bundle directory")
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     load_model(path)  # a file that is not ONNX is bad input (exit 2)
-    resolved = registry.catalog().resolve(target)
+    resolved = registry.catalog().resolve(target, target_where)
     subject = Subject(path, resolved, budget, shapes={**manifest_shapes(path), **(shapes or {})},
                       allow_incomplete=allowed_incomplete(budget, allow_incomplete))
     checks = run_checks(subject, _extra_checks(registry))

@@ -73,10 +73,11 @@ def starter_recipe(registry: Registry, model: str, target: Target, data: str | N
     }
     if data is not None:
         provider_name, data_section = _claimed(registry, "datasets", data, "data source")
-        recipe["data"] = {"source": provider_name, **_relative(data_section, ("path",), base),
+        recipe["data"] = {"source": provider_name, **_relative(data_section, ("path", "train", "calibration", "eval"), base),
                           "description": f"{data}: training, calibration and eval samples"}
     inputs, meta = _facts(source, recipe, target, shapes, recipe_path)
     recipe["passes"] = _passes(source.produces, target, data is not None, inputs, meta)
+    _deployable(registry, target, _final_format(registry, source.produces, recipe["passes"]))
     if data is None and not meta.get("quantization") and not any(p["pass"] == "quantize" for p in recipe["passes"]):
         recipe["description"] += "; no int8 without calibration data: run init again with --data SAMPLES to quantize"
     return recipe
@@ -133,8 +134,32 @@ def _passes(produces: str, target: Target, calibrated: bool, inputs: list[dict[s
     return passes
 
 
+def _final_format(registry: Registry, produces: str, passes: list[dict[str, Any]]) -> str:
+    fmt = produces
+    for step in passes:
+        entry = registry.get("passes", step["pass"]) or registry.default_pass(step["pass"])
+        fmt = entry.obj.produces if entry is not None else fmt  # type: ignore[union-attr]
+    return fmt
+
+
+def _deployable(registry: Registry, target: Target, fmt: str) -> None:
+    """Refuse (before writing anything) a target whose runtime loads no format the installed passes can produce."""
+    loadable = target.get("runtime", "formats", default=None) or []
+    if not loadable or fmt in loadable:
+        return
+    if any(registry.get("passes", n).obj.produces in loadable for n in registry.names("passes")):  # type: ignore[union-attr]
+        return
+    catalog = registry.catalog()
+    others = [n for n in catalog.names() if fmt in (catalog.resolve(n).get("runtime", "formats", default=None) or [fmt])]
+    wanted = " or ".join(loadable)
+    raise UsageError(f"{target.name}'s runtime {target.get('runtime', 'name', default='')} loads {wanted} models, and no "
+                     f"installed pass produces {wanted}", where="--target",
+                     hint=f"install a plugin with a pass that produces {wanted} (`shrink passes` lists the installed "
+                          f"ones), or choose a target whose runtime loads {fmt}: {', '.join(others)}")
+
+
 def write(recipe: dict[str, Any], path: Path, force: bool) -> None:
     if path.exists() and not force:
         raise UsageError(f"{path} exists", where="--output", hint="choose another file, or pass --force to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(recipe, indent=2) + "\n")
+    path.write_text(json.dumps(recipe, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

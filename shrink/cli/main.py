@@ -1,4 +1,5 @@
-"""The `shrink` command line. One function per command; all output goes through `Console`."""
+"""The `shrink` command line: parses arguments, calls the commands' Python API (`shrink.commands`) and prints
+their results. One function per command; all output goes through `Console`."""
 
 from __future__ import annotations
 
@@ -15,9 +16,15 @@ from rich.markup import escape
 
 from shrink import __version__
 from shrink.cli.console import Console
+from shrink.cli.progress import Progress
+from shrink.commands import arguments
+from shrink.commands.results import error_dict
 from shrink.errors import ExitCode, Problem, ShrinkError, UsageError
 
 Handler = Callable[[argparse.Namespace, Console], int]
+
+LABELS = {"target": "--target", "shapes": "--shape", "budgets": "--budget", "allow_incomplete": "--allow-incomplete"}
+"""How messages name the commands' arguments on the command line."""
 
 
 def _registry() -> Any:
@@ -31,10 +38,11 @@ def _warn_failed_plugins(registry: Any, console: Console) -> None:
         console.warn(f"plugin {info.label} failed to load: {info.error}")
 
 
-def _result(verdict: str, code: int, bundle: str | None = None, checks: list[dict[str, Any]] | None = None,
-            errors: list[Problem] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"verdict": verdict, "exit_code": int(code), "bundle": bundle, "checks": checks or [],
-            "errors": [p.as_dict() for p in errors or []], **extra}
+def _loaded(console: Console) -> Any:
+    """The plugin registry, with a warning for each plugin that failed to load."""
+    registry = _registry()
+    _warn_failed_plugins(registry, console)
+    return registry
 
 
 def _junit(args: argparse.Namespace, code: int, target: str | None = None, checks: list[dict[str, Any]] | None = None,
@@ -74,9 +82,21 @@ def _print_checks(console: Console, checks: list[Any]) -> None:
 
 def _shapes(args: argparse.Namespace) -> dict[str, list[int]]:
     """`--shape NAME=1x3x224x224` (repeatable): input shapes by name."""
+    given = getattr(args, "shape", None) or []
+    if not given:
+        return {}
     from shrink.analysis import parse_shape
 
-    return dict(parse_shape(text) for text in getattr(args, "shape", None) or [])
+    return dict(parse_shape(text) for text in given)
+
+
+def _budgets(args: argparse.Namespace) -> dict[str, Any]:
+    """`--budget KEY=VALUE` (repeatable)."""
+    if not getattr(args, "budget", None):
+        return {}
+    from shrink.bundle.verify import parse_budgets
+
+    return parse_budgets(args.budget)
 
 
 def _print_findings(console: Console, findings: Sequence[str]) -> None:
@@ -87,17 +107,7 @@ def _print_findings(console: Console, findings: Sequence[str]) -> None:
 
 def _allowances(args: argparse.Namespace) -> frozenset[str]:
     """`--allow-incomplete` (all analysis checks) or `--allow-incomplete ram,latency`."""
-    given = getattr(args, "allow_incomplete", None)
-    if not given:
-        return frozenset()
-    from shrink.api.checks import ANALYSIS_CHECKS
-
-    names = frozenset(n.strip() for n in given.split(",") if n.strip())
-    unknown = sorted(names - set(ANALYSIS_CHECKS) - {"*"})
-    if unknown:
-        raise UsageError(f"{', '.join(unknown)}: not a check that gates on the analysis", where="--allow-incomplete",
-                         hint=f"choose from {', '.join(ANALYSIS_CHECKS)}, or give no value for all of them")
-    return names
+    return arguments.allowances(getattr(args, "allow_incomplete", None), "--allow-incomplete")
 
 
 def _num(value: Any) -> str:
@@ -108,67 +118,30 @@ def _num(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
-class _Progress:
-    """Progress on stderr: a rich progress bar on a terminal, plain lines otherwise."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.bar: Any = None
-        self.tasks: dict[str, Any] = {}
-        if console.err.is_terminal:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console.err)
-
-    def __enter__(self) -> _Progress:
-        if self.bar:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar:
-            self.bar.stop()
-
-    def __call__(self, task: str, fraction: float, text: str) -> None:
-        if self.bar is None:
-            if fraction in (0.0, 1.0):
-                self.console.info(("  " if fraction == 1.0 else "→ ") + text)
-            return
-        if task not in self.tasks:
-            self.tasks[task] = self.bar.add_task(text, total=1.0)
-        self.bar.update(self.tasks[task], completed=fraction, description=text)
-
-
 def cmd_compile(args: argparse.Namespace, console: Console) -> int:
-    from shrink.engine.compile import compile_plan, load_plan
+    from shrink.commands import recipes
 
-    registry = _registry()
-    _warn_failed_plugins(registry, console)
-    plan = load_plan(Path(args.recipe), registry, args.target, _shapes(args))
-    output = Path(args.output) if args.output else None
-    from shrink.engine.cache import PassCache, default_max_bytes
-
-    cache = PassCache(enabled=not args.no_cache, strict=args.strict_cache, max_bytes=default_max_bytes())
-    with console.stdout_to_stderr(), _Progress(console) as progress:
-        outcome = compile_plan(plan, registry, output, progress, cache, _allowances(args))
-    code = ExitCode.OK if outcome.ok else ExitCode.CHECK_FAILED
-    _junit(args, code, plan.target.name, [c.as_dict() for c in outcome.checks])
+    registry = _loaded(console)
+    plan = recipes.make(args.recipe, registry, target=args.target, shapes=_shapes(args), budgets=_budgets(args),
+                        where=LABELS)
+    allowed = _allowances(args)
+    with console.stdout_to_stderr(), Progress(console) as progress:
+        result = recipes.run(plan, registry, output=args.output, cache=not args.no_cache,
+                             strict_cache=args.strict_cache, allow_incomplete=allowed, progress=progress)
+    _junit(args, result.exit_code, result.target, [c.as_dict() for c in result.checks])
     if console.json_mode:
-        console.emit_json(_result("pass" if outcome.ok else "fail", code, str(outcome.bundle),
-                                  [c.as_dict() for c in outcome.checks]))
+        console.emit_json(result.as_dict())
     else:
-        _print_checks(console, outcome.checks)
-        _print_findings(console, outcome.findings)
-        for step in outcome.final.history:  # what the passes warned about (also in the report)
-            for warning in (step.details or {}).get("warnings") or []:
-                label = "source" if step.index is None else f"passes[{step.index}] {step.name}"
-                console.print(f"     [yellow]warning[/] ({label}): {escape(str(warning))}")
-        host = outcome.final.metrics.get("host_latency_ms")
+        _print_checks(console, result.checks)
+        _print_findings(console, result.findings)
+        for warning in result.warnings:  # what the passes warned about (also in the report)
+            console.print(f"     [yellow]warning[/] {escape(warning)}")
+        host = result.metrics.get("host_latency_ms")
         if host is not None:
             console.print(f"     host latency: {_num(host)} ms measured on this machine (reported, never gated)")
-        verdict = "[bold green]PASS[/]" if outcome.ok else "[bold red]FAIL[/]"
-        console.print(f"{verdict} bundle written to {outcome.bundle}")
-    return code
+        verdict = "[bold green]PASS[/]" if result.ok else "[bold red]FAIL[/]"
+        console.print(f"{verdict} bundle written to {result.bundle}")
+    return result.exit_code
 
 
 def cmd_cache(args: argparse.Namespace, console: Console) -> int:
@@ -250,15 +223,15 @@ def _cache_verify(cache: Any, console: Console) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
-    from shrink.engine.compile import load_plan
+    from shrink.commands import recipes
+    from shrink.commands.results import PlanResult
 
-    registry = _registry()
-    _warn_failed_plugins(registry, console)
-    plan = load_plan(Path(args.recipe), registry, args.target, _shapes(args))
+    result = PlanResult.of(recipes.make(args.recipe, _loaded(console), target=args.target, shapes=_shapes(args),
+                                        budgets=_budgets(args), where=LABELS))
     if console.json_mode:
-        console.emit_json(_result("pass", ExitCode.OK, plan=plan.describe()))
+        console.emit_json(result.as_dict())
         return ExitCode.OK
-    _print_plan(console, plan)
+    _print_plan(console, result.plan)
     return ExitCode.OK
 
 
@@ -282,10 +255,10 @@ def _print_plan(console: Console, plan: Any) -> None:
 
 def cmd_init(args: argparse.Namespace, console: Console) -> int:
     from shrink.cli.init import ACCURACY_BUDGET, starter_recipe, write
+    from shrink.commands.results import InitResult
     from shrink.engine.compile import load_plan
 
-    registry = _registry()
-    _warn_failed_plugins(registry, console)
+    registry = _loaded(console)
     registry.ensure_consistent()
     target = registry.catalog().resolve(args.target)
     out = Path(args.output)
@@ -297,7 +270,7 @@ def cmd_init(args: argparse.Namespace, console: Console) -> int:
         write({**recipe, "budget": ACCURACY_BUDGET}, out, force=True)
         plan = load_plan(out, registry)
     if console.json_mode:
-        console.emit_json(_result("pass", ExitCode.OK, recipe=str(out), plan=plan.describe()))
+        console.emit_json(InitResult(verdict="pass", exit_code=ExitCode.OK, plan=plan, recipe=out).as_dict())
         return ExitCode.OK
     _print_plan(console, plan)
     console.print(f"next: shrink compile {out}")
@@ -307,16 +280,20 @@ def cmd_init(args: argparse.Namespace, console: Console) -> int:
 # listing commands ---------------------------------------------------------------------------------
 
 def cmd_passes(args: argparse.Namespace, console: Console) -> int:
-    from shrink.api.passes import summary
+    from shrink.commands.passes import describe_pass, list_passes
 
-    registry = _registry()
-    _warn_failed_plugins(registry, console)
-    rows = []
-    for name in registry.names("passes"):
-        entry = registry.get("passes", name)
-        cls = entry.obj
-        rows.append({"name": name, "plugin": entry.plugin.label, "consumes": list(cls.consumes), "produces": cls.produces,
-                     "default": bool(cls.default), "requires": sorted(cls.requires), "summary": summary(cls)})
+    registry = _loaded(console)
+    if args.name:
+        info = describe_pass(args.name, registry, where="passes")
+        if console.json_mode:
+            console.emit_json(info.as_dict())
+        else:
+            from shrink.cli.pass_help import render_pass
+
+            render_pass(console, info)
+        return _conflicts_code(registry, console)
+    rows = [{"name": i.name, "plugin": i.plugin, "consumes": list(i.consumes), "produces": i.produces,
+             "default": i.default, "requires": list(i.requires), "summary": i.summary} for i in list_passes(registry)]
     if console.json_mode:
         console.emit_json({"passes": rows, "conflicts": [p.as_dict() for p in registry.conflicts]})
     else:
@@ -345,7 +322,7 @@ def cmd_targets(args: argparse.Namespace, console: Console) -> int:
     registry.ensure_consistent()
     catalog = registry.catalog()
     if args.name:
-        target = catalog.resolve(args.name)
+        target = catalog.resolve(args.name, "targets")
         if console.json_mode:
             console.emit_json({"name": target.name, "origin": target.origin, "extends": list(target.chain[1:]),
                                "sha256": target.sha256, "profile": target.profile})
@@ -407,75 +384,53 @@ def cmd_schema(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
-    from shrink.bundle.verify import parse_budgets, verify_bundle, verify_model
+    from shrink.commands.models import verify
 
-    budget = parse_budgets(args.budget or [])
-    registry = _registry()
-    _warn_failed_plugins(registry, console)
-    registry.ensure_consistent()
-    path = Path(args.path)
-    data = Path(args.data) if args.data else None
-    if path.is_dir():
-        found = verify_bundle(path, registry, args.target, budget, _allowances(args), data)
-    elif path.exists():
-        from shrink.analysis import parse_shape
-
-        shapes = dict(parse_shape(text) for text in args.shape or [])
-        found = verify_model(path, registry, args.target, budget, shapes, _allowances(args), data)
-    else:
-        raise UsageError(f"no such bundle or model: {path}")
-    target, checks, ok = found.target, found.checks, found.ok
-    code = ExitCode.OK if ok else ExitCode.CHECK_FAILED
-    _junit(args, code, target.name, [c.as_dict() for c in checks])
+    budget = _budgets(args)
+    result = verify(args.path, target=args.target, budgets=budget, shapes=_shapes(args),
+                    allow_incomplete=_allowances(args), data=args.data, registry=_loaded(console), where=LABELS)
+    _junit(args, result.exit_code, result.target, [c.as_dict() for c in result.checks])
     if console.json_mode:
-        extra = {"data": found.data.as_dict()} if found.data is not None else {}
-        console.emit_json(_result("pass" if ok else "fail", code, str(path) if path.is_dir() else None,
-                                  [c.as_dict() for c in checks], target=target.name, **extra))
+        console.emit_json(result.as_dict())
     else:
-        _print_checks(console, checks)
-        _print_findings(console, found.findings)
-        console.print(("[bold green]PASS[/]" if ok else "[bold red]FAIL[/]") + f" {path} for {target.name}")
-    return code
+        _print_checks(console, result.checks)
+        _print_findings(console, result.findings)
+        console.print(("[bold green]PASS[/]" if result.ok else "[bold red]FAIL[/]") + f" {args.path} for {result.target}")
+    return result.exit_code
 
 
 def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
-    from shrink.analysis import analyze, parse_shape
-    from shrink.bundle.write import manifest_shapes
+    from shrink.commands.models import inspect
 
-    path = Path(args.model)
-    shapes = {**manifest_shapes(path), **dict(parse_shape(text) for text in args.shape or [])}
-    analysis = analyze(path, shapes or None)  # a path, so messages name the file
-    checks: list[Any] = []
-    if args.target:
-        from shrink.api.checks import Subject
-        from shrink.checks.builtin import run_checks
-
-        registry = _registry()
-        registry.ensure_consistent()
-        target = registry.catalog().resolve(args.target)
-        subject = Subject(path, target, shapes=shapes, _analysis=analysis)
-        checks = run_checks(subject, [e.obj for e in registry.entries["checks"].values()])
+    shapes = _shapes(args)
+    result = inspect(args.model, target=args.target, shapes=shapes, where=LABELS,
+                     registry=_registry() if args.target else None)
     if console.json_mode:
-        console.emit_json({**analysis.as_dict(), "model": str(path), "model_bytes": path.stat().st_size,
-                           "target": args.target, "checks": [c.as_dict() for c in checks]})
+        console.emit_json(result.as_dict())
         return ExitCode.OK
     from shrink.report.inspect_view import render_analysis
 
-    render_analysis(console, path, analysis)
-    if checks:
-        _print_checks(console, checks)
+    render_analysis(console, result.model, result.analysis)
+    if result.checks:
+        _print_checks(console, result.checks)
     return ExitCode.OK
 
 
 # argument parsing and error handling ---------------------------------------------------------------
 
+def _global_flags(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
+    parser.add_argument("--json", action="store_true", default=default, help="print exactly one JSON object on stdout")
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks and debug logs")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
-    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    # The global flags are accepted before and after the command (`shrink --json verify`, `shrink verify --json`);
+    # a command's copy sets them only when given, so it never resets one given before the command.
+    common = _global_flags(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
-        prog="shrink", parents=[common],
+        prog="shrink", parents=[_global_flags(argparse.ArgumentParser(add_help=False), False)],
         description="A compiler for small models: distill, prune, quantize, fuse and export to fit real devices.",
         epilog="exit codes: 0 ok, 1 internal error, 2 bad input, 3 plugin error, 4 a check failed, 5 a pass failed, 130 interrupted",
     )
@@ -488,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", metavar="DIR", help="bundle directory (default dist/<name>-<target>/)")
     p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224",
                    help="pin a model input's shape (repeatable): its symbolic or -1 dims, or a torch factory's input")
+    p.add_argument("--budget", action="append", metavar="KEY=VALUE", help="add or override a budget (repeatable)")
     p.add_argument("--no-cache", action="store_true",
                    help="run every pass, neither reading nor writing the pass cache ($SHRINK_CACHE_DIR, default ~/.cache/shrink)")
     p.add_argument("--strict-cache", action="store_true",
@@ -536,7 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224", help="pin an input's dynamic dimensions (repeatable)")
     p.set_defaults(handler=cmd_inspect)
 
-    p = sub.add_parser("passes", parents=[common], help="list the installed passes")
+    p = sub.add_parser("passes", parents=[common], help="list the installed passes, or describe one and its options")
+    p.add_argument("name", nargs="?", help="a pass (or a bare kind: its default pass)")
     p.set_defaults(handler=cmd_passes)
 
     p = sub.add_parser("targets", parents=[common], help="list target profiles, or show one resolved")
@@ -583,20 +540,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.problem(problem)
         _junit_error(args, console, exc.exit_code, exc.problems)
         if console.json_mode:
-            console.emit_json(_result("error", exc.exit_code, errors=exc.problems))
+            console.emit_json(error_dict(exc.exit_code, exc.problems))
         return int(exc.exit_code)
     except KeyboardInterrupt:
         console.err.print("[red]interrupted[/]")
         _junit_error(args, console, ExitCode.INTERRUPTED, [Problem("", "interrupted")])
         if console.json_mode:
-            console.emit_json(_result("error", ExitCode.INTERRUPTED, errors=[Problem("", "interrupted")]))
+            console.emit_json(error_dict(ExitCode.INTERRUPTED, [Problem("", "interrupted")]))
         return int(ExitCode.INTERRUPTED)
     except Exception as exc:  # a bug: keep the traceback
         traceback.print_exc()
         console.err.print("[bold red]internal error[/]: this is a bug in shrink or a plugin; please report it with the traceback above")
         _junit_error(args, console, ExitCode.INTERNAL, [Problem("", f"internal error: {type(exc).__name__}: {exc}")])
         if console.json_mode:
-            console.emit_json(_result("error", ExitCode.INTERNAL, errors=[Problem("", f"internal error: {type(exc).__name__}: {exc}")]))
+            console.emit_json(error_dict(ExitCode.INTERNAL, [Problem("", f"internal error: {type(exc).__name__}: {exc}")]))
         return int(ExitCode.INTERNAL)
 
 

@@ -214,7 +214,7 @@ class Registry:
             candidates += sorted({n.split(".", 1)[0] for n in candidates})
         close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}?" if close else (
-            f"installed {SINGULAR[kind]}s: {', '.join(sorted(self.entries[kind]))}" if self.entries[kind] else None)
+            f"installed {kind}: {', '.join(sorted(self.entries[kind]))}" if self.entries[kind] else None)
         if self.failed:
             broken = ", ".join(p.label for p in self.failed)
             hint = (hint + " " if hint else "") + f"(plugins that failed to load: {broken})"

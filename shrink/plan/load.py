@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from shrink.api.checks import ANALYSIS_CHECKS
 from shrink.api.recipe import Recipe
-from shrink.errors import RecipeError
+from shrink.errors import Problem, RecipeError
 from shrink.support.jsonio import load_strict
 from shrink.support.validation import schema_problems
 
@@ -66,10 +66,20 @@ def envelope_schema() -> dict[str, Any]:
     }
 
 
+def budget_problems(budget: Any, where: str) -> list[Problem]:
+    """What is wrong with a budget given outside a recipe (`--budget`, the Python API's `budgets`)."""
+    return schema_problems(budget, {"type": "object", "additionalProperties": False, "properties": BUDGET_KEYS}, where)
+
+
 def load_recipe(path: Path) -> Recipe:
     """Read, migrate and validate the envelope of a recipe; every problem is reported at once."""
+    return recipe_from_raw(load_strict(path, path.name), path)
+
+
+def recipe_from_raw(raw: Any, path: Path) -> Recipe:
+    """Migrate and validate the envelope of a recipe's parsed JSON, as if read from `path` (its relative paths
+    resolve against `path`'s folder, its messages name `path`'s file name)."""
     label = path.name
-    raw = load_strict(path, label)
     if not isinstance(raw, dict):
         raise RecipeError(f"a recipe must be a JSON object, not {type(raw).__name__}", where=f"{label}: (root)")
     version = raw.get("schema_version")

@@ -151,9 +151,9 @@ class _Planner:
 
 
 def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = None,
-              shapes: dict[str, list[int]] | None = None) -> Plan:
-    """Resolve and statically check `recipe` (`shapes` pin model inputs by name, as `--shape` does); all problems
-    are raised together as a `RecipeError`."""
+              shapes: dict[str, list[int]] | None = None, target_where: str = "--target") -> Plan:
+    """Resolve and statically check `recipe` (`shapes` pin model inputs by name, as `--shape` does; problems with
+    `target_override` are labelled `target_where`); all problems are raised together as a `RecipeError`."""
     registry.ensure_consistent()
     planner = _Planner(recipe, registry)
     planner.problems.extend(recipe.problems)
@@ -166,7 +166,7 @@ def make_plan(recipe: Recipe, registry: Registry, target_override: str | None = 
     if target_name is None and "target" not in recipe.raw:
         planner.add(("target",), "no target given", "set \"target\" in the recipe or pass --target")
     elif target_name is not None:  # a non-string "target" is already an envelope problem
-        where = "--target" if target_override else f"{recipe.label}: target"
+        where = target_where if target_override else f"{recipe.label}: target"
         try:
             target = catalog.resolve(target_name, where)
         except ShrinkError as exc:
