@@ -92,6 +92,12 @@ def ort_static(source: Path, out: Path, calibration: np.ndarray, **settings: Any
         def __init__(self) -> None:
             self._rows = iter(calibration)
 
+        def __len__(self) -> int:
+            return len(calibration)
+
+        def set_range(self, start_index: int, end_index: int) -> None:  # ORT's strided (histogram) calibration
+            self._rows = iter(calibration[start_index:end_index])
+
         def get_next(self) -> dict[str, np.ndarray] | None:
             row = next(self._rows, None)
             return None if row is None else {name: row[None]}

@@ -352,3 +352,36 @@ def test_static_per_channel_upgrades_an_old_opset_and_histograms_stream(cli, mod
     model = onnx.load(str(out / "model.onnx"))
     assert next(i.version for i in model.opset_import if i.domain in ("", "ai.onnx")) >= 13
     assert onnx.load(str(old)).opset_import[0].version == 11  # the user's file is left alone
+
+
+def test_ops_names_what_to_quantize_and_the_rest_stays_float(cli, models, tmp_path):
+    out = tmp_path / "bundle"
+    manifest = compile_ok(cli, recipe(tmp_path, models["conv"], [{"pass": "quantize", "ops": ["Conv"]}]), out)
+    details = step(manifest, "quantize.ptq")["details"]
+    assert "Conv×2" in details["quantized_ops"] and details["float_compute_ops"] == "Gemm×1"
+
+    for option, message in (({"ops": ["Conv"], "exclude_ops": ["Conv"]}, "Conv both in ops and in exclude_ops"),
+                            ({"ops": ["Convv"]}, "ops: 'Convv' is not an ONNX operator; did you mean 'Conv'?")):
+        bad = recipe(tmp_path, models["conv"], [{"pass": "quantize", **option}], name="bad.json")
+        result = cli("plan", bad)
+        assert result.code == 2 and message in result.err, result.err
+
+
+def test_per_position_class_outputs_are_compared_as_label_sequences():
+    from shrink_common.parity import sequence_agreement
+
+    def onehot(rows: list[list[int]]) -> np.ndarray:
+        probs = np.full((len(rows), len(rows[0]), 4), 0.1)
+        for i, row in enumerate(rows):
+            probs[i, np.arange(len(row)), row] = 0.7
+        return probs
+
+    reference = onehot([[0, 1, 1, 0, 2], [3, 0, 3, 3, 0], [2, 2, 0, 0, 1]])
+    # runs and blanks placed differently, same labels: [1, 2], [3, 3], [2, 1]
+    moved = onehot([[1, 1, 0, 2, 2], [3, 3, 0, 3, 0], [0, 2, 0, 1, 1]])
+    misread = onehot([[0, 1, 1, 0, 3], [3, 0, 3, 3, 0], [2, 2, 0, 0, 1]])
+    assert sequence_agreement(reference, moved)["sequence_agreement"] == 1.0
+    assert sequence_agreement(reference, misread) == {"sequence_agreement": pytest.approx(2 / 3),
+                                                       "position_agreement": pytest.approx(14 / 15)}
+    assert sequence_agreement(np.log(reference), np.log(reference)) is None  # not probabilities: cosine and |Δ| only
+    assert sequence_agreement(reference[:, 0], reference[:, 0]) is None  # [N, C] is the classifier's top-1, not this

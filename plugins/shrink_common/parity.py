@@ -66,13 +66,35 @@ def top1_agreement(artifact: Artifact, ctx: Context, expected: Any, actual: Any)
     return float((np.asarray(expected).argmax(axis=1) == np.asarray(actual).argmax(axis=1)).mean())
 
 
+def _label_sequence(row: Any) -> tuple[int, ...]:
+    """A `[T]` row of per-position classes read the CTC way: runs merged, class 0 (the blank) dropped."""
+    merged = row[np.r_[True, row[1:] != row[:-1]]]
+    return tuple(int(c) for c in merged if c != 0)
+
+
+def sequence_agreement(expected: Any, actual: Any) -> dict[str, float] | None:
+    """For outputs `[N, T, C]` whose last axis is a probability distribution (non-negative, summing to 1: a class
+    per position, as a CTC text recognizer or a tagger gives): `sequence_agreement`, the share of inputs whose
+    label sequence (top-1 per position, runs merged, class 0 dropped, as CTC decodes) is the same, and
+    `position_agreement`, the share of positions whose top-1 class is. None for any other output."""
+    e = np.asarray(expected)
+    if e.ndim != 3 or e.shape[-1] <= 1 or e.size == 0 or not np.issubdtype(e.dtype, np.floating):
+        return None
+    if e.min() < 0 or not np.allclose(e.sum(axis=-1), 1.0, atol=1e-3):
+        return None
+    before, after = e.argmax(axis=-1), np.asarray(actual).argmax(axis=-1)
+    same = [_label_sequence(b) == _label_sequence(a) for b, a in zip(before, after)]
+    return {"sequence_agreement": float(np.mean(same)), "position_agreement": float((before == after).mean())}
+
+
 def compare(before: Path, after: Path, artifact: Artifact, ctx: Context, samples: int,
             min_agreement: float, what: str) -> dict[str, Any]:
     """ORT outputs of `before` vs `after` on the same inputs, output by output; raises `ParityError` when an
     output of class scores agrees on the top-1 class below `min_agreement`.
 
     Every output gets max/mean |Δ| and cosine; outputs that are class scores (`[N, classes]` of a
-    classification task) also get top-1 agreement, the gate. The first output's figures are also reported
+    classification task) also get top-1 agreement, the gate; outputs of class probabilities per position
+    (`[N, T, C]`, see `sequence_agreement`) get the share of inputs whose label sequence agrees, gated alike. The first output's figures are also reported
     flat (`parity_cosine`, ...). Float closeness is reported, never gated: int8 and fp16 change values by design.
     """
     feeds, origin = parity_feeds(artifact, ctx, samples)
@@ -92,12 +114,23 @@ def compare(before: Path, after: Path, artifact: Artifact, ctx: Context, samples
                 raise ParityError(f"the {what} model agrees with its input on the top-1 class of output {name!r} for "
                                   f"{agreement:.1%} of {len(expected)} inputs ({origin}), below min_agreement "
                                   f"{min_agreement:.1%} (max |Δ| {close['max_abs']:.3g}, cosine {close['cosine']:.4f})")
+        sequences = sequence_agreement(expected, actual)
+        if sequences is not None:
+            row.update({k: round(v, 6) for k, v in sequences.items()})
+            if sequences["sequence_agreement"] < min_agreement:
+                raise ParityError(f"the {what} model gives its input's label sequence (top-1 per position, runs "
+                                  f"merged, class 0 dropped) on output {name!r} for {sequences['sequence_agreement']:.1%} "
+                                  f"of {len(expected)} inputs ({origin}), below min_agreement {min_agreement:.1%} "
+                                  f"(positions agreeing {sequences['position_agreement']:.1%}, cosine {close['cosine']:.4f})")
         per_output[name] = row
     first = per_output[names[0]]
     result: dict[str, Any] = {"parity_inputs": origin, "parity_max_abs": first["max_abs"],
                               "parity_mean_abs": first["mean_abs"], "parity_cosine": first["cosine"]}
     if "top1_agreement" in first:
         result["parity_top1_agreement"] = first["top1_agreement"]
+    if "sequence_agreement" in first:
+        result["parity_sequence_agreement"] = first["sequence_agreement"]
+        result["parity_position_agreement"] = first["position_agreement"]
     if len(per_output) > 1:
         result["parity_outputs"] = per_output
     return result

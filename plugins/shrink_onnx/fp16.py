@@ -48,7 +48,7 @@ class QuantizeFP16(Pass[QuantizeFP16Options]):
             absent = " ('fullfp16' is listed as absent)" if "fullfp16" in (plan.target.get("isa", "absent_features") or []) else ""
             problems.append(f"target {plan.target.name} has no float16 arithmetic: no 'fullfp16' in isa.features{absent} "
                             "and no 'float16' in dtypes.supported; use quantize.ptq (int8) instead")
-        problems += unknown_ops(opts.op_block_list)
+        problems += unknown_ops(opts.op_block_list, "op_block_list")
         return problems
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:

@@ -146,6 +146,9 @@ class QuantizePTQOptions(PassOptions):
                                      description="calibration inputs (static schemes), from the data's calibration split")
     calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
         "minmax", description="how activation ranges are chosen from calibration data (engine 'ort')")
+    ops: tuple[str, ...] = Field((), description="op types to quantize, e.g. ['Conv', 'MatMul', 'Gemm'] (default: every "
+                                                 "op type the engine quantizes); leaving elementwise ops (Add, Mul, "
+                                                 "Div) in float keeps models whose activations have outliers accurate")
     exclude_ops: tuple[str, ...] = Field((), description="op types to leave in float (e.g. ['Gemm'])")
     exclude_nodes: tuple[str, ...] = Field((), description="node names or fnmatch patterns (e.g. '*/features.0/*Conv') "
                                                              "to leave in float; a pattern matching no node fails the pass")
@@ -160,6 +163,9 @@ class QuantizePTQOptions(PassOptions):
         dynamic = self.scheme.startswith("dynamic")
         if self.engine == "nncf" and dynamic:
             raise ValueError(f"engine 'nncf' does static quantization only; scheme {self.scheme!r} needs engine 'ort'")
+        both = sorted(set(self.ops) & set(self.exclude_ops))
+        if both:
+            raise ValueError(f"{', '.join(both)} both in ops and in exclude_ops")
         if self.engine == "nncf" and self.calibration_method != "minmax":
             raise ValueError(f"calibration_method {self.calibration_method!r} applies to engine 'ort'; "
                              "engine 'nncf' uses its own range estimators")
@@ -226,7 +232,7 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
         if per_channel and onnx_span and onnx_span["max"] < 13:
             problems.append(f"per-channel quantization needs ai.onnx opset 13 (DequantizeLinear axis); target "
                             f"{target.name} supports up to {onnx_span['max']}; use a per-tensor scheme")
-        problems += unknown_ops(opts.exclude_ops)
+        problems += unknown_ops(opts.exclude_ops) + unknown_ops(opts.ops, "ops")
         return problems
 
     def run(self, artifact: Artifact, ctx: Context) -> Artifact:
@@ -369,7 +375,8 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
             extra["CalibStridedMinMax"] = max(d for d in range(1, len(batches) + 1)
                                               if len(batches) % d == 0 and d * step <= max(HISTOGRAM_CHUNK, step))
             details["calibration_chunk"] = extra["CalibStridedMinMax"] * step
-        ops = [op for op in QDQRegistry if op not in set(opts.exclude_ops)] if opts.exclude_ops else None
+        ops = ([op for op in (opts.ops or QDQRegistry) if op not in set(opts.exclude_ops)]
+               if opts.ops or opts.exclude_ops else None)
         ctx.report(0.3, f"calibrating on {count} inputs ({opts.calibration_method})")
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
                         per_channel=per_channel, reduce_range=reduce_range, activation_type=activation_type,
@@ -387,7 +394,10 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
 
         opts = self.options
         excluded = self._excluded(source)
-        ignored = nncf.IgnoredScope(names=excluded, types=list(opts.exclude_ops)) if excluded or opts.exclude_ops else None
+        types = list(opts.exclude_ops)
+        if opts.ops:  # nncf takes what to ignore: every other op type of the graph
+            types += sorted({n.op_type for n in onnx.load(str(source)).graph.node} - set(opts.ops) - set(types))
+        ignored = nncf.IgnoredScope(names=excluded, types=types) if excluded or types else None
         preset = nncf.QuantizationPreset.MIXED if activation_type == QuantType.QUInt8 else nncf.QuantizationPreset.PERFORMANCE
         advanced = AdvancedQuantizationParameters(weights_quantization_params=QuantizationParameters(per_channel=per_channel))
         quantized = nncf.quantize(onnx.load(str(source)), nncf.Dataset(items), subset_size=len(items), preset=preset,
@@ -403,7 +413,7 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
         pre = ctx.new_path("preprocessed", ".onnx")
         preprocess = _preprocess(quant_pre_process, source, pre)
         excluded = self._excluded(pre)
-        ops = [op for op in DYNAMIC_OPS if op not in set(opts.exclude_ops)]
+        ops = [op for op in DYNAMIC_OPS if op not in set(opts.exclude_ops) and (not opts.ops or op in opts.ops)]
         ctx.report(0.3, f"dynamic quantization of {', '.join(ops)}")
         quantize_dynamic(str(pre), str(out), op_types_to_quantize=ops, per_channel=per_channel, reduce_range=reduce_range,
                          weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None)
@@ -491,7 +501,7 @@ def _quantized_nodes(proto: onnx.ModelProto) -> tuple[Counter[str], Counter[str]
     return quantized, float_left
 
 
-def unknown_ops(ops: tuple[str, ...]) -> list[str]:
+def unknown_ops(ops: tuple[str, ...], option: str = "exclude_ops") -> list[str]:
     import onnx
 
     problems = []
@@ -499,5 +509,5 @@ def unknown_ops(ops: tuple[str, ...]) -> list[str]:
     for op in ops:
         if op not in known:
             close = difflib.get_close_matches(op, sorted(known), n=1)
-            problems.append(f"exclude_ops: {op!r} is not an ONNX operator" + (f"; did you mean {close[0]!r}?" if close else ""))
+            problems.append(f"{option}: {op!r} is not an ONNX operator" + (f"; did you mean {close[0]!r}?" if close else ""))
     return problems
