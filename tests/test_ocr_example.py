@@ -43,14 +43,17 @@ def test_render_writes_labelled_lines_and_the_same_seed_the_same_files(tmp_path:
 
 
 @pytest.mark.slow
-def test_the_orientation_classifier_compiles_to_int8_within_its_accuracy_budget(cli, tmp_path: Path) -> None:
+def test_the_orientation_classifier_compiles_to_int8_and_verify_data_scores_it_alike(cli, tmp_path: Path) -> None:
     try:
         metadata.version("rapidocr-onnxruntime")
     except metadata.PackageNotFoundError:
         pytest.skip("rapidocr-onnxruntime is not installed (pip install -e '.[ocr]')")
-    render("orientation", 160, tmp_path / "lines", 11)
+    render("orientation", 60, tmp_path / "calibration", 11)
+    render("orientation", 100, tmp_path / "eval", 12)
     raw = json.loads((REPO / "recipes" / "ocr-orientation.json").read_text())
-    raw["data"].update(path=str(tmp_path / "lines"), eval_size=100, calibration_size=60)
+    for key in ("path", "eval_size", "calibration_size"):
+        del raw["data"][key]
+    raw["data"].update(calibration=str(tmp_path / "calibration"), eval=str(tmp_path / "eval"))
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps(raw))
     out = tmp_path / "bundle"
@@ -63,3 +66,8 @@ def test_the_orientation_classifier_compiles_to_int8_within_its_accuracy_budget(
     assert manifest["metrics"]["model_bytes"] < 0.5 * source["metrics"]["model_bytes"]
     ops = {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
     assert ops & {"QLinearConv", "QuantizeLinear"}
+
+    # the bundle's preprocessing record turns the same folder into the same inputs: the same accuracy
+    scored = cli("verify", out, "--data", tmp_path / "eval", "--json")
+    assert scored.code == 0, scored.err
+    assert json.loads(scored.out)["data"]["accuracy"] == pytest.approx(manifest["metrics"]["accuracy"])
