@@ -94,7 +94,9 @@ def compare(before: Path, after: Path, artifact: Artifact, ctx: Context, samples
 
     Every output gets max/mean |Δ| and cosine; outputs that are class scores (`[N, classes]` of a
     classification task) also get top-1 agreement, the gate; outputs of class probabilities per position
-    (`[N, T, C]`, see `sequence_agreement`) get the share of inputs whose label sequence agrees, gated alike. The first output's figures are also reported
+    (`[N, T, C]`, see `sequence_agreement`) get the share of inputs whose label sequence agrees and the share of
+    positions that agree, reported, not gated: what counts as a changed text (a space at the end, a blank) is
+    the decoder's business, which the graph does not say. The first output's figures are also reported
     flat (`parity_cosine`, ...). Float closeness is reported, never gated: int8 and fp16 change values by design.
     """
     feeds, origin = parity_feeds(artifact, ctx, samples)
@@ -117,11 +119,6 @@ def compare(before: Path, after: Path, artifact: Artifact, ctx: Context, samples
         sequences = sequence_agreement(expected, actual)
         if sequences is not None:
             row.update({k: round(v, 6) for k, v in sequences.items()})
-            if sequences["sequence_agreement"] < min_agreement:
-                raise ParityError(f"the {what} model gives its input's label sequence (top-1 per position, runs "
-                                  f"merged, class 0 dropped) on output {name!r} for {sequences['sequence_agreement']:.1%} "
-                                  f"of {len(expected)} inputs ({origin}), below min_agreement {min_agreement:.1%} "
-                                  f"(positions agreeing {sequences['position_agreement']:.1%}, cosine {close['cosine']:.4f})")
         per_output[name] = row
     first = per_output[names[0]]
     result: dict[str, Any] = {"parity_inputs": origin, "parity_max_abs": first["max_abs"],
