@@ -312,10 +312,12 @@ def cmd_passes(args: argparse.Namespace, console: Console) -> int:
         entry = registry.get("passes", name)
         cls = entry.obj
         rows.append({"name": name, "plugin": entry.plugin.label, "consumes": list(cls.consumes), "produces": cls.produces,
-                     "default": bool(cls.default), "requires": sorted(cls.requires), "summary": summary(cls)})
+                     "default": bool(cls.default), "requires": sorted(cls.requires), "summary": summary(cls),
+                     "unavailable": cls.unavailable()})
     if console.json_mode:
         console.emit_json({"passes": rows, "conflicts": [p.as_dict() for p in registry.conflicts]})
     else:
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table()
@@ -323,7 +325,8 @@ def cmd_passes(args: argparse.Namespace, console: Console) -> int:
             table.add_column(col)
         for r in rows:
             name = r["name"] + (" [dim](default)[/]" if r["default"] else "")
-            table.add_row(name, f"{'/'.join(r['consumes'])} → {r['produces']}", r["plugin"], r["summary"])
+            text = r["summary"] + (f" [yellow](unavailable: {escape(r['unavailable'])})[/]" if r["unavailable"] else "")
+            table.add_row(name, f"{'/'.join(r['consumes'])} → {r['produces']}", r["plugin"], text)
         console.print(table)
     return _conflicts_code(registry, console)
 

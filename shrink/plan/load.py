@@ -21,6 +21,8 @@ NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 BUDGET_KEYS: dict[str, dict[str, Any]] = {
     "accuracy_drop": {"type": "number", "minimum": 0, "maximum": 1,
                       "description": "Largest allowed accuracy loss, absolute fraction (source minus final): 0.01 = one point."},
+    "accuracy": {"type": "number", "minimum": 0, "maximum": 1,
+                 "description": "Smallest allowed top-1 accuracy of the final model on the eval split, absolute fraction."},
     "latency_ms": {"type": "number", "exclusiveMinimum": 0,
                    "description": "Upper end of the target's estimated latency per inference, in milliseconds."},
     "model_bytes": {"type": "integer", "minimum": 1, "description": "Largest model file, in bytes."},

@@ -1,0 +1,124 @@
+"""The tensor arena a `.tflite` model really needs under TensorFlow Lite Micro, measured with TFLM's own Python
+interpreter (the `tflite-micro` wheel, optional: `pip install -e '.[tflite]'`).
+
+The model is loaded with a generous arena and run once on zero inputs; TFLM's `RecordingMicroAllocator` then
+reports the arena it allocated (the head: planned tensors; the tail: persistent interpreter data). The model is
+loaded again with exactly that many bytes and run, so the figure is one that works. The probe runs in a child
+process: TFLM prints its allocations on the C++ stderr, and a too-small arena may abort the process.
+
+The figure is TFLM's reference kernels on this 64-bit host: on a 32-bit Cortex-M the persistent structures are
+smaller, and optimized kernels (CMSIS-NN) may request scratch buffers the reference kernels do not.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+INSTALL = "pip install -e '.[tflite]'"
+PROBE_TIMEOUT_S = 300
+
+
+class ArenaUnavailable(RuntimeError):
+    """The arena cannot be measured here (the runtime is not installed, or the model does not run)."""
+
+
+@dataclass(frozen=True)
+class Arena:
+    """Bytes of the arena TFLM allocated: `total` = `head` (planned tensors) + `tail` (persistent data)."""
+
+    total: int
+    head: int
+    tail: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"total": self.total, "head": self.head, "tail": self.tail}
+
+
+def available() -> str | None:
+    """Why TFLM's interpreter cannot run here (with the install command), or None."""
+    if importlib.util.find_spec("tflite_micro") is None:
+        return f"TensorFlow Lite Micro's Python interpreter is not installed: {INSTALL}"
+    return None
+
+
+def measure(model: Path) -> Arena:
+    """The arena `model` needs under TFLM (see the module docstring); `ArenaUnavailable` says why not."""
+    why = available()
+    if why:
+        raise ArenaUnavailable(why)
+    try:
+        done = subprocess.run([sys.executable, "-m", "shrink.support.tflm", str(model)], capture_output=True, text=True,
+                              timeout=PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise ArenaUnavailable(f"TFLM did not finish running {model.name} within {PROBE_TIMEOUT_S} s") from None
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        detail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise ArenaUnavailable(f"TFLM cannot run {model.name}: {detail}")
+    result = json.loads(lines[-1])
+    if "error" in result:
+        raise ArenaUnavailable(f"TFLM cannot run {model.name}: {result['error']}")
+    return Arena(int(result["total"]), int(result["head"]), int(result["tail"]))
+
+
+_REPORT = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+
+
+def _run_once(data: bytes, arena: int) -> None:
+    import numpy as np
+    from tflite_micro.python.tflite_micro import runtime
+
+    interpreter = runtime.Interpreter.from_bytes(data, arena_size=arena)
+    index = 0
+    while True:
+        try:
+            details = interpreter.get_input_details(index)
+        except Exception:  # past the last input
+            break
+        interpreter.set_input(np.zeros(details["shape"], details["dtype"]), index)
+        index += 1
+    interpreter.invoke()
+    interpreter.print_allocations()
+
+
+def _probe(path: str) -> None:
+    """Child process: print `{"total", "head", "tail"}` (or `{"error"}`) as one JSON line on stdout."""
+    import os
+    import tempfile
+
+    data = Path(path).read_bytes()
+    generous = max(len(data) * 10, 1 << 20) + (16 << 20)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            _run_once(data, generous)
+            sys.stderr.flush()
+        except Exception as exc:
+            os.dup2(saved, 2)
+            print(json.dumps({"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}))
+            return
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        found = {kind: int(value) for kind, value in _REPORT.findall(capture.read().decode(errors="replace"))}
+    if set(found) != {"total", "head", "tail"}:
+        print(json.dumps({"error": "TFLM's allocation report was not found"}))
+        return
+    try:
+        _run_once(data, found["total"])  # the reported figure must itself be enough
+    except Exception as exc:
+        print(json.dumps({"error": f"an arena of the reported {found['total']} bytes is not enough: {exc}"}))
+        return
+    print(json.dumps(found))
+
+
+if __name__ == "__main__":
+    _probe(sys.argv[1])
