@@ -15,6 +15,7 @@ samples, byte for byte.
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Annotated, Any
 
 import numpy as np
@@ -33,11 +34,13 @@ UNKNOWN_WORDS = ("bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheil
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
 ACCENTS = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc",
            "de", "fr", "es", "it", "nl", "pt", "pl", "sv", "hi", "da", "fi", "cs")
-VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3",
-            "klatt4", "klatt6", "croak", "Alex", "Andy", "Annie", "Denis", "Gene", "Jacky", "Lee", "Michael", "adam",
-            "anika", "belinda", "benjamin", "boris", "caleb", "david", "edward", "iven", "john", "linda", "max", "norbert")
+# Variants with `breath` (f2, f3, f5, caleb, ...) are left out: eSpeak NG's breath noise differs from run to run,
+# and the data must be the same for the same options.
+VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f4", "klatt", "klatt2", "klatt3", "klatt4", "klatt6",
+            "croak", "Alex", "Andy", "Annie", "Denis", "Gene", "Jacky", "Lee", "Michael", "adam", "anika", "belinda",
+            "benjamin", "boris", "david", "edward", "iven", "john", "linda", "max", "norbert")
 TEST_ACCENTS = ("en-gb-scotland", "en-029", "it", "sv")
-TEST_VARIANTS = ("m4", "f3", "klatt3", "Andy", "belinda", "iven", "norbert", "Lee")
+TEST_VARIANTS = ("m4", "klatt3", "Andy", "belinda", "iven", "norbert", "Lee")
 INSTALL = "pip install -e '.[kws]'"
 
 Range = tuple[float, float]
@@ -82,6 +85,8 @@ class KwsOptions(PassOptions):
                                                 "applies the same constants): an int8 input's one scale then serves "
                                                 "every coefficient, where c0's range would otherwise dwarf the rest")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every draw")
+    workers: Annotated[int, Field(ge=1, le=64)] | None = Field(
+        None, description="processes that synthesise (default: the CPU count, at most 8); the samples do not depend on it")
 
     @model_validator(mode="after")
     def _consistent(self) -> KwsOptions:
@@ -160,7 +165,7 @@ class KeywordSpotting(DataProvider[KwsOptions]):
 
         if missing_libraries():
             return None
-        digest = hashlib.sha256(self.options.model_dump_json().encode())
+        digest = hashlib.sha256(self.options.model_dump_json(exclude={"workers"}).encode())
         for dist in self.libraries:
             digest.update(f"{dist} {metadata.version(dist)};".encode())
         return "quick-" + digest.hexdigest()
@@ -173,7 +178,8 @@ class KeywordSpotting(DataProvider[KwsOptions]):
         counts = {"train": o.train_per_class * len(o.classes), "calibration": o.calibration_size,
                   "eval": o.eval_per_class * len(o.classes)}
         digest = hashlib.sha256()
-        drawn = {name: synthesize(o, name, counts[name], np.random.default_rng([o.seed, index]))
+        workers = max(1, min(o.workers or (os.cpu_count() or 1), 8))
+        drawn = {name: synthesize(o, name, counts[name], [o.seed, index], workers)
                  for index, name in enumerate(("train", "calibration", "eval"))}
         meta: dict[str, Any] = {"classes": o.classes, "input_shape": [1, *self.sample().shape]}
         if o.standardize:

@@ -57,7 +57,7 @@ class Mfcc:
         if status != 0:
             raise ValueError(f"arm_mfcc_init_f32 refused fft_length {prep.fft_length} (CMSIS-DSP status {status}); "
                              "it takes a power of two from 32 to 4096")
-        self._scratch = np.zeros(prep.fft_length + 2, dtype=np.float32)
+        self._scratch = np.zeros(2 * prep.fft_length + 2, dtype=np.float32)  # room for a complex FFT
 
     def __call__(self, clip: np.ndarray) -> np.ndarray:
         """`[1, frames, n_mfcc]` float32 features of a clip of `prep.samples` samples in [-1, 1]."""
