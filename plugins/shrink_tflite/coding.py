@@ -26,13 +26,13 @@ class Shared:
 
     tensor: int
     name: str
-    axis: int | None  # the channel axis of per-channel value tables; None: one table for the tensor
+    axis: int  # the channel axis: one value table per channel
     bits: int
     values: np.ndarray  # the int8 weights
 
     def slices(self) -> list[np.ndarray]:
-        """What each value table covers: the whole tensor, or one channel."""
-        return [self.values] if self.axis is None else list(np.moveaxis(self.values, self.axis, 0))
+        """What each value table covers: one channel each."""
+        return list(np.moveaxis(self.values, self.axis, 0))
 
 
 def shared_weights(data: bytes, max_bits: int) -> tuple[list[Shared], int]:
@@ -56,12 +56,12 @@ def shared_weights(data: bytes, max_bits: int) -> tuple[list[Shared], int]:
         if values is None or values.dtype != np.int8:
             continue
         weights.add(tensor.index)
-        whole = len(np.unique(values))
+        # Always one value table per channel, even where the whole tensor shares one set of values: TFLite Micro's
+        # per-tensor LUT mode decoded FULLY_CONNECTED weights wrongly in our runs (outputs far from the int8
+        # model's), while per-channel tables decode bit-identically; the extra tables cost channels x 2**bits bytes.
         per_channel = max(len(np.unique(c)) for c in np.moveaxis(values, axis, 0))
-        if whole <= (1 << max_bits):  # one table for the tensor (weights shared across channels, per-tensor scale)
-            axis, per_channel = None, whole
         bits = max(1, math.ceil(math.log2(per_channel)))
-        tables = 1 if axis is None else int(values.shape[axis])
+        tables = int(values.shape[axis])
         coded = math.ceil(values.size * bits / 8) + tables * (1 << bits) + LUT_HEADER
         # a 3x3 depthwise channel has at most 9 values whatever the clustering: code only what gets smaller
         if bits <= max_bits and coded < values.size and tensor.index not in found:
@@ -75,7 +75,7 @@ def lut_compress(data: bytes, shared: list[Shared]) -> bytes:
     from tflite_micro.tensorflow.lite.micro.compression import compress, spec
 
     specs = [spec.Tensor(subgraph=0, tensor=s.tensor, compression=[
-        spec.LookUpTableCompression(index_bitwidth=s.bits, mode=spec.PerTensor() if s.axis is None else spec.PerChannel(axis=s.axis))])
+        spec.LookUpTableCompression(index_bitwidth=s.bits, mode=spec.PerChannel(axis=s.axis))])
         for s in shared]
     return bytes(compress(data, specs))  # the package exports the function under its module's name
 

@@ -71,7 +71,9 @@ def operator_name(model: Any, index: int) -> tuple[str, int]:
     code = model.OperatorCodes(index)
     builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
     name = _names(BuiltinOperator).get(builtin, f"BUILTIN_{builtin}")
-    if name == "CUSTOM":
+    # a custom code names a custom operator whatever the builtin fields say: TFLite Micro's compressor writes its
+    # DECODE with builtin code 0 (ADD), and TFLite Micro resolves it by the custom code
+    if name == "CUSTOM" or code.CustomCode():
         name = f"CUSTOM:{(code.CustomCode() or b'').decode(errors='replace')}"
     return name, int(code.Version())
 

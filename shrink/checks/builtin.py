@@ -143,8 +143,9 @@ def ram_estimate(subject: Subject) -> tuple[int, str]:
     allowance)."""
     measured = measured_arena(subject)
     if measured is not None:
-        return measured["total"], (f"arena measured under TFLite Micro {human_bytes(measured['total'])} (tensors "
-                                   f"{human_bytes(measured['head'])} + persistent {human_bytes(measured['tail'])})")
+        from shrink.support.tflm import describe
+
+        return measured["total"], f"arena measured under TFLite Micro {describe(measured)}"
     a = subject.analysis
     runtime = subject.target.get("runtime") or {}
     weights = a.weight_bytes if runtime.get("weights_in_ram", True) else 0
@@ -302,8 +303,8 @@ class ArenaCheck(Check):
             arena = tflm.measure(subject.model_path)
         except tflm.ArenaUnavailable as exc:
             return [CheckResult("arena", False, limit, None, "bytes", f"{CANNOT_VERIFY}{exc}")]
-        how = (f"TFLite Micro allocates {human_bytes(arena.total)} (tensors {human_bytes(arena.head)} + persistent "
-               f"{human_bytes(arena.tail)}); static plan {human_bytes(subject.analysis.arena_bytes)} of tensors")
+        how = (f"TFLite Micro needs {arena.describe()}; static plan {human_bytes(subject.analysis.arena_bytes)} of "
+               "tensors")
         if recorded is None:
             return [CheckResult("arena", False, None, arena.total, "bytes",
                                 f"no measured arena was recorded for the model to compare with; {how}")]

@@ -3,7 +3,8 @@ interpreter (the `tflite-micro` wheel, optional: `pip install -e '.[tflite]'`).
 
 The model is loaded with a generous arena and run once on zero inputs; TFLM's `RecordingMicroAllocator` then
 reports the arena it allocated (the head: planned tensors; the tail: persistent interpreter data). The model is
-loaded again with exactly that many bytes and run, so the figure is one that works. The probe runs in a child
+loaded again with that many bytes and run; the report leaves out kernels' temporary memory while they prepare, so
+where it is not enough the smallest arena that runs is searched for (16-byte steps): the figure is one that works. The probe runs in a child
 process: TFLM prints its allocations on the C++ stderr, and a too-small arena may abort the process.
 
 The figure is TFLM's reference kernels on this 64-bit host: on a 32-bit Cortex-M the persistent structures are
@@ -30,14 +31,29 @@ class ArenaUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Arena:
-    """Bytes of the arena TFLM allocated: `total` = `head` (planned tensors) + `tail` (persistent data)."""
+    """Bytes of the arena TFLM needs: `total` = `head` (planned tensors) + `tail` (persistent data), as its
+    allocator reports them, + `temp` (what running needed beyond the report: kernels' temporary memory while they
+    prepare, alignment)."""
 
     total: int
     head: int
     tail: int
+    temp: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"total": self.total, "head": self.head, "tail": self.tail}
+        return {"total": self.total, "head": self.head, "tail": self.tail, "temp": self.temp}
+
+    def describe(self) -> str:
+        return describe(self.as_dict())
+
+
+def describe(arena: dict[str, int]) -> str:
+    """`arena` (`Arena.as_dict()`) in words: its total and what it is made of."""
+    from shrink.support.units import human_bytes
+
+    temp = int(arena.get("temp", 0))
+    return (f"{human_bytes(arena['total'])} (tensors {human_bytes(arena['head'])} + persistent "
+            f"{human_bytes(arena['tail'])}" + (f" + {human_bytes(temp)} while preparing" if temp else "") + ")")
 
 
 def available() -> str | None:
@@ -64,7 +80,7 @@ def measure(model: Path) -> Arena:
     result = json.loads(lines[-1])
     if "error" in result:
         raise ArenaUnavailable(f"TFLM cannot run {model.name}: {result['error']}")
-    return Arena(int(result["total"]), int(result["head"]), int(result["tail"]))
+    return Arena(int(result["total"]), int(result["head"]), int(result["tail"]), int(result.get("temp", 0)))
 
 
 _REPORT = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
@@ -112,12 +128,45 @@ def _probe(path: str) -> None:
     if set(found) != {"total", "head", "tail"}:
         print(json.dumps({"error": "TFLM's allocation report was not found"}))
         return
+    reported = found["total"]
     try:
-        _run_once(data, found["total"])  # the reported figure must itself be enough
+        found["total"] = _smallest(data, reported)
     except Exception as exc:
-        print(json.dumps({"error": f"an arena of the reported {found['total']} bytes is not enough: {exc}"}))
+        print(json.dumps({"error": f"no arena up to {MAX_SEARCH}x the reported {reported} bytes is enough: {exc}"}))
         return
+    found["temp"] = found["total"] - reported
     print(json.dumps(found))
+
+
+ALIGN = 16  # TFLM aligns arena allocations to 16 bytes
+MAX_SEARCH = 4
+
+
+def _smallest(data: bytes, reported: int) -> int:
+    """The smallest arena (in steps of `ALIGN` bytes) from `reported` up that runs the model. The report leaves out
+    the temporary memory kernels take while they prepare (and the arena's start alignment), so the reported total
+    alone can fail; a working figure is found by doubling the margin, then bisecting."""
+
+    def works(size: int) -> bool:
+        try:
+            _run_once(data, size)
+        except Exception:
+            return False
+        return True
+
+    if works(reported):
+        return reported
+    low, margin = reported, ALIGN
+    while not works(reported + margin):
+        low = reported + margin
+        margin *= 2
+        if margin > reported * MAX_SEARCH:
+            _run_once(data, reported + margin)  # raises with TFLM's own message
+    high = reported + margin
+    while high - low > ALIGN:
+        middle = low + (high - low) // (2 * ALIGN) * ALIGN
+        low, high = (low, middle) if works(middle) else (middle, high)
+    return high
 
 
 if __name__ == "__main__":
