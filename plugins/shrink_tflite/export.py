@@ -77,7 +77,10 @@ class ExportTflite(Pass[TfliteExportOptions]):
             raise UsageError("export.tflite needs calibration data that feeds the model (a calibration or train split)")
         calibration = _samples(specs, found[0])
         int8_path = ctx.new_path("export-int8", ".tflite")
-        per_tensor = opts.weights == "per-tensor" or (opts.weights == "auto" and _shared(model, opts.max_index_bits))
+        # per-channel scales keep a layer's shared values at most 2**bits per channel, which is what the per-channel
+        # LUT coding needs; per-tensor scales cost accuracy once BatchNorm is folded (in our KWS run: 73.5% top-1
+        # agreement with torch)
+        per_tensor = opts.weights == "per-tensor"
         details["weight_scales"] = "per-tensor" if per_tensor else "per-channel"
         quantize_int8(float_path, calibration, int8_path, per_tensor)
         ctx.report(0.7, "checking the int8 model under TensorFlow Lite Micro")
@@ -91,14 +94,6 @@ class ExportTflite(Pass[TfliteExportOptions]):
         ports = TflmModel(final)
         quantized_io = {"inputs": [p.as_dict() for p in ports.inputs], "outputs": [p.as_dict() for p in ports.outputs]}
         return _artifact(artifact, final, details, quantized_io, coded_report)
-
-
-def _shared(model: Any, max_bits: int) -> bool:
-    """Whether every Conv/Linear weight of `model` takes at most `2**max_bits` distinct values (weight sharing)."""
-    from torch import nn
-
-    layers = [m for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
-    return bool(layers) and all(m.weight.detach().unique().numel() <= (1 << max_bits) for m in layers)
 
 
 def _samples(specs: list[dict[str, Any]], feeds: dict[str, np.ndarray]) -> list[list[np.ndarray]]:

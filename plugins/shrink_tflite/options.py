@@ -27,10 +27,8 @@ class TfliteExportOptions(PassOptions):
         "int8", description="'int8': full integer (weights per channel, activations and the model's input and output "
                             "per tensor) with ai-edge-quantizer, calibrated on the data; 'none': float32")
     weights: Literal["auto", "per-channel", "per-tensor"] = Field(
-        "auto", description="int8 weight scales: 'per-channel' (best for trained weights), 'per-tensor' (a layer's shared "
-                            "values stay shared across its channels, so one look-up table codes the layer), 'auto': "
-                            "per-tensor when every Conv/Linear weight has at most 2**max_index_bits distinct values "
-                            "(after compress.cluster), else per-channel")
+        "auto", description="int8 weight scales: 'per-channel' (and 'auto'; shared weights stay at most 2**bits values "
+                            "per channel, which the per-channel LUT coding needs), 'per-tensor' (one scale per layer)")
     calibration_samples: int = Field(200, ge=1, le=100_000, description="calibration inputs (from the calibration "
                                                                           "split, else train)")
     tolerance: float = Field(1e-4, gt=0, le=1, description="largest allowed max |Δ| between torch and the float32 "
