@@ -75,6 +75,11 @@ def test_measured_arena_runs_the_model_and_ram_uses_it(bundle: Path) -> None:
     assert ram["value"] == recorded["total"] and "measured under TFLite Micro" in (ram["cause"] or "")
     again = tflm.measure(bundle / "model.tflite")
     assert again.total == recorded["total"]
+    # the static estimate (what the ram check uses without TFLite Micro) is within 15% of the measurement
+    from shrink.analysis.tflite_model import analyze_tflite, tflm_arena_estimate
+
+    static, _, _ = tflm_arena_estimate(bundle / "model.tflite", analyze_tflite(bundle / "model.tflite").arena_bytes)
+    assert abs(static / again.total - 1) <= 0.15, (static, again)
     # the figure is one that runs: the model loads and infers in an arena of exactly that size
     from tflite_micro.python.tflite_micro import runtime
 

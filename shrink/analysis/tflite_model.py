@@ -207,3 +207,44 @@ def _activations(graph: Any, tensors: list[dict[str, Any]],
     live = sorted((t for t in lives if t.start <= step <= t.end), key=lambda t: -t.bytes)
     node = f"{order[step][0]}_{step}" if order else ""
     return lives, node, tuple(LiveTensor(t.name, t.bytes) for t in live), peak
+
+
+# What TensorFlow Lite Micro keeps in the arena's tail (persistent data) besides the planned tensors, as its
+# RecordingMicroAllocator itemises it on a 64-bit host with the reference kernels (tflite-micro wheel, 2026):
+TFLM_EVAL_TENSOR = 24  # a TfLiteEvalTensor for every tensor of the subgraph
+TFLM_NODE = 64  # a NodeAndRegistration per operator
+TFLM_OP_DATA = 64  # a kernel's OpData, on average per operator
+TFLM_IO_TENSOR = 64 + 32  # a persistent TfLiteTensor and its quantization record per graph input and output
+TFLM_FIXED = 640  # the allocator's and interpreter's own structures
+# While a kernel prepares, TFLM holds temporary TfLiteTensors (with their quantization records) for the operator's
+# inputs and outputs in the space the planned tensors take afterwards; a model whose planned tensors are smaller
+# than that needs the difference too. Per tensor, as measured: 752 bytes for a 4-tensor FULLY_CONNECTED.
+TFLM_TEMP_TENSOR = 188
+PER_CHANNEL_KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGNMENT) * ALIGNMENT
+
+
+def tflm_arena_estimate(path: Path, planned: int) -> tuple[int, int, int]:
+    """(total, tail, prepare) bytes of the arena TensorFlow Lite Micro allocates for the model at `path`, estimated
+    from its structure (see the constants above) and `planned`, the greedy plan of its tensors
+    (`Analysis.arena_bytes`, TFLM's own planner): the tail is the persistent data, per tensor, operator and graph
+    input/output, plus each convolution's per-output-channel requantization (an int32 multiplier and an int32 shift
+    per channel, two 16-byte-aligned arrays); `prepare` the temporary tensors of the largest operator while kernels
+    prepare. The total is tail + max(planned, prepare)."""
+    model = read(path)
+    graph = model.Subgraphs(0)
+    tail = TFLM_FIXED + TFLM_EVAL_TENSOR * graph.TensorsLength() + (TFLM_NODE + TFLM_OP_DATA) * graph.OperatorsLength()
+    tail += TFLM_IO_TENSOR * (graph.InputsLength() + graph.OutputsLength())
+    prepare = 0
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        used = [int(t) for t in [*op.InputsAsNumpy(), *op.OutputsAsNumpy()] if int(t) >= 0]
+        prepare = max(prepare, TFLM_TEMP_TENSOR * len(used))
+        if operator_name(model, op.OpcodeIndex())[0] in PER_CHANNEL_KERNELS and op.OutputsLength():
+            out = graph.Tensors(int(op.OutputsAsNumpy()[0]))
+            channels = int(out.ShapeAsNumpy()[-1]) if out.ShapeLength() else 1
+            tail += 2 * _aligned(4 * channels)
+    return tail + max(planned, prepare), tail, prepare

@@ -139,21 +139,29 @@ def measured_arena(subject: Subject) -> dict[str, int] | None:
 
 def ram_estimate(subject: Subject) -> tuple[int, str]:
     """Bytes of RAM the model needs on the target, and how they add up: for a `.tflite` model, the arena TFLite Micro
-    was measured to allocate when it was; else the static estimate (greedy arena plan, padded, + the runtime's
-    allowance)."""
+    was measured to allocate when it was, else its static estimate (TFLite Micro's greedy plan of the tensors + its
+    persistent data, `tflm_tail_estimate`); for other models the greedy arena plan, padded, + the runtime's
+    allowance."""
     measured = measured_arena(subject)
     if measured is not None:
         from shrink.support.tflm import describe
 
         return measured["total"], f"arena measured under TFLite Micro {describe(measured)}"
     a = subject.analysis
+    if subject.format == "tflite":
+        from shrink.analysis.tflite_model import tflm_arena_estimate
+
+        total, tail, prepare = tflm_arena_estimate(subject.model_path, a.arena_bytes)
+        why = subject.metrics.get("arena_unavailable") or "not measured"
+        tensors = (f"planned tensors {human_bytes(a.arena_bytes)}" if a.arena_bytes >= prepare else
+                   f"kernels' temporary tensors while preparing {human_bytes(prepare)}")
+        return total, (f"static arena estimate {human_bytes(total)} ({why}): {tensors} + TFLite Micro's persistent "
+                       f"data ~{human_bytes(tail)}")
     runtime = subject.target.get("runtime") or {}
     weights = a.weight_bytes if runtime.get("weights_in_ram", True) else 0
     arena = math.ceil(a.arena_bytes * (1 + float(runtime.get("arena_overhead", 0.0))))
     overhead = int(runtime.get("ram_overhead_bytes", 0))
-    parts = [f"static arena estimate {human_bytes(arena)}" if subject.format == "tflite" else f"arena {human_bytes(arena)}"]
-    if subject.format == "tflite":
-        parts[0] += f" ({subject.metrics.get('arena_unavailable') or 'not measured'})"
+    parts = [f"arena {human_bytes(arena)}"]
     if weights:
         parts.insert(0, f"weights {human_bytes(weights)}")
     if overhead:

@@ -68,19 +68,55 @@ def measure(model: Path) -> Arena:
     why = available()
     if why:
         raise ArenaUnavailable(why)
+    result = _child(model, None)
+    if "error" in result:
+        raise ArenaUnavailable(f"TFLM cannot run {model.name}: {result['error']}")
+    reported = int(result["total"])
+    total = _smallest(model, reported)
+    return Arena(total, int(result["head"]), int(result["tail"]), total - reported)
+
+
+def _child(model: Path, arena: int | None) -> dict[str, object]:
+    """Run the probe in a fresh interpreter: TFLM's state after a failed allocation is not safe to reuse (a later
+    run fails or crashes), so each try gets a process of its own."""
+    command = [sys.executable, "-m", "shrink.support.tflm", str(model), *([str(arena)] if arena else [])]
     try:
-        done = subprocess.run([sys.executable, "-m", "shrink.support.tflm", str(model)], capture_output=True, text=True,
-                              timeout=PROBE_TIMEOUT_S, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise ArenaUnavailable(f"TFLM did not finish running {model.name} within {PROBE_TIMEOUT_S} s") from None
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        detail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise ArenaUnavailable(f"TFLM cannot run {model.name}: {detail}")
-    result = json.loads(lines[-1])
-    if "error" in result:
-        raise ArenaUnavailable(f"TFLM cannot run {model.name}: {result['error']}")
-    return Arena(int(result["total"]), int(result["head"]), int(result["tail"]), int(result.get("temp", 0)))
+    if lines:
+        return json.loads(lines[-1])
+    detail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    return {"error": detail}
+
+
+ALIGN = 16  # TFLM aligns arena allocations to 16 bytes
+MAX_SEARCH = 4
+
+
+def _smallest(model: Path, reported: int) -> int:
+    """The smallest arena (in steps of `ALIGN` bytes) from `reported` up that runs the model. The report leaves out
+    the temporary memory kernels take while they prepare (and the arena's start alignment), so the reported total
+    alone can fail; a working figure is found by doubling the margin, then bisecting."""
+
+    def works(size: int) -> bool:
+        return "error" not in _child(model, size)
+
+    if works(reported):
+        return reported
+    low, margin = reported, ALIGN
+    while not works(reported + margin):
+        low = reported + margin
+        margin *= 2
+        if margin > reported * MAX_SEARCH:
+            raise ArenaUnavailable(f"TFLM cannot run {model.name} in any arena up to {MAX_SEARCH}x the "
+                                   f"{reported} bytes its allocator reported")
+    high = reported + margin
+    while high - low > ALIGN:
+        middle = low + (high - low) // (2 * ALIGN) * ALIGN
+        low, high = (low, middle) if works(middle) else (middle, high)
+    return high
 
 
 _REPORT = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
@@ -103,18 +139,19 @@ def _run_once(data: bytes, arena: int) -> None:
     interpreter.print_allocations()
 
 
-def _probe(path: str) -> None:
-    """Child process: print `{"total", "head", "tail"}` (or `{"error"}`) as one JSON line on stdout."""
+def _probe(path: str, arena: int | None) -> None:
+    """Child process: with `arena`, run once in that many bytes and print `{"ok": true}`; without, run in a generous
+    arena and print TFLM's report `{"total", "head", "tail"}`; `{"error"}` when the model does not run."""
     import os
     import tempfile
 
     data = Path(path).read_bytes()
-    generous = max(len(data) * 10, 1 << 20) + (16 << 20)
+    size = arena or max(len(data) * 10, 1 << 20) + (16 << 20)
     with tempfile.TemporaryFile(mode="w+b") as capture:
         saved = os.dup(2)
         os.dup2(capture.fileno(), 2)
         try:
-            _run_once(data, generous)
+            _run_once(data, size)
             sys.stderr.flush()
         except Exception as exc:
             os.dup2(saved, 2)
@@ -125,49 +162,13 @@ def _probe(path: str) -> None:
             os.close(saved)
         capture.seek(0)
         found = {kind: int(value) for kind, value in _REPORT.findall(capture.read().decode(errors="replace"))}
-    if set(found) != {"total", "head", "tail"}:
+    if arena:
+        print(json.dumps({"ok": True}))
+    elif set(found) != {"total", "head", "tail"}:
         print(json.dumps({"error": "TFLM's allocation report was not found"}))
-        return
-    reported = found["total"]
-    try:
-        found["total"] = _smallest(data, reported)
-    except Exception as exc:
-        print(json.dumps({"error": f"no arena up to {MAX_SEARCH}x the reported {reported} bytes is enough: {exc}"}))
-        return
-    found["temp"] = found["total"] - reported
-    print(json.dumps(found))
-
-
-ALIGN = 16  # TFLM aligns arena allocations to 16 bytes
-MAX_SEARCH = 4
-
-
-def _smallest(data: bytes, reported: int) -> int:
-    """The smallest arena (in steps of `ALIGN` bytes) from `reported` up that runs the model. The report leaves out
-    the temporary memory kernels take while they prepare (and the arena's start alignment), so the reported total
-    alone can fail; a working figure is found by doubling the margin, then bisecting."""
-
-    def works(size: int) -> bool:
-        try:
-            _run_once(data, size)
-        except Exception:
-            return False
-        return True
-
-    if works(reported):
-        return reported
-    low, margin = reported, ALIGN
-    while not works(reported + margin):
-        low = reported + margin
-        margin *= 2
-        if margin > reported * MAX_SEARCH:
-            _run_once(data, reported + margin)  # raises with TFLM's own message
-    high = reported + margin
-    while high - low > ALIGN:
-        middle = low + (high - low) // (2 * ALIGN) * ALIGN
-        low, high = (low, middle) if works(middle) else (middle, high)
-    return high
+    else:
+        print(json.dumps(found))
 
 
 if __name__ == "__main__":
-    _probe(sys.argv[1])
+    _probe(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)
