@@ -65,9 +65,11 @@ def main() -> None:
     coding = shared["metrics"]["coding"]
     base = plain["metrics"]["coding"]
     int8 = base["int8_bytes"]
-    print(f"{'model':44} {'accuracy':>9} {'bytes':>9} {'x int8':>7}")
+    print(f"{'model':48} {'accuracy':>9} {'bytes':>9} {'x int8':>7}")
+    converted = plain["history"][-1]["details"].get("converted_bytes")
     rows = [("fp32 teacher (torch)", teacher, None),
-            ("int8 .tflite, no weight sharing", plain["metrics"]["accuracy"], int8),
+            ("int8 .tflite as converted (tensor names kept)", plain["metrics"]["accuracy"], converted),
+            ("int8 .tflite, no weight sharing, names dropped", plain["metrics"]["accuracy"], int8),
             ("  zlib -9 of it", None, base["zlib_bytes"]),
             ("  zstd -19 of it", None, base["zstd_bytes"]),
             ("int8 .tflite, shared 16 ways (stored)", shared["metrics"]["accuracy"], coding["int8_bytes"]),
@@ -76,7 +78,7 @@ def main() -> None:
     for name, accuracy, size in rows:
         acc = f"{accuracy:.2%}" if accuracy is not None else ""
         ratio = f"{size / int8:.3f}" if size else ""
-        print(f"{name:44} {acc:>9} {size or '':>9} {ratio:>7}")
+        print(f"{name:48} {acc:>9} {size or '':>9} {ratio:>7}")
     for label, manifest in (("shared", shared), ("plain", plain)):
         arena = manifest["metrics"]["arena_measured"]
         plan = manifest["metrics"]["arena_plan_bytes"]
@@ -85,7 +87,8 @@ def main() -> None:
               "the measured tensors)")
     drop = plain["metrics"]["accuracy"] - shared["metrics"]["accuracy"]
     print(f"weight sharing: LUT-coded {coding.get('lut_bytes', 0) / int8:.3f}x the plain int8 file "
-          f"(zstd {base['zstd_bytes'] / int8:.3f}x) at {drop * 100:+.2f} points accuracy loss against it; "
+          f"(zstd {base['zstd_bytes'] / int8:.3f}x; deployed: {coding['deployed']}"
+          + (f", {coding['not_deployed']}" if coding.get("not_deployed") else "") + f") at {drop * 100:+.2f} points accuracy loss against it; "
           f"compiles {shared_s:.0f} s and {plain_s:.0f} s; verdicts {shared['verdict']}, {plain['verdict']}")
 
 

@@ -69,6 +69,20 @@ def shared_weights(data: bytes, max_bits: int) -> tuple[list[Shared], int]:
     return sorted(found.values(), key=lambda s: s.tensor), len(weights)
 
 
+def strip_names(data: bytes) -> bytes:
+    """The model without the names of its inner tensors (TensorFlow Lite Micro never reads them; litert-torch writes
+    each one's whole module path, a quarter of a small model's file); the graph's inputs and outputs keep theirs."""
+    from tflite_micro.tensorflow.lite.micro.compression import model_editor
+
+    model = model_editor.read(data)
+    for graph in model.subgraphs:
+        ports = {id(t) for t in [*graph.inputs, *graph.outputs]}
+        for tensor in graph.tensors:
+            if id(tensor) not in ports:
+                tensor.name = None
+    return bytes(model.build())
+
+
 def lut_compress(data: bytes, shared: list[Shared]) -> bytes:
     """The model with each shared tensor LUT-coded per channel and DECODE operators inserted (TFLite Micro's
     compression library)."""

@@ -7,7 +7,8 @@
    class must agree with torch's on `min_agreement` of the parity inputs.
 3. Weight tensors with at most `2**max_index_bits` distinct values per channel (what `compress.cluster` leaves) are
    LUT-coded with TFLite Micro's compression library when the target's runtime decodes it; the coded model must give
-   bit-identical outputs under TFLite Micro. The sizes (int8, zlib, zstd, Huffman, LUT) are reported either way.
+   bit-identical outputs under TFLite Micro, and is deployed only when smaller. The inner tensors' names are dropped
+   (`strip_names`). The sizes (as converted, int8, zlib, zstd, Huffman, LUT) are reported either way.
 
 The artifact's inputs stay the float features the data gives; the bundle's manifest records the int8 scale and
 zero point a device applies to them (`model.quantized_io`).
@@ -83,6 +84,11 @@ class ExportTflite(Pass[TfliteExportOptions]):
         per_tensor = opts.weights == "per-tensor"
         details["weight_scales"] = "per-tensor" if per_tensor else "per-channel"
         quantize_int8(float_path, calibration, int8_path, per_tensor)
+        details["converted_bytes"] = int8_path.stat().st_size
+        if opts.strip_names:
+            from shrink_tflite.coding import strip_names
+
+            int8_path.write_bytes(strip_names(int8_path.read_bytes()))
         ctx.report(0.7, "checking the int8 model under TensorFlow Lite Micro")
         plain = TflmModel(int8_path)
         plain_out = [plain(s)[0] for s in samples]
@@ -106,7 +112,8 @@ def _samples(specs: list[dict[str, Any]], feeds: dict[str, np.ndarray]) -> list[
 
 def _code(int8_path: Any, plain_out: list[np.ndarray], samples: list[list[np.ndarray]], opts: TfliteExportOptions,
           ctx: Context) -> tuple[Any, dict[str, Any]]:
-    """The deployable file (LUT-coded when asked for and the target decodes it) and the size report."""
+    """The deployable file (LUT-coded when asked for, or when the target decodes it and it is smaller) and the size
+    report."""
     from shrink.support.tflite_run import TflmModel
     from shrink_common.parity import ParityError
     from shrink_tflite import coding
@@ -128,10 +135,13 @@ def _code(int8_path: Any, plain_out: list[np.ndarray], samples: list[list[np.nda
         raise ParityError(f"the LUT-coded model's outputs differ from the int8 model's on {different} of {len(samples)} "
                           "inputs under TensorFlow Lite Micro (they must be bit-identical)")
     report["lut_identical_on"] = len(samples)
-    if opts.coding == "lut" or decodes:
+    if opts.coding == "lut" or (decodes and len(coded) < len(plain)):
         report["deployed"] = "lut"
         return coded_path, report
     report["deployed"] = "int8"
+    # the value tables and DECODE's metadata can outweigh what the 4-bit indices save on narrow layers
+    report["not_deployed"] = ("the target's runtime does not decode LUT-coded tensors" if not decodes else
+                              "the LUT-coded file is not smaller than the plain int8 file")
     return int8_path, report
 
 

@@ -41,5 +41,8 @@ class TfliteExportOptions(PassOptions):
                             "compress.cluster), decoded on the device by TFLite Micro's DECODE operator: 'auto' when the "
                             "target's runtime.decodes lists 'lut', 'lut' always (the storage check then counts the "
                             "coded file only if the runtime decodes it), 'none' never. Coded sizes are reported either way")
+    strip_names: bool = Field(True, description="drop the names of the int8 model's inner tensors (TensorFlow Lite "
+                                                "Micro never reads them; the graph's inputs and outputs keep theirs): "
+                                                "litert-torch writes each one's module path, a quarter of a small file")
     max_index_bits: int = Field(4, ge=1, le=7, description="code a tensor only when every channel has at most "
                                                             "2**max_index_bits distinct values")

@@ -59,9 +59,9 @@ class StorageCheck(Check):
                 cause += (f"; the file is LUT-coded ({human_bytes(coding['lut_bytes'])}, plain int8 "
                           f"{human_bytes(coding['int8_bytes'])}), decoded on the device by TFLite Micro's DECODE operator")
             else:
-                cause += (f"; counted as stored (plain int8): {subject.target.name}'s runtime does not decode LUT-coded "
-                          f"tensors, which would take {human_bytes(coding['lut_bytes'])} "
-                          f"({human_bytes(coding['int8_bytes'] - coding['lut_bytes'])} less)")
+                why = coding.get("not_deployed") or f"{subject.target.name}'s runtime does not decode LUT-coded tensors"
+                cause += (f"; the plain int8 file is deployed ({why}); LUT-coded it would take "
+                          f"{human_bytes(coding['lut_bytes'])}")
         return [CheckResult("storage", ok, limit, value, "bytes", cause)]
 
 
