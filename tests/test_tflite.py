@@ -104,3 +104,18 @@ def test_ops_check_fails_where_the_runtime_lacks_a_kernel(bundle: Path, cli, tmp
     assert result.code == 4
     line = next(line for line in result.out.splitlines() if line.startswith("FAIL ops"))
     assert "CUSTOM:TFLM_DECODE" in line and "runtime.decodes does not list" in line
+
+
+def test_verify_without_tflite_micro_cannot_verify_golden_and_arena(bundle: Path) -> None:
+    import subprocess
+    import sys
+
+    # a fresh interpreter in which TFLite Micro's package cannot be imported (as without the extra)
+    code = ("import sys; sys.modules['tflite_micro'] = None; from shrink.cli.main import main; "
+            f"sys.exit(main(['verify', {str(bundle)!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 4, done.stderr
+    lines = {line.split()[1].rstrip(":"): line for line in done.stdout.splitlines() if line.startswith(("ok ", "FAIL "))}
+    for check in ("golden", "arena"):
+        assert lines[check].startswith("FAIL") and "cannot verify" in lines[check] and ".[tflite]" in lines[check]
+    assert lines["integrity"].startswith("ok") and lines["ram"].startswith("ok")  # the recorded figures still check
