@@ -65,7 +65,8 @@ def test_an_unknown_pass_is_exit_2_with_did_you_mean(cli):
     assert result.code == 2 and "error: passes: unknown pass 'distil.kd'" in result.err
     assert "did you mean 'distill.kd'?" in result.err
     unknown = cli("--json", "passes", "zzz")
-    assert unknown.code == 2 and "installed passes: distill.kd" in unknown.json["errors"][0]["hint"]
+    hint = unknown.json["errors"][0]["hint"]
+    assert unknown.code == 2 and hint.startswith("installed passes: ") and "distill.kd, " in hint
 
 
 def test_plain_progress_prints_each_report_and_a_heartbeat_in_long_steps(capsys):
@@ -105,17 +106,24 @@ def test_a_compile_without_a_terminal_prints_every_epoch(cli, make_recipe, tmp_p
     assert json.loads(result.out)["verdict"] == "pass"
 
 
-def test_init_refuses_a_target_no_installed_pass_can_produce_for(cli, tiny_model: Path, tmp_path: Path, monkeypatch):
+def test_init_for_a_microcontroller_ends_in_tflite_or_names_the_extra(cli, tiny_model: Path, tmp_path: Path, monkeypatch):
+    from shrink.host.registry import Registry
+
     monkeypatch.chdir(tmp_path)
     _pngs(tmp_path / "photos", ["a", "b"])
     out = tmp_path / "m7.json"
     result = cli("init", "--model", "tiny.py:tiny", "--data", "photos", "--target", "cortex-m7", "--shape", "input=1x1x8x8",
                  "-o", out, "--json")
-    assert result.code == 2 and not out.exists()  # nothing half-written
-    (error,) = result.json["errors"]
-    assert error["where"] == "--target"
-    assert error["message"] == "cortex-m7's runtime tflite-micro loads tflite models, and no installed pass produces tflite"
-    assert "cortex-a53" in error["hint"] and "shrink passes" in error["hint"]
+    entry = Registry.load().get("passes", "export.tflite")
+    missing = entry.obj.unavailable() if entry is not None else "no export.tflite pass"
+    if missing:
+        assert result.code == 2 and not out.exists()  # nothing half-written
+        (error,) = result.json["errors"]
+        assert error["where"] == "--target"
+        assert "tflite" in error["message"] and ("pip install" in error["message"] or "shrink passes" in error["hint"])
+    else:
+        assert result.code == 0, result.err
+        assert [p["pass"] for p in json.loads(out.read_text(encoding="utf-8"))["passes"]] == ["export.tflite"]
 
 
 def test_init_declares_train_and_eval_from_train_and_test_folders(cli, tiny_model: Path, tmp_path: Path, monkeypatch):

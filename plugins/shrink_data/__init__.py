@@ -1,5 +1,6 @@
 """Built-in data sources for the data users have: `images` (image folders), `arrays` (.npz/.npy), `audio` (WAV
-folders), `textfile` (lines, CSV, JSONL) and `random` (generated calibration inputs, only when asked for).
+folders), `textfile` (lines, CSV, JSONL), `random` (generated calibration inputs, only when asked for) and `kws`
+(spoken keywords synthesised offline with eSpeak NG, as CMSIS-DSP MFCCs).
 
 Each one checks at plan time that its samples fit the model's declared inputs (`PlanContext.inputs`), cuts
 train / calibration / eval deterministically by seed (or takes declared splits), and fingerprints its files
@@ -17,13 +18,14 @@ from shrink import DataProvider, hookimpl
 from shrink_data.arrays import Arrays
 from shrink_data.audio import Audio
 from shrink_data.images import Images
+from shrink_data.kws import KeywordSpotting
 from shrink_data.synthetic import RandomData
 from shrink_data.textfile import TextFiles
 
 
 @hookimpl
 def shrink_register_datasets() -> list[type[DataProvider]]:
-    return [Images, Arrays, Audio, TextFiles, RandomData]
+    return [Images, Arrays, Audio, TextFiles, RandomData, KeywordSpotting]
 
 
 @hookimpl

@@ -6,6 +6,7 @@ torch itself is imported only inside `load()`, `run()` and the family's methods.
 from __future__ import annotations
 
 from shrink import ModelFamily, Pass, Source, hookimpl
+from shrink_torch.cluster import ClusterCompress
 from shrink_torch.distill import DistillKD
 from shrink_torch.export import ExportOnnx
 from shrink_torch.family import TorchFamily
@@ -28,4 +29,4 @@ def shrink_register_sources() -> list[type[Source]]:
 
 @hookimpl
 def shrink_register_passes() -> list[type[Pass]]:
-    return [ExportOnnx, DistillKD, PruneStructured, FuseBatchNorm, PruneMagnitude, QuantizeQAT]
+    return [ExportOnnx, DistillKD, PruneStructured, FuseBatchNorm, PruneMagnitude, QuantizeQAT, ClusterCompress]

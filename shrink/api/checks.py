@@ -76,6 +76,10 @@ class Subject:
     @property
     def analysis(self) -> Any:
         """The static analysis of the model (`shrink.analysis.Analysis`), computed once on first use."""
+        if self._analysis is None and self.format == "tflite":
+            from shrink.analysis.tflite_model import analyze_tflite
+
+            self._analysis = analyze_tflite(self.model_path)
         if self._analysis is None:
             from shrink.analysis import analyze
 

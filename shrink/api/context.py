@@ -58,7 +58,12 @@ class ModelFamily:
 
     def measure(self, artifact: Artifact, ctx: Context) -> dict[str, Any]:
         """Metrics of `artifact` after the source and after every pass (`params`, `model_bytes`, `macs`,
-        `accuracy` on the eval split as a fraction, ...). Default: the ONNX metrics for ONNX files."""
+        `accuracy` on the eval split as a fraction, ...). Default: the ONNX metrics for ONNX files, the TFLite
+        metrics (TFLite Micro's measured arena and accuracy) for `.tflite` files."""
+        if artifact.format == "tflite":
+            from shrink.api import tflite_format
+
+            return tflite_format.measure(artifact, ctx.data)
         if artifact.format != "onnx":
             return {}
         from shrink.api.onnx_format import measure
@@ -74,7 +79,7 @@ class ModelFamily:
     def fingerprint(self, artifact: Artifact) -> str | None:
         """A cheap value that changes whenever the model object is modified in place; the engine compares
         it before and after each pass (passes must never mutate their input). None: cannot tell."""
-        if artifact.format != "onnx":
+        if artifact.format not in ("onnx", "tflite"):
             return None
         from shrink.api.onnx_format import fingerprint
 
@@ -83,6 +88,10 @@ class ModelFamily:
     def save(self, artifact: Artifact, directory: Path, ctx: Context) -> dict[str, Any] | None:
         """Save `artifact.model` into the empty `directory` for the pass cache and return a JSON-able
         descriptor, or None when it cannot be saved and restored faithfully (the step then reruns)."""
+        if artifact.format == "tflite":
+            from shrink.api import tflite_format
+
+            return tflite_format.save(Path(artifact.model), directory)
         if artifact.format != "onnx":
             return None
         from shrink.api.onnx_format import save
@@ -93,6 +102,10 @@ class ModelFamily:
              ctx: Context) -> Any | None:
         """Restore a model saved by `save`: the object for `Artifact.model`, built from copies of the files
         (`ctx.new_path(...)`), never the cache's own. Raise when it cannot be restored (the step reruns)."""
+        if format == "tflite":
+            from shrink.api import tflite_format
+
+            return tflite_format.load(descriptor, directory, ctx.new_path("cached", ".tflite"))
         if format != "onnx":
             return None
         from shrink.api.onnx_format import load

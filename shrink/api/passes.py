@@ -89,6 +89,13 @@ class Pass(_Configured[OptionsT]):
     def kind(self) -> str:
         return self.name.split(".", 1)[0]
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this pass cannot run in this installation (an optional library is missing), with the command that
+        installs it; None when it can. `shrink passes` lists the reason and planning a recipe that uses the pass
+        fails with it (exit 2). Must not import the missing libraries (use `importlib.util.find_spec`)."""
+        return None
+
     def check(self, plan: PlanContext) -> list[str]:
         """Plan-time checks that need the recipe, target or model family (no model is loaded).
 

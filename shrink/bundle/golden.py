@@ -1,6 +1,7 @@
 """Golden I/O: sample inputs and the outputs the final model gave for them, stored in the bundle.
 
-`shrink verify` runs the stored inputs through onnxruntime and fails the `golden` check when any
+`shrink verify` runs the stored inputs through onnxruntime (a `.tflite` model through TensorFlow Lite Micro's
+interpreter, its outputs within one quantization step) and fails the `golden` check when any
 output drifts beyond `atol + rtol * |expected|`. The file is a standard `.npz` written byte-for-byte
 deterministically (fixed zip timestamps), so bundles stay reproducible.
 """
@@ -41,7 +42,12 @@ def sample_inputs(inputs: list[dict[str, Any]], data: Dataset | None, seed: int,
 
 
 def run(model: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str], list[np.ndarray]]:
-    """Run each stacked sample through `model` (batch 1, one thread); outputs stacked the same way."""
+    """Run each stacked sample through `model` (batch 1, one thread; a `.tflite` under TensorFlow Lite Micro, its
+    outputs dequantized); outputs stacked the same way."""
+    if model.suffix == ".tflite":
+        from shrink.support.tflite_run import run as run_tflite
+
+        return run_tflite(model, feeds)
     sess = session(model)
     names = [o.name for o in sess.get_outputs()]
     count = len(next(iter(feeds.values())))
@@ -72,8 +78,13 @@ def make(model: Path, inputs: list[dict[str, Any]], data: Dataset | None, seed: 
     input_names = list(feeds)
     arrays = {f"input_{i}": feeds[n] for i, n in enumerate(input_names)}
     arrays.update({f"output_{j}": out for j, out in enumerate(outputs)})
+    atol, rtol = ATOL, RTOL
+    if model.suffix == ".tflite":  # integer outputs: identical, give or take one quantization step of the output
+        from shrink.support.tflite_run import TflmModel
+
+        atol, rtol = max([p.scale for p in TflmModel(model).outputs] + [0.0]) * 1.001 or ATOL, 0.0
     record = {"file": GOLDEN_FILE, "samples": len(next(iter(feeds.values()))), "inputs": input_names,
-              "outputs": names, "atol": ATOL, "rtol": RTOL}
+              "outputs": names, "atol": atol, "rtol": rtol}
     return npz_bytes(arrays), record
 
 
@@ -86,11 +97,18 @@ def check(model: Path, golden: Path, record: dict[str, Any]) -> CheckResult:
             expected = [stored[f"output_{j}"] for j in range(len(record["outputs"]))]
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
         return CheckResult("golden", False, atol, None, "abs", f"{GOLDEN_FILE} cannot be read: {exc}")
+    if model.suffix == ".tflite":
+        from shrink.support.tflm import available
+
+        why = available()
+        if why:
+            return CheckResult("golden", False, atol, None, "abs", f"cannot verify: {why}")
     try:
         names, actual = run(model, feeds)
     except Exception as exc:  # onnxruntime raises its own exception types for unloadable models
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return CheckResult("golden", False, atol, None, "abs", f"onnxruntime cannot run the model: {first}")
+        runtime = "TensorFlow Lite Micro" if model.suffix == ".tflite" else "onnxruntime"
+        return CheckResult("golden", False, atol, None, "abs", f"{runtime} cannot run the model: {first}")
     if names != list(record["outputs"]):
         return CheckResult("golden", False, atol, None, "abs",
                            f"the model's outputs {names} are not the recorded {list(record['outputs'])}")

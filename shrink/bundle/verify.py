@@ -169,7 +169,12 @@ def verify_model(path: Path, registry: Registry, target: str | None, budget: dic
                          hint="or verify a bundle directory")
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
-    load_model(path)  # a file that is not ONNX is bad input (exit 2)
+    if path.suffix == ".tflite":
+        from shrink.analysis.tflite_model import read
+
+        read(path)  # a file that is not a TFLite flatbuffer is bad input (exit 2)
+    else:
+        load_model(path)  # a file that is not ONNX is bad input (exit 2)
     resolved = registry.catalog().resolve(target, target_where)
     subject = Subject(path, resolved, budget, shapes={**manifest_shapes(path), **(shapes or {})},
                       allow_incomplete=allowed_incomplete(budget, allow_incomplete))

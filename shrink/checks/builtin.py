@@ -53,6 +53,15 @@ class StorageCheck(Check):
             parts += f" + {subject.target.get('runtime', 'name', default='runtime')} allowance {human_bytes(overhead)}"
         cause = (f"{parts} of {subject.target.name} storage {human_bytes(limit)}" if ok else
                  f"{parts} exceeds {subject.target.name} storage {human_bytes(limit)} by {human_bytes(value - limit)}")
+        coding = subject.metrics.get("coding") if subject.format == "tflite" else None
+        if isinstance(coding, dict) and coding.get("lut_bytes"):
+            if coding.get("deployed") == "lut":
+                cause += (f"; the file is LUT-coded ({human_bytes(coding['lut_bytes'])}, plain int8 "
+                          f"{human_bytes(coding['int8_bytes'])}), decoded on the device by TFLite Micro's DECODE operator")
+            else:
+                why = coding.get("not_deployed") or f"{subject.target.name}'s runtime does not decode LUT-coded tensors"
+                cause += (f"; the plain int8 file is deployed ({why}); LUT-coded it would take "
+                          f"{human_bytes(coding['lut_bytes'])}")
         return [CheckResult("storage", ok, limit, value, "bytes", cause)]
 
 
@@ -103,10 +112,12 @@ class AccuracyBudget(Check):
         value = subject.metrics.get("accuracy")
         if value is None:
             return [CheckResult("accuracy", False, limit, None, "fraction",
-                                "accuracy was not measured (the recipe needs labelled eval data)")]
+                                "accuracy was not measured (the recipe needs labelled eval data"
+                                + (f"; {subject.metrics['arena_unavailable']}" if subject.metrics.get("arena_unavailable") else "")
+                                + ")")]
         ok = float(value) >= limit
         cause = None if ok else f"top-1 accuracy {float(value):.2%} is below the {limit:.2%} budget"
-        return [CheckResult("accuracy", ok, limit, value, "fraction", cause)]
+        return [CheckResult("accuracy", ok, limit, round(float(value), 6), "fraction", cause)]
 
 
 def model_region(target: Target) -> tuple[str, dict[str, Any]] | None:
@@ -118,9 +129,35 @@ def model_region(target: Target) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+def measured_arena(subject: Subject) -> dict[str, int] | None:
+    """The arena TFLite Micro allocated for a `.tflite` model, as measured at compile time (`arena_measured` in the
+    metrics, which `verify` reads from the manifest), or None."""
+    record = subject.metrics.get("arena_measured") if subject.format == "tflite" else None
+    if isinstance(record, dict) and all(isinstance(record.get(k), int) for k in ("total", "head", "tail")):
+        return record
+    return None
+
+
 def ram_estimate(subject: Subject) -> tuple[int, str]:
-    """Bytes of RAM the model needs on the target, and how they add up."""
+    """Bytes of RAM the model needs on the target, and how they add up: for a `.tflite` model, the arena TFLite Micro
+    was measured to allocate when it was, else its static estimate (TFLite Micro's greedy plan of the tensors + its
+    persistent data, `tflm_tail_estimate`); for other models the greedy arena plan, padded, + the runtime's
+    allowance."""
+    measured = measured_arena(subject)
+    if measured is not None:
+        from shrink.support.tflm import describe
+
+        return measured["total"], f"arena measured under TFLite Micro {describe(measured)}"
     a = subject.analysis
+    if subject.format == "tflite":
+        from shrink.analysis.tflite_model import tflm_arena_estimate
+
+        total, tail, prepare = tflm_arena_estimate(subject.model_path, a.arena_bytes)
+        why = subject.metrics.get("arena_unavailable") or "not measured"
+        tensors = (f"planned tensors {human_bytes(a.arena_bytes)}" if a.arena_bytes >= prepare else
+                   f"kernels' temporary tensors while preparing {human_bytes(prepare)}")
+        return total, (f"static arena estimate {human_bytes(total)} ({why}): {tensors} + TFLite Micro's persistent "
+                       f"data ~{human_bytes(tail)}")
     runtime = subject.target.get("runtime") or {}
     weights = a.weight_bytes if runtime.get("weights_in_ram", True) else 0
     arena = math.ceil(a.arena_bytes * (1 + float(runtime.get("arena_overhead", 0.0))))
@@ -155,7 +192,8 @@ class RamCheck(Check):
         cause = (f"{parts} = {human_bytes(value)} of {subject.target.name} {name} {human_bytes(limit)}" if ok else
                  f"{parts} = {human_bytes(value)} exceeds {subject.target.name} {name} {human_bytes(limit)} "
                  f"by {human_bytes(value - limit)}; {_peak_cause(subject)}")
-        return [gated(subject, CheckResult("ram", ok, limit, value, "bytes", cause))]
+        result = CheckResult("ram", ok, limit, value, "bytes", cause)
+        return [result if measured_arena(subject) is not None else gated(subject, result)]
 
 
 def _allowed(target: Target, domain: str, op_type: str, opset: int, dtypes: tuple[str, ...]) -> str | None:
@@ -179,6 +217,34 @@ def _allowed(target: Target, domain: str, op_type: str, opset: int, dtypes: tupl
     return f"dtype {', '.join(bad)} not accepted (accepts {', '.join(accepted)})" if bad else None
 
 
+def tflite_kernels(target: Target) -> dict[str, set[str]]:
+    """The TFLite Micro builtins a profile's kernel table names (`maps_to`, 'A|B' for alternatives) and the dtypes
+    each accepts: those of the plain ONNX ops mapping to it (the QLinear* rows list float32 for their scales, not
+    for float kernels)."""
+    kernels: dict[str, set[str]] = {}
+    for op_type, spec in ((target.get("ops") or {}).get("ai.onnx") or {}).items():
+        if not isinstance(spec, dict) or not spec.get("maps_to") or op_type.startswith("QLinear"):
+            continue
+        for builtin in str(spec["maps_to"]).split("|"):
+            kernels.setdefault(builtin, set()).update(spec.get("dtypes", ["*"]))
+    return kernels
+
+
+def _tflite_allowed(target: Target, kernels: dict[str, set[str]], op_type: str, dtypes: tuple[str, ...]) -> str | None:
+    if op_type.startswith("CUSTOM:"):
+        if op_type == "CUSTOM:TFLM_DECODE" and "lut" in (target.get("runtime", "decodes") or []):
+            return None
+        return "no kernel for this custom operator (runtime.decodes does not list the coding)" \
+            if op_type == "CUSTOM:TFLM_DECODE" else "no kernel for this custom operator"
+    if op_type not in kernels:
+        return "no TFLite Micro kernel in the target's table"
+    accepted = kernels[op_type]
+    if "*" in accepted:
+        return None
+    bad = sorted(set(dtypes) - accepted)
+    return f"dtype {', '.join(bad)} not accepted (accepts {', '.join(sorted(accepted))})" if bad else None
+
+
 class OpsCheck(Check):
     """The model's format against the formats the target's runtime loads, and every (domain, op, opset,
     dtype) of the graph against the target's op set."""
@@ -195,6 +261,8 @@ class OpsCheck(Check):
                             f"({subject.model_path.name})")
         if not problems and not target.get("opset") and not target.get("ops"):
             return []
+        if subject.format == "tflite" and not problems:
+            return [self._tflite(subject, runtime)]
         offending: list[str] = []
         count = 0
         # A target with explicit kernel tables runs a converted graph, where QDQ groups become int8 kernels.
@@ -208,6 +276,51 @@ class OpsCheck(Check):
         if offending:
             problems.append(f"{count} node(s) {runtime} on {target.name} cannot run: " + "; ".join(offending))
         return [CheckResult("ops", not problems, 0, count, "unsupported nodes", "; ".join(problems) or None)]
+
+
+    @staticmethod
+    def _tflite(subject: Subject, runtime: str) -> CheckResult:
+        """Every TFLite operator (with its data dtypes) against the TFLite Micro kernels the target's table maps to."""
+        target = subject.target
+        kernels = tflite_kernels(target)
+        offending, count = [], 0
+        for use in subject.analysis.ops:
+            why = _tflite_allowed(target, kernels, use.op_type, use.dtypes)
+            if why:
+                count += use.count
+                offending.append(f"{use.op_type} [{', '.join(use.dtypes)}]: {why}: {', '.join(use.nodes[:5])}")
+        cause = (f"{count} operator(s) {runtime} on {target.name} cannot run: " + "; ".join(offending)) if offending else \
+            f"{subject.analysis.nodes} operators, all with {runtime} kernels on {target.name}"
+        return CheckResult("ops", not offending, 0, count, "unsupported nodes", cause if offending else None)
+
+
+class ArenaCheck(Check):
+    """A `.tflite` model's arena measured again under TFLite Micro, against the figure recorded at compile time
+    (which the `ram` check gates on): it passes when the recorded figure still covers what TFLite Micro allocates.
+    Without TFLite Micro's interpreter it cannot verify."""
+
+    name = "arena"
+
+    def run(self, subject: Subject) -> list[CheckResult]:
+        if subject.format != "tflite":
+            return []
+        from shrink.support import tflm
+
+        recorded = measured_arena(subject)
+        limit = recorded["total"] if recorded else None
+        try:
+            arena = tflm.measure(subject.model_path)
+        except tflm.ArenaUnavailable as exc:
+            return [CheckResult("arena", False, limit, None, "bytes", f"{CANNOT_VERIFY}{exc}")]
+        how = (f"TFLite Micro needs {arena.describe()}; static plan {human_bytes(subject.analysis.arena_bytes)} of "
+               "tensors")
+        if recorded is None:
+            return [CheckResult("arena", False, None, arena.total, "bytes",
+                                f"no measured arena was recorded for the model to compare with; {how}")]
+        ok = arena.total <= recorded["total"]
+        cause = f"{how}; recorded {human_bytes(recorded['total'])}"
+        return [CheckResult("arena", ok, recorded["total"], arena.total, "bytes",
+                            cause if ok else f"{cause}: the recorded figure is too small")]
 
 
 class LatencyCheck(Check):
@@ -287,7 +400,7 @@ class RamBudget(Check):
 
 
 BUILTIN_CHECKS: tuple[type[Check], ...] = (
-    StorageCheck, RamCheck, OpsCheck, LatencyCheck, EnergyCheck,
+    StorageCheck, RamCheck, ArenaCheck, OpsCheck, LatencyCheck, EnergyCheck,
     ModelBytesBudget, RamBudget, MacsBudget, AccuracyDropBudget, AccuracyBudget,
 )
 

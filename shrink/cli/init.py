@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shrink.api.context import PlanContext
+from shrink.api.passes import summary
 from shrink.api.recipe import Recipe
 from shrink.api.target import Target
 from shrink.errors import UsageError
@@ -76,7 +77,11 @@ def starter_recipe(registry: Registry, model: str, target: Target, data: str | N
         recipe["data"] = {"source": provider_name, **_relative(data_section, ("path", "train", "calibration", "eval"), base),
                           "description": f"{data}: training, calibration and eval samples"}
     inputs, meta = _facts(source, recipe, target, shapes, recipe_path)
-    recipe["passes"] = _passes(source.produces, target, data is not None, inputs, meta)
+    loadable = target.get("runtime", "formats") or []
+    if loadable and "onnx" not in loadable:  # a microcontroller runtime: one pass that makes its format
+        recipe["passes"] = [_deploy_pass(registry, source.produces, target, loadable)]
+    else:
+        recipe["passes"] = _passes(source.produces, target, data is not None, inputs, meta)
     _deployable(registry, target, _final_format(registry, source.produces, recipe["passes"]))
     if data is None and not meta.get("quantization") and not any(p["pass"] == "quantize" for p in recipe["passes"]):
         recipe["description"] += "; no int8 without calibration data: run init again with --data SAMPLES to quantize"
@@ -108,6 +113,22 @@ def _name(model: str) -> str:
     stem = Path(model.split(":")[0]).stem or "model"
     cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("-._") or "model"
     return cleaned[:100] if cleaned[0].isalnum() else f"m{cleaned}"[:100]
+
+
+def _deploy_pass(registry: Registry, produces: str, target: Target, loadable: list[str]) -> dict[str, Any]:
+    """The step that turns the source's format into one the target's runtime loads (`export.tflite` for TensorFlow
+    Lite Micro); exit 2 when none is installed, or when it needs an optional extra (its install command)."""
+    runtime = target.get("runtime", "name", default="its runtime")
+    found = [registry.get("passes", n) for n in registry.names("passes")]
+    fits = [e for e in found if e is not None and e.obj.produces in loadable and produces in e.obj.consumes]
+    if not fits:
+        raise UsageError(f"no installed pass turns a {produces} model into {' or '.join(loadable)}, which {target.name}'s "
+                         f"runtime {runtime} loads", where="--target")
+    entry = fits[0]
+    missing = entry.obj.unavailable()
+    if missing:
+        raise UsageError(f"{target.name} needs {entry.name}, which is not available: {missing}", where="--target")
+    return {"pass": entry.name, "description": f"{produces} → {entry.obj.produces} for {runtime}: {summary(entry.obj)}"}
 
 
 def _passes(produces: str, target: Target, calibrated: bool, inputs: list[dict[str, Any]] | None,

@@ -293,10 +293,12 @@ def cmd_passes(args: argparse.Namespace, console: Console) -> int:
             render_pass(console, info)
         return _conflicts_code(registry, console)
     rows = [{"name": i.name, "plugin": i.plugin, "consumes": list(i.consumes), "produces": i.produces,
-             "default": i.default, "requires": list(i.requires), "summary": i.summary} for i in list_passes(registry)]
+             "default": i.default, "requires": list(i.requires), "summary": i.summary,
+             "unavailable": registry.get("passes", i.name).obj.unavailable()} for i in list_passes(registry)]
     if console.json_mode:
         console.emit_json({"passes": rows, "conflicts": [p.as_dict() for p in registry.conflicts]})
     else:
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table()
@@ -304,7 +306,8 @@ def cmd_passes(args: argparse.Namespace, console: Console) -> int:
             table.add_column(col)
         for r in rows:
             name = r["name"] + (" [dim](default)[/]" if r["default"] else "")
-            table.add_row(name, f"{'/'.join(r['consumes'])} → {r['produces']}", r["plugin"], r["summary"])
+            text = r["summary"] + (f" [yellow](unavailable: {escape(r['unavailable'])})[/]" if r["unavailable"] else "")
+            table.add_row(name, f"{'/'.join(r['consumes'])} → {r['produces']}", r["plugin"], text)
         console.print(table)
     return _conflicts_code(registry, console)
 

@@ -39,6 +39,11 @@ class CompileOutcome:
         return all(c.ok for c in self.checks)
 
 
+def model_file(fmt: str) -> str:
+    """The bundle's deployable model file for a final format: `model.onnx`, `model.tflite`."""
+    return MODEL_FILE if fmt == "onnx" else f"model.{fmt}"
+
+
 def default_output(plan: Plan) -> Path:
     return Path("dist") / f"{plan.recipe.name}-{plan.target.name}"
 
@@ -90,7 +95,8 @@ def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, pro
             reference = result.golden()
             manifest["golden"] = reference[1] if reference else None
             manifest["from_cache"] = result.from_cache
-            files: dict[str, Path | bytes | str] = {MODEL_FILE: model_path, "report.md": render_markdown(manifest, checks),
+            files: dict[str, Path | bytes | str] = {model_file(result.final.format): model_path,
+                                                     "report.md": render_markdown(manifest, checks),
                                                      "report.html": render_html(manifest, checks)}
             if reference:
                 files[golden.GOLDEN_FILE] = reference[0]
@@ -117,8 +123,9 @@ def build_manifest(plan: Plan, registry: Registry, final: Artifact, checks: list
                    "plan": plan.describe()},
         "target": {"name": plan.target.name, "sha256": plan.target.sha256, "origin": plan.target.origin,
                    "profile": plan.target.profile},
-        "model": {"file": MODEL_FILE, "format": final.format,
-                  "inputs": list(final.meta.get("inputs", [])), "outputs": list(final.meta.get("outputs", []))},
+        "model": {"file": model_file(final.format), "format": final.format,
+                  "inputs": list(final.meta.get("inputs", [])), "outputs": list(final.meta.get("outputs", [])),
+                  **({"quantized_io": final.meta["quantized_io"]} if final.meta.get("quantized_io") else {})},
         "metrics": dict(final.metrics),
         "history": [
             {"index": s.index, "name": s.name, "plugin": s.plugin, "seconds": round(s.seconds, 3), "cached": s.cached,

@@ -21,7 +21,7 @@ from shrink.host.registry import SINGULAR, Entry, Registry
 from shrink.support.jsonio import json_path
 from shrink.support.validation import brief, schema_problems
 
-DEPLOY_FORMAT = "onnx"
+DEPLOY_FORMATS = ("onnx", "tflite")  # what a bundle can carry as its deployable model (`model.<format>`)
 
 
 DESCRIPTION = {"type": "string", "description": "a note for people reading the recipe; shrink ignores it"}
@@ -204,8 +204,8 @@ def _chain(planner: _Planner, source: Source, resolved: list[tuple[Pass, Entry]]
             planner.add(("passes", index, "pass"),
                         f"{entry.name} consumes {'/'.join(instance.consumes)} but receives {fmt} here", hint)
         fmt = instance.produces
-    if fmt != DEPLOY_FORMAT and not planner.problems:
-        planner.add(("passes",), f"the last pass produces {fmt}, but a bundle needs an {DEPLOY_FORMAT} model",
+    if fmt not in DEPLOY_FORMATS and not planner.problems:
+        planner.add(("passes",), f"the last pass produces {fmt}, but a bundle needs an {' or '.join(DEPLOY_FORMATS)} model",
                     "end the recipe with an 'export' pass")
     loadable = target.get("runtime", "formats")
     if loadable and fmt not in loadable and not planner.problems:
@@ -237,6 +237,10 @@ def _preconditions(planner: _Planner, target: Target, family: ModelFamily, sourc
     for step in steps:
         needs = step.instance.requires
         path: tuple[str | int, ...] = ("passes", step.index)
+        missing = type(step.instance).unavailable()
+        if missing:
+            planner.add(path, f"{step.name} is not available in this installation: {missing}")
+            continue
         if needs and data is None:
             planner.add(path, f"{step.name} needs data ({', '.join(sorted(needs))}) but the recipe has no 'data' section")
         elif data is not None:

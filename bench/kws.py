@@ -1,0 +1,96 @@
+"""Keyword-spotting benchmark: Deep Compression's weight sharing + LUT coding against plain full int8, in one run.
+
+    python bench/kws.py [--recipe recipes/kws-cortex-m4.json] [--train-per-class 400] [--out /tmp/kws-bench]
+
+Needs `pip install -e '.[tflite]'`. Compiles the recipe twice with the same data, teacher and seeds: as written
+(distill.kd → prune.structured → fuse.bn → compress.cluster → export.tflite, LUT-coded) and without
+`compress.cluster` (the baseline: the same student exported as plain full int8). Prints, from the two bundles'
+manifests: the fp32 teacher's and each bundle's accuracy on the unseen eval voices (the int8 `.tflite` under TFLite
+Micro's interpreter), the plain int8 file with zlib and zstd of it, the Huffman-coded and LUT-coded sizes of the
+clustered model, the arena TFLite Micro needs against the static estimate, and the ratios.
+`--train-per-class` overrides the data size to keep the run short (the teacher is not retrained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _recipe(source: Path, out: Path, train_per_class: int | None, cluster: bool) -> Path:
+    recipe = json.loads(source.read_text())
+    base = source.parent.resolve()
+    recipe["model"]["factory"] = str(base / recipe["model"]["factory"])
+    recipe["model"]["weights"] = str(base / recipe["model"]["weights"])
+    for step in recipe["passes"]:
+        if isinstance(step.get("student"), dict) and "factory" in step["student"]:
+            step["student"]["factory"] = str(base / step["student"]["factory"])
+    if train_per_class:
+        recipe["data"]["train_per_class"] = train_per_class
+    if not cluster:
+        recipe["passes"] = [p for p in recipe["passes"] if p["pass"] != "compress.cluster"]
+        recipe["name"] += "-no-cluster"
+    path = out / f"{recipe['name']}.json"
+    path.write_text(json.dumps(recipe, indent=1))
+    return path
+
+
+def _compile(recipe: Path, bundle: Path) -> tuple[dict, float]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "shrink", "compile", str(recipe), "-o", str(bundle)],
+                          capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if not (bundle / "manifest.json").is_file():
+        sys.exit(f"{recipe.name}: compile exited {done.returncode} without a bundle:\n{done.stderr[-2000:]}")
+    return json.loads((bundle / "manifest.json").read_text()), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "kws-cortex-m4.json")
+    parser.add_argument("--train-per-class", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/kws-bench"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    shared, shared_s = _compile(_recipe(args.recipe, args.out, args.train_per_class, True), args.out / "cluster")
+    plain, plain_s = _compile(_recipe(args.recipe, args.out, args.train_per_class, False), args.out / "no-cluster")
+
+    teacher = shared["history"][0]["metrics"]["accuracy"]
+    coding = shared["metrics"]["coding"]
+    base = plain["metrics"]["coding"]
+    int8 = base["int8_bytes"]
+    print(f"{'model':48} {'accuracy':>9} {'bytes':>9} {'x int8':>7}")
+    converted = plain["history"][-1]["details"].get("converted_bytes")
+    rows = [("fp32 teacher (torch)", teacher, None),
+            ("int8 .tflite as converted (tensor names kept)", plain["metrics"]["accuracy"], converted),
+            ("int8 .tflite, no weight sharing, names dropped", plain["metrics"]["accuracy"], int8),
+            ("  zlib -9 of it", None, base["zlib_bytes"]),
+            ("  zstd -19 of it", None, base["zstd_bytes"]),
+            ("int8 .tflite, shared 16 ways (stored)", shared["metrics"]["accuracy"], coding["int8_bytes"]),
+            ("  Huffman-coded shared weights", None, coding.get("huffman_bytes")),
+            ("  LUT-coded (TFLite Micro DECODE)", shared["metrics"]["accuracy"], coding.get("lut_bytes"))]
+    for name, accuracy, size in rows:
+        acc = f"{accuracy:.2%}" if accuracy is not None else ""
+        ratio = f"{size / int8:.3f}" if size else ""
+        print(f"{name:48} {acc:>9} {size or '':>9} {ratio:>7}")
+    for label, manifest in (("shared", shared), ("plain", plain)):
+        arena = manifest["metrics"]["arena_measured"]
+        plan = manifest["metrics"]["arena_plan_bytes"]
+        print(f"arena ({label}): measured {arena['total']} B (tensors {arena['head']} + persistent {arena['tail']} + "
+              f"{arena.get('temp', 0)} while preparing); static plan {plan} B of tensors ({plan / arena['head']:.3f} x "
+              "the measured tensors)")
+    drop = plain["metrics"]["accuracy"] - shared["metrics"]["accuracy"]
+    print(f"weight sharing: LUT-coded {coding.get('lut_bytes', 0) / int8:.3f}x the plain int8 file "
+          f"(zstd {base['zstd_bytes'] / int8:.3f}x; deployed: {coding['deployed']}"
+          + (f", {coding['not_deployed']}" if coding.get("not_deployed") else "") + f") at {drop * 100:+.2f} points accuracy loss against it; "
+          f"compiles {shared_s:.0f} s and {plain_s:.0f} s; verdicts {shared['verdict']}, {plain['verdict']}")
+
+
+if __name__ == "__main__":
+    main()

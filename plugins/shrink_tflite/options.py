@@ -1,0 +1,48 @@
+"""Options of `export.tflite` and what it needs installed (checked without importing it)."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Literal
+
+from pydantic import Field
+
+from shrink import PassOptions
+
+INSTALL = "pip install -e '.[tflite]'"
+MODULES = {"litert_torch": "litert-torch", "ai_edge_quantizer": "ai-edge-quantizer", "ai_edge_litert": "ai-edge-litert",
+           "tflite_micro": "tflite-micro"}
+
+
+def missing() -> str | None:
+    """The TFLite libraries that are not installed, with the install command; None when all are."""
+    absent = [dist for module, dist in MODULES.items() if importlib.util.find_spec(module) is None]
+    return f"it needs {', '.join(absent)}: {INSTALL}" if absent else None
+
+
+class TfliteExportOptions(PassOptions):
+    """Options of `export.tflite`."""
+
+    quantize: Literal["int8", "none"] = Field(
+        "int8", description="'int8': full integer (weights per channel, activations and the model's input and output "
+                            "per tensor) with ai-edge-quantizer, calibrated on the data; 'none': float32")
+    weights: Literal["auto", "per-channel", "per-tensor"] = Field(
+        "auto", description="int8 weight scales: 'per-channel' (and 'auto'; shared weights stay at most 2**bits values "
+                            "per channel, which the per-channel LUT coding needs), 'per-tensor' (one scale per layer)")
+    calibration_samples: int = Field(200, ge=1, le=100_000, description="calibration inputs (from the calibration "
+                                                                          "split, else train)")
+    tolerance: float = Field(1e-4, gt=0, le=1, description="largest allowed max |Δ| between torch and the float32 "
+                                                           ".tflite (relative to the largest |output|)")
+    min_agreement: float = Field(0.9, ge=0, le=1, description="int8: smallest allowed share of inputs on which the "
+                                                              "int8 model's top-1 class agrees with torch's")
+    parity_samples: int = Field(200, ge=1, le=10_000, description="inputs (eval split first) the parity gates run on")
+    coding: Literal["auto", "lut", "none"] = Field(
+        "auto", description="look-up-table coding of weight tensors with few distinct values per channel (after "
+                            "compress.cluster), decoded on the device by TFLite Micro's DECODE operator: 'auto' when the "
+                            "target's runtime.decodes lists 'lut', 'lut' always (the storage check then counts the "
+                            "coded file only if the runtime decodes it), 'none' never. Coded sizes are reported either way")
+    strip_names: bool = Field(True, description="drop the names of the int8 model's inner tensors (TensorFlow Lite "
+                                                "Micro never reads them; the graph's inputs and outputs keep theirs): "
+                                                "litert-torch writes each one's module path, a quarter of a small file")
+    max_index_bits: int = Field(4, ge=1, le=7, description="code a tensor only when every channel has at most "
+                                                            "2**max_index_bits distinct values")

@@ -1,0 +1,180 @@
+"""`compress.cluster`: Deep Compression's weight sharing (Han et al. 2016, stage 3): each layer's weights are
+clustered into `clusters` shared values by k-means (scikit-learn, 1-D, linear or density initialisation), then
+the shared values (centroids) are fine-tuned, with KD from the unclustered model, while every weight stays tied
+to its cluster (the gradient of a centroid is the sum over its weights).
+
+The result is a torch model whose Conv/Linear weights take at most `clusters` distinct values per layer. Storage
+is `ceil(log2 clusters)` index bits per weight plus the codebook; `export.tflite` codes it as TFLite Micro
+look-up tables where the target decodes them, and reports the sizes. BatchNorm must be folded first (`fuse.bn`):
+folding it afterwards scales each channel and undoes the sharing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from shrink import Artifact, Context, Pass, PlanContext, UsageError
+from shrink_common.options import TrainingOptions
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+class ClusterOptions(TrainingOptions):
+    """Options of the `compress.cluster` pass."""
+
+    clusters: int = Field(16, ge=2, le=256, description="shared values per layer (16: 4-bit indices)")
+    init: Literal["linear", "density"] = Field(
+        "linear", description="k-means initialisation: 'linear' (evenly over [min, max], keeps the rare large weights: "
+                              "Deep Compression's choice) or 'density' (at the weights' quantiles)")
+    layers: list[Literal["conv", "linear"]] = Field(["conv", "linear"], min_length=1, max_length=2,
+                                                    description="layer types whose weights are shared (biases never)")
+    ignore: list[str] = Field(default_factory=list, max_length=1000, description="module names left unclustered")
+    min_weights: int = Field(64, ge=1, le=10**9, description="leave layers with fewer weights than this unclustered")
+    finetune_epochs: int = Field(3, ge=0, le=1000, description="centroid fine-tune epochs (0: k-means only)")
+    finetune_kd: bool = Field(True, description="fine-tune with Hinton KD from the unclustered model")
+    lr: float = Field(1e-3, gt=0, le=10, description="fine-tune peak learning rate")
+
+
+class ClusterCompress(Pass[ClusterOptions]):
+    """Share weights per layer by k-means (Deep Compression), then fine-tune the shared values with KD."""
+
+    name = "compress.cluster"
+    consumes = ("torch",)
+    produces = "torch"
+    requires = frozenset({"train", "labels"})
+    libraries = ("torch", "scikit-learn")
+
+    def check(self, plan: PlanContext) -> list[str]:
+        passes = plan.recipe.raw.get("passes") or []
+        earlier = [p.get("pass") for p in passes[:plan.index or 0] if isinstance(p, dict)]
+        later = [p.get("pass") for p in passes[(plan.index or 0) + 1:] if isinstance(p, dict)]
+        problems = []
+        if "fuse.bn" not in earlier:
+            problems.append("compress.cluster needs BatchNorm folded first: put a 'fuse.bn' pass before it (folding "
+                            "it afterwards, as every export does, would scale each channel and undo the sharing)")
+        if any(name in ("distill.kd", "prune.structured", "prune.magnitude", "quantize.qat") for name in later):
+            problems.append("compress.cluster must come after the passes that retrain the weights (distill, prune, "
+                            "qat): they would untie the shared values")
+        return problems
+
+    def run(self, artifact: Artifact, ctx: Context) -> Artifact:
+        import copy
+
+        from shrink.api.data import labelled_eval
+        from shrink_common.classifier import evaluate, split_tensors, train
+        from shrink_common.training import TrainConfig
+        from shrink_common.torch_setup import setup_torch
+        from shrink_torch.sparsity import select_layers
+
+        opts = self.options
+        seed = ctx.seed + opts.seed
+        setup_torch(seed)
+        original: nn.Module = artifact.model
+        evaluation = labelled_eval(ctx.data)
+        model = copy.deepcopy(original).eval()
+        _refuse_batchnorm(model)
+        names = {id(m): n for n, m in model.named_modules()}
+        targets = [(m, names[id(m)]) for m, _ in select_layers(model, list(opts.layers), list(opts.ignore))
+                   if m.weight.numel() >= opts.min_weights]
+        if not targets:
+            raise UsageError(f"compress.cluster: no Conv/Linear layer has {opts.min_weights} weights or more to cluster")
+        ctx.report(0.05, f"k-means into {opts.clusters} shared values per layer ({len(targets)} layers)")
+        tied = [_tie(module, opts.clusters, opts.init, seed) for module, _ in targets]
+        after_kmeans = evaluate(model, evaluation)
+        result = None
+        if opts.finetune_epochs:
+            x, y = split_tensors(ctx.require_data("train", self.name), self.name)
+            cfg = TrainConfig(epochs=opts.finetune_epochs, batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer,
+                              weight_decay=0.0, schedule=opts.schedule, augment=opts.augment, max_shift=opts.max_shift,
+                              temperature=opts.temperature, alpha=opts.alpha, channels_last=False)
+            teacher = copy.deepcopy(original).eval() if opts.finetune_kd else None
+            label = "fine-tuning the shared values" + (" with KD" if teacher is not None else "")
+            result = train(model, x, y, cfg, seed, teacher=teacher, report=ctx.report, label=label, progress=(0.1, 0.95))
+        layers = [_untie(module, parametrization) for (module, _), parametrization in zip(targets, tied)]
+        model.eval()
+        bits = math.ceil(math.log2(opts.clusters))
+        weights = sum(n for n, _ in layers)
+        clustered = {name: {"weights": n, "values": v} for (_, name), (n, v) in zip(targets, layers)}
+        details: dict[str, Any] = {
+            "clusters": opts.clusters, "init": opts.init, "clustered_layers": len(targets), "clustered_weights": weights,
+            "index_bits": bits, "layer_values": ", ".join(f"{name}: {c['values']}" for name, c in clustered.items()),
+            "coded_weight_bytes": math.ceil(weights * bits / 8) + 4 * opts.clusters * len(targets),
+            "float32_weight_bytes": 4 * weights,
+            "storage_encoding": f"{bits}-bit index per weight + a float32 codebook of {opts.clusters} values per layer",
+            "accuracy_before": evaluate(original, evaluation), "accuracy_after_kmeans": after_kmeans,
+            "finetune_epochs": opts.finetune_epochs, "finetune_kd": bool(opts.finetune_kd and opts.finetune_epochs),
+        }
+        if result is not None:
+            details["finetune_loss"] = result.final_loss
+        details["accuracy"] = evaluate(model, evaluation)
+        meta = {"weight_sharing": {"clusters": opts.clusters, "layers": sorted(clustered)}}
+        return artifact.evolve(model=model, meta=meta, details=details)
+
+
+def _refuse_batchnorm(model: nn.Module) -> None:
+    from torch import nn
+
+    found = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if found:
+        raise UsageError(f"compress.cluster: the model still has BatchNorm layers ({', '.join(found[:3])}"
+                         f"{', ...' if len(found) > 3 else ''}); put 'fuse.bn' before compress.cluster")
+
+
+def _initial(values: Any, clusters: int, init: str) -> Any:
+    import numpy as np
+
+    if init == "linear":
+        return np.linspace(values.min(), values.max(), clusters)
+    return np.quantile(values, (np.arange(clusters) + 0.5) / clusters)
+
+
+def _tie(module: nn.Module, clusters: int, init: str, seed: int) -> Any:
+    """Cluster `module.weight` and parametrize it as `centroids[index]` (centroids trainable, indices fixed)."""
+    import numpy as np
+    import torch
+    from sklearn.cluster import KMeans
+    from torch.nn.utils import parametrize
+
+    values = module.weight.detach().cpu().numpy().reshape(-1, 1).astype(np.float64)
+    k = min(clusters, len(np.unique(values)))
+    kmeans = KMeans(n_clusters=k, init=_initial(values, k, init).reshape(-1, 1), n_init=1, random_state=seed)
+    index = kmeans.fit_predict(values)
+    shared = SharedWeight(torch.tensor(kmeans.cluster_centers_.ravel(), dtype=module.weight.dtype),
+                          torch.from_numpy(index.astype(np.int64)).reshape(module.weight.shape))
+    parametrize.register_parametrization(module, "weight", shared)
+    return shared
+
+
+def _untie(module: nn.Module, shared: Any) -> tuple[int, int]:
+    """Make the tied weight a plain parameter again; (weights, distinct values)."""
+    from torch.nn.utils import parametrize
+
+    parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    return int(module.weight.numel()), int(module.weight.detach().unique().numel())
+
+
+def _shared_module() -> type:
+    import torch
+    from torch import nn
+
+    class _Shared(nn.Module):
+        """`weight = centroids[index]`: the centroids train, the assignment of weights to clusters does not."""
+
+        def __init__(self, centroids: torch.Tensor, index: torch.Tensor) -> None:
+            super().__init__()
+            self.centroids = nn.Parameter(centroids)
+            self.register_buffer("index", index)
+
+        def forward(self, weight: torch.Tensor) -> torch.Tensor:
+            return self.centroids[self.index]
+
+    return _Shared
+
+
+def SharedWeight(centroids: torch.Tensor, index: torch.Tensor) -> Any:  # noqa: N802 - builds the torch module lazily
+    return _shared_module()(centroids, index)

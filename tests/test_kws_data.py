@@ -1,0 +1,54 @@
+"""The `kws` data source: a speaker-independent split (no accent and no voice variant shared between training and
+eval), its option checks, and (with the `kws` extra: eSpeak NG and CMSIS-DSP) real synthesis: shapes, balanced
+classes, the recorded voices, and the same samples for the same options whatever the number of worker processes."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shrink_data.kws import SILENCE, UNKNOWN, KeywordSpotting, KwsOptions, missing_libraries
+
+
+def _split_voices(options: KwsOptions) -> tuple[set[str], set[str], set[str], set[str]]:
+    train = options.voices("train") + options.voices("calibration")
+    test = options.voices("eval")
+    return {a for a, _ in train}, {v for _, v in train}, {a for a, _ in test}, {v for _, v in test}
+
+
+@pytest.mark.parametrize("overrides", [{}, {"test_accents": ["en-us"], "test_variants": ["m1", "f1"]}])
+def test_split_shares_no_accent_and_no_variant(overrides: dict) -> None:
+    train_accents, train_variants, test_accents, test_variants = _split_voices(KwsOptions(**overrides))
+    assert test_accents and test_variants and train_accents and train_variants
+    assert not train_accents & test_accents
+    assert not train_variants & test_variants
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"test_accents": ["xx"]}, "test_accents: xx not in accents"),
+    ({"accents": ["en", "de"], "test_accents": ["en", "de"]}, "every one of accents speaks only eval"),
+    ({"unknown_words": ["yes", "cat"]}, "unknown_words: yes are keywords"),
+    ({"snr_db": [30, 5]}, "snr_db: low 30 is above high 5"),
+    ({"fft_length": 500}, "fft_length 500 is not a power of two"),
+])
+def test_bad_options_are_refused_with_the_field(overrides: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        KwsOptions(**overrides)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(missing_libraries()), reason="the kws data source needs pip install -e '.[kws]'")
+def test_synthesis_is_speaker_independent_and_reproducible() -> None:
+    small = {"train_per_class": 2, "eval_per_class": 2, "calibration_size": 6}
+    data = KeywordSpotting(KwsOptions(**small, workers=1)).load(None)  # type: ignore[arg-type]  # unused context
+    classes = data.meta["classes"]
+    assert classes[-2:] == [UNKNOWN, SILENCE] and len(classes) == 12
+    train, eval_ = data.split("train"), data.split("eval")
+    assert train.inputs.shape == (24, 1, 49, 10) and eval_.inputs.shape == (24, 1, 49, 10)
+    assert sorted(train.labels.tolist()) == sorted(list(range(12)) * 2)
+    train_voices = {tuple(v.split("+")) for v in data.meta["voices"]["train"]}
+    eval_voices = {tuple(v.split("+")) for v in data.meta["voices"]["eval"]}
+    assert not {a for a, _ in train_voices} & {a for a, _ in eval_voices}
+    assert not {v for _, v in train_voices} & {v for _, v in eval_voices}
+    again = KeywordSpotting(KwsOptions(**small, workers=2)).load(None)  # type: ignore[arg-type]
+    assert again.fingerprint == data.fingerprint
