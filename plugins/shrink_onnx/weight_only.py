@@ -260,7 +260,8 @@ class QuantizeWeightOnly(Pass[QuantizeWeightOnlyOptions]):
             def __deepcopy__(self, memo: dict[int, Any]) -> Reader:  # the quantizer copies the reader before reading
                 return Reader()
 
-        config = q.GPTQWeightOnlyQuantConfig(calibration_data_reader=Reader(), block_size=128, op_types_to_quantize=("MatMul",))
+        config = q.GPTQWeightOnlyQuantConfig(calibration_data_reader=Reader(), block_size=opts.block_size,
+                                            op_types_to_quantize=("MatMul",))
         return _quantize(model, config, skip, opts)
 
 
@@ -276,13 +277,15 @@ def _quantize(model: onnx.ModelProto, config: Any, skip: list[str], opts: Quanti
     """One run of ONNX Runtime's MatMulNBitsQuantizer (its INFO logging quieted)."""
     import logging
 
+    import numpy as np
     from onnxruntime.quantization import matmul_nbits_quantizer as q
 
     for name in ("onnxruntime.quantization.matmul_nbits_quantizer", "neural_compressor"):
         logging.getLogger(name).setLevel(logging.WARNING)
     quantizer = q.MatMulNBitsQuantizer(model, bits=opts.bits, block_size=opts.block_size, is_symmetric=opts.is_symmetric,
                                        nodes_to_exclude=skip, algo_config=config)
-    quantizer.process()
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero block has scale 0; the quantizer writes 0 for it
+        quantizer.process()
     return quantizer.model.model
 
 
