@@ -47,6 +47,9 @@ class QuantizeWeightOnlyOptions(PassOptions):
     block_size: Literal[16, 32, 64, 128, 256] = Field(
         32, description="weights per block along the reduction axis (a table: along its width), each block with its "
                         "own scale (and zero point): smaller blocks are more accurate and larger")
+    table_block_size: Literal[16, 32, 64, 128, 256] | SkipJsonSchema[None] = Field(
+        None, description="block size of the embedding tables (default: block_size); a lookup copies one row, so "
+                          "tables tolerate larger blocks than the layers whose products sum many weights")
     symmetric: bool | SkipJsonSchema[None] = Field(
         None, description="signed weights with a scale per block and no zero point (default); false: a zero point per "
                           "block too; 'hqq' is always asymmetric")
@@ -83,6 +86,8 @@ class QuantizeWeightOnlyOptions(PassOptions):
         if self.bits == 8 and "Gather" in self.op_types and "op_types" in self.model_fields_set:
             raise ValueError("op_types 'Gather': embedding tables are quantized to 4 bits only (GatherBlockQuantized in "
                              "ONNX Runtime's quantizer); remove 'Gather' or use bits 4")
+        if self.table_block_size is not None and not self.tables:
+            raise ValueError("table_block_size applies only to 4-bit embedding tables ('Gather' in op_types, bits 4)")
         if self.calibration_samples is not None and self.algorithm != "gptq":
             raise ValueError("calibration_samples applies only to algorithm 'gptq'")
         return self
@@ -91,6 +96,11 @@ class QuantizeWeightOnlyOptions(PassOptions):
     def tables(self) -> bool:
         """Whether embedding tables are quantized (4 bits, 'Gather' in op_types)."""
         return self.bits == 4 and "Gather" in self.op_types
+
+    @property
+    def table_block(self) -> int:
+        """The block size of the embedding tables."""
+        return self.table_block_size or self.block_size
 
     @property
     def is_symmetric(self) -> bool:
@@ -190,11 +200,13 @@ class QuantizeWeightOnly(Pass[QuantizeWeightOnlyOptions]):
                 raise RuntimeError(f"converting the model from ai.onnx opset {old} to {TABLE_OPSET} (int4 tables need "
                                    f"it) failed: {str(exc).splitlines()[0]}; remove 'Gather' from op_types") from None
             details["opset_converted"] = f"ai.onnx {old} → {TABLE_OPSET} (onnx.version_converter)"
+        if tables:
+            details["table_block_size"] = opts.table_block
         ctx.report(0.15, f"{opts.algorithm} int{opts.bits}: {len(linear)} MatMul weight(s), {len(tables)} table(s)")
         if linear:
             model = self._linear(model, linear, artifact, ctx, details)
         if tables:
-            model = _quantize(model, _rtn_config(opts, ("Gather",)), _others(model, tables, "Gather"), opts)
+            model = _quantize(model, _rtn_config(opts, ("Gather",), opts.table_block), _others(model, tables, "Gather"), opts)
         if opts.accuracy_level:
             for node in model.graph.node:
                 if node.op_type == "MatMulNBits":
@@ -236,7 +248,7 @@ class QuantizeWeightOnly(Pass[QuantizeWeightOnlyOptions]):
         opts = self.options
         skip = _others(model, names, "MatMul")
         if opts.algorithm == "rtn":
-            return _quantize(model, _rtn_config(opts, ("MatMul",)), skip, opts)
+            return _quantize(model, _rtn_config(opts, ("MatMul",), opts.block_size), skip, opts)
         if opts.algorithm == "hqq":
             config = q.HQQWeightOnlyQuantConfig(block_size=opts.block_size, bits=opts.bits, op_types_to_quantize=("MatMul",))
             return _quantize(model, config, skip, opts)
@@ -265,11 +277,11 @@ class QuantizeWeightOnly(Pass[QuantizeWeightOnlyOptions]):
         return _quantize(model, config, skip, opts)
 
 
-def _rtn_config(opts: QuantizeWeightOnlyOptions, ops: tuple[str, ...]) -> Any:
+def _rtn_config(opts: QuantizeWeightOnlyOptions, ops: tuple[str, ...], block_size: int) -> Any:
     from onnxruntime.quantization import matmul_nbits_quantizer as q
 
     # blocks of a table run along its last axis (each row's width)
-    return q.DefaultWeightOnlyQuantConfig(block_size=opts.block_size, is_symmetric=opts.is_symmetric, bits=opts.bits,
+    return q.DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=opts.is_symmetric, bits=opts.bits,
                                           op_types_to_quantize=ops, quant_axes=(("MatMul", 0), ("Gather", -1)))
 
 
