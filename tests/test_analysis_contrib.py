@@ -246,6 +246,10 @@ def test_matmul_nbits_counts_k_and_n_from_its_attributes(bits: int) -> None:
     a = _sane(analyze(quantized))
     assert _ops(a) == {"MatMulNBits", "GatherBlockQuantized" if bits == 4 else "Gather"}  # 8-bit Gather stays
     assert (a.macs_by_op, a.macs_by_dtype, a.incomplete) == ({"MatMulNBits": 30_720}, {f"int{bits}": 30_720}, ())
+    # weights: the packed B counts as its K x N weights in its packed bytes; the 4-bit table is typed int4
+    table = {"params": 100 * 64, "bytes": 100 * 64 // 2} if bits == 4 else {"params": 0, "bytes": 0}
+    assert a.weights_by_dtype[f"int{bits}"] == {"params": 64 * 48 + table["params"],
+                                                 "bytes": 48 * 2 * 32 * bits // 8 + table["bytes"]}
 
 
 # ops that cost nothing, and ops with no cost model ----------------------------------------------------------

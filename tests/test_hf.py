@@ -207,7 +207,7 @@ def test_every_loss_term_is_zero_when_student_is_teacher(tiny_bert, tmp_path, ta
     losses = Losses(student, teacher, mapping, dict.fromkeys(TERMS, 1.0), temperature=2.0)
     ids, mask = batch(teacher.config.vocab_size)
     student.eval()
-    terms = losses(student, teacher, ids, mask)
+    terms = losses(student, losses.targets(teacher, ids, mask), ids, mask)
     losses.close()
     for name in (*TERMS, "total"):
         assert float(terms[name].detach()) == pytest.approx(0.0, abs=1e-6), name
@@ -216,7 +216,7 @@ def test_every_loss_term_is_zero_when_student_is_teacher(tiny_bert, tmp_path, ta
         for p in student.parameters():
             p.add_(0.05 * torch.randn_like(p))
     losses = Losses(student, teacher, mapping, dict.fromkeys(TERMS, 1.0), temperature=2.0)
-    terms = losses(student, teacher, ids, mask)
+    terms = losses(student, losses.targets(teacher, ids, mask), ids, mask)
     losses.close()
     for name in TERMS:
         assert float(terms[name].detach()) > 0, name
@@ -243,6 +243,47 @@ def test_attention_scores_are_pre_softmax_and_padding_masked(tiny_bert):
     assert float(attention_mse(changed, scores, mask)) == 0.0
 
 
+def test_teacher_targets_read_back_what_the_teacher_gives(tiny_bert, tmp_path):
+    """The once-computed store gives each batch the live teacher's targets (float16 on disk), zero-padded
+    where the batch is longer than a sentence; the losses from either are the same."""
+    import torch
+
+    from shrink_huggingface.teacher_targets import TeacherTargets, prefix_masks
+    from shrink_huggingface.tinybert_train import TERMS, Losses, build_student
+
+    teacher = load_encoder(tiny_bert)
+    student, mapping, _, _ = build_student(options(student={"layers": 2}), teacher)
+    losses = Losses(student, teacher, mapping, dict.fromkeys(TERMS, 1.0), temperature=1.0)
+    rng = np.random.default_rng(0)
+    lengths = np.array([3, 10, 7, 1, 10, 5])
+    ids_all = np.zeros((6, 12), dtype=np.int64)
+    mask_all = (np.arange(12)[None, :] < lengths[:, None]).astype(np.int64)
+    ids_all[mask_all == 1] = rng.integers(5, teacher.config.vocab_size, int(lengths.sum()))
+    assert prefix_masks(mask_all) and not prefix_masks(mask_all[:, ::-1])
+    store = TeacherTargets.build(teacher, losses.teacher_scores, ids_all, mask_all, losses.layers, losses.score_layers,
+                                 tmp_path / "targets", token_budget=16)
+    assert isinstance(store, TeacherTargets)
+    assert store.nbytes - store.prediction.nbytes == TeacherTargets.size_estimate(lengths, 3, 32, 4, 2)
+    idx = np.array([2, 0, 4])
+    ids, mask = torch.from_numpy(ids_all[idx, :10]), torch.from_numpy(mask_all[idx, :10])
+    live, stored = losses.targets(teacher, ids, mask), store.batch(idx, 10)
+    torch.testing.assert_close(stored.prediction, live.prediction)
+    for got, want in zip(stored.hidden, live.hidden):
+        real = mask[..., None].bool().expand_as(want)
+        torch.testing.assert_close(got[real], want[real], atol=2e-3, rtol=2e-3)
+        assert float(got[~real].abs().max()) == 0.0
+    pairs = (mask[:, None, :, None] * mask[:, None, None, :]).bool()
+    for j in losses.score_layers:
+        real = pairs.expand_as(live.scores[j])
+        torch.testing.assert_close(stored.scores[j][real], live.scores[j][real], atol=2e-3, rtol=2e-3)
+    a, b = losses(student, live, ids, mask), losses(student, stored, ids, mask)
+    for name in TERMS:
+        assert float(a[name].detach()) == pytest.approx(float(b[name].detach()), rel=1e-3, abs=1e-6), name
+    store.close()
+    losses.close()
+    assert not (tmp_path / "targets").exists()
+
+
 def test_narrow_student_shapes(tiny_bert):
     import torch
 
@@ -255,7 +296,7 @@ def test_narrow_student_shapes(tiny_bert):
     with torch.no_grad():
         assert student(ids, mask).shape == (3, 32)  # projected into the teacher's embedding space
     losses = Losses(student, teacher, mapping, dict.fromkeys(TERMS, 1.0), temperature=1.0)
-    terms = losses(student, teacher, ids, mask)
+    terms = losses(student, losses.targets(teacher, ids, mask), ids, mask)
     losses.close()
     terms["total"].backward()
     assert isinstance(losses.project_hidden, torch.nn.Linear) and losses.project_hidden.weight.grad is not None

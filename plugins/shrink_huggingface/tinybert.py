@@ -73,6 +73,14 @@ class DistillTinyBERTOptions(PassOptions):
     max_length: Annotated[int, Field(ge=2, le=4096)] | SkipJsonSchema[None] = Field(
         None, description="truncate training sentences to this many tokens (default: the model's max_length)")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="added to the recipe seed")
+    teacher_cache: Literal["auto", "off"] = Field(
+        "auto", description="'auto': with more than one epoch, run the teacher once over the training sentences and "
+                            "read its targets (float16, on disk in the compile's work folder) in every epoch, when the "
+                            "disk has room; 'off': run the teacher in every step")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="the student's training arithmetic: 'bfloat16' autocasts its matrix products to bf16 "
+                            "(weights, optimizer and losses stay float32); 'auto': bfloat16 where the CPU multiplies "
+                            "it natively (AVX512-BF16, AMX, Arm BF16), else float32")
 
     @model_validator(mode="after")
     def _consistent(self) -> DistillTinyBERTOptions:

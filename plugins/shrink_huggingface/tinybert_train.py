@@ -5,11 +5,17 @@ none), so the pre-softmax scores QKᵀ/√d are rebuilt from forward hooks on ea
 `key` projections (`ScoreCapture`). Padded positions are excluded from the MSE (rows and columns),
 which is what TinyBERT's "zero the masked scores in both models" amounts to. The same hooks work for
 the teacher and the student and whatever attention implementation the model uses.
+
+Speed: the teacher is fixed, so with more than one epoch its targets are computed once and read back
+(`teacher_targets`); the student trains in bfloat16 autocast where the CPU multiplies bf16 natively
+(`precision`), with a fused AdamW. The step's time split is in the details (`time_split`).
 """
 
 from __future__ import annotations
 
 import math
+import resource
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from shrink import Artifact, Context, UsageError
+from shrink.support.units import human_bytes
 from shrink_common.training import run_epoch
 from shrink_huggingface.model import Encoder, FactorizedEmbedding, build, config_dict, head_counts, word_table
+from shrink_huggingface.precision import autocast, resolve_precision
+from shrink_huggingface.teacher_targets import Targets, TeacherTargets, live, prefix_masks
 
 if TYPE_CHECKING:
     from shrink_huggingface.tinybert import DistillTinyBERTOptions
@@ -71,7 +80,8 @@ class ScoreCapture:
 
 
 def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the positions where `mask` (broadcast to `a`) is 1."""
+    """Mean squared error over the positions where `mask` (broadcast to `a`) is 1, in float32."""
+    a, b = a.float(), b.float()
     mask = mask.to(a.dtype).expand_as(a)
     return ((a - b) ** 2 * mask).sum() / mask.sum().clamp(min=1.0)
 
@@ -80,11 +90,12 @@ def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tens
     """Score MSE over real (query, key) token pairs; head-averaged when the head counts differ."""
     if student.shape[1] != teacher.shape[1]:
         student, teacher = student.mean(1, keepdim=True), teacher.mean(1, keepdim=True)
-    pairs = (mask[:, None, :, None] * mask[:, None, None, :]).to(student.dtype)
+    pairs = mask[:, None, :, None] * mask[:, None, None, :]
     return masked_mse(student, teacher, pairs)
 
 
 def prediction_loss(student: torch.Tensor, teacher: torch.Tensor, task: str, temperature: float) -> torch.Tensor:
+    student, teacher = student.float(), teacher.float()
     if task == "classification":
         t = temperature
         return F.kl_div(F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1),
@@ -93,7 +104,8 @@ def prediction_loss(student: torch.Tensor, teacher: torch.Tensor, task: str, tem
 
 
 class Losses(nn.Module):
-    """The four TinyBERT terms for one batch; holds the learned projections used when widths differ."""
+    """The four TinyBERT terms for one batch; holds the learned projections used when widths differ. The
+    teacher's side comes as `Targets` (`targets()` runs the teacher; a `TeacherTargets` store reads them)."""
 
     def __init__(self, student: Encoder, teacher: Encoder, mapping: list[int], weights: dict[str, float],
                  temperature: float) -> None:
@@ -102,6 +114,8 @@ class Losses(nn.Module):
         self.project_embedding = nn.Linear(ds, dt) if ds != dt else nn.Identity()
         self.project_hidden = nn.Linear(ds, dt) if ds != dt else nn.Identity()
         self.mapping = list(mapping)
+        self.layers = sorted(set(mapping))  # teacher layers whose hidden states are targets
+        self.score_layers = self.layers if weights["attention"] else []
         self.weights = dict(weights)
         self.temperature = temperature
         self.task = student.task
@@ -112,24 +126,26 @@ class Losses(nn.Module):
         self.student_scores.close()
         self.teacher_scores.close()
 
-    def forward(self, student: Encoder, teacher: Encoder, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            t_pred, t_out = teacher.predict(ids, mask, output_hidden_states=True)
-            t_scores = {j: self.teacher_scores.scores(j) for j in set(self.mapping)} if self.weights["attention"] else {}
+    def targets(self, teacher: Encoder, ids: torch.Tensor, mask: torch.Tensor) -> Targets:
+        """The teacher's targets for one batch, by running it."""
+        return live(teacher, self.teacher_scores, ids, mask, self.layers, self.score_layers)
+
+    def forward(self, student: Encoder, targets: Targets, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         s_pred, s_out = student.predict(ids, mask, output_hidden_states=True)
         tokens = mask.unsqueeze(-1)
-        zero = s_pred.sum() * 0.0
+        zero = s_pred.float().sum() * 0.0
         terms: dict[str, torch.Tensor] = {name: zero for name in TERMS}
+        hidden = {j: targets.hidden[k + 1] for k, j in enumerate(self.layers)}
         if self.weights["embedding"]:
-            terms["embedding"] = masked_mse(self.project_embedding(s_out.hidden_states[0]), t_out.hidden_states[0], tokens)
+            terms["embedding"] = masked_mse(self.project_embedding(s_out.hidden_states[0]), targets.hidden[0], tokens)
         if self.weights["hidden"]:
-            terms["hidden"] = sum((masked_mse(self.project_hidden(s_out.hidden_states[i + 1]), t_out.hidden_states[j + 1], tokens)
+            terms["hidden"] = sum((masked_mse(self.project_hidden(s_out.hidden_states[i + 1]), hidden[j], tokens)
                                    for i, j in enumerate(self.mapping)), zero) / len(self.mapping)
         if self.weights["attention"]:
-            terms["attention"] = sum((attention_mse(self.student_scores.scores(i), t_scores[j], mask)
+            terms["attention"] = sum((attention_mse(self.student_scores.scores(i), targets.scores[j], mask)
                                       for i, j in enumerate(self.mapping)), zero) / len(self.mapping)
         if self.weights["prediction"]:
-            terms["prediction"] = prediction_loss(s_pred, t_pred, self.task, self.temperature)
+            terms["prediction"] = prediction_loss(s_pred, targets.prediction, self.task, self.temperature)
         terms["total"] = sum((self.weights[name] * terms[name] for name in TERMS), zero)
         return terms
 
@@ -252,14 +268,71 @@ def token_epoch(ids_all: np.ndarray, mask_all: np.ndarray, batches: list[np.ndar
                 loss_terms: Any, optimizer: Any, scheduler: Any, names: tuple[str, ...]) -> tuple[dict[str, float], int]:
     """One epoch (`shrink_common.training.run_epoch`) over `batches` of sentence indices, each batch trimmed to
     its longest sentence (batches of one are skipped): `loss_terms(ids, mask)` returns the weighted terms and
-    their `total`. Returns the mean of each term over the sentences seen, and the optimizer steps taken."""
+    their `total` (`loss_terms(ids, mask, idx)` when it takes a third argument: the batch's sentence indices).
+    Returns the mean of each term over the sentences seen, and the optimizer steps taken."""
+    import inspect
+
+    with_index = len(inspect.signature(loss_terms).parameters) >= 3
+
     def terms(idx: np.ndarray) -> dict[str, torch.Tensor]:
         mask_np = mask_all[idx]
         length = max(int(mask_np.sum(1).max()), 1)
-        return loss_terms(torch.from_numpy(np.ascontiguousarray(ids_all[idx, :length])),
-                          torch.from_numpy(np.ascontiguousarray(mask_np[:, :length])))
+        ids = torch.from_numpy(np.ascontiguousarray(ids_all[idx, :length]))
+        mask = torch.from_numpy(np.ascontiguousarray(mask_np[:, :length]))
+        return loss_terms(ids, mask, idx) if with_index else loss_terms(ids, mask)
 
     return run_epoch((idx for idx in batches if len(idx) >= 2), terms, optimizer, scheduler, names=names)
+
+
+def adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> tuple[torch.optim.Optimizer, str]:
+    """AdamW, fused into one kernel per step where torch has it on the CPU (the same update, several times
+    faster over a large word table than the per-tensor one), and its description."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True), "AdamW (fused)"
+    except (RuntimeError, TypeError):  # pragma: no cover - a torch without the fused CPU kernel
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay), "AdamW"
+
+
+class TimedOptimizer:
+    """An optimizer that adds up the time its steps take (for the pass's time split)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.seconds = 0.0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        started = time.perf_counter()
+        self.optimizer.step()
+        self.seconds += time.perf_counter() - started
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident memory so far (Linux reports kilobytes, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def teacher_store(opts: DistillTinyBERTOptions, losses: Losses, teacher: Encoder, ids_all: np.ndarray, mask_all: np.ndarray,
+                  ctx: Context) -> tuple[TeacherTargets | None, str]:
+    """The teacher's targets for every sentence, computed once (`teacher_cache` 'auto' with more than one epoch),
+    or None and why not."""
+    if opts.teacher_cache == "off":
+        return None, "off (set in the recipe): the teacher runs in every step"
+    if opts.epochs < 2:
+        return None, "off: one epoch reads each sentence's targets once, so the teacher runs in every step"
+    if not prefix_masks(mask_all):
+        return None, "off: the tokenizer pads on the left"
+    ctx.report(0.03, f"running the teacher once over {len(ids_all):,} sentences")
+    found = TeacherTargets.build(teacher, losses.teacher_scores, ids_all, mask_all, losses.layers, losses.score_layers,
+                                 ctx.new_path("teacher-targets", ""),
+                                 report=lambda f: ctx.report(0.03 + 0.02 * f, "running the teacher once"))
+    if isinstance(found, str):
+        return None, f"off: {found}; the teacher runs in every step"
+    return found, (f"on: the teacher ran once over {len(ids_all):,} sentences in {found.seconds:.1f} s; its targets "
+                   f"({human_bytes(found.nbytes)}, float16 on disk) were read back in every epoch")
 
 
 def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who: str) -> Artifact:
@@ -268,8 +341,10 @@ def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who:
 
     seed = ctx.seed + opts.seed
     setup_torch(seed)
+    began = time.perf_counter()
     teacher: Encoder = artifact.model.eval()
     ids_all, mask_all, max_length = train_tokens(opts, artifact, ctx, who)
+    tokenize_seconds = time.perf_counter() - began
 
     ctx.report(0.02, "building the student")
     torch.manual_seed(seed)
@@ -277,43 +352,68 @@ def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who:
     weights = opts.weights.model_dump()
     losses = Losses(student, teacher, mapping, weights, opts.temperature)
     params = list(student.parameters()) + list(losses.parameters())
-    optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
+    optimizer, optimizer_name = adamw(params, opts.lr, opts.weight_decay)
+    timed = TimedOptimizer(optimizer)
+    precision, precision_reason = resolve_precision(opts.precision)
     steps_per_epoch = math.ceil(len(ids_all) / opts.batch_size)
     total = opts.epochs * steps_per_epoch
     warmup = int(opts.warmup * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _schedule(step, total, warmup))
     generator = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
-    started = time.perf_counter()
-    step = 0
+    split = dict.fromkeys(("teacher", "targets_read", "student_forward_and_loss"), 0.0)
+    store: TeacherTargets | None = None
     try:
+        store, cache_note = teacher_store(opts, losses, teacher, ids_all, mask_all, ctx)
+        if store is not None:
+            split["teacher"] = store.seconds
+
+        def loss_terms(ids: torch.Tensor, mask: torch.Tensor, idx: np.ndarray) -> dict[str, torch.Tensor]:
+            started = time.perf_counter()
+            targets = store.batch(idx, ids.shape[1]) if store is not None else losses.targets(teacher, ids, mask)
+            middle = time.perf_counter()
+            with autocast(precision):
+                terms = losses(student, targets, ids, mask)
+            split["targets_read" if store is not None else "teacher"] += middle - started
+            split["student_forward_and_loss"] += time.perf_counter() - middle
+            return terms
+
+        started = time.perf_counter()
+        step = 0
         for epoch in range(opts.epochs):
             student.train()
             order = torch.randperm(len(ids_all), generator=generator).numpy()
             batches = length_batches(order, mask_all, opts.batch_size, generator)
-            means, steps = token_epoch(ids_all, mask_all, batches, lambda ids, mask: losses(student, teacher, ids, mask),
-                                     optimizer, scheduler, TERMS)
+            means, steps = token_epoch(ids_all, mask_all, batches, loss_terms, timed, scheduler, TERMS)
             step += steps
             if not math.isfinite(means["total"]):
                 raise FloatingPointError(f"the distillation loss became {means['total']} in epoch {epoch + 1}; lower lr")
             history.append(means)
             ctx.report(0.05 + 0.9 * (epoch + 1) / opts.epochs,
                        f"distilling: epoch {epoch + 1}/{opts.epochs}, loss {means['total']:.4f}")
+        seconds = time.perf_counter() - started + (store.seconds if store is not None else 0.0)
     finally:
         losses.close()
+        if store is not None:
+            store.close()
     student.eval()
-    seconds = time.perf_counter() - started
     final = history[-1] if history else {}
+    backward = seconds - sum(split.values()) - timed.seconds
+    time_split = {"tokenize": round(tokenize_seconds, 2), "teacher": round(split["teacher"], 1),
+                  "targets_read": round(split["targets_read"], 1),
+                  "student_forward_and_loss": round(split["student_forward_and_loss"], 1),
+                  "backward": round(backward, 1), "optimizer_step": round(timed.seconds, 1)}
     details: dict[str, Any] = {
         "student": described, "layer_map": mapping, "initialised_from": sources if opts.init == "teacher" else None,
         "teacher_layers": int(teacher.config.num_hidden_layers),
         "teacher_params": sum(p.numel() for p in teacher.parameters()), "student_params": sum(p.numel() for p in student.parameters()),
         "weights": weights, "sentences": len(ids_all), "max_length": max_length, "epochs": opts.epochs, "steps": step,
-        "train_seconds": round(seconds, 3),
+        "train_seconds": round(seconds, 3), "time_split_seconds": time_split,
+        "teacher_cache": cache_note, "precision": f"{precision} ({precision_reason})", "optimizer": optimizer_name,
+        "peak_rss_bytes": peak_rss_bytes(),
         "final_losses": {name: round(value, 6) for name, value in final.items()},
         "loss_per_epoch": [round(h["total"], 6) for h in history],
         "attention_scores": "pre-softmax QKᵀ/√d from hooks on query/key projections; padding masked",
     }
     meta = {"hf_config": config_dict(student), "heads": head_counts(student)}
     return artifact.evolve(model=student, meta=meta, details=details)
-

@@ -1,5 +1,5 @@
-"""Built-in ONNX plugin: the `onnx` model family and source, and the passes on ONNX models (quantize, fuse,
-ORT format)."""
+"""Built-in ONNX plugin: the `onnx` model family and source, and the passes on ONNX models (int8 and weight-only
+quantization, fp16, fuse, ORT format)."""
 
 from __future__ import annotations
 
@@ -30,5 +30,6 @@ def shrink_register_passes() -> list[type[Pass]]:
     from shrink_onnx.fuse import FuseOrt
     from shrink_onnx.ort_format import ExportOrt
     from shrink_onnx.quantize import QuantizePTQ
+    from shrink_onnx.weight_only import QuantizeWeightOnly
 
-    return [QuantizePTQ, QuantizeFP16, FuseOrt, ExportOrt]
+    return [QuantizePTQ, QuantizeWeightOnly, QuantizeFP16, FuseOrt, ExportOrt]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from onnx import AttributeProto, ModelProto, NodeProto, TensorProto
+from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
 
 from shrink.analysis.dtypes import _nbytes, dtype_name
 from shrink.analysis.macs import NodeKey
@@ -44,10 +44,25 @@ def _tensor_stats(tensor: TensorProto) -> tuple[str, int, int]:
     return dtype_name(tensor.data_type), count, _nbytes(tensor.data_type, count)
 
 
+def _packed(graph: GraphProto) -> dict[str, tuple[str, int]]:
+    """Initializers a MatMulNBits node reads as its packed weight B (uint8 bytes, each holding 8/bits weights):
+    the weights' dtype (`int4`, `int8`, from `bits`) and their count (K x N, from the attributes)."""
+    found: dict[str, tuple[str, int]] = {}
+    for node in graph.node:
+        if _domain(node.domain) == "com.microsoft" and node.op_type == "MatMulNBits" and len(node.input) > 1:
+            attrs = {a.name: a.i for a in node.attribute if a.type == AttributeProto.INT}
+            if attrs.get("K", 0) > 0 and attrs.get("N", 0) > 0:
+                found[node.input[1]] = (f"int{attrs.get('bits', 4)}", attrs["K"] * attrs["N"])
+    return found
+
+
 def _weights(model: ModelProto) -> dict[str, dict[str, int]]:
+    """Parameters and bytes by dtype. A MatMulNBits weight counts as its K x N weights of `bits` each, stored in
+    its packed bytes (the bytes include the padding of the last block along K)."""
     by_dtype: dict[str, dict[str, int]] = {}
     for graph, _ in _walk_graphs(model.graph, ""):
-        stats = [_tensor_stats(t) for t in graph.initializer]
+        packed = _packed(graph)
+        stats = [(*packed[t.name], _tensor_stats(t)[2]) if t.name in packed else _tensor_stats(t) for t in graph.initializer]
         for sparse in graph.sparse_initializer:
             stats += [_tensor_stats(sparse.values), _tensor_stats(sparse.indices)]
         for node in graph.node:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from shrink.api.checks import Check, CheckResult, Subject
 from shrink.checks.estimates import latency_estimate
+from shrink.support.ort_ops import version_problem
 from shrink.support.units import human_bytes
 
 if TYPE_CHECKING:
@@ -247,7 +248,8 @@ def _tflite_allowed(target: Target, kernels: dict[str, set[str]], op_type: str, 
 
 class OpsCheck(Check):
     """The model's format against the formats the target's runtime loads, and every (domain, op, opset,
-    dtype) of the graph against the target's op set."""
+    dtype) of the graph against the target's op set and the oldest runtime release it admits (an op newer than
+    that release fails: `shrink.support.ort_ops`)."""
 
     name = "ops"
 
@@ -268,7 +270,9 @@ class OpsCheck(Check):
         # A target with explicit kernel tables runs a converted graph, where QDQ groups become int8 kernels.
         inventory = subject.analysis.qdq_ops if target.get("ops") else subject.analysis.ops
         for use in inventory:
-            why = _allowed(target, use.domain, use.op_type, use.opset, use.dtypes)
+            why = _allowed(target, use.domain, use.op_type, use.opset, use.dtypes) or version_problem(
+                target.get("runtime"), target.name, use.domain, use.op_type,
+                [dtype for dtype, _ in use.macs_by_dtype] if use.macs_by_dtype else None)
             if why:
                 count += use.count
                 nodes = ", ".join(use.nodes[:5]) + (f" (+{len(use.nodes) - 5} more)" if len(use.nodes) > 5 else "")

