@@ -44,12 +44,12 @@ class TfliteRunner:
     """A `.tflite` model under TFLite Micro (`shrink.support.tflite_run`), one sample per invoke."""
 
     def __init__(self, path: Path, inputs: Sequence[Mapping[str, Any]]) -> None:
-        from shrink.support.tflite_run import RuntimeUnavailable, TflmModel, install_hint
+        from shrink.support.tflite_run import RuntimeUnavailable, TflmModel
 
         try:
             self.model = TflmModel(path)
         except RuntimeUnavailable as exc:
-            raise UsageError(f"cannot run {path.name}: {exc}", where=str(path), hint=install_hint()) from None
+            raise UsageError(f"cannot run {path.name}: {exc}", where=str(path)) from None
         self.names = [str(spec["name"]) for spec in inputs] or [port.name for port in self.model.inputs]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
