@@ -54,7 +54,9 @@ class TfliteRunner:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
         count = len(next(iter(feeds.values()))) if feeds else 0
-        return np.stack([self.model([feeds[name][i] for name in self.names])[0] for i in range(count)])
+        # each invoke's output has the model's batch axis of 1
+        return np.concatenate([self.model([feeds[name][i] for name in self.names])[0].reshape(1, -1)
+                               for i in range(count)])
 
 
 RUNNERS: dict[str, Callable[[Path, Sequence[Mapping[str, Any]]], Runner]] = {".onnx": OnnxRunner, ".tflite": TfliteRunner}
