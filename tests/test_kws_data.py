@@ -52,3 +52,18 @@ def test_synthesis_is_speaker_independent_and_reproducible() -> None:
     assert not {v for _, v in train_voices} & {v for _, v in eval_voices}
     again = KeywordSpotting(KwsOptions(**small, workers=2)).load(None)  # type: ignore[arg-type]
     assert again.fingerprint == data.fingerprint
+
+
+def test_the_cmsis_mfcc_record_is_valid_and_reads_back() -> None:
+    from shrink.api.preprocessing import record_problems
+    from shrink_data.mfcc import MfccPrep
+    from shrink_data.records import cmsis_mfcc_prep, cmsis_mfcc_record
+
+    options = KwsOptions()
+    prep = KeywordSpotting(options).prep(MfccPrep)
+    standard = {"mean": [float(i) for i in range(10)], "std": [1.0 + i for i in range(10)]}
+    record = cmsis_mfcc_record(prep, "kws", "input", options.classes, standard) | {"output": "output"}
+    assert record_problems(record, "record") == []
+    again, mean, std = cmsis_mfcc_prep(record)
+    assert again == prep and mean.tolist() == standard["mean"] and std.tolist() == standard["std"]
+    assert record_problems({**record, "normalization": {**record["normalization"], "std": [0.0] * 10}}, "r") != []

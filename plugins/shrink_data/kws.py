@@ -170,6 +170,22 @@ class KeywordSpotting(DataProvider[KwsOptions]):
             digest.update(f"{dist} {metadata.version(dist)};".encode())
         return "quick-" + digest.hexdigest()
 
+    def preprocessing(self, ctx: Context, inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The clip as the device computes it: CMSIS-DSP MFCCs, then (`standardize`) the train split's constants.
+        Those constants come from the loaded data; a compile that loaded none (fully cached) synthesises it again."""
+        from shrink_common.samples import data_input
+        from shrink_data.mfcc import MfccPrep
+        from shrink_data.records import cmsis_mfcc_record
+
+        spec = data_input(inputs)
+        if spec is None:
+            return None
+        standardization = None
+        if self.options.standardize:
+            data = ctx.data if ctx.data is not None and "standardization" in ctx.data.meta else self.load(ctx)
+            standardization = data.meta["standardization"]
+        return cmsis_mfcc_record(self.prep(MfccPrep), self.name, str(spec["name"]), self.options.classes, standardization)
+
     def load(self, ctx: Context) -> Dataset:
         from shrink_data.kws_synth import synthesize
 

@@ -72,19 +72,26 @@ def _prep(options: KwsOptions) -> MfccPrep:
                     options.hop_length, options.n_mels, options.n_mfcc, options.f_min, options.f_max)
 
 
-def _chunk(options: KwsOptions, split: str, labels: np.ndarray, seed: list[int]) -> np.ndarray:
-    """MFCCs of one chunk of clips, drawn from its own generator."""
+def _waves(options: KwsOptions, split: str, labels: np.ndarray, seed: list[int]) -> np.ndarray:
+    """The clips of one chunk `[n, samples]` in [-1, 1], drawn from its own generator."""
     synth = Synthesizer.get()
     voices = _voices(options, split, synth)
-    features = Mfcc(_prep(options))
     rng = np.random.default_rng(seed)
-    return np.stack([features(clip(options, int(label), voices, synth, rng)) for label in labels])
+    return np.stack([clip(options, int(label), voices, synth, rng) for label in labels]).astype(np.float32)
 
 
-def synthesize(options: KwsOptions, split: str, count: int, seed: list[int], workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """`count` clips of `split` as MFCCs `[count, 1, frames, n_mfcc]` float32 and their labels (int64), classes
-    balanced and shuffled. Chunks of `CHUNK` clips each draw from a generator seeded `[*seed, chunk]` in a process of
-    their own, so the result is the same whatever `workers` (processes at once) draw them."""
+def _chunk(options: KwsOptions, split: str, labels: np.ndarray, seed: list[int]) -> np.ndarray:
+    """MFCCs of one chunk of clips."""
+    features = Mfcc(_prep(options))
+    return np.stack([features(wave) for wave in _waves(options, split, labels, seed)])
+
+
+def synthesize(options: KwsOptions, split: str, count: int, seed: list[int], workers: int = 1,
+               waves: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """`count` clips of `split` as MFCCs `[count, 1, frames, n_mfcc]` float32 (`waves`: the clips themselves,
+    `[count, samples]`, before the MFCCs) and their labels (int64), classes balanced and shuffled. Chunks of `CHUNK`
+    clips each draw from a generator seeded `[*seed, chunk]` in a process of their own, so the result is the same
+    whatever `workers` (processes at once) draw them."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -92,14 +99,14 @@ def synthesize(options: KwsOptions, split: str, count: int, seed: list[int], wor
     labels = np.random.default_rng(seed).permutation(np.arange(count) % len(options.classes)).astype(np.int64)
     chunks = [(options, split, labels[start:start + CHUNK], [*seed, start // CHUNK]) for start in range(0, count, CHUNK)]
     if not chunks:
-        return np.empty((0, *_prep(options).shape), np.float32), labels
+        return np.empty((0, *((_prep(options).samples,) if waves else _prep(options).shape)), np.float32), labels
     # Each chunk in a new interpreter: eSpeak NG's output depends on what the process synthesised before (a voice
     # loaded again does not sound the same), so only a fresh library gives the same clips every time. An executor,
     # not a Pool: a worker that cannot start (a script without `if __name__ == "__main__":`) then fails, not hangs.
     try:
         with ProcessPoolExecutor(max(1, min(workers, len(chunks))), multiprocessing.get_context("spawn"),
                                  max_tasks_per_child=1) as pool:
-            parts = list(pool.map(_chunk, *zip(*chunks)))
+            parts = list(pool.map(_waves if waves else _chunk, *zip(*chunks)))
     except BrokenProcessPool as exc:
         raise RuntimeError("the kws data source synthesises in worker processes (spawned), and one could not start; "
                            "a script that loads it must guard its entry point with `if __name__ == \"__main__\":`") from exc

@@ -30,6 +30,10 @@ class MfccPrep:
         return 1 + (self.samples - self.fft_length) // self.hop_length
 
     @property
+    def dtype(self) -> str:
+        return "float32"
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         """One clip's features: `[1, frames, n_mfcc]` (a one-channel image, time down, coefficients across)."""
         return (1, self.frames, self.n_mfcc)

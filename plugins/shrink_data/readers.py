@@ -19,7 +19,7 @@ from shrink.api.preprocessing import LABELS_FIELD, LabelledSamples, label_indice
 from shrink_data.arrays import headers
 from shrink_data.files import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, scan
 from shrink_data.lazy import Decoder, LazySamples
-from shrink_data.records import audio_prep, image_prep
+from shrink_data.records import audio_prep, cmsis_mfcc_prep, image_prep
 from shrink_data.textfile import FORMATS, TextFileOptions
 from shrink_data.textfile import read as read_text
 
@@ -33,7 +33,7 @@ def reader_for(record: Mapping[str, Any], bundle: Path) -> Any | None:
         if kind == "image":
             return ImageFolder(record)
         if kind == "audio":
-            return WavFolder(record)
+            return CmsisMfccWavFolder(record) if record["features"]["type"] == "cmsis-mfcc" else WavFolder(record)
         if kind == "arrays":
             return NpzFile(record)
         if kind == "text":
@@ -145,6 +145,27 @@ class WavFolder(_Folder):
             return (f"sampled at {rate} Hz, but the bundle's preprocessing takes {self.prep.sample_rate} Hz; resample it "
                     f"to {self.prep.sample_rate} Hz first")
         return None
+
+
+class CmsisMfccWavFolder(WavFolder):
+    """WAV clips as the `kws` source feeds them: CMSIS-DSP MFCCs (`shrink_data.mfcc`), standardized by the record's
+    constants."""
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        prep, self.mean, self.std = cmsis_mfcc_prep(record)
+        _Folder.__init__(self, record, prep)
+        self._mfcc: Any = None
+
+    def decode(self, path: Path) -> np.ndarray:
+        from shrink_data.audio_features import fixed_length, read_wav
+        from shrink_data.mfcc import Mfcc
+
+        if self._mfcc is None:
+            self._mfcc = Mfcc(self.prep)
+        x = self._mfcc(fixed_length(read_wav(path, self.prep.sample_rate), self.prep.samples))
+        if self.mean is not None:
+            x = ((x - self.mean) / self.std).astype(np.float32)
+        return x
 
 
 class NpzFile:

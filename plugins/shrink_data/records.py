@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from shrink.api.preprocessing import CLASSIFICATION, RECORD_VERSION
 from shrink_data.audio_features import MFCC_DB_RANGE, AudioPrep
 from shrink_data.images import ImagePrep
+from shrink_data.mfcc import MfccPrep
 
 LAYOUTS = {"NCHW": "CHW", "NHWC": "HWC", "NHW": "HW"}
 RESCALE = {"0-1": 1 / 255, "0-255": 1.0}
@@ -77,6 +80,8 @@ def audio_prep(record: Mapping[str, Any]) -> AudioPrep:
     features = record["features"]
     kind = features["type"]
     rate = record["sample_rate"]
+    if record["normalization"] is not None:
+        raise ValueError(f"normalization {record['normalization']['type']!r}: this reader applies none to {kind}")
     if kind == "waveform":
         spectral: dict[str, Any] = {"frame_length": 400, "hop_length": 160, "n_fft": 400, "n_mels": 40, "n_mfcc": 13,
                                     "f_min": 0.0, "f_max": rate / 2, "mel_scale": "htk"}
@@ -110,3 +115,37 @@ def text_record(source: str, text_column: str, label_column: str | None, labels:
     """Sentences in a text column (labels in a label column); the tokenizer is the model family's to record."""
     return {**envelope("text", source, labels), "columns": {"text": text_column, "label": label_column},
             "tokenizer": None, "inputs": {}}
+
+
+def cmsis_mfcc_record(prep: MfccPrep, source: str, input_name: str, labels: Sequence[str] | None,
+                      standardization: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A clip as CMSIS-DSP's `arm_mfcc_f32` computes it on the device (the `kws` source), then standardized per
+    coefficient with the train split's constants when the source did."""
+    features = {"type": "cmsis-mfcc", "fft_length": prep.fft_length, "hop_length": prep.hop_length,
+                "n_mels": prep.n_mels, "n_mfcc": prep.n_mfcc, "f_min": prep.f_min, "f_max": prep.f_max}
+    normalization = None if standardization is None else {
+        "type": "standardize", "axis": "last", "mean": [float(v) for v in standardization["mean"]],
+        "std": [float(v) for v in standardization["std"]]}
+    return {**envelope("audio", source, labels), "input": input_name, "sample_rate": prep.sample_rate,
+            "channels": "mean", "pcm_scale": "full-scale", "clip_samples": prep.samples, "clip": "keep-start-pad-end",
+            "features": features, "normalization": normalization, "time_axis": "first", "channel_axis": True,
+            "dtype": "float32", "shape": list(prep.shape)}
+
+
+def cmsis_mfcc_prep(record: Mapping[str, Any]) -> tuple[MfccPrep, np.ndarray | None, np.ndarray | None]:
+    """The `MfccPrep` of a `cmsis-mfcc` audio record and its standardization (mean, std per coefficient, or None)."""
+    f = record["features"]
+    prep = MfccPrep(record["sample_rate"], record["clip_samples"], f["fft_length"], f["hop_length"], f["n_mels"],
+                    f["n_mfcc"], float(f["f_min"]), float(f["f_max"]))
+    if (record["time_axis"], record["channel_axis"], record["dtype"]) != ("first", True, "float32"):
+        raise ValueError("cmsis-mfcc: this reader lays features out [1, frames, n_mfcc] float32 (time_axis 'first', "
+                         "channel_axis true)")
+    if list(prep.shape) != list(record["shape"]):
+        raise ValueError(f"shape {record['shape']} does not match the steps, which give {list(prep.shape)}")
+    norm = record["normalization"]
+    if norm is None:
+        return prep, None, None
+    mean, std = (np.asarray(norm[key], dtype=np.float32) for key in ("mean", "std"))
+    if mean.shape != (prep.n_mfcc,) or std.shape != (prep.n_mfcc,):
+        raise ValueError(f"normalization: mean and std need {prep.n_mfcc} values, one per MFCC coefficient")
+    return prep, mean, std

@@ -4,8 +4,8 @@ A runner takes sample-major feeds (`[n, ...]` per model input name, in the input
 `shrink.api.data.array_feeds` builds them) and returns the model's first output with one row per sample. ONNX
 models run under ONNX Runtime through the same helper the compile measures with (`run_feeds`), so a bundle
 scored on the compile's own eval data gives the compile's count. Another format plugs in by adding its file
-suffix to `RUNNERS` (a `.tflite` model: an interpreter that lays the feeds out and quantizes them as its
-input tensors say).
+suffix to `RUNNERS`. `.tflite` models run under TensorFlow Lite Micro's interpreter (the optional `tflite` extra),
+one sample per invoke, quantized and laid out as the model's input tensors say: the runtime the compile measured.
 """
 
 from __future__ import annotations
@@ -40,7 +40,26 @@ class OnnxRunner:
         return run_feeds(self.session, self.inputs, feeds)[0]
 
 
-RUNNERS: dict[str, Callable[[Path, Sequence[Mapping[str, Any]]], Runner]] = {".onnx": OnnxRunner}
+class TfliteRunner:
+    """A `.tflite` model under TFLite Micro (`shrink.support.tflite_run`), one sample per invoke."""
+
+    def __init__(self, path: Path, inputs: Sequence[Mapping[str, Any]]) -> None:
+        from shrink.support.tflite_run import RuntimeUnavailable, TflmModel
+
+        try:
+            self.model = TflmModel(path)
+        except RuntimeUnavailable as exc:
+            raise UsageError(f"cannot run {path.name}: {exc}", where=str(path)) from None
+        self.names = [str(spec["name"]) for spec in inputs] or [port.name for port in self.model.inputs]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        count = len(next(iter(feeds.values()))) if feeds else 0
+        # each invoke's output has the model's batch axis of 1
+        return np.concatenate([self.model([feeds[name][i] for name in self.names])[0].reshape(1, -1)
+                               for i in range(count)])
+
+
+RUNNERS: dict[str, Callable[[Path, Sequence[Mapping[str, Any]]], Runner]] = {".onnx": OnnxRunner, ".tflite": TfliteRunner}
 """Runner factories by model file suffix: `factory(model_path, the manifest's model inputs)`."""
 
 
