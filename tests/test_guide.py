@@ -118,6 +118,14 @@ def test_the_pass_table_and_the_target_table_name_what_is_installed():
 
 # running the examples ---------------------------------------------------------------------------------
 
+def _tflite() -> str | None:
+    """Why the TFLite blocks cannot run here (the `tflite` extra is missing), or None."""
+    from shrink.host.registry import Registry
+
+    entry = Registry.load().get("passes", "export.tflite")
+    return "no export.tflite pass" if entry is None else entry.obj.unavailable()
+
+
 def _hf_folders(folder: Path) -> None:
     """What a user would have saved with `save_pretrained`: a tiny text classifier with its tokenizer, a tiny image
     classifier with its preprocessor config, and a CSV of labelled sentences."""
@@ -165,7 +173,8 @@ def test_the_guide_runs_verbatim(tmp_path: Path, private_pass_cache: Path):
             continue
         needs = block.args.get("needs")
         if needs and needs not in ready:
-            ready[needs] = _hf_folders(tmp_path) if needs == "hf-folders" else _ort_c(tmp_path)
+            ready[needs] = (_hf_folders(tmp_path) if needs == "hf-folders" else _tflite() if needs == "tflite"
+                            else _ort_c(tmp_path))
         if needs and ready[needs]:
             skipped.append(f"{block.body.splitlines()[0]}: {ready[needs]}")
             continue
