@@ -187,6 +187,9 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
         already = requantizing(plan.model_meta)
         if already:
             return [already + " (remove this pass, or start from the float model)"]
+        if plan.model_meta.get("not_quantizable"):
+            return [f"{plan.model_meta['not_quantizable']}: nothing would be quantized (remove this pass, or quantize "
+                    "an export of the model without control flow)"]
         tscheme = target_scheme(target)
         if opts.engine == "nncf" and importlib.util.find_spec("nncf") is None:
             problems.append("engine 'nncf' needs the nncf package (pip install nncf)")
