@@ -94,10 +94,10 @@ def hf_text(kind: str, **config: Any) -> Callable[[Path], Path | str]:
         from transformers import AutoConfig, AutoModelForSequenceClassification, BertTokenizerFast
 
         out.mkdir(parents=True, exist_ok=True)
-        words = sorted({w for line in TEXT for w in line.split()})
-        (out / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-        tokenizer = BertTokenizerFast(vocab_file=str(out / "vocab.txt"), model_max_length=32)
+        words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted({w for line in TEXT for w in line.split()})]
+        tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, model_max_length=32)
         tokenizer.save_pretrained(out)
+        assert len(tokenizer) == len(words) and tokenizer(TEXT[0])["input_ids"].count(1) == 0  # no [UNK]
         torch.manual_seed(0)
         cfg = AutoConfig.for_model(kind, num_labels=3, vocab_size=len(tokenizer), pad_token_id=0, **config)
         AutoModelForSequenceClassification.from_config(cfg).eval().save_pretrained(out)
@@ -106,6 +106,31 @@ def hf_text(kind: str, **config: Any) -> Callable[[Path], Path | str]:
 
 
 VAD_SHAPES = ["input=1x512", "state=2x1x128"]
+def hf_onnx(folder_builder: Callable[[Path], Path | str], text: bool) -> Callable[[Path], Path | str]:
+    """A transformers model from a small config exported to ONNX by torch (dynamic batch, and sequence for text),
+    as a user who exported their own would hand it over: an .onnx file (with the tokenizer's ids in an .npz)."""
+    def build(out: Path) -> Path | str:
+        import torch
+        from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
+
+        folder = folder_builder(out.with_name("folder"))
+        assert isinstance(folder, Path)
+        auto = AutoModelForSequenceClassification if text else AutoModelForImageClassification
+        model = auto.from_pretrained(folder).eval()
+        model.config.return_dict = False
+        names = ["input_ids", "attention_mask", "token_type_ids"] if text else ["pixel_values"]
+        if text:
+            args = tuple(torch.ones((1, 16), dtype=torch.int64) for _ in names)
+            axes = {n: {0: "batch", 1: "sequence"} for n in names}
+        else:
+            args, axes = (torch.rand(1, 3, 64, 64),), {"pixel_values": {0: "batch"}}
+        path = out.with_suffix(".onnx")
+        torch.onnx.export(model, args, str(path), input_names=names, output_names=["logits"], dynamic_axes=axes,
+                          opset_version=17, dynamo=False)
+        return path
+    return build
+
+
 SMALL_BERT = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
               "max_position_embeddings": 64}
 ZOO = [
@@ -145,6 +170,11 @@ ZOO = [
     Model("distilbert", "text cls", "transformers config",
           hf_text("distilbert", dim=64, n_layers=2, n_heads=2, hidden_dim=128, max_position_embeddings=64), "text"),
     Model("roberta", "text cls", "transformers config", hf_text("roberta", **SMALL_BERT), "text"),
+    Model("bert-tiny-onnx", "text cls", "transformers config, torch.onnx", hf_onnx(hf_text("bert", **SMALL_BERT), True),
+          "tokens-npz", [f"{n}=1x16" for n in ("input_ids", "attention_mask", "token_type_ids")]),
+    Model("mobilenet_v2-onnx", "vision cls", "transformers config, torch.onnx",
+          hf_onnx(hf_vision("mobilenet_v2", image_size=64, depth_multiplier=0.35), False), "images-rgb",
+          ["pixel_values=1x3x64x64"], conv=True),
 ]
 
 
@@ -158,6 +188,15 @@ def make_data(kind: str, out: Path, count: int) -> Path:
         subprocess.run([sys.executable, str(REPO / "examples/ocr/render.py"), "--task", "recognition", "--count",
                         str(count), "--out", str(out), "--seed", "5"], check=True, capture_output=True)
         (out / "labels.tsv").unlink()  # a flat folder of images, as a user's crops would be
+        return out
+    if kind == "tokens-npz":  # what a user's own tokenizer gives for an exported text model: ids, mask, types
+        words = sorted({w for line in TEXT for w in line.split()})
+        ids = np.zeros((count, 16), np.int64)
+        for i in range(count):
+            line = [5 + words.index(w) for w in TEXT[i % len(TEXT)].split()][:14]
+            ids[i, :len(line) + 2] = [2, *line, 3]  # [CLS] ... [SEP], as hf_text's vocabulary numbers them
+        out = out.with_suffix(".npz")
+        np.savez(out, input_ids=ids, attention_mask=(ids > 0).astype(np.int64), token_type_ids=np.zeros_like(ids))
         return out
     if kind == "text":
         out.write_text("\n".join(TEXT[i % len(TEXT)] for i in range(max(count, len(TEXT)))) + "\n")
