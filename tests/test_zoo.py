@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("shrink_zoo_bench", REPO / "bench" / "zoo.py")
 assert _spec is not None and _spec.loader is not None
 zoo = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = zoo  # dataclasses look their module up there
 _spec.loader.exec_module(zoo)
 
-# ppocr-rec (10 MB, 48x320) and ddddocr's 54 MB reader are left to the bench: minutes each on 2 cores
-CI = ["ppocr-det", "ppocr-cls", "silero-vad", "silero-vad-ifless", "mobilenet_v2", "resnet-18", "vit", "mobilevit",
-      "bert-tiny", "distilbert", "roberta"]
+# ddddocr's wheels (85 MB with opencv) are left to the bench
+CI = ["ppocr-det", "ppocr-rec", "ppocr-cls", "silero-vad", "silero-vad-ifless", "mobilenet_v2", "resnet-18", "vit",
+      "mobilevit", "bert-tiny", "distilbert", "roberta", "bert-tiny-onnx", "mobilenet_v2-onnx"]
 MODELS = {m.name: m for m in zoo.ZOO}
 
 
