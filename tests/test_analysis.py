@@ -255,6 +255,17 @@ def test_unpinned_dynamic_dim_is_an_error_naming_input_and_dim() -> None:
     assert "--shape x=<batch>x<seq>x16" in message
 
 
+def test_every_unpinned_input_is_named_in_one_message() -> None:
+    """Silero VAD's input and state were each reported in turn, one --shape per attempt."""
+    model = _model([helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "s"], ["y"])],
+                   [_vi("x", ["batch", 16]), _vi("s", [2, "batch", 8])], [_vi("y", [2, "batch", 8])], [_init("w", [16, 8])])
+    with pytest.raises(AnalysisError) as info:
+        analyze(model)
+    assert "input 'x' dim 0 ('batch') is not fixed, nor are dims of 's': pass --shape x=<batch>x16 " \
+           "--shape s=2x<batch>x8" in str(info.value)
+    assert analyze(model, shapes={"x": [1, 16], "s": [2, 1, 8]}).macs == 128
+
+
 def test_pinned_dynamic_dims_give_exact_macs() -> None:
     a = _sane(analyze(_dynamic(), {"x": [2, 10, 16]}))
     assert a.macs == 2 * 10 * 8 * 16

@@ -372,6 +372,13 @@ def test_audio_features_and_sizes(wavs, make_recipe, registry, options, shape, s
     assert x.shape == sample and x.dtype == np.float32 and np.isfinite(x).all()
 
 
+def test_audio_for_a_model_that_takes_a_short_waveform_window_reads_that_many_samples(wavs, make_recipe, registry):
+    """A VAD's [1, 512] input: the waveform, 512 samples, without the recipe saying so (it got 40x101 log-mel)."""
+    _, _, data = loaded(make_recipe(model=torch_model([1, 512]), data={"source": "audio", "path": "wavs"}), registry)
+    x = data.split("train").inputs[0]
+    assert x.shape == (512,) and np.abs(x).max() > 0.1
+
+
 def test_audio_resamples_and_pads_to_the_clip_length(wavs, make_recipe, registry):
     data_options = {"source": "audio", "train": "wavs/low", "features": "waveform", "calibration_size": 1}
     _, _, data = loaded(make_recipe(model=torch_model([1, 16000]), data=data_options), registry)

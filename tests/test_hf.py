@@ -404,3 +404,22 @@ def test_length_batches_cover_every_sentence_once_and_cut_padding():
     again = length_batches(order, mask, 32, torch.Generator().manual_seed(0))
     assert all(np.array_equal(a, b) for a, b in zip(batches, again))
     assert [int(lengths[b].max()) for b in batches] != sorted((int(lengths[b].max()) for b in batches), reverse=True)
+
+
+def test_text_inputs_fit_the_position_table_and_a_longer_max_length_is_refused(cli, tiny_bert, tmp_path):
+    """A small config's 64 positions (RoBERTa-style models: 64 - pad - 1) cap the default 128 tokens; before, the
+    export ran at 128 and ONNX Runtime failed in the embeddings (exit 3, exit 1 from the golden run)."""
+    import shutil
+
+    from shrink_huggingface.folder import read_folder
+    from shrink_huggingface.source import HuggingFaceSourceOptions, declared_inputs
+
+    assert declared_inputs(read_folder(tiny_bert, None), HuggingFaceSourceOptions(path="x"), {})[0]["shape"] == [1, 64]
+    roberta = shutil.copytree(tiny_bert, tmp_path / "roberta")
+    config = json.loads((roberta / "config.json").read_text())
+    (roberta / "config.json").write_text(json.dumps({**config, "model_type": "roberta", "pad_token_id": 1}))
+    shapes = [i["shape"] for i in declared_inputs(read_folder(roberta, None), HuggingFaceSourceOptions(path="x"), {})]
+    assert shapes == [[1, 62], [1, 62]]
+    result = cli("plan", tiny_recipe(tiny_bert, tmp_path, passes=[{"pass": "export.onnx"}], max_length=100))
+    assert result.code == 2 and "max_length: 100 tokens" in result.err and "at most 64" in result.err
+    assert cli("plan", tiny_recipe(tiny_bert, tmp_path, passes=[{"pass": "export.onnx"}], max_length=64)).code == 0

@@ -109,3 +109,41 @@ def test_an_unlabelled_folder_calibrates_without_an_accuracy_budget(cli, tiny_mo
                  "-o", "r.json")
     assert result.code == 0, result.err
     assert "budget" not in json.loads((tmp_path / "r.json").read_text())
+
+
+def branch_model(path: Path) -> Path:
+    """y = If(sr == 16000, x @ W1, x @ W2): all the compute inside the If's branches, as in Silero VAD."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def branch(name: str) -> onnx.GraphProto:
+        weight = numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), f"W_{name}")
+        return helper.make_graph([helper.make_node("MatMul", ["x", f"W_{name}"], [f"y_{name}"])], name, [],
+                                 [helper.make_tensor_value_info(f"y_{name}", TensorProto.FLOAT, [1, 8])], [weight])
+
+    rate = numpy_helper.from_array(np.array(16000, dtype=np.int64), "rate")
+    nodes = [helper.make_node("Equal", ["sr", "rate"], ["is16k"]),
+             helper.make_node("If", ["is16k"], ["y"], then_branch=branch("then"), else_branch=branch("else"))]
+    graph = helper.make_graph(nodes, "branches", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16]),
+                                                  helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [rate])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_a_model_whose_compute_is_inside_if_branches_gets_no_quantize_pass_and_plan_refuses_one(cli, tmp_path: Path) -> None:
+    """ONNX Runtime's quantizer does not reach into subgraphs: a quantize pass ended in exit 5 ('quantized no
+    node') on Silero VAD, and init wrote one."""
+    model = branch_model(tmp_path / "branches.onnx")
+    out = tmp_path / "r.json"
+    assert cli("init", "--model", model, "--target", "cortex-a53", "-o", out).code == 0
+    recipe = json.loads(out.read_text())
+    assert [p["pass"] for p in recipe["passes"]] == ["fuse"]
+    assert "no int8: all of the model's compute (MatMul×2) runs inside" in recipe["description"]
+    recipe["passes"].insert(0, {"pass": "quantize", "scheme": "dynamic-per-channel"})
+    out.write_text(json.dumps(recipe))
+    planned = cli("plan", out, "--json")
+    assert planned.code == 2 and "control-flow nodes (If×1)" in planned.json["errors"][0]["message"]

@@ -248,3 +248,21 @@ def test_the_cache_keys_the_model_files_a_recipe_does_not_name(cli, tmp_path: Pa
     assert _source_cached(cli, recipe, tmp_path / "e")
     state_model(site / "ocr_models" / "cls.onnx", batch=1)
     assert not _source_cached(cli, recipe, tmp_path / "f")
+
+
+def test_token_ids_past_the_models_vocabulary_are_bad_input_naming_the_data(cli, tmp_path: Path) -> None:
+    """An exported text model fed an .npz whose ids exceed its embedding table failed as a plugin error (exit 3)."""
+    table = numpy_helper.from_array(np.zeros((10, 4), dtype=np.float32), "T")
+    graph = helper.make_graph([helper.make_node("Gather", ["T", "ids"], ["y"])], "lookup",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4])], [table])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "lookup.onnx"))
+    np.savez(tmp_path / "ids.npz", ids=np.full((8, 3), 50, np.int64))
+    recipe = onnx_recipe(tmp_path, tmp_path / "lookup.onnx", passes=[{"pass": "fuse.ort"}])
+    raw = json.loads(recipe.read_text())
+    recipe.write_text(json.dumps({**raw, "data": {"source": "arrays", "path": str(tmp_path / "ids.npz")}}))
+    result = cli("compile", recipe, "-o", tmp_path / "out", "--json")
+    assert result.code == 2, result.err
+    (error,) = result.json["errors"]
+    assert error["where"].endswith(": data") and "rejects the data's samples" in error["message"]
+    assert "idx=50" in error["message"] and not (tmp_path / "out").exists()

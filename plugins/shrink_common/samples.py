@@ -78,7 +78,9 @@ def sample_problems(inputs: Sequence[Mapping[str, Any]] | None, samples: SampleS
         if len(fed) != 1:
             names = ", ".join(repr(spec["name"]) for spec in fed)
             return [f"{source} gives one array per sample ({samples.describe()}), but the model has {len(fed)} inputs "
-                    f"fed by data ({names}); give one field per input (an .npz with fields named like the inputs)"]
+                    f"fed by data ({names}); give one field per input (an .npz with fields named like the inputs), "
+                    "or declare in model.inputs what feeds the others (constant: a zero recurrent state, a sample "
+                    "rate)"]
         if _mismatch(fed[0], samples):
             return [f"{source} gives samples {samples.describe()}, but {describe_input(fed[0])}"]
         return []

@@ -87,6 +87,10 @@ def resolve(opts: AudioOptions, spec: Mapping[str, Any] | None) -> tuple[AudioPr
     dims = [d if isinstance(d, int) and d > 0 else None for d in sample_shape(spec)] if spec is not None else None
     if dims is None:
         return prep, []
+    if len(dims) == 1 and dims[0] is not None and "features" not in opts.model_fields_set:
+        # a model that takes one pinned 1-D signal per sample (a VAD's 512-sample window) reads the waveform
+        samples = prep.samples if "duration" in opts.model_fields_set else dims[0]
+        prep = dataclasses.replace(prep, features="waveform", samples=samples)
     layouts = [(t, c) for c in ((opts.channel_axis,) if opts.channel_axis is not None else (False, True))
                for t in ((opts.time_axis,) if opts.time_axis is not None else ("last", "first"))]
     for time_axis, channel_axis in layouts:  # the first layout the model's dims agree with; else the defaults

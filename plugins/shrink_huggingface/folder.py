@@ -22,6 +22,10 @@ TASKS: tuple[str, ...] = get_args(Task)
 # Encoders whose layers are BERT's (`encoder.layer[i].attention.self.query`, `intermediate.dense`): what head
 # pruning and the TinyBERT / MobileBERT distillations reach into.
 BERT_LAYOUT = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
+# Encoders that number positions after the padding index (RoBERTa's `create_position_ids_from_input_ids`): a
+# sequence of n tokens reads position rows up to pad_token_id + n.
+POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod",
+                           "roberta-prelayernorm", "mpnet", "ibert")
 
 
 class FolderError(ValueError):
@@ -142,6 +146,16 @@ class ModelFolder:
     @property
     def image_size(self) -> tuple[int | None, int | None]:
         return trained_image_size(self.config, self.preprocessor)
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The longest token sequence the model's position table can embed (None: the config does not say)."""
+        positions = self.config.get("max_position_embeddings")
+        if not isinstance(positions, int) or positions <= 0:
+            return None
+        if self.model_type in POSITIONS_AFTER_PADDING:
+            positions -= int(self.config.get("pad_token_id") or 0) + 1
+        return positions
 
     @property
     def tokenizer(self) -> str | None:

@@ -43,7 +43,8 @@ class HuggingFaceSourceOptions(PassOptions):
                           "'feature-extraction' (the default for text: mean pooling over the attention mask, "
                           "L2-normalised), or 'classification' (the model's own classification head, image or text)")
     max_length: int = Field(128, ge=2, le=4096, description="text models: tokens per input (truncation; the ONNX "
-                                                            "sequence axis stays dynamic)")
+                                                            "sequence axis stays dynamic); left out, 128 or the "
+                                                            "model's position table, whichever is shorter")
     normalize: bool = Field(True, description="sentence embeddings: L2-normalise them")
     sha256: str | SkipJsonSchema[None] = Field(None, pattern=r"^[0-9a-f]{64}$",
                                                description="expected sha256 of the weights file; a mismatch stops the compile")
@@ -62,6 +63,15 @@ class HuggingFaceSourceOptions(PassOptions):
         return self
 
 
+def sequence_length(found: ModelFolder, opts: HuggingFaceSourceOptions) -> int:
+    """Tokens per input: the recipe's `max_length`, or its default cut to what the model's position table holds
+    (a small config's 64 positions, not 128)."""
+    bound = found.max_tokens
+    if "max_length" in opts.model_fields_set or bound is None:
+        return opts.max_length
+    return max(2, min(opts.max_length, bound))
+
+
 def declared_inputs(found: ModelFolder, opts: HuggingFaceSourceOptions, shapes: Mapping[str, list[int]]) -> list[dict[str, Any]]:
     """The model's inputs in meta form: token ids and mask for text, `pixel_values` for images (dims the folder
     does not give are left unpinned), with the recipe's `inputs` and `shapes` (--shape) applied by name; an
@@ -71,10 +81,10 @@ def declared_inputs(found: ModelFolder, opts: HuggingFaceSourceOptions, shapes: 
         channels = int(found.config.get("num_channels") or 3)
         declared = [{"name": "pixel_values", "shape": [1, channels, height, width], "dtype": "float32", "batch_axis": 0}]
     else:
-        vocab = int(found.config["vocab_size"])
+        vocab, length = int(found.config["vocab_size"]), sequence_length(found, opts)
         declared = [
-            {"name": "input_ids", "shape": [1, opts.max_length], "dtype": "int64", "batch_axis": 0, "range": [0, vocab]},
-            {"name": "attention_mask", "shape": [1, opts.max_length], "dtype": "int64", "batch_axis": 0, "range": [1, 2]},
+            {"name": "input_ids", "shape": [1, length], "dtype": "int64", "batch_axis": 0, "range": [0, vocab]},
+            {"name": "attention_mask", "shape": [1, length], "dtype": "int64", "batch_axis": 0, "range": [1, 2]},
         ]
     overrides = [*(opts.inputs or []), *(InputSpec(name=n, shape=s) for n, s in shapes.items())]
     return merge(declared, overrides)
@@ -149,6 +159,11 @@ class HuggingFaceSource(Source[HuggingFaceSourceOptions]):
             given = [k for k in ("max_length", "normalize") if k in self.options.model_fields_set]
             if given:
                 problems.append(f"{', '.join(given)} apply to text models; {found.describe} takes images")
+        elif found.max_tokens is not None and "max_length" in self.options.model_fields_set \
+                and self.options.max_length > found.max_tokens:
+            problems.append(f"max_length: {self.options.max_length} tokens, but {found.path / 'config.json'} embeds "
+                            f"at most {found.max_tokens} (max_position_embeddings {found.config['max_position_embeddings']})"
+                            f"; use max_length <= {found.max_tokens}")
         try:
             declared_inputs(found, self.options, plan.shapes)
         except ValueError as exc:
@@ -200,7 +215,7 @@ class HuggingFaceSource(Source[HuggingFaceSourceOptions]):
                            image_size=meta["inputs"][0]["shape"][2:])
         else:
             meta.update(outputs=[{"name": "embedding" if task == "sentence-embedding" else "logits"}],
-                        max_length=opts.max_length, heads=head_counts(model), **self._tokenizer(found.path, ctx))
+                        max_length=sequence_length(found, opts), heads=head_counts(model), **self._tokenizer(found.path, ctx))
             details.update(layers=int(config.get("num_hidden_layers") or config.get("n_layers") or 0),
                            hidden_size=hidden_size(model.config), heads=meta["heads"][0] if meta["heads"] else None)
         if report.unused:

@@ -193,6 +193,9 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
         already = requantizing(plan.model_meta)
         if already:
             return [already + " (remove this pass, or start from the float model)"]
+        if plan.model_meta.get("not_quantizable"):
+            return [f"{plan.model_meta['not_quantizable']}: nothing would be quantized (remove this pass, or quantize "
+                    "an export of the model without control flow)"]
         tscheme = target_scheme(target)
         if opts.engine == "nncf" and importlib.util.find_spec("nncf") is None:
             problems.append("engine 'nncf' needs the nncf package (pip install nncf)")
@@ -383,7 +386,27 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
                         weight_type=weight_type, nodes_to_exclude=excluded or None, calibrate_method=method,
                         extra_options=extra)
         details["calibration_method"] = opts.calibration_method
+        details.update(self._recurrent(out, ctx, per_channel, reduce_range, excluded))
         return details
+
+    def _recurrent(self, out: Path, ctx: Context, per_channel: bool, reduce_range: bool,
+                   excluded: list[str]) -> dict[str, Any]:
+        """LSTMs the static pass left float, quantized dynamically in place (ORT's QDQ format has no int8 LSTM; its
+        DynamicQuantizeLSTM has int8 weights): a Conv+LSTM text reader kept 15% of its MACs float otherwise."""
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        if "LSTM" in self.options.exclude_ops or ctx.target.get("runtime", "name") != "onnxruntime":
+            return {}
+        proto = onnx.load(str(out), load_external_data=False)
+        if not any(n.op_type == "LSTM" and n.name not in excluded for n in proto.graph.node):
+            return {}
+        staged = ctx.new_path("static", ".onnx")
+        out.replace(staged)
+        ctx.report(0.7, "dynamic quantization of the LSTMs")
+        quantize_dynamic(str(staged), str(out), op_types_to_quantize=["LSTM"], per_channel=per_channel,
+                         reduce_range=reduce_range, weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None)
+        return {"format": "QDQ, LSTM dynamic (DynamicQuantizeLSTM)"}
 
     def _nncf(self, source: Path, out: Path, items: list[dict[str, np.ndarray]], per_channel: bool,
               activation_type: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pydantic.json_schema import SkipJsonSchema
 from shrink import Artifact, Context, PassOptions, PlanContext, Source, UsageError
 from shrink.api.inputs import InputSpec, merge
 from shrink.api.limits import InputShape
+from shrink_onnx.quantize import COMPUTE_OPS
 
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
                  "MatMulInteger", "ConvInteger", "QGemm", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention",
@@ -106,10 +107,43 @@ def declared_inputs(path: Path) -> list[dict[str, Any]]:
     return found
 
 
-def _op_types(path: Path) -> set[str]:
+def _graph_meta(path: Path) -> dict[str, Any]:
     import onnx
 
-    return {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+    return graph_meta(onnx.load(str(path), load_external_data=False).graph)
+
+
+def graph_meta(graph: Any) -> dict[str, Any]:
+    """What the graph says about quantizing it: `quantization` when it already holds quantized ops;
+    `not_quantizable` (why) when all its compute runs inside control-flow subgraphs (Silero VAD's `If` branches),
+    which ONNX Runtime's quantizer does not reach."""
+    from collections import Counter
+
+    top = {n.op_type for n in graph.node}
+    meta = quantization_meta(top)
+    if top & COMPUTE_OPS:
+        return meta
+    inner: Counter[str] = Counter()
+    holders: Counter[str] = Counter()
+
+    def walk(nodes: Any) -> None:
+        for node in nodes:
+            inner.update([node.op_type] if node.op_type in COMPUTE_OPS else [])
+            for attr in node.attribute:
+                for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                    walk(sub.node)
+
+    for node in graph.node:
+        before = sum(inner.values())
+        walk([node])
+        if sum(inner.values()) > before:
+            holders[node.op_type] += 1
+    if inner:
+        ops = ", ".join(f"{op}×{n}" for op, n in sorted(inner.items()))
+        where = ", ".join(f"{op}×{n}" for op, n in sorted(holders.items()))
+        meta["not_quantizable"] = (f"all of the model's compute ({ops}) runs inside the subgraphs of control-flow "
+                                   f"nodes ({where}), which ONNX Runtime's quantizer does not reach")
+    return meta
 
 
 def quantization_meta(ops: set[str]) -> dict[str, Any]:
@@ -184,7 +218,7 @@ class OnnxSource(Source[OnnxSourceOptions]):
         return resolve(declared_inputs(model_path(self.options, plan.path)), self.options, plan.shapes)
 
     def plan_meta(self, plan: PlanContext) -> dict[str, Any]:
-        return quantization_meta(_op_types(model_path(self.options, plan.path)))
+        return _graph_meta(model_path(self.options, plan.path))
 
     def files(self, plan: PlanContext) -> list[Path]:
         path = model_path(self.options, plan.path)
@@ -213,6 +247,6 @@ class OnnxSource(Source[OnnxSourceOptions]):
             raise UsageError(f"model file {str(src)!r} is not a valid ONNX model: {str(exc).splitlines()[0]}") from None
         meta: dict[str, Any] = {"inputs": resolve(declared_inputs(src), self.options, ctx.shapes),
                                 "outputs": [{"name": o.name} for o in proto.graph.output], "source_file": str(src),
-                                **quantization_meta({n.op_type for n in proto.graph.node})}
+                                **graph_meta(proto.graph)}
         return Artifact(str(dest), "onnx", meta=meta, details={"file": str(src), "nodes": len(proto.graph.node),
                                                                "external_data": has_external_data(proto)})

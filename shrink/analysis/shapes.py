@@ -45,6 +45,15 @@ def _pin_inputs(model: ModelProto, shapes: Mapping[str, list[int]], label: str) 
         known = ", ".join(f"'{v.name}'" for v in inputs) or "none"
         raise AnalysisError(f"--shape names '{unknown[0]}', which is not an input of the model (inputs: {known})",
                             where=label)
+    loose = [v for v in inputs if v.name not in shapes and v.type.HasField("tensor_type")
+             and v.type.tensor_type.HasField("shape") and not all(_fixed(d) for d in v.type.tensor_type.shape.dim)]
+    if len(loose) > 1:  # every input that needs a --shape in one message, not one per attempt
+        first = loose[0]
+        i, dim = next((i, d) for i, d in enumerate(first.type.tensor_type.shape.dim) if not _fixed(d))
+        symbol = f" ('{dim.dim_param}')" if dim.dim_param else ""
+        examples = " ".join(f"--shape {v.name}={_shape_example(list(v.type.tensor_type.shape.dim))}" for v in loose)
+        raise AnalysisError(f"input '{first.name}' dim {i}{symbol} is not fixed, nor are dims of "
+                            f"{', '.join(repr(v.name) for v in loose[1:])}: pass {examples}", where=label)
     pinned = ModelProto()
     pinned.CopyFrom(model)
     changed = False

@@ -83,7 +83,9 @@ def starter_recipe(registry: Registry, model: str, target: Target, data: str | N
     else:
         recipe["passes"] = _passes(source.produces, target, data is not None, inputs, meta)
     _deployable(registry, target, _final_format(registry, source.produces, recipe["passes"]))
-    if data is None and not meta.get("quantization") and not any(p["pass"] == "quantize" for p in recipe["passes"]):
+    if meta.get("not_quantizable"):
+        recipe["description"] += f"; no int8: {meta['not_quantizable']}"
+    elif data is None and not meta.get("quantization") and not any(p["pass"] == "quantize" for p in recipe["passes"]):
         recipe["description"] += "; no int8 without calibration data: run init again with --data SAMPLES to quantize"
     return recipe
 
@@ -139,8 +141,8 @@ def _passes(produces: str, target: Target, calibrated: bool, inputs: list[dict[s
         passes.append({"pass": "export", "description": f"{produces} → ONNX, parity-checked against the {produces} model"})
     scheme = target.get("quantization", "scheme")
     token_inputs = any(not str(spec.get("dtype", "float32")).startswith(("float", "bool")) for spec in inputs or [])
-    if meta.get("quantization"):
-        pass  # already quantized: nothing to add
+    if meta.get("quantization") or meta.get("not_quantizable"):
+        pass  # already quantized, or the source says why int8 cannot apply (the recipe's description repeats it)
     elif calibrated:
         passes.append({"pass": "quantize", "description": f"int8 with {target.name}'s scheme ({scheme or 'static'}), "
                                                           "calibrated on the data"})

@@ -355,7 +355,17 @@ class _Run:
         if not artifact.family:
             artifact = dataclasses.replace(artifact, family=plan.family.name)
         self.family(artifact, f"model source {entry.name!r}", entry.plugin.label)
-        metrics = self.measure(artifact)
+        try:
+            metrics = self.measure(artifact)
+        except PluginError as exc:
+            # the user's own model rejecting the user's own samples (token ids past its vocabulary) is bad input
+            cause = exc.__cause__
+            if self.ctx.data is None or type(cause).__name__ != "InvalidArgument":
+                raise
+            raise UsageError(f"the model rejects the data's samples: {str(cause).splitlines()[0]}",
+                             where=f"{plan.recipe.label}: data",
+                             hint="the data must fit the model's inputs (token ids within its vocabulary, the "
+                                  "values and shapes it was exported for)") from None
         record = Step(None, f"source:{entry.name}", entry.plugin.label, time.perf_counter() - started, metrics, artifact.details)
         artifact = artifact.evolve(metrics=metrics, history=(record,))
         self.store(0, artifact, record)
