@@ -113,8 +113,15 @@ class RunResult:
         except DamagedEntry as damage:
             damaged(self.cache, "golden", damage)
         self.ensure_data()
-        reference = golden.make(Path(self.final.model), list(self.final.meta.get("inputs", [])), self.ctx.data,
-                                self.plan.recipe.seed)
+        try:
+            reference = golden.make(Path(self.final.model), list(self.final.meta.get("inputs", [])), self.ctx.data,
+                                    self.plan.recipe.seed)
+        except ShrinkError:
+            raise
+        except Exception as exc:  # an error, never a traceback (exit 1): the final model could not run the samples
+            log.debug("golden I/O failed", exc_info=True)
+            raise PluginError(f"running the final {self.final.format} model on the golden inputs failed: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
         if key:
             self.cache.put(key, {"recipe": self.plan.recipe.name, "step": "golden", "name": "golden",
                                  "reference": reference and reference[1]},
