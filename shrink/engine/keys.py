@@ -145,6 +145,17 @@ def _module_origin(module: str, base: Path) -> Path | None:
 def _module_file(name: str) -> Path | None:
     module = sys.modules.get(name)
     origin = getattr(module, "__file__", None) if module is not None else None
+    top, _, rest = name.partition(".")
+    roots = getattr(sys.modules.get(top), "__path__", None)
+    if origin is None and rest and roots:
+        # found on disk under the imported package, so the lookup imports nothing (find_spec would import the
+        # parents, and with them torch); a name that is no file is an attribute, not a module
+        for root in roots:
+            base = Path(root, *rest.split("."))
+            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                if candidate.is_file():
+                    return candidate
+        return None
     if origin is None:
         try:
             spec = importlib.util.find_spec(name)
@@ -154,25 +165,71 @@ def _module_file(name: str) -> Path | None:
     return Path(origin) if origin and str(origin).endswith(".py") and Path(origin).is_file() else None
 
 
+_SCANS: dict[str, list[list[Any]]] = {}
+"""Import statements by the sha256 of the file that holds them: `[level, module, names]`, level -1 for `import a, b`.
+Kept beside the pass cache (`load_import_scans`/`save_import_scans`), so a recompile parses no unchanged file."""
+_SCANS_ADDED: list[str] = []
+
+
+def _statements(path: Path) -> list[list[Any]]:
+    key = sha256_file(path)
+    if key not in _SCANS:
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            return []
+        found: list[list[Any]] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found.append([-1, "", [alias.name for alias in node.names]])
+            elif isinstance(node, ast.ImportFrom):
+                found.append([node.level, node.module or "", [alias.name for alias in node.names]])
+        _SCANS[key] = found
+        _SCANS_ADDED.append(key)
+    return _SCANS[key]
+
+
+def load_import_scans(path: Path) -> None:
+    """Read the import scans a previous compile kept at `path` (anything unreadable is ignored: they are redone)."""
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(loaded, dict) and loaded.get("python") == platform.python_version():
+        scans = loaded.get("scans")
+        if isinstance(scans, dict):
+            _SCANS.update({k: v for k, v in scans.items() if isinstance(k, str) and isinstance(v, list)})
+
+
+def save_import_scans(path: Path) -> None:
+    """Write the scans to `path` when this process made new ones (atomically; a failure only costs time)."""
+    if not _SCANS_ADDED:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}-{os.getpid()}")
+        tmp.write_text(json.dumps({"python": platform.python_version(), "scans": _SCANS}), encoding="utf-8")
+        os.replace(tmp, path)
+        _SCANS_ADDED.clear()
+    except OSError:
+        pass
+
+
 def _imported_modules(path: Path, module: str) -> set[str]:
     """Absolute names of the modules (and `from` targets that may be modules) a file imports, anywhere."""
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError):
-        return set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                anchor = parts[:len(parts) - node.level + 1]
-                base = ".".join(anchor + ([node.module] if node.module else []))
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
+    for level, name, names in _statements(path):
+        if level < 0:
+            found.update(names)
+            continue
+        base = name
+        if level:
+            parts = package.split(".")
+            anchor = parts[:len(parts) - level + 1]
+            base = ".".join(anchor + ([name] if name else []))
+        found.add(base)
+        found.update(f"{base}.{alias}" for alias in names)
     return found
 
 

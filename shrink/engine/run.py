@@ -231,7 +231,10 @@ class _Run:
         """The cache entries of the longest cached prefix of source + passes."""
         if not self.cache.enabled:
             return []
+        scans = self.cache.base / "import-scans.json"
+        keys.load_import_scans(scans)
         self.components = keys.components(self.plan, self.data_fingerprint())
+        keys.save_import_scans(scans)
         self.keys = [PassCache.key(c) for c in self.components]
         hits = []
         for i, key in enumerate(self.keys):
