@@ -464,3 +464,9 @@ def test_import_scans_kept_beside_the_cache_give_the_same_closure(tmp_path: Path
     assert not keys._SCANS_ADDED  # served from the file, nothing parsed again
     (tmp_path / "bad.json").write_text("{not json")
     keys.load_import_scans(tmp_path / "bad.json")  # unreadable scans are ignored: they are redone
+    damaged = {"python": saved["python"], "scans": {key: [[0, "x"]] for key in saved["scans"]}}
+    (tmp_path / "damaged.json").write_text(json.dumps(damaged))
+    keys._SCANS.clear()
+    keys.load_import_scans(tmp_path / "damaged.json")  # malformed entries are dropped, and the files parsed again
+    assert not keys._SCANS
+    assert keys._imported_modules(keys._module_file(module), module) == fresh

@@ -198,7 +198,13 @@ def load_import_scans(path: Path) -> None:
     if isinstance(loaded, dict) and loaded.get("python") == platform.python_version():
         scans = loaded.get("scans")
         if isinstance(scans, dict):
-            _SCANS.update({k: v for k, v in scans.items() if isinstance(k, str) and isinstance(v, list)})
+            _SCANS.update({k: v for k, v in scans.items() if isinstance(k, str) and _well_formed(v)})
+
+
+def _well_formed(statements: Any) -> bool:
+    return isinstance(statements, list) and all(
+        isinstance(s, list) and len(s) == 3 and isinstance(s[0], int) and isinstance(s[1], str)
+        and isinstance(s[2], list) and all(isinstance(n, str) for n in s[2]) for s in statements)
 
 
 def save_import_scans(path: Path) -> None:
