@@ -423,3 +423,20 @@ def test_text_inputs_fit_the_position_table_and_a_longer_max_length_is_refused(c
     result = cli("plan", tiny_recipe(tiny_bert, tmp_path, passes=[{"pass": "export.onnx"}], max_length=100))
     assert result.code == 2 and "max_length: 100 tokens" in result.err and "at most 64" in result.err
     assert cli("plan", tiny_recipe(tiny_bert, tmp_path, passes=[{"pass": "export.onnx"}], max_length=64)).code == 0
+
+
+def test_the_text_corpus_key_does_not_depend_on_the_working_folder(tmp_path, monkeypatch):
+    """`python -m shrink` in a source checkout also sees its shrink.egg-info through the working folder: a second
+    copy of an installed distribution must not change the corpus digest (the data's cache key), or every compile
+    started there re-distils."""
+    from importlib import metadata
+
+    from shrink_huggingface import corpus
+
+    before = corpus.source_digest()
+    info = tmp_path / f"shrink-{metadata.version('shrink')}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: shrink\nVersion: {metadata.version('shrink')}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert sum((d.metadata["Name"] or "").lower() == "shrink" for d in metadata.distributions()) >= 2
+    assert corpus.source_digest() == before

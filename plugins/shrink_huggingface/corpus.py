@@ -103,6 +103,16 @@ def comments(path: Path) -> list[str]:
     return paragraphs
 
 
+def installed() -> list[metadata.Distribution]:
+    """Installed distributions sorted by name, each once: the first on `sys.path`, as `importlib.metadata` resolves
+    a name. (`python -m shrink` from a source checkout also finds its `shrink.egg-info` through the working
+    folder; counting it twice made the data's cache key depend on where the compile started.)"""
+    found: dict[str, metadata.Distribution] = {}
+    for dist in metadata.distributions():
+        found.setdefault((dist.metadata["Name"] or "").lower(), dist)
+    return [found[name] for name in sorted(found)]
+
+
 def distribution_texts() -> list[tuple[str, str]]:
     """(name, description) of every installed distribution, sorted by name."""
     texts = {}
@@ -146,7 +156,7 @@ def _per_distribution(reader: Callable[[Path], list[str]], cap: int) -> list[str
     """Sentences `reader` finds in installed distributions' modules (never their METADATA): per
     distribution, its .py files in sorted order until `cap` sentences, test and vendored folders skipped."""
     found: list[str] = []
-    for dist in sorted(metadata.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
+    for dist in installed():
         files = sorted(str(f) for f in (dist.files or []) if str(f).endswith(".py")
                        and not _SITE_EXCLUDED & set(Path(str(f)).parts))
         mine: list[str] = []
@@ -212,7 +222,7 @@ def source_digest() -> str:
     digest = hashlib.sha256()
     for path in stdlib_files():
         digest.update(f"{path.name}:{path.stat().st_size};".encode())
-    for dist in sorted(metadata.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
+    for dist in installed():
         digest.update(f"{dist.metadata['Name']}=={dist.version};".encode())
     digest.update(REQUESTS_FILE.read_bytes())
     digest.update(Path(__file__).read_bytes())
