@@ -8,7 +8,6 @@ field named like the input. Labels are integers (class indices) or strings (clas
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from shrink import Dataset, PlanContext, Split, UsageError
 from shrink.api.context import Context
 from shrink_common.samples import SampleSpec, fed_by_data, sample_problems
 from shrink_data.base import SplitProvider
-from shrink_data.files import file_digest
 from shrink_data.lazy import Rows
 from shrink_data.options import SplitOptions
 from shrink_data.splits import size_problems, split_orders
@@ -191,16 +189,6 @@ class Arrays(SplitProvider[ArraysOptions]):
                     return problems + [exc.problems[0].message]
             problems += size_problems(found.count, labels, classes, self.options, f"path: {str(found.path)!r}")
         return problems
-
-    def fingerprint(self, ctx: Context) -> str | None:
-        """The options and each file's content hash (size and modification time for files over 64 MiB)."""
-        digest = hashlib.sha256(self.options.model_dump_json().encode())
-        for key, value in sorted(self.options.declared().items()):
-            path = ctx.path(value)
-            if not path.is_file():
-                return None
-            digest.update(f"{key}\0{file_digest(path)}\n".encode())
-        return "quick-" + digest.hexdigest()
 
     def preprocessing(self, ctx: Context, inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
         """An `arrays` record: the field that feeds each model input, the label field and the class names."""

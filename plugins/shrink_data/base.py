@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from shrink import DataProvider, PlanContext
+from shrink.api.context import Context
+from shrink_data.files import file_digest
 from shrink_data.options import SplitOptions
 
 OptionsT = TypeVar("OptionsT", bound=SplitOptions)
@@ -40,6 +43,17 @@ class SplitProvider(DataProvider[OptionsT]):
     def check(self, plan: PlanContext) -> list[str]:
         self._recipe_path = plan.path
         return self.problems(plan)
+
+    def fingerprint(self, ctx: Context) -> str | None:
+        """The options and each declared file's content hash (size and modification time for files over 64 MiB);
+        folder sources list their files instead."""
+        digest = hashlib.sha256(self.options.model_dump_json().encode())
+        for key, value in sorted(self.options.declared().items()):
+            path = ctx.path(value)
+            if not path.is_file():
+                return None
+            digest.update(f"{key}\0{file_digest(path)}\n".encode())
+        return "quick-" + digest.hexdigest()
 
     def problems(self, plan: PlanContext) -> list[str]:
         """Plan-time problems: the files, the split sizes, the samples against `plan.inputs`."""

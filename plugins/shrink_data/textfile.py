@@ -8,7 +8,6 @@ family does). Labels are class indices (integers, or strings of integers as CSV 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from shrink import Dataset, PlanContext, Split, UsageError
 from shrink.api.context import Context
 from shrink_common.samples import TEXT, SampleSpec, sample_problems
 from shrink_data.base import SplitProvider
-from shrink_data.files import file_digest
 from shrink_data.options import SplitOptions
 from shrink_data.splits import size_problems, split_orders
 
@@ -190,16 +188,6 @@ class TextFiles(SplitProvider[TextFileOptions]):
                 return problems + [exc.problems[0].message]
             problems += size_problems(len(found.texts), labels, classes, self.options, where)
         return problems
-
-    def fingerprint(self, ctx: Context) -> str | None:
-        """The options and each file's content hash."""
-        digest = hashlib.sha256(self.options.model_dump_json().encode())
-        for key, value in sorted(self.options.declared().items()):
-            path = ctx.path(value)
-            if not path.is_file():
-                return None
-            digest.update(f"{key}\0{file_digest(path)}\n".encode())
-        return "quick-" + digest.hexdigest()
 
     def preprocessing(self, ctx: Context, inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
         """A `text` record: the text and label columns and the class names (the model's family adds its tokenizer)."""
