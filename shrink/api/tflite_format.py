@@ -52,14 +52,7 @@ def eval_logits(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     """The first output of every sample of sample-major `feeds`, under TFLite Micro, `[N, ...]`."""
     from shrink.support.tflite_run import TflmModel
 
-    model = TflmModel(path)
-    arrays = list(feeds.values())
-    return np.stack([model([a[i] for a in arrays])[0].reshape(-1) for i in range(rows(feeds))])
-
-
-def fingerprint(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+    return TflmModel(path).first_output(list(feeds.values()))
 
 
 def save(path: Path, directory: Path) -> dict[str, Any]:

@@ -53,10 +53,7 @@ class TfliteRunner:
         self.names = [str(spec["name"]) for spec in inputs] or [port.name for port in self.model.inputs]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-        count = len(next(iter(feeds.values()))) if feeds else 0
-        # each invoke's output has the model's batch axis of 1
-        return np.concatenate([self.model([feeds[name][i] for name in self.names])[0].reshape(1, -1)
-                               for i in range(count)])
+        return self.model.first_output([feeds[name] for name in self.names])
 
 
 RUNNERS: dict[str, Callable[[Path, Sequence[Mapping[str, Any]]], Runner]] = {".onnx": OnnxRunner, ".tflite": TfliteRunner}

@@ -82,6 +82,11 @@ class TflmModel:
         self._interpreter.invoke()
         return [port.dequantize(self._interpreter.get_output(j)) for j, port in enumerate(self.outputs)]
 
+    def first_output(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """The first output of every sample of the sample-major `arrays` (one per input), `[N, ...]` flattened."""
+        count = len(arrays[0]) if arrays else 0
+        return np.stack([self([a[i] for a in arrays])[0].reshape(-1) for i in range(count)])
+
 
 def run(path: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str], list[np.ndarray]]:
     """Run stacked samples `{input name: [N, *input shape]}` (model input order) one at a time; outputs stacked."""
