@@ -445,28 +445,31 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
 
     def _excluded(self, path: Path) -> list[str]:
         """`exclude_nodes` (names or fnmatch patterns, e.g. `*/features.0/*Conv`) expanded to the graph's node names."""
-        import fnmatch
-
         import onnx
 
-        opts = self.options
-        if not opts.exclude_nodes:
+        if not self.options.exclude_nodes:
             return []
-        names = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node]
-        chosen: list[str] = []
-        missing = []
-        for pattern in opts.exclude_nodes:
-            matched = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
-            if not matched:
-                missing.append(pattern)
-            chosen += [n for n in matched if n not in chosen]
-        if missing:
-            hints = []
-            for name in missing:
-                close = difflib.get_close_matches(name, names, n=1)
-                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise RuntimeError(f"exclude_nodes: no node named or matching {', '.join(hints)} in the graph")
-        return chosen
+        return expand_nodes(self.options.exclude_nodes,
+                            [n.name for n in onnx.load(str(path), load_external_data=False).graph.node])
+
+
+def expand_nodes(patterns: tuple[str, ...], names: list[str]) -> list[str]:
+    """Node names matching `patterns` (names or fnmatch patterns), in pattern order, each once; a pattern matching
+    no node fails (with a did-you-mean)."""
+    import fnmatch
+
+    chosen: list[str] = []
+    missing = []
+    for pattern in patterns:
+        matched = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
+        if not matched:
+            close = difflib.get_close_matches(pattern, names, n=1)
+            missing.append(f"{pattern!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        chosen += [n for n in matched if n not in chosen]
+    if missing:
+        raise RuntimeError(f"exclude_nodes: no node named or matching {', '.join(missing)} in the graph")
+    return chosen
+
 
 def _preprocess(quant_pre_process: Any, source: Path, dest: Path) -> str:
     """`quant_pre_process`, retried without symbolic shape inference when that fails (some exotic graphs).

@@ -15,7 +15,6 @@ are refused at plan time. onnx, onnxruntime's quantizer (and onnx_ir, torch for 
 
 from __future__ import annotations
 
-import fnmatch
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -28,7 +27,7 @@ from shrink.api.data import rows, to_model
 from shrink.support.ort_ops import version_problem
 from shrink_common.onnx_graph import inline_copy, op_counts, opset_problems, prune_opset_imports, save_inline
 from shrink_common.parity import ParityError, compare
-from shrink_onnx.quantize import refuse_requantizing, requantizing
+from shrink_onnx.quantize import expand_nodes, refuse_requantizing, requantizing
 
 if TYPE_CHECKING:
     import onnx
@@ -180,7 +179,7 @@ class QuantizeWeightOnly(Pass[QuantizeWeightOnlyOptions]):
             details["gemm_rewritten"] = rewritten
             if kept:
                 details["gemm_kept"] = kept
-        excluded = _expand(opts.exclude_nodes, [n.name for n in model.graph.node])
+        excluded = expand_nodes(opts.exclude_nodes, [n.name for n in model.graph.node])
         if excluded:
             details["kept_float"] = ", ".join(excluded)
         wanted = ((matmuls if "MatMul" in opts.op_types else set()) | gemms) - set(excluded)
@@ -324,22 +323,6 @@ def _named(proto: onnx.ModelProto) -> onnx.ModelProto:
 def _others(model: onnx.ModelProto, chosen: set[str], op_type: str) -> list[str]:
     """Nodes of `op_type` not chosen: the quantizer's exclusions."""
     return [n.name for n in model.graph.node if n.op_type == op_type and n.name not in chosen]
-
-
-def _expand(patterns: tuple[str, ...], names: list[str]) -> list[str]:
-    import difflib
-
-    chosen: list[str] = []
-    missing = []
-    for pattern in patterns:
-        matched = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
-        if not matched:
-            close = difflib.get_close_matches(pattern, names, n=1)
-            missing.append(f"{pattern!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        chosen += [n for n in matched if n not in chosen]
-    if missing:
-        raise RuntimeError(f"exclude_nodes: no node named or matching {', '.join(missing)} in the graph")
-    return chosen
 
 
 def _set_int(node: onnx.NodeProto, name: str, value: int) -> None:
