@@ -26,16 +26,17 @@ except metadata.PackageNotFoundError:  # running from a source tree
 hookimpl = pluggy.HookimplMarker("shrink")
 
 
-_COMMANDS = ("CompileResult", "InspectResult", "PassInfo", "PlanResult", "Result", "VerifyResult", "compile",
-             "describe_pass", "inspect", "list_passes", "plan", "verify")
+_COMMANDS = ("CompileResult", "InspectResult", "PassInfo", "PlanResult", "Result", "SearchResult", "VerifyResult",
+             "compile", "describe_pass", "inspect", "list_passes", "plan", "search", "verify")
 
 
 class _Package(types.ModuleType):
-    """`shrink.plan` is the command; the subpackage of the same name (the planner) is reached by its full name
-    (`from shrink.plan.planner import ...`), so importing it must not bind the package attribute."""
+    """`shrink.plan` and `shrink.search` are commands; the subpackages of the same names (the planner, the study) are
+    reached by their full names (`from shrink.plan.planner import ...`), so importing them must not bind the package
+    attribute."""
 
     def __setattr__(self, name: str, value: object) -> None:
-        if name == "plan" and isinstance(value, types.ModuleType):
+        if name in ("plan", "search") and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
 

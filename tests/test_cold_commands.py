@@ -40,7 +40,8 @@ def test_recipe_schema_composes_plugins(cli):
     steps = schema["properties"]["passes"]["items"]["anyOf"]
     export = next(s for s in steps if s["title"] == "export.onnx")
     assert export["properties"]["pass"] == {"const": "export.onnx"}
-    assert export["properties"]["tolerance"]["exclusiveMinimum"] == 0
+    tolerance, space = export["properties"]["tolerance"]["anyOf"]  # a value, or a search space (`shrink search`)
+    assert tolerance["exclusiveMinimum"] == 0 and space == {"$ref": "#/$defs/search"}
     assert export["additionalProperties"] is False
     assert any(s["properties"]["pass"] == {"const": "export"} for s in steps)  # bare kind
     sources = schema["properties"]["model"]["anyOf"]

@@ -48,6 +48,8 @@ class StructuredPruneOptions(TrainingOptions):
     (`heads_ratio`) and feed-forward channels (`ffn_ratio`) for transformer encoders; the model's family
     says which it supports (`StructuredPruner.check_structured_pruning`)."""
 
+    search_space = {"ratio": {"float": [0.05, 0.7]}, "finetune_epochs": {"int": [5, 40], "step": 5}}
+
     ratio: float = Field(0.5, gt=0, le=0.95, description="fraction of channels to remove (0.5 leaves ~25% of the parameters)")
     importance: Importance = Field("magnitude", description="channel ranking: 'magnitude' (group L2 norm), 'taylor' "
                                    "(first-order Taylor on training batches) or 'bn_scale' (|BatchNorm gamma|); encoders: "

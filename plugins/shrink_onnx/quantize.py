@@ -135,6 +135,8 @@ def graph_kind(counts: Counter[str]) -> tuple[str, str]:
 class QuantizePTQOptions(PassOptions):
     """Options of the `quantize.ptq` pass."""
 
+    search_space = {"calibration_method": {"choice": ["minmax", "entropy", "percentile"]}}
+
     scheme: Literal["auto", "static-qdq-per-channel", "static-qdq-per-tensor", "dynamic-per-channel",
                     "dynamic-per-tensor"] = Field(
         "auto", description="int8 scheme; 'auto' follows the target's quantization.scheme for conv nets and picks "

@@ -42,6 +42,8 @@ OpType = Literal["MatMul", "Gemm", "Gather"]
 class QuantizeWeightOnlyOptions(PassOptions):
     """Options of the `quantize.weight_only` pass."""
 
+    search_space = {"block_size": {"choice": [32, 64, 128]}, "algorithm": {"choice": ["rtn", "hqq"]}}
+
     bits: Literal[4, 8] = Field(4, description="bits per weight (8: MatMul/Gemm weights only; tables are 4-bit)")
     block_size: Literal[16, 32, 64, 128, 256] = Field(
         32, description="weights per block along the reduction axis (a table: along its width), each block with its "

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 class ClusterOptions(TrainingOptions):
     """Options of the `compress.cluster` pass."""
 
+    search_space = {"clusters": {"choice": [8, 16, 32, 64]}, "finetune_epochs": {"int": [0, 10]}}
+
     clusters: int = Field(16, ge=2, le=256, description="shared values per layer (16: 4-bit indices)")
     init: Literal["linear", "density"] = Field(
         "linear", description="k-means initialisation: 'linear' (evenly over [min, max], keeps the rare large weights: "

@@ -25,6 +25,8 @@ class StudentSpec(PassOptions):
 class DistillKDOptions(TrainingOptions):
     """Options of the `distill.kd` pass."""
 
+    search_space = {"epochs": {"choice": [15, 30, 60]}}  # few values, so search trials share the distilled student
+
     student: StudentSpec | SkipJsonSchema[None] = Field(None, description="the student's factory; or give 'width' instead")
     width: Annotated[float, Field(gt=0, lt=1)] | SkipJsonSchema[None] = Field(None, description="student = the teacher with every hidden layer's "
                                 "channels scaled by this (torch-pruning; output layer kept); instead of 'student'")

@@ -25,6 +25,8 @@ STORAGE_ENCODING = ("zlib level 9 over the raw float32 bytes of every parameter;
 class PruneMagnitudeOptions(TrainingOptions):
     """Options of the `prune.magnitude` pass."""
 
+    search_space = {"sparsity": {"float": [0.3, 0.9]}}
+
     sparsity: float = Field(0.5, gt=0, le=0.99, description="fraction of the selected layers' weights set to zero")
     scope: Literal["global", "layer"] = Field("global", description="'global': one magnitude threshold across all "
                                               "selected layers (they end up with different sparsities); 'layer': "

@@ -6,6 +6,8 @@ cross-field checks and run at plan time.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -13,3 +15,8 @@ class PassOptions(BaseModel):
     """Base class for typed options: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {}
+    """The spaces `shrink search` explores for the main options when a recipe writes no `$search` of its own, as
+    `{"ratio": {"float": [0.1, 0.7]}, "epochs": {"choice": [15, 30]}}` (`shrink.plan.spaces`); each must lie inside
+    its option's bounds."""

@@ -227,7 +227,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     from shrink.commands.results import PlanResult
 
     result = PlanResult.of(recipes.make(args.recipe, _loaded(console), target=args.target, shapes=_shapes(args),
-                                        budgets=_budgets(args), where=LABELS))
+                                        budgets=_budgets(args), where=LABELS, searchable=True))
     if console.json_mode:
         console.emit_json(result.as_dict())
         return ExitCode.OK
@@ -248,9 +248,72 @@ def _print_plan(console: Console, plan: Any) -> None:
         options = ", ".join(f"{k}={json.dumps(v)}" for k, v in step["options"].items())
         table.add_row(str(step["index"]), step["pass"], step["plugin"], f"{step['consumes']} → {step['produces']}", options)
     console.print(table)
+    for space in plan.spaces:
+        console.print(f"search: {space.name} {escape(space.describe())} (planned with {json.dumps(space.candidates()[0])})")
     if plan.recipe.budget:
         console.print("budget: " + ", ".join(f"{k} {'≥' if k == 'accuracy' else '≤'} {v}" for k, v in plan.recipe.budget.items()))
     console.print("[green]plan ok[/]: nothing was run")
+
+
+def cmd_search(args: argparse.Namespace, console: Console) -> int:
+    from shrink.commands.search import search
+    from shrink.search.objectives import OBJECTIVES
+
+    def on_trial(record: Any, state: Any) -> None:
+        best = state.best
+        scored = ", ".join(f"{k} {OBJECTIVES[k].format(v)}" for k, v in record.figures.items())
+        outcome = ("error: " + record.error) if record.error else ("feasible" if record.feasible else
+                                                                  "fails " + ", ".join(f["check"] for f in record.failed))
+        progress("search", state.done / state.total,
+                 f"{state.done}/{state.total} trials, {state.feasible} feasible"
+                 + (f", best trial {best.number}" if best else ""))
+        if not console.err.is_terminal or console.json_mode:
+            return
+        console.err.print(f"trial {record.number}{' (the recipe as written)' if record.baseline else ''}: "
+                          f"{escape(scored)} — {escape(outcome)} ({record.cached_steps}/{record.steps} steps cached, "
+                          f"{record.seconds:.1f} s)")
+
+    registry = _loaded(console)
+    labels = {**LABELS, "trials": "--trials", "objectives": "--objective", "output": "--output",
+              "sampler": "--sampler", "storage": "--storage"}
+    with console.stdout_to_stderr(), Progress(console) as progress:
+        progress("search", 0.0, f"{args.trials} trials")
+        result = search(args.recipe, target=args.target, trials=args.trials, objectives=args.objective,
+                                  output=args.output, storage=args.storage, resume=args.resume, sampler=args.sampler,
+                                  budgets=_budgets(args), registry=registry, on_trial=on_trial,
+                                  progress=progress if console.err.is_terminal else None, where=labels)
+    if console.json_mode:
+        console.emit_json(result.as_dict())
+        return result.exit_code
+    _print_search(console, result)
+    return result.exit_code
+
+
+def _print_search(console: Console, result: Any) -> None:
+    from rich.table import Table
+
+    from shrink.search.objectives import OBJECTIVES
+
+    names = [o["name"] for o in result.objectives]
+    hit = "–" if result.hit_rate is None else f"{result.hit_rate:.0%}"
+    console.print(f"{len(result.trials)} trials ({result.ran} run now, {result.seconds:.1f} s), {result.feasible} "
+                  f"feasible; pass-cache hit rate {hit} of the steps run now")
+    if result.front:
+        table = Table(title="Pareto front (feasible trials)", title_justify="left")
+        for col in ("trial", *names, "values"):
+            table.add_column(col, overflow="fold")
+        for point in result.front:
+            chosen = " (chosen)" if result.best and point["trial"] == result.best["trial"] else ""
+            table.add_row(f"{point['trial']}{chosen}", *(OBJECTIVES[n].format(point["figures"][n]) for n in names),
+                          ", ".join(f"{k}={json.dumps(v)}" for k, v in point["params"].items()))
+        console.print(table)
+    for problem in result.errors:
+        console.problem(problem, label="FAIL")
+    if result.best:
+        same = "the same model" if result.reproduced else "a DIFFERENT model"
+        console.print(f"{'[bold green]PASS[/]' if result.ok else '[bold red]FAIL[/]'} best recipe {result.best['recipe']} "
+                      f"(trial {result.best['trial']}); compiled again into {result.bundle}: {same}")
+    console.print(f"report: {result.output / 'search.md'}; study: {escape(result.storage)}")
 
 
 def cmd_init(args: argparse.Namespace, console: Console) -> int:
@@ -463,6 +526,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", action="append", metavar="NAME=1x3x224x224",
                    help="pin a model input's shape (repeatable): its symbolic or -1 dims, or a torch factory's input")
     p.set_defaults(handler=cmd_plan)
+
+    p = sub.add_parser("search", parents=[common], help="search a recipe's spaces (Optuna) against the target's checks")
+    p.add_argument("recipe", help="recipe JSON file; its $search spaces, or without any the spaces its passes declare")
+    p.add_argument("--target", "-t", help="target name, alias or profile JSON path (overrides the recipe)")
+    p.add_argument("--trials", "-n", type=int, default=30, help="finished trials the study should hold (default 30)")
+    p.add_argument("--objective", action="append", metavar="NAME",
+                   help="accuracy, size, latency, macs or ram (repeatable or comma-separated; default accuracy,size)")
+    p.add_argument("--output", "-o", metavar="DIR",
+                   help="the study (study.db), search.md, front.png, best.json and best/ (default dist/<name>-<target>-search/)")
+    p.add_argument("--storage", metavar="URL", help="an Optuna RDB URL (postgresql://..., sqlite:///...) instead of DIR/study.db")
+    p.add_argument("--resume", action="store_true", help="continue the study in DIR (or --storage) up to --trials")
+    p.add_argument("--sampler", choices=("auto", "tpe", "nsga2", "random"), default="auto",
+                   help="auto: TPE for one objective, NSGA-II for several")
+    p.add_argument("--budget", action="append", metavar="KEY=VALUE", help="add or override a budget (repeatable)")
+    p.set_defaults(handler=cmd_search)
 
     p = sub.add_parser("init", parents=[common], help="write a starter recipe for your own model and data, and plan it")
     p.add_argument("--model", "-m", required=True, help="an .onnx file, a file.py:callable factory, or a model folder")

@@ -4,6 +4,7 @@ a thin layer over them. Errors raise the `ShrinkError` family, never `sys.exit`.
 from shrink.commands.models import inspect, verify
 from shrink.commands.passes import describe_pass, list_passes
 from shrink.commands.recipes import compile, plan
+from shrink.commands.search import search
 from shrink.commands.results import (
     CompileResult,
     InitResult,
@@ -12,8 +13,9 @@ from shrink.commands.results import (
     PassInfo,
     PlanResult,
     Result,
+    SearchResult,
     VerifyResult,
 )
 
 __all__ = ["CompileResult", "InitResult", "InspectResult", "OptionInfo", "PassInfo", "PlanResult", "Result",
-           "VerifyResult", "compile", "describe_pass", "inspect", "list_passes", "plan", "verify"]
+           "SearchResult", "VerifyResult", "compile", "describe_pass", "inspect", "list_passes", "plan", "search", "verify"]

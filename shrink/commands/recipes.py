@@ -11,6 +11,7 @@ use, so `import shrink` and `shrink.plan` load no torch.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from shrink.commands import arguments
 from shrink.commands.arguments import RecipeLike, ShapesLike
 from shrink.commands.results import CompileResult, PlanResult
+from shrink.errors import Problem, RecipeError
 
 if TYPE_CHECKING:
     from shrink.host.registry import Registry
@@ -30,12 +32,27 @@ Progress = Callable[[str, float, str], None]
 
 def make(recipe: RecipeLike, registry: Registry, *, target: str | None = None, shapes: ShapesLike | None = None,
          budgets: Mapping[str, Any] | None = None, base_dir: str | os.PathLike[str] | None = None,
-         where: Mapping[str, str] | None = None) -> Plan:
-    """The plan of `recipe` (`where` labels the arguments in messages: the command line says `--target`)."""
+         where: Mapping[str, str] | None = None, searchable: bool = False) -> Plan:
+    """The plan of `recipe` (`where` labels the arguments in messages: the command line says `--target`). A recipe
+    with `$search` spaces is refused unless `searchable` (`plan` validates them and plans their first values)."""
+    from shrink.plan import spaces
+    from shrink.plan.load import recipe_from_raw
     from shrink.plan.planner import make_plan
 
     labels = {"target": "target", "shapes": "shapes", "budgets": "budgets", **(where or {})}
     loaded = arguments.recipe(recipe, budgets, base_dir, labels["budgets"])
+    found, problems = spaces.find(loaded.raw, loaded.label)
+    if (found or problems) and not searchable:
+        hint = f"`shrink search {loaded.label}` searches the spaces and writes best.json, a recipe to compile"
+        raise RecipeError(problems or [Problem(f"{loaded.label}: {s.name}", "is a search space; compile needs a value", hint)
+                                       for s in found])
+    if found or problems:  # `plan`: every choice and bound validated, the rest planned at the first values
+        problems += spaces.validate(loaded.raw, found, registry, loaded.label)
+        if problems:
+            raise RecipeError(problems)
+        first = recipe_from_raw(spaces.substitute(loaded.raw, found, {}), loaded.path)
+        planned = make_plan(first, registry, target, arguments.shapes(shapes, labels["shapes"]), labels["target"])
+        return dataclasses.replace(planned, recipe=loaded, spaces=tuple(found))
     return make_plan(loaded, registry, target, arguments.shapes(shapes, labels["shapes"]), labels["target"])
 
 
@@ -48,7 +65,7 @@ def plan(recipe: RecipeLike, *, target: str | None = None, shapes: ShapesLike | 
     (like `--shape`), `budgets` add to or override the recipe's budget keys. Raises `RecipeError` (exit 2) listing
     every problem."""
     return PlanResult.of(make(recipe, arguments.registry(registry), target=target, shapes=shapes, budgets=budgets,
-                              base_dir=base_dir))
+                              base_dir=base_dir, searchable=True))
 
 
 def compile(recipe: RecipeLike, *, target: str | None = None, output: str | os.PathLike[str] | None = None,

@@ -160,6 +160,68 @@ class VerifyResult(Result):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SearchResult(Result):
+    """`search`: every trial, the Pareto front of the feasible ones, the chosen trial (best on the first objective,
+    ties by the next) and its plain recipe, the pass cache's hit rate over the trials, and whether `best.json`
+    compiled again gave the trial's model. No feasible trial is verdict "fail" (exit 4) with the closest trial."""
+
+    target: str
+    output: Path
+    objectives: tuple[dict[str, str], ...]
+    trials: tuple[dict[str, Any], ...]
+    front: tuple[dict[str, Any], ...]
+    best: dict[str, Any] | None
+    closest: dict[str, Any] | None
+    hit_rate: float | None
+    storage: str
+    seconds: float
+    ran: int
+    reproduced: bool | None
+
+    @property
+    def feasible(self) -> int:
+        return sum(1 for t in self.trials if t["feasible"])
+
+    def _extra(self) -> dict[str, Any]:
+        return {"target": self.target, "output": str(self.output), "objectives": list(self.objectives),
+                "trials": list(self.trials), "feasible": self.feasible, "front": list(self.front), "best": self.best,
+                "closest": self.closest, "hit_rate": self.hit_rate, "storage": self.storage, "seconds": self.seconds,
+                "ran": self.ran, "reproduced": self.reproduced}
+
+    @classmethod
+    def of(cls, searched: Any, objectives: Sequence[Any], target: str, output: Path, bundle: Path | None,
+           reproduced: bool | None, closest: Any, recipes: dict[int, Path]) -> SearchResult:
+        steps = sum(r.steps for r in searched.records[-searched.ran:]) if searched.ran else 0
+        cached = sum(r.cached_steps for r in searched.records[-searched.ran:]) if searched.ran else 0
+        front = tuple({**r.as_dict(), "recipe": str(recipes[r.number])} for r in searched.front)
+        best = None
+        if searched.best is not None:
+            best = {**searched.best.as_dict(), "recipe": str(output / "best.json")}
+        errors: tuple[Problem, ...] = ()
+        checks: tuple[CheckResult, ...] = ()
+        if best is None:
+            verdict, code = "fail", ExitCode.CHECK_FAILED
+            if closest is not None:
+                why = (closest.error or "; ".join(f"{f['check']}: {f['cause'] or f['value']}" for f in closest.failed))
+                errors = (Problem("search", f"no trial is feasible; the closest is trial {closest.number}: {why}"),)
+            else:
+                errors = (Problem("search", "no trial finished"),)
+        elif reproduced is False:
+            verdict, code = "fail", ExitCode.CHECK_FAILED
+            errors = (Problem("best.json", f"compiling it again did not give trial {searched.best.number}'s model "
+                                           "(a pass is not deterministic)"),)
+            checks = ()
+        else:
+            verdict, code = "pass", ExitCode.OK
+        return cls(verdict=verdict, exit_code=code, bundle=bundle, checks=checks, errors=errors, target=target,
+                   output=output, objectives=tuple({"name": o.name, "direction": o.direction} for o in objectives),
+                   trials=tuple(r.as_dict() for r in searched.records), front=front, best=best,
+                   closest=closest.as_dict() if closest is not None else None,
+                   hit_rate=round(cached / steps, 4) if steps else None, storage=searched.storage,
+                   seconds=searched.seconds, ran=searched.ran, reproduced=reproduced)
+
+
+@dataclass(frozen=True, kw_only=True)
 class InspectResult:
     """`inspect`: the static analysis of a model (`shrink.analysis.Analysis`), and the checks against `target` when
     one was given. Inspect reports and never gates, so it has no verdict."""

@@ -94,6 +94,22 @@ def referenced_files(options: Any, resolve: Any) -> dict[str, str]:
     return found
 
 
+def _by_content(options: Any, files: Mapping[str, str], resolve: Any) -> Any:
+    """`options` with every recipe path among `files` replaced by what it names (`file.py:fn` keeps `:fn`), so a
+    recipe written elsewhere with the same files (`shrink search`'s best.json) has the same keys."""
+    if isinstance(options, Mapping):
+        return {key: _by_content(value, files, resolve) for key, value in options.items()}
+    if isinstance(options, list):
+        return [_by_content(value, files, resolve) for value in options]
+    if isinstance(options, str) and options in files:
+        head, sep, attr = options.rpartition(":")
+        if sep and head.endswith(".py") and resolve(head).is_file():
+            return f"<file {files[options]}>:{attr}"
+        if resolve(options).exists():
+            return f"<file {files[options]}>"
+    return options
+
+
 def _referenced(value: str, resolve: Any) -> str | None:
     head, sep, _ = value.rpartition(":")
     if sep and head.endswith(".py") and not value.startswith(("http:", "https:")):
@@ -300,8 +316,9 @@ def components(plan: Plan, data: str | None) -> list[dict[str, Any]]:
 
     def component(name: str, entry: Entry, obj: Any) -> dict[str, Any]:
         options = obj.options.model_dump(mode="json")
+        files = referenced_files(options, resolve)
         return {"step": name, "plugin": f"{entry.plugin.dist} {entry.plugin.version}", "code": code_hash(type(obj)),
-                "options": options, "files": referenced_files(options, resolve),
+                "options": _by_content(options, files, resolve), "files": sorted(files.values()),
                 "libraries": library_versions(type(obj), family, provider), **shared}
 
     source = component(f"source:{plan.source_entry.name}", plan.source_entry, plan.source)

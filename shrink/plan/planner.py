@@ -84,6 +84,7 @@ class Plan:
     family: ModelFamily
     shapes: dict[str, list[int]] = field(default_factory=dict)  # --shape: input shapes pinned on the command line
     inputs: list[dict[str, Any]] | None = None  # the model's inputs as its source declares them (`Source.inputs`)
+    spaces: tuple[Any, ...] = ()  # `$search` spaces (`shrink.plan.spaces.Space`): planned at their first values
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -99,6 +100,7 @@ class Plan:
                  "produces": s.instance.produces, "options": s.instance.options.model_dump(mode="json")}
                 for s in self.steps
             ],
+            **({"search": [space.as_dict() for space in self.spaces]} if self.spaces else {}),
         }
 
 

@@ -10,6 +10,7 @@ from shrink.host.catalog import target_schema
 from shrink.host.registry import Registry
 from shrink.plan.load import envelope_schema
 from shrink.plan.planner import options_schema
+from shrink.plan.spaces import MARKER_SCHEMA
 
 
 def _hoist(schema: dict[str, Any], prefix: str, defs: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +56,12 @@ def recipe_schema(registry: Registry) -> dict[str, Any]:
     props["data"] = {**props["data"], "anyOf": _variants(registry, "datasets", "source", defs)}
     targets = registry.names("targets")
     props["target"] = {**props["target"], "examples": targets}
-    props["passes"]["items"] = {"anyOf": _variants(registry, "passes", "pass", defs)}
+    steps = _variants(registry, "passes", "pass", defs)
+    for step in steps:  # any pass option may be a search space instead of a value (`shrink search`)
+        step["properties"] = {key: value if key in ("pass", "description") else {"anyOf": [value, {"$ref": "#/$defs/search"}]}
+                              for key, value in step.get("properties", {}).items()}
+    defs["search"] = MARKER_SCHEMA
+    props["passes"]["items"] = {"anyOf": steps}
     if defs:
         schema["$defs"] = defs
     return schema

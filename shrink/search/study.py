@@ -1,0 +1,330 @@
+"""`shrink search`: an Optuna study over a recipe's search spaces, each trial a real compile.
+
+Trials run in this process and share the pass cache, so trials with the same passes and options up to a step reuse
+its result (distil once, prune and quantize many ways). The study lives in a real database (SQLite in the output
+folder, or any Optuna RDB URL) and resumes where it stopped; a trial that was cut off is run again, a finished one
+never. Constraints are the compile's checks: a trial that fails one is infeasible and never on the front.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shrink.api.recipe import Recipe
+from shrink.errors import ShrinkError, UsageError
+from shrink.plan import spaces as spaces_mod
+from shrink.plan.spaces import Space
+from shrink.search.objectives import Objective, violations
+from shrink.support.files import sha256_file
+
+if TYPE_CHECKING:
+    import optuna
+
+    from shrink.commands.results import CompileResult
+    from shrink.host.registry import Registry
+
+STUDY_NAME = "shrink-search"
+STUDY_FILE = "study.db"
+
+OnTrial = Callable[["TrialRecord", "Progress"], None]
+Inner = Callable[[str, float, str], None]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One finished trial: its values, figures, failed checks (or the error that stopped its compile), cache use."""
+
+    number: int
+    params: dict[str, Any]
+    figures: dict[str, float | None]
+    constraints: dict[str, float]
+    failed: list[dict[str, Any]]
+    error: str | None
+    cached_steps: int
+    steps: int
+    seconds: float
+    model_sha256: str | None
+    baseline: bool = False
+
+    @property
+    def feasible(self) -> bool:
+        return self.error is None and all(v <= 0 for v in self.constraints.values())
+
+    @property
+    def violation(self) -> float:
+        return float("inf") if self.error is not None else sum(v for v in self.constraints.values() if v > 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"trial": self.number, "params": self.params, "figures": self.figures, "feasible": self.feasible,
+                "failed_checks": self.failed, "error": self.error, "cached_steps": self.cached_steps,
+                "steps": self.steps, "seconds": self.seconds, "model_sha256": self.model_sha256,
+                "baseline": self.baseline}
+
+    @classmethod
+    def of(cls, trial: Any) -> TrialRecord:
+        attrs = trial.user_attrs
+        return cls(trial.number, dict(trial.params), dict(attrs.get("figures", {})),
+                   dict(attrs.get("constraints", {})), list(attrs.get("failed", [])), attrs.get("error"),
+                   int(attrs.get("cached_steps", 0)), int(attrs.get("steps", 0)), float(attrs.get("seconds", 0.0)),
+                   attrs.get("model_sha256"), bool(attrs.get("baseline", False)))
+
+
+@dataclass
+class Progress:
+    """Where the search stands, for the progress display."""
+
+    total: int
+    done: int = 0
+    feasible: int = 0
+    best: TrialRecord | None = None
+    records: list[TrialRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Searched:
+    """A finished (or stopped) search: every trial, the front, the chosen trial and where the study lives."""
+
+    records: list[TrialRecord]
+    front: list[TrialRecord]
+    best: TrialRecord | None
+    storage: str
+    seconds: float
+    ran: int  # trials run by this call (the rest came from a resumed study)
+
+
+def storage_url(output: Path, storage: str | None) -> str:
+    return storage or f"sqlite:///{(output / STUDY_FILE).resolve()}"
+
+
+def _signature(recipe: Recipe, spaces: Sequence[Space], objectives: Sequence[Objective], target: str) -> str:
+    """What a resumed study must have searched: the same spaces, objectives and target."""
+    return json.dumps({"recipe": recipe.name, "target": target, "spaces": [s.as_dict() for s in spaces],
+                       "objectives": [o.name for o in objectives]}, sort_keys=True)
+
+
+def open_study(url: str, recipe: Recipe, spaces: Sequence[Space], objectives: Sequence[Objective], target: str,
+               resume: bool, sampler: str, seed: int, trials: int, where: str) -> optuna.Study:
+    """The study at `url`: created (refusing one that exists unless `resume`), or loaded and checked to be the same
+    search; trials a killed process left running are marked failed, so they run again."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        existing = [s.study_name for s in optuna.study.get_all_study_summaries(storage=url)]
+    except Exception as exc:  # noqa: BLE001 - any storage error (bad URL, unreachable server) is the user's to fix
+        raise UsageError(f"cannot open the study storage {url}: {exc}", where=where) from None
+    signature = _signature(recipe, spaces, objectives, target)
+    if STUDY_NAME in existing and not resume:
+        raise UsageError(f"{url} already holds a search study", where=where,
+                         hint="add --resume to continue it, or choose another output folder")
+    if STUDY_NAME not in existing and resume:
+        raise UsageError(f"there is no study to resume in {url}", where=where, hint="run without --resume to start one")
+    chosen = _sampler(sampler, len(objectives), seed, trials)
+    study = optuna.create_study(storage=url, study_name=STUDY_NAME, sampler=chosen, load_if_exists=resume,
+                                directions=[o.direction for o in objectives])
+    if resume:
+        if study.user_attrs.get("signature") != signature:
+            raise UsageError("the study in this folder searched another recipe, target, spaces or objectives", where=where,
+                             hint="resume with the same recipe, --target and --objective, or choose another folder")
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            if trial.state == TrialState.RUNNING:
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # cut off: run it again
+    else:
+        study.set_user_attr("signature", signature)
+    return study
+
+
+def _sampler(name: str, n_objectives: int, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    import optuna
+
+    if name == "auto":
+        name = "tpe" if n_objectives == 1 else "nsga2"
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=min(10, max(3, trials // 3)))
+    if name == "nsga2":  # small generations: a 30-trial search still evolves a few times
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def suggest(trial: optuna.Trial, space: Space) -> Any:
+    if space.kind == "choice":
+        plain = all(c is None or isinstance(c, (bool, int, float, str)) for c in space.choices)
+        if plain:
+            return trial.suggest_categorical(space.name, list(space.choices))
+        picked = trial.suggest_categorical(space.name, [json.dumps(c, sort_keys=True) for c in space.choices])
+        return json.loads(str(picked))
+    if space.kind == "int":
+        return trial.suggest_int(space.name, int(space.low), int(space.high), step=int(space.step or 1), log=space.log)
+    return trial.suggest_float(space.name, float(space.low), float(space.high), step=space.step, log=space.log)
+
+
+def done_trials(study: optuna.Study) -> list[TrialRecord]:
+    """Trials that finished: complete ones, and those whose compile stopped with an error (they are not repeated)."""
+    from optuna.trial import TrialState
+
+    return [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)
+            if t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and "error" in t.user_attrs)]
+
+
+def run_trial(raw: Mapping[str, Any], recipe: Recipe, registry: Registry, target: str | None,
+              workdir: Path, inner: Inner | None) -> tuple[CompileResult | None, str | None, float]:
+    """Compile one trial's recipe into `workdir`; (result, None) or (None, the error that stopped it)."""
+    from shrink.commands import recipes
+    from shrink.plan.load import recipe_from_raw
+
+    started = time.monotonic()
+    loaded = recipe_from_raw(json.loads(json.dumps(raw)), recipe.path)
+    try:
+        from shrink.plan.planner import make_plan
+
+        planned = make_plan(loaded, registry, target)
+        result = recipes.run(planned, registry, output=workdir, progress=inner)
+    except ShrinkError as exc:
+        return None, "; ".join(p.line() for p in exc.problems), time.monotonic() - started
+    return result, None, time.monotonic() - started
+
+
+def record_result(trial: optuna.Trial, params: dict[str, Any], result: CompileResult | None, error: str | None,
+                  seconds: float, objectives: Sequence[Objective], baseline: bool) -> TrialRecord:
+    """Store a trial's figures, constraints and cache use on it (user attributes; constraints as Optuna's)."""
+    figures: dict[str, float | None] = {}
+    constraints: dict[str, float] = {}
+    failed: list[dict[str, Any]] = []
+    cached = steps = 0
+    sha = None
+    if result is not None:
+        figures = {o.name: o.figure(result) for o in objectives}
+        constraints = violations(result)
+        failed = [{"check": c.name, "value": c.value, "limit": c.limit, "cause": c.cause} for c in result.failed]
+        history = result.manifest.get("history", [])
+        steps, cached = len(history), sum(1 for h in history if h.get("cached"))
+        sha = sha256_file(result.model) if result.model.is_file() else None
+        missing = [name for name, value in figures.items() if value is None]
+        if missing:
+            error = (f"the compile recorded no figure for objective {missing[0]!r} "
+                     f"({next(o for o in objectives if o.name == missing[0]).description})")
+    record = TrialRecord(trial.number, params, figures, constraints, failed, error, cached, steps, round(seconds, 3),
+                         sha, baseline)
+    for key, value in (("figures", figures), ("constraints", constraints), ("failed", failed),
+                       ("cached_steps", cached), ("steps", steps), ("seconds", round(seconds, 3)),
+                       ("model_sha256", sha), ("baseline", baseline)):
+        trial.set_user_attr(key, value)
+    if error is not None:
+        trial.set_user_attr("error", error)
+    for name, value in constraints.items():
+        trial.set_constraint(name, value)
+    return record
+
+
+def front(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> list[TrialRecord]:
+    """The feasible trials no other feasible trial dominates, ordered by the objectives (first one first)."""
+    feasible = [r for r in records if r.feasible]
+
+    def key(r: TrialRecord) -> tuple[float, ...]:
+        return tuple(-float(r.figures[o.name]) if o.direction == "maximize" else float(r.figures[o.name])  # type: ignore[arg-type]
+                     for o in objectives)
+
+    def dominates(a: TrialRecord, b: TrialRecord) -> bool:
+        ka, kb = key(a), key(b)
+        return all(x <= y for x, y in zip(ka, kb)) and ka != kb
+
+    points = [r for r in feasible if not any(dominates(o, r) for o in feasible)]
+    unique: dict[tuple[float, ...], TrialRecord] = {}
+    for r in sorted(points, key=lambda r: (key(r), r.number)):
+        unique.setdefault(key(r), r)  # equal figures: the earliest trial stands for them
+    return list(unique.values())
+
+
+def search(recipe: Recipe, searched: Sequence[Space], baseline: dict[str, Any] | None, registry: Registry,
+           objectives: Sequence[Objective], *, target: str | None, target_name: str, trials: int, output: Path,
+           storage: str | None, resume: bool, sampler: str, where: str, on_trial: OnTrial | None = None,
+           inner: Inner | None = None) -> Searched:
+    """Run the study until it holds `trials` finished trials (a resumed study counts the ones it has)."""
+
+    url = storage_url(output, storage)
+    study = open_study(url, recipe, searched, objectives, target_name, resume, sampler, recipe.seed, trials, where)
+    records = done_trials(study)
+    if not resume and baseline is not None:
+        study.enqueue_trial(baseline, user_attrs={"baseline": True})
+    state = Progress(total=trials, done=len(records), records=list(records))
+    _update(state, objectives)
+    started = time.monotonic()
+    ran = 0
+    scratch = output / "trials"
+    with _interruptible() as stopped:
+        while state.done < trials:
+            if stopped.is_set():
+                raise KeyboardInterrupt  # Ctrl-C landed where Python ignores exceptions (a finalizer): stop here
+            ran += _one_trial(study, searched, recipe, registry, target, scratch, objectives, inner, state, on_trial)
+    shutil.rmtree(scratch, ignore_errors=True)
+    points = front(state.records, objectives)
+    return Searched(state.records, points, points[0] if points else None, url, round(time.monotonic() - started, 3), ran)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[threading.Event]:
+    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered, so the search stops at the next trial even
+    when the interrupt hit a weakref callback or finalizer, where Python prints and drops it."""
+    stopped = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stopped
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        stopped.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stopped
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _one_trial(study: optuna.Study, searched: Sequence[Space], recipe: Recipe, registry: Registry, target: str | None,
+               scratch: Path, objectives: Sequence[Objective], inner: Inner | None, state: Progress,
+               on_trial: OnTrial | None) -> int:
+    """Ask the study for a trial, compile it, tell the study its figures (or that it failed); 1 trial run."""
+    from optuna.trial import TrialState
+
+    trial = study.ask()
+    is_baseline = bool(trial.user_attrs.get("baseline"))
+    try:
+        params = {space.name: suggest(trial, space) for space in searched}
+        raw = spaces_mod.substitute(recipe.raw, list(searched), params)
+        workdir = scratch / f"{trial.number:04d}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        step = (lambda task, fraction, text: inner("trial", fraction, f"trial {trial.number}: {text}")) if inner else None
+        result, error, seconds = run_trial(raw, recipe, registry, target, workdir, step)
+        record = record_result(trial, params, result, error, seconds, objectives, is_baseline)
+    except BaseException:
+        study.tell(trial, state=TrialState.FAIL)  # cut off (Ctrl-C) or a bug: it runs again on --resume
+        raise
+    finally:
+        shutil.rmtree(scratch / f"{trial.number:04d}", ignore_errors=True)
+    if record.error is not None:
+        study.tell(trial, state=TrialState.FAIL)
+    else:
+        study.tell(trial, [float(record.figures[o.name]) for o in objectives])  # type: ignore[arg-type]
+    state.done += 1
+    state.records.append(record)
+    _update(state, objectives)
+    if on_trial is not None:
+        on_trial(record, state)
+    return 1
+
+
+def _update(state: Progress, objectives: Sequence[Objective]) -> None:
+    state.feasible = sum(1 for r in state.records if r.feasible)
+    points = front(state.records, objectives)
+    state.best = points[0] if points else None

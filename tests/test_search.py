@@ -1,0 +1,226 @@
+"""`shrink search`: search spaces in recipes (validated by plan, refused by compile), the spaces passes declare, and
+real studies on a tiny CNN: the front, best.json compiled again, the shared pass cache, resume after Ctrl-C and
+exit 4 when no trial is feasible."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shrink.host.registry import Registry
+from shrink.plan import spaces
+
+
+def _search_passes(ratio: Any = None, epochs: Any = None, method: Any = None) -> list[dict[str, Any]]:
+    prune: dict[str, Any] = {"pass": "prune.structured", "ratio": 0.5, "finetune_epochs": 1}
+    if ratio is not None:
+        prune["ratio"] = ratio
+    if epochs is not None:
+        prune["finetune_epochs"] = epochs
+    quantize: dict[str, Any] = {"pass": "quantize.ptq", "calibration_samples": 32, "parity_samples": 64,
+                                "min_agreement": 0.5}
+    if method is not None:
+        quantize["calibration_method"] = method
+    return [prune, {"pass": "export.onnx"}, quantize]
+
+
+SPACES = {"ratio": {"$search": {"float": [0.2, 0.6]}}, "epochs": {"$search": {"choice": [1, 2]}},
+          "method": {"$search": {"choice": ["minmax", "percentile"]}}}
+
+
+# spaces in recipes: plan, compile, schema -------------------------------------------------------------------
+
+def test_plan_validates_every_bound_against_the_option(cli, make_recipe):
+    recipe = make_recipe(passes=_search_passes(ratio={"$search": {"float": [0.2, 1.5]}}))
+    result = cli("plan", recipe)
+    assert result.code == 2
+    assert "recipe.json: passes[0].ratio.$search.float[1]: 1.5 is greater than the maximum of 0.95" in result.err
+
+
+def test_plan_names_a_bad_choice(cli, make_recipe):
+    recipe = make_recipe(passes=_search_passes(method={"$search": {"choice": ["minmax", "median"]}}))
+    result = cli("plan", recipe)
+    assert result.code == 2
+    assert "passes[2].calibration_method.$search.choice[1]: 'median' is not one of" in result.err
+
+
+@pytest.mark.parametrize(("space", "message"), [
+    ({"int": [5, 1]}, "the lower bound 5 is greater than the upper bound 1"),
+    ({"float": [0, 1], "log": True}, "a log-scale space needs a positive lower bound"),
+    ({"int": [1, 5], "choice": [1]}, "a search space names exactly one of 'choice', 'int' or 'float'"),
+    ({"range": [1, 5]}, "unknown key 'range'"),
+    ({"choice": []}, "'choice' must be a non-empty list"),
+])
+def test_malformed_spaces_are_one_clear_line(cli, make_recipe, space, message):
+    recipe = make_recipe(passes=_search_passes(epochs={"$search": space}))
+    result = cli("plan", recipe)
+    assert result.code == 2
+    assert f"recipe.json: passes[0].finetune_epochs.$search: {message}" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_spaces_outside_pass_options_are_refused(cli, make_recipe):
+    recipe = make_recipe(data={"source": "sklearn.digits", "image_size": {"$search": {"choice": [8, 16]}}})
+    result = cli("plan", recipe)
+    assert result.code == 2
+    assert "recipe.json: data.image_size: search spaces are allowed only in pass options" in result.err
+
+
+def test_plan_shows_the_spaces_and_plans_their_first_values(cli, make_recipe):
+    recipe = make_recipe(passes=_search_passes(**SPACES))
+    result = cli("plan", recipe, "--json")
+    assert result.code == 0, result.err
+    plan = result.json["plan"]
+    assert [s["option"] for s in plan["search"]] == ["passes[0].ratio", "passes[0].finetune_epochs",
+                                                      "passes[2].calibration_method"]
+    assert plan["passes"][0]["options"]["ratio"] == 0.2 and plan["passes"][0]["options"]["finetune_epochs"] == 1
+
+
+def test_compile_refuses_a_search_recipe_naming_shrink_search(cli, make_recipe, tmp_path):
+    recipe = make_recipe(passes=_search_passes(**SPACES))
+    result = cli("compile", recipe, "-o", tmp_path / "out")
+    assert result.code == 2
+    assert "recipe.json: passes[0].ratio: is a search space; compile needs a value" in result.err
+    assert "shrink search" in result.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_recipe_schema_admits_spaces_in_pass_options(cli):
+    import jsonschema
+
+    schema = cli("schema", "recipe").json
+    recipe = json.loads((Path(__file__).parents[1] / "recipes" / "digits-cnn.json").read_text())
+    recipe["passes"][1]["ratio"] = {"$search": {"float": [0.1, 0.5]}}
+    jsonschema.Draft202012Validator(schema).validate(recipe)
+    recipe["model"]["input_shape"] = {"$search": {"choice": [[1, 1, 32, 32]]}}
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(recipe))
+
+
+def test_every_declared_space_lies_inside_its_options_bounds():
+    """Each built-in pass's `Options.search_space` parses and every bound and choice validates (a plugin contract)."""
+    registry = Registry.load()
+    declaring = 0
+    for name in registry.names("passes"):
+        entry = registry.get("passes", name)
+        declared = getattr(entry.obj.Options, "search_space", {})
+        if not declared:
+            continue
+        declaring += 1
+        raw = {"passes": [{"pass": name, **_required(name)}]}
+        found = spaces.declared(raw, registry)
+        assert [s.keys[0] for s in found] == list(declared)
+        problems = [p for p in spaces.validate(raw, found, registry, "r.json")
+                    if not p.message.startswith(("Field required", "give either"))]
+        assert problems == [], name
+    assert declaring >= 5
+
+
+def _required(name: str) -> dict[str, Any]:
+    return {"distill.kd": {"student": {"factory": "m.py:f"}}}.get(name, {})
+
+
+def test_best_json_paths_resolve_from_its_own_folder_with_the_same_cache_keys(make_recipe, tmp_path):
+    """A recipe written elsewhere with rebased paths names the same files, and the pass cache keys files by content,
+    so best.json's compile finds the entries the trials wrote."""
+    from shrink.engine.keys import components, digest
+    from shrink.plan.load import load_recipe
+    from shrink.plan.planner import make_plan
+    from shrink.search.recipes import rebased
+
+    registry = Registry.load()
+    original = load_recipe(make_recipe(passes=_search_passes()))
+    elsewhere = tmp_path / "deep" / "er"
+    elsewhere.mkdir(parents=True)
+    raw = rebased(original.raw, original, elsewhere)
+    assert raw["model"]["factory"] == "../../tiny.py:tiny"
+    (elsewhere / "best.json").write_text(json.dumps(raw))
+    moved = load_recipe(elsewhere / "best.json")
+    keys = [[digest(c) for c in components(make_plan(r, registry), "data")] for r in (original, moved)]
+    assert keys[0] == keys[1]
+
+
+# real studies --------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def search_recipe(make_recipe):
+    return make_recipe(passes=_search_passes(**SPACES), budget={"accuracy_drop": 0.5})
+
+
+@pytest.mark.slow
+def test_a_search_writes_the_front_and_a_best_recipe_that_compiles_to_the_same_model(cli, search_recipe, tmp_path):
+    out = tmp_path / "search"
+    result = cli("search", search_recipe, "--trials", "5", "-o", out, "--json")
+    assert result.code == 0, result.err
+    found = result.json
+    assert len(found["trials"]) == 5 and found["ran"] == 5
+    assert found["front"] and all(p["feasible"] for p in found["front"])
+    assert found["best"]["trial"] == found["front"][0]["trial"]
+    assert found["reproduced"] is True
+    assert found["hit_rate"] > 0  # the source step, at least, is shared by every trial
+    for name in ("study.db", "search.md", "front.png", "best.json", "search.json", "best/model.onnx"):
+        assert (out / name).is_file(), name
+    best = json.loads((out / "best.json").read_text())
+    assert not spaces.find(best, "best.json")[0]
+    params = found["best"]["params"]
+    assert best["passes"][0]["ratio"] == params["passes[0].ratio"]
+    # best.json is a plain recipe: compiling it again reproduces the trial's model byte for byte
+    again = cli("compile", out / "best.json", "-o", tmp_path / "again", "--json")
+    assert again.code == 0, again.err
+    import hashlib
+
+    assert hashlib.sha256((tmp_path / "again" / "model.onnx").read_bytes()).hexdigest() == found["best"]["model_sha256"]
+    # a study is never overwritten by accident
+    again = cli("search", search_recipe, "--trials", "5", "-o", out)
+    assert again.code == 2 and "already holds a search study" in again.err and "--resume" in again.err
+
+
+@pytest.mark.slow
+def test_no_feasible_trial_is_exit_4_with_the_closest_trial(cli, search_recipe, tmp_path):
+    result = cli("search", search_recipe, "--trials", "3", "-o", tmp_path / "s", "--budget", "model_bytes=100", "--json")
+    assert result.code == 4, result.err
+    found = result.json
+    assert found["verdict"] == "fail" and found["best"] is None and found["front"] == []
+    assert found["closest"]["failed_checks"][0]["check"] == "model_bytes"
+    assert "no trial is feasible; the closest is trial" in found["errors"][0]["message"]
+    assert not (tmp_path / "s" / "best.json").exists()
+
+
+@pytest.mark.slow
+def test_a_search_cut_off_by_ctrl_c_resumes_without_repeating_finished_trials(search_recipe, tmp_path):
+    import optuna
+
+    out = tmp_path / "s"
+    cmd = [sys.executable, "-m", "shrink", "search", str(search_recipe), "--trials", "6", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"sqlite:///{out / 'study.db'}"
+    finished: list[Any] = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if (out / "study.db").exists():
+            try:
+                study = optuna.load_study(study_name="shrink-search", storage=url)
+            except Exception:  # noqa: BLE001 - the study is being created
+                continue
+            finished = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+            if len(finished) >= 2:
+                break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    before = {t.number: t.params for t in optuna.load_study(study_name="shrink-search", storage=url).get_trials()
+              if t.state.name == "COMPLETE"}
+    assert len(before) >= 2
+    resumed = subprocess.run([*cmd, "--resume", "--json"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    found = json.loads(resumed.stdout)
+    assert len(found["trials"]) == 6 and found["ran"] == 6 - len(before)
+    after = {t["trial"]: t["params"] for t in found["trials"]}
+    assert all(after[n] == params for n, params in before.items())  # finished trials kept, not run again
