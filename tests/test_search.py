@@ -224,3 +224,34 @@ def test_a_search_cut_off_by_ctrl_c_resumes_without_repeating_finished_trials(se
     assert len(found["trials"]) == 6 and found["ran"] == 6 - len(before)
     after = {t["trial"]: t["params"] for t in found["trials"]}
     assert all(after[n] == params for n, params in before.items())  # finished trials kept, not run again
+
+
+@pytest.mark.slow
+def test_a_search_runs_its_trials_on_a_two_node_ray_cluster(search_recipe, tmp_path, monkeypatch):
+    """A local cluster of two one-CPU nodes on loopback, started here and stopped here (never `ray stop`)."""
+    pytest.importorskip("ray.tune", reason="the ray extra is not installed")
+    from ray.cluster_utils import Cluster
+
+    from shrink.search.objectives import objectives
+    from shrink.search.study import TrialRecord, front
+
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
+    try:
+        cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        out = tmp_path / "s"
+        cmd = [sys.executable, "-m", "shrink", "search", str(search_recipe), "--trials", "4", "-o", str(out),
+               "--ray-address", cluster.address, "--json"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    finally:
+        cluster.shutdown()
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout)
+    assert len(found["trials"]) == 4 and found["ran"] == 4
+    assert len({t["node"] for t in found["trials"]}) == 2  # both nodes ran trials
+    # the front is the front of the study's trials, as an in-process search computes it
+    records = [TrialRecord(t["trial"], t["params"], t["figures"], {f["check"]: 1.0 for f in t["failed_checks"]},
+                           t["failed_checks"], t["error"], t["cached_steps"], t["steps"], t["seconds"],
+                           t["model_sha256"]) for t in found["trials"]]
+    assert [p["trial"] for p in found["front"]] == [r.number for r in front(records, objectives(None))]
+    assert found["reproduced"] is True

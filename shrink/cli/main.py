@@ -280,7 +280,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         progress("search", 0.0, f"{args.trials} trials")
         result = search(args.recipe, target=args.target, trials=args.trials, objectives=args.objective,
                                   output=args.output, storage=args.storage, resume=args.resume, sampler=args.sampler,
-                                  budgets=_budgets(args), registry=registry, on_trial=on_trial,
+                                  budgets=_budgets(args), registry=registry, ray_address=args.ray_address,
+                                  on_trial=on_trial,
                                   progress=progress if console.err.is_terminal else None, where=labels)
     if console.json_mode:
         console.emit_json(result.as_dict())
@@ -540,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=("auto", "tpe", "nsga2", "random"), default="auto",
                    help="auto: TPE for one objective, NSGA-II for several")
     p.add_argument("--budget", action="append", metavar="KEY=VALUE", help="add or override a budget (repeatable)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="run the trials on this Ray cluster (host:port, or 'auto') through Ray Tune, one CPU each; "
+                        "needs the ray extra and $SHRINK_CACHE_DIR on a path every node shares")
     p.set_defaults(handler=cmd_search)
 
     p = sub.add_parser("init", parents=[common], help="write a starter recipe for your own model and data, and plan it")

@@ -53,7 +53,7 @@ def search(recipe: RecipeLike, *, target: str | None = None, trials: int = 30,
            objectives: str | Iterable[str] | None = None, output: str | os.PathLike[str] | None = None,
            storage: str | None = None, resume: bool = False, sampler: str = "auto",
            budgets: Mapping[str, Any] | None = None, base_dir: str | os.PathLike[str] | None = None,
-           registry: Registry | None = None, on_trial: OnTrial | None = None,
+           registry: Registry | None = None, ray_address: str | None = None, on_trial: OnTrial | None = None,
            progress: Callable[[str, float, str], None] | None = None,
            where: Mapping[str, str] | None = None) -> SearchResult:
     """Search `recipe`'s spaces for `trials` trials (a resumed study counts the trials it has).
@@ -61,7 +61,8 @@ def search(recipe: RecipeLike, *, target: str | None = None, trials: int = 30,
     `objectives`: names from accuracy, size, latency, macs, ram (default accuracy and size); `output`: the folder for
     the study and the results (default `dist/<name>-<target>-search/`); `storage`: an Optuna RDB URL instead of
     `output/study.db`; `resume`: continue the study there; `sampler`: auto (TPE for one objective, NSGA-II for more),
-    tpe, nsga2 or random. Raises `RecipeError` (exit 2) for bad spaces; no feasible trial is verdict "fail" (exit 4)."""
+    tpe, nsga2 or random; `ray_address`: run the trials on that Ray cluster (Ray Tune, the `ray` extra), one CPU each,
+    sharing `$SHRINK_CACHE_DIR` (a shared path on a cluster of several machines). Raises `RecipeError` (exit 2) for bad spaces; no feasible trial is verdict "fail" (exit 4)."""
     from shrink.plan import spaces
     from shrink.plan.load import recipe_from_raw
     from shrink.plan.planner import make_plan
@@ -86,9 +87,17 @@ def search(recipe: RecipeLike, *, target: str | None = None, trials: int = 30,
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {folder}: {exc.strerror or exc}", where=labels["output"]) from None
-    searched = study.search(loaded, found, baseline, reg, chosen, target=target, target_name=planned.target.name,
-                            trials=trials, output=folder, storage=storage, resume=resume, sampler=sampler,
-                            where=labels["storage"] if storage else labels["output"], on_trial=on_trial, inner=progress)
+    place = labels["storage"] if storage else labels["output"]
+    if ray_address:
+        from shrink.search import on_ray
+
+        searched = on_ray.search(ray_address, loaded, found, baseline, chosen, target=target,
+                                 target_name=planned.target.name, trials=trials, output=folder, storage=storage,
+                                 resume=resume, sampler=sampler, where=place, on_trial=on_trial)
+    else:
+        searched = study.search(loaded, found, baseline, reg, chosen, target=target, target_name=planned.target.name,
+                                trials=trials, output=folder, storage=storage, resume=resume, sampler=sampler,
+                                where=place, on_trial=on_trial, inner=progress)
     return _finish(loaded, found, searched, chosen, reg, target, planned.target.name, folder)
 
 

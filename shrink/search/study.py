@@ -54,6 +54,7 @@ class TrialRecord:
     seconds: float
     model_sha256: str | None
     baseline: bool = False
+    node: str | None = None  # the Ray node that ran it (--ray-address)
 
     @property
     def feasible(self) -> bool:
@@ -67,7 +68,7 @@ class TrialRecord:
         return {"trial": self.number, "params": self.params, "figures": self.figures, "feasible": self.feasible,
                 "failed_checks": self.failed, "error": self.error, "cached_steps": self.cached_steps,
                 "steps": self.steps, "seconds": self.seconds, "model_sha256": self.model_sha256,
-                "baseline": self.baseline}
+                "baseline": self.baseline, "node": self.node}
 
     @classmethod
     def of(cls, trial: Any) -> TrialRecord:
@@ -75,7 +76,7 @@ class TrialRecord:
         return cls(trial.number, dict(trial.params), dict(attrs.get("figures", {})),
                    dict(attrs.get("constraints", {})), list(attrs.get("failed", [])), attrs.get("error"),
                    int(attrs.get("cached_steps", 0)), int(attrs.get("steps", 0)), float(attrs.get("seconds", 0.0)),
-                   attrs.get("model_sha256"), bool(attrs.get("baseline", False)))
+                   attrs.get("model_sha256"), bool(attrs.get("baseline", False)), attrs.get("node"))
 
 
 @dataclass
@@ -129,7 +130,7 @@ def open_study(url: str, recipe: Recipe, spaces: Sequence[Space], objectives: Se
                          hint="add --resume to continue it, or choose another output folder")
     if STUDY_NAME not in existing and resume:
         raise UsageError(f"there is no study to resume in {url}", where=where, hint="run without --resume to start one")
-    chosen = _sampler(sampler, len(objectives), seed, trials)
+    chosen = make_sampler(sampler, len(objectives), seed, trials)
     study = optuna.create_study(storage=url, study_name=STUDY_NAME, sampler=chosen, load_if_exists=resume,
                                 directions=[o.direction for o in objectives])
     if resume:
@@ -144,7 +145,7 @@ def open_study(url: str, recipe: Recipe, spaces: Sequence[Space], objectives: Se
     return study
 
 
-def _sampler(name: str, n_objectives: int, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, n_objectives: int, seed: int, trials: int) -> optuna.samplers.BaseSampler:
     import optuna
 
     if name == "auto":
@@ -156,13 +157,21 @@ def _sampler(name: str, n_objectives: int, seed: int, trials: int) -> optuna.sam
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def _plain(space: Space) -> bool:
+    return all(c is None or isinstance(c, (bool, int, float, str)) for c in space.choices)
+
+
+def decode(space: Space, value: Any) -> Any:
+    """The option value of a parameter as the study stores it (choices of lists or objects are stored as JSON)."""
+    return json.loads(str(value)) if space.kind == "choice" and not _plain(space) else value
+
+
 def suggest(trial: optuna.Trial, space: Space) -> Any:
+    """Sample `space` on `trial` (its parameter is named as the option's place in the recipe)."""
     if space.kind == "choice":
-        plain = all(c is None or isinstance(c, (bool, int, float, str)) for c in space.choices)
-        if plain:
+        if _plain(space):
             return trial.suggest_categorical(space.name, list(space.choices))
-        picked = trial.suggest_categorical(space.name, [json.dumps(c, sort_keys=True) for c in space.choices])
-        return json.loads(str(picked))
+        return decode(space, trial.suggest_categorical(space.name, [json.dumps(c, sort_keys=True) for c in space.choices]))
     if space.kind == "int":
         return trial.suggest_int(space.name, int(space.low), int(space.high), step=int(space.step or 1), log=space.log)
     return trial.suggest_float(space.name, float(space.low), float(space.high), step=space.step, log=space.log)
@@ -194,9 +203,10 @@ def run_trial(raw: Mapping[str, Any], recipe: Recipe, registry: Registry, target
     return result, None, time.monotonic() - started
 
 
-def record_result(trial: optuna.Trial, params: dict[str, Any], result: CompileResult | None, error: str | None,
-                  seconds: float, objectives: Sequence[Objective], baseline: bool) -> TrialRecord:
-    """Store a trial's figures, constraints and cache use on it (user attributes; constraints as Optuna's)."""
+def score(result: CompileResult | None, error: str | None, seconds: float,
+          objectives: Sequence[Objective]) -> dict[str, Any]:
+    """A trial's outcome as plain JSON (figures, constraints, failed checks, cache use, the model's sha256, the error
+    that stopped it): what a trial stores on the study, and what a Ray worker sends back."""
     figures: dict[str, float | None] = {}
     constraints: dict[str, float] = {}
     failed: list[dict[str, Any]] = []
@@ -213,17 +223,31 @@ def record_result(trial: optuna.Trial, params: dict[str, Any], result: CompileRe
         if missing:
             error = (f"the compile recorded no figure for objective {missing[0]!r} "
                      f"({next(o for o in objectives if o.name == missing[0]).description})")
-    record = TrialRecord(trial.number, params, figures, constraints, failed, error, cached, steps, round(seconds, 3),
-                         sha, baseline)
-    for key, value in (("figures", figures), ("constraints", constraints), ("failed", failed),
-                       ("cached_steps", cached), ("steps", steps), ("seconds", round(seconds, 3)),
-                       ("model_sha256", sha), ("baseline", baseline)):
-        trial.set_user_attr(key, value)
-    if error is not None:
-        trial.set_user_attr("error", error)
-    for name, value in constraints.items():
+    return {"figures": figures, "constraints": constraints, "failed": failed, "cached_steps": cached, "steps": steps,
+            "seconds": round(seconds, 3), "model_sha256": sha, "error": error}
+
+
+def store(trial: Any, scored: Mapping[str, Any], baseline: bool) -> None:
+    """Put a scored outcome on an Optuna trial: user attributes, and the constraints as Optuna's own."""
+    for key in ("figures", "constraints", "failed", "cached_steps", "steps", "seconds", "model_sha256"):
+        trial.set_user_attr(key, scored[key])
+    trial.set_user_attr("baseline", baseline)
+    if scored.get("node"):
+        trial.set_user_attr("node", scored["node"])
+    if scored["error"] is not None:
+        trial.set_user_attr("error", scored["error"])
+    for name, value in scored["constraints"].items():
         trial.set_constraint(name, value)
-    return record
+
+
+def record_result(trial: optuna.Trial, params: dict[str, Any], result: CompileResult | None, error: str | None,
+                  seconds: float, objectives: Sequence[Objective], baseline: bool) -> TrialRecord:
+    """Score a trial's compile and store it on the trial."""
+    scored = score(result, error, seconds, objectives)
+    store(trial, scored, baseline)
+    return TrialRecord(trial.number, params, scored["figures"], scored["constraints"], scored["failed"],
+                       scored["error"], scored["cached_steps"], scored["steps"], scored["seconds"],
+                       scored["model_sha256"], baseline)
 
 
 def front(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> list[TrialRecord]:
@@ -257,7 +281,7 @@ def search(recipe: Recipe, searched: Sequence[Space], baseline: dict[str, Any] |
     if not resume and baseline is not None:
         study.enqueue_trial(baseline, user_attrs={"baseline": True})
     state = Progress(total=trials, done=len(records), records=list(records))
-    _update(state, objectives)
+    update(state, objectives)
     started = time.monotonic()
     ran = 0
     scratch = output / "trials"
@@ -318,13 +342,13 @@ def _one_trial(study: optuna.Study, searched: Sequence[Space], recipe: Recipe, r
         study.tell(trial, [float(record.figures[o.name]) for o in objectives])  # type: ignore[arg-type]
     state.done += 1
     state.records.append(record)
-    _update(state, objectives)
+    update(state, objectives)
     if on_trial is not None:
         on_trial(record, state)
     return 1
 
 
-def _update(state: Progress, objectives: Sequence[Objective]) -> None:
+def update(state: Progress, objectives: Sequence[Objective]) -> None:
     state.feasible = sum(1 for r in state.records if r.feasible)
     points = front(state.records, objectives)
     state.best = points[0] if points else None
