@@ -12,6 +12,7 @@ again from `best.json` (from the cache) with the model's sha256 compared to the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -110,6 +111,10 @@ def _finish(loaded: Any, found: list[Any], searched: Any, chosen: Any, registry:
     from shrink.search.recipes import rebased
     from shrink.support.files import sha256_file
 
+    if target is not None:  # the searched target (--target) becomes the recipe's, a profile file by its path
+        profile = Path(target).expanduser()
+        given = dict(loaded.raw, target=str(profile.resolve()) if profile.suffix == ".json" and profile.is_file() else target)
+        loaded = dataclasses.replace(loaded, raw=given)
     written: dict[int, Path] = {}
     (folder / "front").mkdir(exist_ok=True)
     for record in searched.front:
@@ -125,7 +130,8 @@ def _finish(loaded: Any, found: list[Any], searched: Any, chosen: Any, registry:
         raw["description"] = (f"{loaded.raw.get('description', loaded.name)} (shrink search: trial {best.number} of "
                               f"{len(searched.records)})")
         _write_json(folder / "best.json", raw)
-        again = recipes.compile(folder / "best.json", target=target, output=folder / "best", registry=registry)
+        # best.json stands alone: compiled without --target, it targets what was searched
+        again = recipes.compile(folder / "best.json", output=folder / "best", registry=registry)
         bundle = again.bundle
         reproduced = sha256_file(again.model) == best.model_sha256
     closest = None
