@@ -266,7 +266,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
                                                                   "fails " + ", ".join(f["check"] for f in record.failed))
         progress("search", state.done / state.total,
                  f"{state.done}/{state.total} trials, {state.feasible} feasible"
-                 + (f", best trial {best.number}" if best else ""))
+                 + (f", best trial {best.number} (" + ", ".join(OBJECTIVES[k].format(v) for k, v in best.figures.items())
+                    + ")" if best else ""))
         if not console.err.is_terminal or console.json_mode:
             return
         console.err.print(f"trial {record.number}{' (the recipe as written)' if record.baseline else ''}: "
