@@ -142,6 +142,7 @@ def test_int8_kernel_keeps_4bit_storage_and_onnxruntime_folds_it_into_int8_matmu
     assert counts["MatMulInteger"] == 2 and counts["MatMulNBits"] == 0 and counts["MatMul"] == 0
     assert counts["DynamicQuantizeLinear"] == 2 and counts["BitwiseAnd"] == 2
     assert wo["details"]["int8_kernel_matmuls"] == 2 and "accuracy_level" not in wo["details"]
+    assert wo["details"]["int8_weight_bytes_loaded"] == 64 * 256 + 256 * 10 and "ram check" in wo["details"]["warnings"][0]
     # the same 4-bit blocks: the file is as small as MatMulNBits' (its factors are float16, its graph larger)
     assert initializer_bytes(int8 / "model.onnx") < 1.05 * initializer_bytes(nbits / "model.onnx")
     assert initializer_bytes(int8 / "model.onnx") < 0.2 * initializer_bytes(models["matmul"])
@@ -182,8 +183,8 @@ def test_int8_kernels_compute_what_matmulnbits_computes(tmp_path, k, block, symm
     quantizer = q.MatMulNBitsQuantizer(model, bits=4, block_size=block, is_symmetric=symmetric, algo_config=config)
     quantizer.process()
     nbits = quantizer.model.model
-    converted, count = to_int8_kernels(onnx.ModelProto.FromString(nbits.SerializeToString()))
-    assert count == 1 and not [n for n in converted.graph.node if n.op_type == "MatMulNBits"]
+    converted, count, loaded = to_int8_kernels(onnx.ModelProto.FromString(nbits.SerializeToString()))
+    assert count == 1 and loaded == k * 24 and not [n for n in converted.graph.node if n.op_type == "MatMulNBits"]
     onnx.checker.check_model(converted)
     x = rng.normal(size=(3, k)).astype(np.float32)
     run = {name: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]

@@ -72,9 +72,10 @@ def convertible(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> str
     return None
 
 
-def to_int8_kernels(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+def to_int8_kernels(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, int]:
     """`model` with every main-graph 4-bit MatMulNBits rewritten as a foldable int4 decode + dynamic int8 MatMul,
-    and how many; raises ValueError naming a node that cannot be."""
+    how many, and the bytes of the int8 weights ONNX Runtime will hold; raises ValueError naming a node that
+    cannot be."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     taken = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output} | {n.name for n in graph.node}
@@ -95,7 +96,7 @@ def to_int8_kernels(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     nodes: list[onnx.NodeProto] = []
     quantized_inputs: dict[str, tuple[str, str, str]] = {}  # one DynamicQuantizeLinear per activation
     used: set[str] = set()
-    count = 0
+    count = loaded = 0
     for node in graph.node:
         if node.op_type != "MatMulNBits" or node.domain != MS:
             nodes.append(node)
@@ -195,6 +196,7 @@ def to_int8_kernels(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
             nodes.append(helper.make_node("Add", [scaled_out, bias], [out], name=fresh(f"{label}/bias")))
         used.update(i for i in node.input[1:4] if i)
         count += 1
+        loaded += k * n
     del graph.node[:]
     graph.node.extend(nodes)
     still = {i for nd in graph.node for i in nd.input}
@@ -203,4 +205,4 @@ def to_int8_kernels(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     graph.initializer.extend(keep)
     if count and not any(imp.domain in ("", "ai.onnx") and imp.version >= 18 for imp in model.opset_import):
         raise ValueError("BitwiseAnd needs ai.onnx opset 18 or newer")
-    return model, count
+    return model, count, loaded
