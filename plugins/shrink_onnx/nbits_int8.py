@@ -13,7 +13,8 @@ block's 4-bit values, scale and zero point; RTN, HQQ or GPTQ) and changes only h
   (DynamicQuantizeLinear, MatMulInteger, Cast, Mul), which it fuses into `DynamicQuantizeMatMul`.
 
 The file keeps 4-bit size; loaded, each weight takes one byte, and the int8 weight adds a second rounding (to
-1/127 of the column's largest dequantized value, ~1/18 of a 4-bit step). onnx and numpy are imported by the
+1/127 of the column's largest dequantized value, ~1/18 of a 4-bit step). A session with graph optimizations
+disabled still computes the same outputs, but decodes the weights on every run. onnx and numpy are imported by the
 caller's `run()` path only.
 """
 
