@@ -5,7 +5,8 @@
 
 Compiles, with shrink, the teacher exported alone (`export.onnx`, from the first recipe) and, for every
 recipe, the student without its last pass (fp32; once per distinct student) and the whole recipe (its last
-pass names the variant: `quantize.ptq` int8, `quantize.weight_only` int4); they share the pass cache, so each
+pass names the variant: `quantize.ptq` int8, `quantize.weight_only` int4; an int4 recipe with `kernel: "int8"` is
+also compiled with `kernel: "nbits"`, the same 4-bit blocks on MatMulNBits); they share the pass cache, so each
 distillation runs once. The teacher is also quantized by ONNX Runtime's `MatMulNBitsQuantizer` with its
 default settings (4 bits, block 128, asymmetric, MatMul weights only): the baseline a user gets without shrink.
 Then, on this machine and in this process: file size, median batch-1 latency under ONNX Runtime at a fixed
@@ -132,6 +133,13 @@ def main() -> None:
             quantized, t_q = compile_variant(recipe, recipe["passes"], f"{slug}-{variant}", args.out, work, path.parent)
             print(f"compile: {label} {variant} {t_q:.0f} s", file=sys.stderr)
             models[f"{label} {variant}"] = quantized
+            last = recipe["passes"][-1]
+            if last["pass"] == "quantize.weight_only" and last.get("kernel") == "int8":
+                # the same 4-bit blocks on ONNX Runtime's MatMulNBits (accuracy_level 4: int8 activations per block)
+                nbits = [*recipe["passes"][:-1], {**last, "kernel": "nbits"}]
+                models[f"{label} {variant} MatMulNBits"], t_n = compile_variant(recipe, nbits, f"{slug}-{variant}-nbits",
+                                                                               args.out, work, path.parent)
+                print(f"compile: {label} {variant} MatMulNBits {t_n:.0f} s", file=sys.stderr)
             students.append({"label": label, "variant": variant, "recipe": path, "bundle": quantized,
                              "fp32": f"{label} fp32", "compile_seconds": round(t_q, 1)})
     models["teacher int4 (ORT default)"] = ort_int4(models["teacher fp32"], args.out / "teacher-ort-int4")

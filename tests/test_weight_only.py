@@ -62,6 +62,18 @@ def test_refused_at_plan_time_on_an_mcu_target(cli, models, tmp_path):
     assert "quantize.weight_only writes ONNX Runtime contrib ops" in result.err and "cortex-m4" in result.err
 
 
+def test_int8_kernels_refused_at_plan_time_where_onnxruntime_does_not_run(cli, models, make_target, tmp_path):
+    from tests.conftest import REPO
+
+    step_ = {"pass": "quantize.weight_only", "kernel": "int8", "op_types": ["MatMul"]}
+    mcu = cli("plan", recipe(tmp_path, models["matmul"], [step_], target="cortex-m4"))
+    assert mcu.code == 2 and "constant folding" in mcu.err and "cortex-m4" in mcu.err
+    profile = json.loads((REPO / "targets" / "cortex-a53.json").read_text())
+    old = make_target("opset17.json", runtime=profile["runtime"], opset={**profile["opset"], "ai.onnx": {"min": 7, "max": 17}})
+    result = cli("plan", recipe(tmp_path, models["matmul"], [step_], target=str(old), name="old.json"))
+    assert result.code == 2 and "BitwiseAnd (ai.onnx opset 18)" in result.err and "Traceback" not in result.err
+
+
 def test_refused_for_a_profile_admitting_an_older_onnxruntime(cli, models, make_target, tmp_path):
     from tests.conftest import REPO
 
@@ -83,6 +95,9 @@ def test_refused_for_a_profile_admitting_an_older_onnxruntime(cli, models, make_
     ({"bits": 8, "op_types": ["Gather"]}, "4 bits only"),
     ({"calibration_samples": 8}, "only to algorithm 'gptq'"),
     ({"block_size": 48}, "block_size"),
+    ({"kernel": "int8", "bits": 8, "op_types": ["MatMul"]}, "for 8-bit weights use quantize.ptq"),
+    ({"kernel": "int8", "accuracy_level": 4}, "accuracy_level applies to kernel 'nbits'"),
+    ({"kernel": "int8", "op_types": ["Gather"]}, "kernel 'int8' applies to MatMul/Gemm weights"),
 ])
 def test_inconsistent_options_are_recipe_errors(cli, models, tmp_path, options, message):
     result = cli("plan", recipe(tmp_path, models["matmul"], [{"pass": "quantize.weight_only", **options}]))
@@ -115,6 +130,69 @@ def test_matmul_weights_become_matmulnbits_in_packed_bytes(cli, models, tmp_path
     checks = {c["name"]: c for c in json.loads((out / "manifest.json").read_text())["checks"]}
     assert checks["ops"]["ok"] and checks["storage"]["ok"]
     assert (details["bits"], details["block_size"], details["symmetric"], details["algorithm"]) == (4, 32, True, "rtn")
+
+
+def test_int8_kernel_keeps_4bit_storage_and_onnxruntime_folds_it_into_int8_matmuls(cli, models, tmp_path):
+    nbits, int8 = tmp_path / "nbits", tmp_path / "int8"
+    compile_ok(cli, recipe(tmp_path, models["matmul"], [{"pass": "quantize.weight_only", "op_types": ["MatMul"]}]), nbits)
+    manifest = compile_ok(cli, recipe(tmp_path, models["matmul"], [{"pass": "quantize.weight_only", "kernel": "int8",
+                                                                     "op_types": ["MatMul"]}], name="int8.json"), int8)
+    wo = step(manifest, "quantize.weight_only")
+    counts = ops(int8 / "model.onnx")
+    assert counts["MatMulInteger"] == 2 and counts["MatMulNBits"] == 0 and counts["MatMul"] == 0
+    assert counts["DynamicQuantizeLinear"] == 2 and counts["BitwiseAnd"] == 2
+    assert wo["details"]["int8_kernel_matmuls"] == 2 and "accuracy_level" not in wo["details"]
+    assert wo["details"]["int8_weight_bytes_loaded"] == 64 * 256 + 256 * 10 and "ram check" in wo["details"]["warnings"][0]
+    # the same 4-bit blocks: the file is as small as MatMulNBits' (its factors are float16, its graph larger)
+    assert initializer_bytes(int8 / "model.onnx") < 1.05 * initializer_bytes(nbits / "model.onnx")
+    assert initializer_bytes(int8 / "model.onnx") < 0.2 * initializer_bytes(models["matmul"])
+    assert wo["details"]["parity_top1_agreement"] >= 0.95
+    # onnxruntime folds the decoding into int8 initializers and fuses the int8 MatMuls
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    sess = ort.InferenceSession(str(int8 / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    optimized = ops(tmp_path / "optimized.onnx")
+    assert optimized["DynamicQuantizeMatMul"] + optimized["MatMulIntegerToFloat"] == 2
+    assert not {"BitwiseAnd", "BitShift", "Round", "MatMulInteger"} & set(optimized)
+    reference = ort.InferenceSession(str(nbits / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((16, 1, 8, 8), dtype=np.float32) * 16
+    got, want = sess.run(None, {"input": x})[0], reference.run(None, {"input": x})[0]
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()  # int8 activations and a second weight rounding
+    assert cli("verify", int8).code == 0
+
+
+@pytest.mark.parametrize("k, block, symmetric, hqq", [(64, 16, True, False), (40, 16, True, False),
+                                                       (64, 32, False, False), (48, 16, False, True)])
+def test_int8_kernels_compute_what_matmulnbits_computes(tmp_path, k, block, symmetric, hqq):
+    """The rewrite on MatMulNBits nodes from ONNX Runtime's quantizer: symmetric, padded K (40 rows in blocks of 16),
+    uint4 zero points and HQQ's float zero points; outputs within int8 rounding of MatMulNBits' own."""
+    from onnx import TensorProto, helper
+    from onnxruntime.quantization import matmul_nbits_quantizer as q
+
+    from shrink_onnx.nbits_int8 import to_int8_kernels
+
+    rng = np.random.default_rng(1)
+    weight = rng.normal(size=(k, 24)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 24])],
+                              [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    config = (q.HQQWeightOnlyQuantConfig(block_size=block, bits=4) if hqq else
+              q.DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=symmetric, bits=4))
+    quantizer = q.MatMulNBitsQuantizer(model, bits=4, block_size=block, is_symmetric=symmetric, algo_config=config)
+    quantizer.process()
+    nbits = quantizer.model.model
+    converted, count, loaded = to_int8_kernels(onnx.ModelProto.FromString(nbits.SerializeToString()))
+    assert count == 1 and loaded == k * 24 and not [n for n in converted.graph.node if n.op_type == "MatMulNBits"]
+    onnx.checker.check_model(converted)
+    x = rng.normal(size=(3, k)).astype(np.float32)
+    run = {name: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+           for name, m in (("nbits", nbits), ("int8", converted))}
+    exact = x @ weight
+    error = np.abs(run["int8"] - run["nbits"]).mean() / np.abs(exact).mean()
+    assert error < 0.03, error  # 4-bit error is ~0.1 of this scale; int8 activations and weights add about 1%
+    assert np.abs(run["nbits"] - exact).mean() / np.abs(exact).mean() > 3 * error  # the 4-bit blocks dominate
 
 
 def test_gemm_is_rewritten_and_exclusions_keep_float(cli, models, tmp_path):
@@ -171,6 +249,34 @@ def test_tiny_bert_parity_and_op_counts(cli, tmp_path, algorithm):
     assert wo["metrics"]["model_bytes"] < 0.6 * export["metrics"]["model_bytes"]  # a tiny model: graph bytes weigh in
     if algorithm == "gptq":
         assert wo["details"]["calibration_inputs"].startswith("calibration")
+    assert cli("verify", out).code == 0
+
+
+@pytest.mark.slow
+def test_tiny_bert_int8_kernels_with_int4_tables(cli, tmp_path):
+    """kernel 'int8': the linears on MatMulInteger (decoded from 4-bit blocks at load), the tables 4-bit lookups,
+    one table left float by name; parity with the float export and a bundle that verifies."""
+    from tests.test_hf import tiny_recipe, write_tiny_bert
+
+    folder = write_tiny_bert(tmp_path / "bert")
+    options = {"pass": "quantize.weight_only", "block_size": 16, "table_block_size": 32, "kernel": "int8",
+               "exclude_nodes": ["*token_type_embeddings*"]}
+    out = tmp_path / "bundle"
+    result = cli("compile", tiny_recipe(folder, tmp_path, passes=[{"pass": "export.onnx"}, options]), "-o", out, "--json")
+    assert result.code == 0, result.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    export, wo = manifest["history"][1], manifest["history"][2]
+    counts = ops(out / "model.onnx")
+    assert counts["MatMulInteger"] == 4 * 6 and counts["MatMulNBits"] == 0
+    assert counts["DynamicQuantizeLinear"] == 4 * 4  # q/k/v share their input: one per distinct activation
+    kept = table_gathers(out / "model.onnx")
+    assert counts["GatherBlockQuantized"] == 2 and len(kept) == 1 and kept[0].endswith("token_type_embeddings/Gather")
+    assert wo["details"]["int8_kernel_matmuls"] == 24 and wo["details"]["kept_float"].endswith("token_type_embeddings/Gather")
+    assert wo["details"]["parity_cosine"] >= 0.98 and wo["metrics"]["cosine"] >= 0.98
+    macs = wo["metrics"]["macs_by_dtype"]
+    assert "int4" not in macs and macs["int8"] > macs.get("float32", 0)  # the linears; attention scores stay float
+    # a tiny model (hidden 32): graph bytes weigh in, and each linear's decoding adds a dozen nodes
+    assert wo["metrics"]["model_bytes"] < 0.75 * export["metrics"]["model_bytes"]
     assert cli("verify", out).code == 0
 
 

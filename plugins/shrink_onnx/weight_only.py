@@ -7,6 +7,10 @@ point, no data) and `gptq` (error-compensating, with calibration inputs from the
 weights; tables always by round to nearest (a lookup has no activations to compensate). Activations stay float
 in the graph; `accuracy_level` 4 lets the kernel quantize them to int8 on the fly, block by block.
 
+`kernel: "int8"` keeps the 4-bit blocks in the file but runs them on ONNX Runtime's dynamic int8 MatMul
+(`nbits_int8`): MatMulNBits is a kernel for one token at a time, and over a whole sequence on x86 it runs 2-3x
+slower than int8 (bench/minilm.py).
+
 Around the quantizer: Gemm layers become MatMul + Add and, for int4 tables, the model is converted to opset 21
 (`matmul_form`); afterwards the model must load in ONNX Runtime, fit the target's opsets, and pass the parity
 gate against the float model. Targets other than ONNX Runtime, or ones that admit a release older than the ops,
@@ -36,7 +40,9 @@ if TYPE_CHECKING:
 
 MS = "com.microsoft"
 TABLE_OPSET = 21  # int4/uint4 tensors (GatherBlockQuantized's table) exist from ai.onnx opset 21
+DECODE_OPSET = 18  # kernel 'int8' unpacks the 4-bit weights with BitwiseAnd (ai.onnx 18)
 OpType = Literal["MatMul", "Gemm", "Gather"]
+QUANTIZED_OPS = (f"{MS}:MatMulNBits", "MatMulInteger", f"{MS}:GatherBlockQuantized")
 
 
 class QuantizeWeightOnlyOptions(PassOptions):
@@ -62,10 +68,16 @@ class QuantizeWeightOnlyOptions(PassOptions):
         ("MatMul", "Gemm", "Gather"), min_length=1,
         description="what to quantize: MatMul and Gemm weights (Gemm is rewritten as MatMul + Add), Gather tables "
                     "(embeddings; 4-bit, needs ai.onnx opset 21: the model is converted)")
+    kernel: Literal["nbits", "int8"] = Field(
+        "nbits", description="how the 4-bit MatMul weights run: 'nbits' ONNX Runtime's MatMulNBits (fast for one "
+                             "token at a time); 'int8' the file keeps the 4-bit blocks, ONNX Runtime decodes them to "
+                             "per-channel int8 weights when it loads the model (constant folding) and runs its dynamic "
+                             "int8 MatMul, as quantize.ptq's dynamic schemes do: 2-3x faster than MatMulNBits over "
+                             "whole sequences on x86, one byte per weight in memory")
     accuracy_level: int = Field(
         4, ge=0, le=4, description="MatMulNBits compute type: 0 unset, 1 float32, 2 float16, 3 bfloat16, 4 int8 (the "
                                    "activations quantized per block at run time); a CPU without the kernel computes "
-                                   "more accurately")
+                                   "more accurately; kernel 'int8' quantizes activations per tensor instead")
     exclude_nodes: tuple[str, ...] = Field((), description="node names or fnmatch patterns to leave in float (a Gemm "
                                                              "is matched by its own name); a pattern matching no node "
                                                              "fails the pass")
@@ -89,6 +101,14 @@ class QuantizeWeightOnlyOptions(PassOptions):
                              "ONNX Runtime's quantizer); remove 'Gather' or use bits 4")
         if self.table_block_size is not None and not self.tables:
             raise ValueError("table_block_size applies only to 4-bit embedding tables ('Gather' in op_types, bits 4)")
+        if self.kernel == "int8":
+            if self.bits != 4:
+                raise ValueError("kernel 'int8' runs 4-bit weights on int8 kernels; for 8-bit weights use quantize.ptq")
+            if not {"MatMul", "Gemm"} & set(self.op_types):
+                raise ValueError("kernel 'int8' applies to MatMul/Gemm weights; add 'MatMul' to op_types")
+            if "accuracy_level" in self.model_fields_set:
+                raise ValueError("accuracy_level applies to kernel 'nbits' (MatMulNBits); kernel 'int8' quantizes "
+                                 "activations per tensor at run time")
         if self.calibration_samples is not None and self.algorithm != "gptq":
             raise ValueError("calibration_samples applies only to algorithm 'gptq'")
         return self
@@ -110,7 +130,7 @@ class QuantizeWeightOnlyOptions(PassOptions):
     def new_ops(self) -> list[tuple[str, list[str]]]:
         """The contrib ops the result will hold, with the dtype their MACs run in."""
         ops = []
-        if {"MatMul", "Gemm"} & set(self.op_types):
+        if {"MatMul", "Gemm"} & set(self.op_types) and self.kernel == "nbits":
             ops.append(("MatMulNBits", [f"int{self.bits}"]))
         if self.tables:
             ops.append(("GatherBlockQuantized", []))
@@ -122,17 +142,22 @@ def target_problems(opts: QuantizeWeightOnlyOptions, target: Target, who: str) -
     or a release older than the ops'."""
     runtime = target.get("runtime") or {}
     name = runtime.get("name")
+    contrib = [op for op, _ in opts.new_ops()]
     if name and name != "onnxruntime":
-        return [f"{who} writes ONNX Runtime contrib ops ({', '.join(op for op, _ in opts.new_ops())}, domain {MS}); "
-                f"target {target.name}'s runtime {name!r} cannot run them; use quantize.ptq"]
+        what = (f"ONNX Runtime contrib ops ({', '.join(contrib)}, domain {MS})" if contrib else
+                "4-bit weights that only ONNX Runtime's constant folding turns into int8 kernels (kernel 'int8')")
+        return [f"{who} writes {what}; target {target.name}'s runtime {name!r} cannot run them; use quantize.ptq"]
     problems = []
     opsets = target.get("opset") or {}
-    if opsets and MS not in opsets:
+    if contrib and opsets and MS not in opsets:
         problems.append(f"{who} writes {MS} ops; target {target.name} accepts only the domains {', '.join(sorted(opsets))}")
     span = opsets.get("ai.onnx")
     if opts.tables and span and span["max"] < TABLE_OPSET:
         problems.append(f"int4 embedding tables need ai.onnx opset {TABLE_OPSET}; target {target.name} accepts up to "
                         f"{span['max']}; remove 'Gather' from op_types")
+    elif opts.kernel == "int8" and span and span["max"] < DECODE_OPSET:
+        problems.append(f"kernel 'int8' decodes the 4-bit weights with BitwiseAnd (ai.onnx opset {DECODE_OPSET}); "
+                        f"target {target.name} accepts up to {span['max']}; use kernel 'nbits'")
     for op, dtypes in opts.new_ops():
         why = version_problem(runtime, target.name, MS, op, dtypes)
         if why:
@@ -163,6 +188,7 @@ class QuantizeWeightOnly(Pass[QuantizeWeightOnlyOptions]):
         import onnx
 
         from shrink_onnx.matmul_form import ai_onnx_opset, gemm_to_matmul, to_opset
+        from shrink_onnx.nbits_int8 import to_int8_kernels
 
         refuse_requantizing(artifact, self.name)
         opts = self.options
@@ -170,8 +196,9 @@ class QuantizeWeightOnly(Pass[QuantizeWeightOnlyOptions]):
         original = onnx.load(str(source))
         model = _named(original)
         details: dict[str, Any] = {"bits": opts.bits, "block_size": opts.block_size, "symmetric": opts.is_symmetric,
-                                   "algorithm": opts.algorithm, "accuracy_level": opts.accuracy_level,
-                                   "op_types": list(opts.op_types)}
+                                   "algorithm": opts.algorithm, "kernel": opts.kernel, "op_types": list(opts.op_types)}
+        if opts.kernel == "nbits":
+            details["accuracy_level"] = opts.accuracy_level
         matmuls = {n.name for n in model.graph.node if n.op_type == "MatMul" and n.domain in ("", "ai.onnx")}
         gemms: set[str] = set()
         if "Gemm" in opts.op_types:
@@ -192,15 +219,18 @@ class QuantizeWeightOnly(Pass[QuantizeWeightOnlyOptions]):
         if not linear and not tables:
             raise RuntimeError(f"no {'/'.join(opts.op_types)} node with a constant weight to quantize "
                                f"(ops: {_summary(op_counts(original))})")
-        if tables and ai_onnx_opset(model) < TABLE_OPSET:
-            ctx.report(0.05, f"converting to ai.onnx opset {TABLE_OPSET} (int4 tables)")
+        int8_kernels = bool(linear) and opts.kernel == "int8"
+        needed, reason, advice = ((TABLE_OPSET, "int4 tables need it", "remove 'Gather' from op_types") if tables else
+                                  (DECODE_OPSET, "kernel 'int8' needs it", "use kernel 'nbits'") if int8_kernels else (0, "", ""))
+        if ai_onnx_opset(model) < needed:
+            ctx.report(0.05, f"converting to ai.onnx opset {needed} ({reason})")
             old = ai_onnx_opset(model)
             try:
-                model = to_opset(model, TABLE_OPSET)
+                model = to_opset(model, needed)
             except Exception as exc:  # noqa: BLE001 - the converter raises many kinds; the message says which op
-                raise RuntimeError(f"converting the model from ai.onnx opset {old} to {TABLE_OPSET} (int4 tables need "
-                                   f"it) failed: {str(exc).splitlines()[0]}; remove 'Gather' from op_types") from None
-            details["opset_converted"] = f"ai.onnx {old} → {TABLE_OPSET} (onnx.version_converter)"
+                raise RuntimeError(f"converting the model from ai.onnx opset {old} to {needed} ({reason}) failed: "
+                                   f"{str(exc).splitlines()[0]}; {advice}") from None
+            details["opset_converted"] = f"ai.onnx {old} → {needed} (onnx.version_converter)"
         if tables:
             details["table_block_size"] = opts.table_block
         ctx.report(0.15, f"{opts.algorithm} int{opts.bits}: {len(linear)} MatMul weight(s), {len(tables)} table(s)")
@@ -208,7 +238,17 @@ class QuantizeWeightOnly(Pass[QuantizeWeightOnlyOptions]):
             model = self._linear(model, linear, artifact, ctx, details)
         if tables:
             model = _quantize(model, _rtn_config(opts, ("Gather",), opts.table_block), _others(model, tables, "Gather"), opts)
-        if opts.accuracy_level:
+        if int8_kernels:
+            ctx.report(0.6, "rewriting MatMulNBits for the int8 kernels (4-bit storage decoded at load)")
+            try:
+                model, details["int8_kernel_matmuls"], details["int8_weight_bytes_loaded"] = to_int8_kernels(model)
+            except ValueError as exc:
+                raise RuntimeError(f"kernel 'int8': {exc}; use kernel 'nbits'") from None
+            # the analysis counts stored bytes; say what ONNX Runtime holds once it has folded the decoding
+            details["warnings"] = [f"kernel 'int8': once loaded, ONNX Runtime holds the {details['int8_kernel_matmuls']} "
+                                   f"linear weight(s) as int8, {details['int8_weight_bytes_loaded']:,} bytes, about "
+                                   "twice what the file stores for them; the ram check counts the stored bytes"]
+        elif opts.accuracy_level:
             for node in model.graph.node:
                 if node.op_type == "MatMulNBits":
                     _set_int(node, "accuracy_level", opts.accuracy_level)
@@ -223,8 +263,7 @@ class QuantizeWeightOnly(Pass[QuantizeWeightOnlyOptions]):
         counts = op_counts(result)
         before_bytes, after_bytes = source.stat().st_size, out.stat().st_size
         details.update({
-            "quantized_ops": _summary(Counter({op: n for op, n in counts.items() if op in (f"{MS}:MatMulNBits",
-                                                                                            f"{MS}:GatherBlockQuantized")})),
+            "quantized_ops": _summary(Counter({op: n for op, n in counts.items() if op in QUANTIZED_OPS})),
             "float_matmuls_left": counts.get("MatMul", 0) + counts.get("Gemm", 0),
             "nodes_before": len(original.graph.node), "nodes_after": len(result.graph.node),
             "bytes_before": before_bytes, "bytes_after": after_bytes, "size_ratio": round(after_bytes / before_bytes, 4),
@@ -237,8 +276,9 @@ class QuantizeWeightOnly(Pass[QuantizeWeightOnlyOptions]):
                               f"on {details['parity_inputs']}, below min_cosine {opts.min_cosine}; use a smaller "
                               "block_size, 'hqq' or 'gptq', bits 8, or exclude_nodes")
         scheme = f"weight-only int{opts.bits} ({opts.algorithm}, block {opts.block_size}, " \
-                 f"{'symmetric' if opts.is_symmetric else 'asymmetric'})"
-        ops = [op.split(":")[-1] for op in (f"{MS}:MatMulNBits", f"{MS}:GatherBlockQuantized") if counts.get(op)]
+                 f"{'symmetric' if opts.is_symmetric else 'asymmetric'}" + \
+                 ("; int8 kernels" if details.get("int8_kernel_matmuls") else "") + ")"
+        ops = [op.split(":")[-1] for op in QUANTIZED_OPS if counts.get(op)]
         return artifact.evolve(model=str(out), meta={"quantization": {"scheme": scheme, "ops": ops}}, details=details)
 
     def _linear(self, model: onnx.ModelProto, names: set[str], artifact: Artifact, ctx: Context,
