@@ -11,7 +11,7 @@ from onnx import ModelProto, ValueInfoProto
 
 from shrink.analysis.inventory import _inventory, _weights
 from shrink.analysis.macs import _count_macs, _quoted
-from shrink.analysis.memory import _scope_memory
+from shrink.analysis.memory import _folded_at_load, _scope_memory
 from shrink.analysis.model import (
     _check_envelope,
     _domain,
@@ -67,6 +67,7 @@ def _analyze(model: ModelProto | str | Path, shapes: Mapping[str, list[int]] | N
         notes.append(f"strict shape inference failed: {inference_error}")
     notes += [note for scope in main.walk() for note in scope.notes]
     memory = _scope_memory(main, label)
+    folded, folded_unknown = _folded_at_load(main, label)
     count = _count_macs(main)
     weights = _weights(model)
     opsets = {_domain(o.domain): int(o.version) for o in model.opset_import}
@@ -80,6 +81,9 @@ def _analyze(model: ModelProto | str | Path, shapes: Mapping[str, list[int]] | N
         macs_by_op[op_type] = macs_by_op.get(op_type, 0) + macs
         macs_by_dtype[dtype] = macs_by_dtype.get(dtype, 0) + macs
     incomplete = count.reasons()
+    if folded_unknown:
+        incomplete.append(f"weights folded at load: sizes of {len(folded_unknown)} tensor(s) computed from weights alone "
+                          f"unknown ({_quoted(folded_unknown)}): the weights in RAM are a lower bound")
     if memory.unknown:
         incomplete.append(f"peak memory: sizes of {len(memory.unknown)} tensor(s) unknown ({_quoted(memory.unknown)}): "
                           "peak activations and arena are lower bounds")
@@ -104,6 +108,7 @@ def _analyze(model: ModelProto | str | Path, shapes: Mapping[str, list[int]] | N
         incomplete=tuple(incomplete),
         macs_by_dtype=dict(sorted((d, m) for d, m in macs_by_dtype.items() if m)),
         subgraph_macs=tuple(count.subgraphs),
+        folded_weight_bytes=folded,
     )
 
 

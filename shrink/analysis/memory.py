@@ -12,8 +12,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from onnx import GraphProto
+from onnx import GraphProto, TensorProto
 
+from shrink.analysis.dtypes import _nbytes
 from shrink.analysis.model import AnalysisError, _node_label, _subgraphs_of, _used_names
 from shrink.analysis.scopes import _Scope
 from shrink.analysis.shapes import _runtime_inputs, _tensor_bytes, _Types, _UnknownShape
@@ -39,6 +40,43 @@ def _constant_names(graph: GraphProto, order: list[int], outer: Collection[str] 
                 and not any(True for _ in _subgraphs_of(node))):
             const.update(filter(None, node.output))
     return const
+
+
+_KEPT_AT_LOAD = frozenset({"DequantizeLinear", "QuantizeLinear"})  # ONNX Runtime keeps Q/DQ for its QDQ fusions
+
+
+def _folded_at_load(scope: _Scope, label: str) -> tuple[int, list[str]]:
+    """What ONNX Runtime's constant folding adds to the stored weights when it loads the main graph: the outputs
+    of nodes that read only weights (Q/DQ nodes excepted) which a run-time node reads, less the initializers only
+    folded nodes read (dropped once folded); and the folded tensors whose size is unknown."""
+    graph = scope.graph
+    order = _topological_order(graph, label)
+    stored = {t.name: t for t in graph.initializer}
+    folded = set(stored) | {t.values.name for t in graph.sparse_initializer}
+    made: set[str] = set()
+    runtime: list[int] = []
+    for index in order:
+        node = graph.node[index]
+        inputs = [i for i in node.input if i]
+        if node.domain in ("", "ai.onnx") and node.op_type == "Constant":
+            folded.update(filter(None, node.output))
+        elif (inputs and all(i in folded for i in inputs) and node.op_type not in _KEPT_AT_LOAD | _RANDOM_OPS
+              and not any(True for _ in _subgraphs_of(node))):
+            folded.update(filter(None, node.output))
+            made.update(filter(None, node.output))
+        else:
+            runtime.append(index)
+    read = {name for index in runtime for name in _used_names(graph.node[index])} | {o.name for o in graph.output}
+    added, unknown = 0, []
+    for name in sorted(made & read):
+        try:
+            added += _tensor_bytes(scope.types, name)
+        except _UnknownShape:
+            unknown.append(name)
+    if made:
+        added -= sum(_nbytes(t.data_type, int(np.prod(t.dims, dtype=np.int64))) for name, t in stored.items()
+                     if name not in read and t.data_type != TensorProto.STRING)
+    return added, unknown
 
 
 # liveness and arena ---------------------------------------------------------------------------------

@@ -85,12 +85,14 @@ class Analysis:
     incomplete: tuple[str, ...] = ()
     macs_by_dtype: dict[str, int] = field(default_factory=dict)
     subgraph_macs: tuple[SubgraphMacs, ...] = ()
+    folded_weight_bytes: int = 0  # what ONNX Runtime's constant folding at load adds to `weight_bytes` (it may be < 0)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (lists for tuples, plain ints and strings)."""
         return {
             "params": self.params,
             "weight_bytes": self.weight_bytes,
+            "folded_weight_bytes": self.folded_weight_bytes,
             "weights_by_dtype": {k: dict(v) for k, v in self.weights_by_dtype.items()},
             "macs": self.macs,
             "macs_by_op": dict(self.macs_by_op),

@@ -160,12 +160,15 @@ def ram_estimate(subject: Subject) -> tuple[int, str]:
         return total, (f"static arena estimate {human_bytes(total)} ({why}): {tensors} + TFLite Micro's persistent "
                        f"data ~{human_bytes(tail)}")
     runtime = subject.target.get("runtime") or {}
-    weights = a.weight_bytes if runtime.get("weights_in_ram", True) else 0
+    folded = a.folded_weight_bytes if runtime.get("weights_in_ram", True) else 0
+    weights = a.weight_bytes + folded if runtime.get("weights_in_ram", True) else 0
     arena = math.ceil(a.arena_bytes * (1 + float(runtime.get("arena_overhead", 0.0))))
     overhead = int(runtime.get("ram_overhead_bytes", 0))
     parts = [f"arena {human_bytes(arena)}"]
     if weights:
-        parts.insert(0, f"weights {human_bytes(weights)}")
+        parts.insert(0, f"weights {human_bytes(weights)}" + (
+            f" ({human_bytes(a.weight_bytes)} stored {'+' if folded > 0 else '-'} {human_bytes(abs(folded))} as "
+            "constant folding leaves them at load)" if folded else ""))
     if overhead:
         parts.append(f"{runtime.get('name', 'runtime')} allowance {human_bytes(overhead)}")
     return weights + arena + overhead, " + ".join(parts)
