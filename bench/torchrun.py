@@ -1,17 +1,19 @@
 """A distillation in one process and on N data-parallel ranks (`torchrun --standalone`), in one run.
 
     python bench/torchrun.py [--recipe recipes/minilm-tinybert.json] [--ranks 2] [--sentences 2048]
-                             [--epochs 2] [--out dist/bench-torchrun]
+                             [--epochs 2] [--target x86-64-avx2] [--out dist/bench-torchrun]
 
 The recipe's first pass (a `distill.*` pass) is kept, followed by `export.onnx` (so the bundle holds the
-student's weights, fp32); `--sentences` and `--epochs` shorten it. Both sides compile the same recipe with
+student's weights, fp32; `--target` defaults to a board whose storage holds an fp32 MiniLM student); `--sentences` and `--epochs` shorten it. Both sides compile the same recipe with
 `shrink compile` into an empty pass cache of their own, one after the other (the N ranks need the machine's
 cores; running the sides at once would halve each), the one process first. Every process has one torch
 thread (`SHRINK_TORCH_THREADS=1`, `OMP_NUM_THREADS=1`): the N-rank side uses N threads in all. Reported per
 side: wall time of the command (torchrun's start-up included), the distillation's own `train_seconds` (from
 the manifest), and the ratio one process / N ranks; then the largest difference between the two students'
 weights (data-parallel training with the same global batch and seed trains the same student, up to float
-rounding; BatchNorm students excepted, see `shrink_common.distributed`).
+rounding; BatchNorm students excepted, see `shrink_common.distributed`). With `precision` bfloat16 (the
+TinyBERT default on CPUs with AVX512-BF16) the rounding is bf16's: a half batch's weight gradient is rounded
+to bf16 before the ranks sum it, so the students differ in the weights' third digit while scoring the same.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def shortened(recipe: Path, sentences: int | None, epochs: int | None, dest: Path) -> Path:
+def shortened(recipe: Path, sentences: int | None, epochs: int | None, target: str, dest: Path) -> Path:
     """The recipe with only its first (distillation) pass and export.onnx, paths made absolute."""
     raw = json.loads(recipe.read_text())
     first = dict(raw["passes"][0])
@@ -42,6 +44,7 @@ def shortened(recipe: Path, sentences: int | None, epochs: int | None, dest: Pat
     if epochs:
         first["epochs"] = epochs
     raw["passes"] = [first, {"pass": "export.onnx"}]
+    raw["target"] = target
     model = raw.get("model", {})
     for key in ("path", "factory", "weights"):  # the copy lives elsewhere: its model files by absolute path
         if isinstance(model.get(key), str):
@@ -80,12 +83,14 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--sentences", type=int, default=2048, help="max_sentences of the distillation (0: the recipe's)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the distillation (0: the recipe's)")
+    parser.add_argument("--target", default="x86-64-avx2", help="the compile's target")
     parser.add_argument("--out", type=Path, default=REPO / "dist" / "bench-torchrun")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-torchrun-") as tmp:
         work = Path(tmp)
-        recipe = shortened(args.recipe.resolve(), args.sentences or None, args.epochs or None, work / "recipe.json")
+        recipe = shortened(args.recipe.resolve(), args.sentences or None, args.epochs or None, args.target,
+                            work / "recipe.json")
         one, many = args.out / "one", args.out / f"ranks-{args.ranks}"
         sides = [
             run_side("1 process", [sys.executable, "-m", "shrink", "compile", str(recipe), "-o", str(one)], one,
