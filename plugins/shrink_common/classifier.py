@@ -23,6 +23,7 @@ from torch import nn
 from shrink import Split, UsageError
 from shrink.api.data import rows, to_model, top1
 from shrink.api.inputs import batch_axis
+from shrink_common import distributed
 from shrink_common.training import TrainConfig, make_optimizer, make_scheduler, run_epoch
 
 Report = Callable[[float, str], None]
@@ -74,12 +75,14 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed: int,
           teacher: nn.Module | None = None, report: Report | None = None, label: str = "training",
-          progress: tuple[float, float] = (0.0, 1.0), on_step: StepHook | None = None) -> TrainResult:
+          progress: tuple[float, float] = (0.0, 1.0), on_step: StepHook | None = None,
+          parallel: bool = False) -> TrainResult:
     """Train `model` in place on (x, y): cross-entropy, or Hinton KD from `teacher` when given.
 
     The teacher runs in eval mode under no_grad on the same (augmented) batch. `report` gets a
     fraction inside `progress` once per epoch. `on_step(step, total_steps)` runs before each
-    training batch (e.g. to update pruning masks on a schedule).
+    training batch (e.g. to update pruning masks on a schedule). `parallel`: under torchrun, each rank
+    trains on its share of every batch (`shrink_common.distributed`); the teacher is never wrapped.
     """
     started = time.perf_counter()
     result = TrainResult(cfg.epochs, 0.0)
@@ -90,7 +93,8 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
     if channels_last:
         model.to(memory_format=torch.channels_last)
     try:
-        _loop(model, x, y, cfg, generator, teacher, report, label, progress, result, on_step)
+        _loop(model, x, y, cfg, generator, teacher, report, label, progress, result, on_step,
+              parallel and distributed.active())
     finally:
         if channels_last:
             model.to(memory_format=torch.contiguous_format)
@@ -101,8 +105,9 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
 
 def _loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
           teacher: nn.Module | None, report: Report | None, label: str, progress: tuple[float, float],
-          result: TrainResult, on_step: StepHook | None = None) -> None:
+          result: TrainResult, on_step: StepHook | None = None, parallel: bool = False) -> None:
     optimizer = make_optimizer(model.parameters(), cfg)
+    forward = distributed.wrap(model) if parallel else model
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     scheduler = make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
     if teacher is not None and cfg.alpha == 0:
@@ -113,40 +118,61 @@ def _loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
     total_steps = cfg.epochs * steps_per_epoch
     step = 0
 
-    def loss_terms(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss_terms(batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         nonlocal step
+        idx, mine = batch if isinstance(batch, tuple) else (batch, batch)  # the global batch, this rank's samples
         xb = x[idx]
         if cfg.augment:
             xb = random_shift(xb, generator, cfg.max_shift)
         if on_step is not None:
             on_step(step, total_steps)
         step += 1
-        logits = model(xb)
+        yb = y[mine]
+        if parallel:  # the global batch is drawn and augmented as in one process; this rank takes its share
+            xb = xb[distributed.positions()]
+        logits = forward(xb)
         if teacher is None:
-            return {"total": F.cross_entropy(logits, y[idx])}
-        with torch.no_grad():
-            target = teacher(xb)
-        return {"total": kd_loss(logits, target, y[idx], cfg.temperature, cfg.alpha)}
+            loss = F.cross_entropy(logits, yb)
+        else:
+            with torch.no_grad():
+                target = teacher(xb)
+            loss = kd_loss(logits, target, yb, cfg.temperature, cfg.alpha)
+        if parallel:
+            loss = loss * distributed.share_weight(len(yb), len(idx))
+        return {"total": loss}
 
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(x), generator=generator)
         batches = (order[start:start + cfg.batch_size] for start in range(0, len(x), cfg.batch_size))
-        # a lone sample breaks BatchNorm in training mode
-        means, _ = run_epoch((idx for idx in batches if len(idx) >= 2 or len(x) <= 1), loss_terms, optimizer, scheduler)
+        # a lone sample breaks BatchNorm in training mode; under torchrun every rank needs a sample
+        if parallel:
+            shares = ((idx, distributed.shard(idx)) for idx in batches if len(idx) >= max(2, distributed.world()))
+            means, _ = run_epoch(shares, loss_terms, optimizer, scheduler, size=lambda pair: len(pair[1]))
+        else:
+            means, _ = run_epoch((idx for idx in batches if len(idx) >= 2 or len(x) <= 1), loss_terms, optimizer, scheduler)
         mean = means["total"]
         if not math.isfinite(mean):
             raise FloatingPointError(f"{label}: the loss became {mean} in epoch {epoch + 1}; lower the learning rate")
         result.losses.append(mean)
         if report is not None:
             report(lo + (hi - lo) * (epoch + 1) / cfg.epochs, f"{label}: epoch {epoch + 1}/{cfg.epochs}, loss {mean:.4f}")
+    if parallel:
+        distributed.same_buffers(model)
 
 
-def evaluate(model: nn.Module, split: Split | None) -> float | None:
-    """Top-1 accuracy on a labelled split (None without one)."""
+def evaluate(model: nn.Module, split: Split | None, parallel: bool = False) -> float | None:
+    """Top-1 accuracy on a labelled split (None without one). `parallel`: under torchrun each rank scores
+    its share of the samples and the counts are summed over the ranks."""
     if split is None or split.labels is None:
         return None
-    return top1(predict(model, split.inputs), split.labels)
+    if not (parallel and distributed.active()):
+        return top1(predict(model, split.inputs), split.labels)
+    rows = distributed.positions()
+    inputs, labels = np.asarray(split.inputs)[rows], np.asarray(split.labels)[rows]
+    correct = int((predict(model, inputs).argmax(axis=1) == labels).sum()) if len(labels) else 0
+    hits, total = distributed.sum_across([correct, len(labels)])
+    return round(hits / max(total, 1), 6)
 
 
 def inference_copy(model: nn.Module) -> nn.Module:

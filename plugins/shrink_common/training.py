@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from shrink_common import distributed
+
 Batch = TypeVar("Batch")
 
 
@@ -51,7 +53,8 @@ def run_epoch(batches: Iterable[Batch], loss_terms: Callable[[Batch], dict[str, 
               scheduler: Any, size: Callable[[Batch], int] = len, names: tuple[str, ...] = ()) -> tuple[dict[str, float], int]:
     """One epoch: for each batch, `loss_terms(batch)` returns the (weighted) loss terms and their `total`,
     which is minimised one optimizer (and scheduler) step per batch. Returns the mean of each term over
-    the samples seen (`size(batch)` each; `names` are reported even when no batch ran) and the steps taken."""
+    the samples seen (`size(batch)` each; `names` are reported even when no batch ran; under torchrun over
+    every rank's samples) and the steps taken."""
     sums = dict.fromkeys((*names, "total"), 0.0)
     seen = steps = 0
     for batch in batches:
@@ -66,4 +69,7 @@ def run_epoch(batches: Iterable[Batch], loss_terms: Callable[[Batch], dict[str, 
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach()) * count
         seen += count
+    if distributed.active():
+        *totals, seen = distributed.sum_across([*sums.values(), seen])
+        sums = dict(zip(sums, totals))
     return {name: value / max(seen, 1) for name, value in sums.items()}, steps

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shrink import Artifact, Context, UsageError
+from shrink_common import distributed
 from shrink_huggingface.model import Encoder, build, config_dict, head_counts
 from shrink_huggingface.tinybert_train import (
     ScoreCapture,
@@ -58,7 +59,7 @@ def attention_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tenso
         s_log = torch.log(s_log.exp().mean(1, keepdim=True).clamp_min(1e-12))
     kl = (t_log.exp() * (t_log - s_log)).sum(-1)  # [batch, heads, query]
     rows = mask[:, None, :].to(kl.dtype).expand_as(kl)
-    return (kl * rows).sum() / rows.sum().clamp(min=1.0)
+    return (kl * rows).sum() / distributed.mean_count(rows.sum()).clamp(min=1.0)
 
 
 def student_config(opts: DistillMobileBERTOptions, teacher: Encoder) -> tuple[dict[str, Any], list[int]]:
@@ -213,9 +214,29 @@ class Transfer(nn.Module):
             terms["attention"] = sum((attention_kl(self.student_scores.scores(i), t_scores[self.mapping[i]], mask)
                                       for i in blocks), zero) / len(blocks)
         if s_pred is not None and t_pred is not None:
-            terms["prediction"] = (1.0 - F.cosine_similarity(s_pred, t_pred, dim=-1)).mean()
+            distance = 1.0 - F.cosine_similarity(s_pred, t_pred, dim=-1)
+            if distributed.active():  # this rank's part of the mean over the global batch
+                terms["prediction"] = distance.sum() / distributed.mean_count(torch.tensor(float(len(distance))))
+            else:
+                terms["prediction"] = distance.mean()
         terms["total"] = sum((weights.get(name, 0.0) * terms[name] for name in TERMS), zero)
         return terms
+
+
+class StageStep(nn.Module):
+    """One stage's student and loss terms as a module, the unit DDP wraps under torchrun once the stage has
+    frozen what it does not train; the teacher is held outside the module tree, never wrapped."""
+
+    def __init__(self, student: Encoder, teacher: Encoder, transfer: Transfer, stage: dict[str, Any]) -> None:
+        super().__init__()
+        self.student = student
+        self.transfer = transfer
+        self.teacher = (teacher,)  # a tuple: not a submodule
+        self.stage = stage
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        stage = self.stage
+        return self.transfer(self.student, self.teacher[0], ids, mask, stage["weights"], stage["blocks"], stage["embeddings_only"])
 
 
 def freeze_except(student: Encoder, trainable: list[nn.Module] | None) -> list[nn.Parameter]:
@@ -253,6 +274,8 @@ def train_stage(stage: dict[str, Any], student: Encoder, teacher: Encoder, trans
     ids_all, mask_all = tokens
     count = min(len(ids_all), stage["sentences"] or len(ids_all))
     params = freeze_except(student, stage["modules"])
+    # under torchrun: wrapped after the stage froze the rest (DDP syncs the gradients of what trains)
+    step_terms = distributed.wrap(StageStep(student, teacher, transfer, stage), unused=True)
     optimizer = torch.optim.AdamW(params, lr=stage["lr"], weight_decay=opts.weight_decay)
     total = stage["epochs"] * math.ceil(count / opts.batch_size)
     warmup = int(opts.warmup * total)
@@ -267,8 +290,7 @@ def train_stage(stage: dict[str, Any], student: Encoder, teacher: Encoder, trans
         order = torch.randperm(count, generator=generator).numpy()
         means, steps = token_epoch(
             ids_all, mask_all, length_batches(order, mask_all, opts.batch_size, generator),
-            lambda ids, mask: transfer(student, teacher, ids, mask, stage["weights"], stage["blocks"], stage["embeddings_only"]),
-            optimizer, scheduler, TERMS)
+            lambda ids, mask: step_terms(ids, mask), optimizer, scheduler, TERMS, parallel=True)
         step += steps
         if not math.isfinite(means["total"]):
             raise FloatingPointError(f"the {stage['stage']} stage's loss became {means['total']} in epoch {epoch + 1}; lower lr")
@@ -287,6 +309,7 @@ def distill(opts: DistillMobileBERTOptions, artifact: Artifact, ctx: Context, wh
 
     seed = ctx.seed + opts.seed
     setup_torch(seed)
+    distributed.init(opts.batch_size, f"{who}: batch_size")
     teacher: Encoder = artifact.model.eval()
     ids_all, mask_all, max_length = train_tokens(opts, artifact, ctx, who)
     tokens = (ids_all, mask_all)
@@ -310,6 +333,7 @@ def distill(opts: DistillMobileBERTOptions, artifact: Artifact, ctx: Context, wh
                            f"distilling, stage {index + 1}/{len(plan)} ({name}): epoch {epoch}/{epochs}, loss {loss:.4f}")
 
             results.append(train_stage(stage, student, teacher, transfer, tokens, opts, generator, report))
+        distributed.barrier()  # every rank is done before rank 0 stores the result
     finally:
         transfer.close()
         for p, flag in zip(teacher.parameters(), teacher_grad):
@@ -327,5 +351,7 @@ def distill(opts: DistillMobileBERTOptions, artifact: Artifact, ctx: Context, wh
         "attention_transfer": "KL(teacher ‖ student) of attention distributions from pre-softmax scores (hooks on query/key); "
                               "padding masked",
     }
+    if distributed.active():
+        details["ranks"] = distributed.world()
     meta = {"hf_config": config_dict(student), "heads": head_counts(student)}
     return artifact.evolve(model=student, meta=meta, details=details)

@@ -70,8 +70,22 @@ class TeacherTargets:
         self.hidden_offsets = hidden_offsets
         self.score_offsets = score_offsets
         self.seconds = seconds
+        self.owner = True  # close() deletes the files; a reader opened from the writer's state() does not
         self._hidden = open(directory / "hidden.f16", "rb")  # noqa: SIM115 - closed by close()
         self._scores = open(directory / "scores.f16", "rb") if score_layers else None  # noqa: SIM115
+
+    def state(self) -> dict[str, Any]:
+        """What another process needs to read these targets (`opened`): the folder and the offsets."""
+        return {"directory": self.directory, "lengths": self.lengths, "layers": self.layers, "hidden": self.hidden_size,
+                "heads": self.heads, "score_layers": self.score_layers, "prediction": self.prediction,
+                "hidden_offsets": self.hidden_offsets, "score_offsets": self.score_offsets, "seconds": self.seconds}
+
+    @classmethod
+    def opened(cls, state: dict[str, Any]) -> TeacherTargets:
+        """A reader of targets another process (torchrun's rank 0) stored; its close() leaves the files."""
+        reader = cls(**state)
+        reader.owner = False
+        return reader
 
     @property
     def nbytes(self) -> int:
@@ -181,8 +195,9 @@ class TeacherTargets:
         return Targets(torch.from_numpy(self.prediction[idx]), by_layer, score_map)
 
     def close(self) -> None:
-        """Close and delete the files."""
+        """Close the files, and delete them when this process wrote them."""
         self._hidden.close()
         if self._scores is not None:
             self._scores.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.owner:
+            shutil.rmtree(self.directory, ignore_errors=True)

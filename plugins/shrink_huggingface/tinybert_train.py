@@ -26,6 +26,7 @@ from torch import nn
 
 from shrink import Artifact, Context, UsageError
 from shrink.support.units import human_bytes
+from shrink_common import distributed
 from shrink_common.training import run_epoch
 from shrink_huggingface.model import Encoder, FactorizedEmbedding, build, config_dict, head_counts, word_table
 from shrink_huggingface.precision import autocast, resolve_precision
@@ -80,10 +81,11 @@ class ScoreCapture:
 
 
 def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the positions where `mask` (broadcast to `a`) is 1, in float32."""
+    """Mean squared error over the positions where `mask` (broadcast to `a`) is 1, in float32 (under
+    torchrun, this rank's part of the mean over the global batch)."""
     a, b = a.float(), b.float()
     mask = mask.to(a.dtype).expand_as(a)
-    return ((a - b) ** 2 * mask).sum() / mask.sum().clamp(min=1.0)
+    return ((a - b) ** 2 * mask).sum() / distributed.mean_count(mask.sum()).clamp(min=1.0)
 
 
 def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -96,6 +98,13 @@ def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tens
 
 def prediction_loss(student: torch.Tensor, teacher: torch.Tensor, task: str, temperature: float) -> torch.Tensor:
     student, teacher = student.float(), teacher.float()
+    if distributed.active():  # this rank's part of the mean over the global batch
+        count = distributed.mean_count(torch.tensor(float(len(student))))
+        if task == "classification":
+            t = temperature
+            return F.kl_div(F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1),
+                            reduction="sum", log_target=True) / count * (t * t)
+        return (1.0 - F.cosine_similarity(student, teacher, dim=-1)).sum() / count
     if task == "classification":
         t = temperature
         return F.kl_div(F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1),
@@ -148,6 +157,19 @@ class Losses(nn.Module):
             terms["prediction"] = prediction_loss(s_pred, targets.prediction, self.task, self.temperature)
         terms["total"] = sum((self.weights[name] * terms[name] for name in TERMS), zero)
         return terms
+
+
+class Objective(nn.Module):
+    """The student and the loss projections as one module, the unit DDP wraps under torchrun (the teacher
+    stays outside, unwrapped): `forward(targets, ids, mask)` is `losses(student, targets, ids, mask)`."""
+
+    def __init__(self, student: Encoder, losses: Losses) -> None:
+        super().__init__()
+        self.student = student
+        self.losses = losses
+
+    def forward(self, targets: Targets, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.losses(self.student, targets, ids, mask)
 
 
 def _copy_matching(dest: nn.Module, src: nn.Module) -> tuple[int, int]:
@@ -265,22 +287,30 @@ def length_batches(order: np.ndarray, mask_all: np.ndarray, batch_size: int, gen
 
 
 def token_epoch(ids_all: np.ndarray, mask_all: np.ndarray, batches: list[np.ndarray],
-                loss_terms: Any, optimizer: Any, scheduler: Any, names: tuple[str, ...]) -> tuple[dict[str, float], int]:
+                loss_terms: Any, optimizer: Any, scheduler: Any, names: tuple[str, ...],
+                parallel: bool = False) -> tuple[dict[str, float], int]:
     """One epoch (`shrink_common.training.run_epoch`) over `batches` of sentence indices, each batch trimmed to
     its longest sentence (batches of one are skipped): `loss_terms(ids, mask)` returns the weighted terms and
     their `total` (`loss_terms(ids, mask, idx)` when it takes a third argument: the batch's sentence indices).
-    Returns the mean of each term over the sentences seen, and the optimizer steps taken."""
+    `parallel`: under torchrun, each rank takes its share of every batch (trimmed to the whole batch's longest
+    sentence, as in one process). Returns the mean of each term over the sentences seen, and the optimizer
+    steps taken."""
     import inspect
 
     with_index = len(inspect.signature(loss_terms).parameters) >= 3
+    parallel = parallel and distributed.active()
 
-    def terms(idx: np.ndarray) -> dict[str, torch.Tensor]:
+    def terms(batch: np.ndarray | tuple[np.ndarray, np.ndarray]) -> dict[str, torch.Tensor]:
+        whole, idx = batch if isinstance(batch, tuple) else (batch, batch)  # the global batch, this rank's sentences
+        length = max(int(mask_all[whole].sum(1).max()), 1)
         mask_np = mask_all[idx]
-        length = max(int(mask_np.sum(1).max()), 1)
         ids = torch.from_numpy(np.ascontiguousarray(ids_all[idx, :length]))
         mask = torch.from_numpy(np.ascontiguousarray(mask_np[:, :length]))
         return loss_terms(ids, mask, idx) if with_index else loss_terms(ids, mask)
 
+    if parallel:  # every rank needs a sentence of every batch
+        shares = ((idx, distributed.shard(idx)) for idx in batches if len(idx) >= max(2, distributed.world()))
+        return run_epoch(shares, terms, optimizer, scheduler, size=lambda pair: len(pair[1]), names=names)
     return run_epoch((idx for idx in batches if len(idx) >= 2), terms, optimizer, scheduler, names=names)
 
 
@@ -325,10 +355,19 @@ def teacher_store(opts: DistillTinyBERTOptions, losses: Losses, teacher: Encoder
         return None, "off: one epoch reads each sentence's targets once, so the teacher runs in every step"
     if not prefix_masks(mask_all):
         return None, "off: the tokenizer pads on the left"
+    if not distributed.single_node():
+        return None, "off: the ranks run on several machines (the targets are shared through rank 0's disk)"
     ctx.report(0.03, f"running the teacher once over {len(ids_all):,} sentences")
-    found = TeacherTargets.build(teacher, losses.teacher_scores, ids_all, mask_all, losses.layers, losses.score_layers,
-                                 ctx.new_path("teacher-targets", ""),
-                                 report=lambda f: ctx.report(0.03 + 0.02 * f, "running the teacher once"))
+    found: TeacherTargets | str | None = None
+    if distributed.is_writer():  # under torchrun rank 0 writes the targets, and every rank reads them
+        found = TeacherTargets.build(teacher, losses.teacher_scores, ids_all, mask_all, losses.layers, losses.score_layers,
+                                     ctx.new_path("teacher-targets", ""),
+                                     report=lambda f: ctx.report(0.03 + 0.02 * f, "running the teacher once"))
+    if distributed.active():
+        shared = distributed.from_writer(found.state() if isinstance(found, TeacherTargets) else found)
+        if not distributed.is_writer():
+            found = shared if isinstance(shared, str) else TeacherTargets.opened(shared)
+    assert found is not None
     if isinstance(found, str):
         return None, f"off: {found}; the teacher runs in every step"
     return found, (f"on: the teacher ran once over {len(ids_all):,} sentences in {found.seconds:.1f} s; its targets "
@@ -341,6 +380,7 @@ def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who:
 
     seed = ctx.seed + opts.seed
     setup_torch(seed)
+    distributed.init(opts.batch_size, f"{who}: batch_size")
     began = time.perf_counter()
     teacher: Encoder = artifact.model.eval()
     ids_all, mask_all, max_length = train_tokens(opts, artifact, ctx, who)
@@ -351,6 +391,8 @@ def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who:
     student, mapping, sources, described = build_student(opts, teacher)
     weights = opts.weights.model_dump()
     losses = Losses(student, teacher, mapping, weights, opts.temperature)
+    # under torchrun DDP wraps the complete student and the projections, never the teacher
+    objective = distributed.wrap(Objective(student, losses), unused=True)
     params = list(student.parameters()) + list(losses.parameters())
     optimizer, optimizer_name = adamw(params, opts.lr, opts.weight_decay)
     timed = TimedOptimizer(optimizer)
@@ -373,7 +415,7 @@ def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who:
             targets = store.batch(idx, ids.shape[1]) if store is not None else losses.targets(teacher, ids, mask)
             middle = time.perf_counter()
             with autocast(precision):
-                terms = losses(student, targets, ids, mask)
+                terms = objective(targets, ids, mask)
             split["targets_read" if store is not None else "teacher"] += middle - started
             split["student_forward_and_loss"] += time.perf_counter() - middle
             return terms
@@ -381,10 +423,10 @@ def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who:
         started = time.perf_counter()
         step = 0
         for epoch in range(opts.epochs):
-            student.train()
+            objective.train()
             order = torch.randperm(len(ids_all), generator=generator).numpy()
             batches = length_batches(order, mask_all, opts.batch_size, generator)
-            means, steps = token_epoch(ids_all, mask_all, batches, loss_terms, timed, scheduler, TERMS)
+            means, steps = token_epoch(ids_all, mask_all, batches, loss_terms, timed, scheduler, TERMS, parallel=True)
             step += steps
             if not math.isfinite(means["total"]):
                 raise FloatingPointError(f"the distillation loss became {means['total']} in epoch {epoch + 1}; lower lr")
@@ -392,6 +434,7 @@ def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who:
             ctx.report(0.05 + 0.9 * (epoch + 1) / opts.epochs,
                        f"distilling: epoch {epoch + 1}/{opts.epochs}, loss {means['total']:.4f}")
         seconds = time.perf_counter() - started + (store.seconds if store is not None else 0.0)
+        distributed.barrier()  # every rank is done reading rank 0's targets, and training
     finally:
         losses.close()
         if store is not None:
@@ -415,5 +458,7 @@ def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who:
         "loss_per_epoch": [round(h["total"], 6) for h in history],
         "attention_scores": "pre-softmax QKᵀ/√d from hooks on query/key projections; padding masked",
     }
+    if distributed.active():
+        details["ranks"] = distributed.world()
     meta = {"hf_config": config_dict(student), "heads": head_counts(student)}
     return artifact.evolve(model=student, meta=meta, details=details)

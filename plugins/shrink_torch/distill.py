@@ -78,6 +78,7 @@ class DistillKD(Pass[DistillKDOptions]):
 
         from shrink.api.data import labelled_eval
         from shrink.api.factory import load_factory
+        from shrink_common import distributed
         from shrink_common.channels import prune_channels
         from shrink_common.classifier import count_macs, evaluate, split_tensors, train
         from shrink_common.torch_setup import count_params, setup_torch
@@ -89,6 +90,7 @@ class DistillKD(Pass[DistillKDOptions]):
         opts = self.options
         seed = ctx.seed + opts.seed
         setup_torch(seed)
+        distributed.init(opts.batch_size, f"{self.name}: batch_size")
         x, y = split_tensors(ctx.require_data("train", self.name), self.name)
         example = x[:1]
         evaluation = labelled_eval(ctx.data)
@@ -129,18 +131,21 @@ class DistillKD(Pass[DistillKDOptions]):
                           max_shift=opts.max_shift, temperature=opts.temperature, alpha=opts.alpha)
         fast_teacher = fused_for_inference(teacher_model)
         share = (0.05, 0.6 if initial is not None else 0.97)
-        result = train(student, x, y, cfg, seed, teacher=fast_teacher, report=ctx.report, label="distilling", progress=share)
+        # under torchrun the student is complete here (pruned to 'width'); train() wraps it, never the teacher
+        result = train(student, x, y, cfg, seed, teacher=fast_teacher, report=ctx.report, label="distilling", progress=share,
+                       parallel=True)
         details: dict[str, Any] = {
             "student": how, "teacher_params": count_params(teacher_model), "student_params": count_params(student),
             "teacher_macs": count_macs(teacher_model, example), "student_macs": count_macs(student, example),
             "temperature": opts.temperature, "alpha": opts.alpha, "epochs": opts.epochs,
             "train_seconds": round(result.seconds, 3), "final_loss": result.final_loss,
-            "teacher_accuracy": evaluate(teacher_model, evaluation), "accuracy": evaluate(student, evaluation),
+            "teacher_accuracy": evaluate(teacher_model, evaluation, parallel=True),
+            "accuracy": evaluate(student, evaluation, parallel=True),
         }
         if initial is not None:
             baseline = train(initial, x, y, dataclasses.replace(cfg, alpha=0.0), seed, report=ctx.report, label="training without the teacher",
-                             progress=(0.6, 0.97))
-            details["accuracy_without_teacher"] = evaluate(initial, evaluation)
+                             progress=(0.6, 0.97), parallel=True)
+            details["accuracy_without_teacher"] = evaluate(initial, evaluation, parallel=True)
             if details["accuracy"] is not None and details["accuracy_without_teacher"] is not None:
                 details["kd_gain"] = round(details["accuracy"] - details["accuracy_without_teacher"], 6)
             details["baseline_seconds"] = round(baseline.seconds, 3)
@@ -148,4 +153,7 @@ class DistillKD(Pass[DistillKDOptions]):
             details["rebuild"] = check_rebuild(student, artifact, ctx, meta["pruned_shapes"])
         # a factory's student is a torch-family model whatever taught it; a 'width' student stays in the teacher's family
         family = TorchFamily.name if opts.student is not None else artifact.family
+        if distributed.active():
+            details["ranks"] = distributed.world()
+        distributed.barrier()  # every rank is done before rank 0 stores the result
         return artifact.evolve(model=student.eval(), meta=meta, details=details, family=family)

@@ -140,7 +140,10 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
         if host is not None:
             console.print(f"     host latency: {_num(host)} ms measured on this machine (reported, never gated)")
         verdict = "[bold green]PASS[/]" if result.ok else "[bold red]FAIL[/]"
-        console.print(f"{verdict} bundle written to {result.bundle}")
+        from shrink.support import ranks
+
+        console.print(f"{verdict} bundle written to {result.bundle}" if ranks.is_writer()
+                      else f"rank {ranks.rank()}: passes done; rank 0 checks the model and writes the bundle to {result.bundle}")
     return result.exit_code
 
 

@@ -22,6 +22,7 @@ from shrink.plan.load import load_recipe
 from shrink.plan.planner import Plan, make_plan
 from shrink.report.html import render_html
 from shrink.report.markdown import render_markdown
+from shrink.support import ranks
 from shrink.support.jsonio import jsonable
 from shrink.support.versions import library_versions
 
@@ -84,6 +85,8 @@ def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, pro
     try:
         with workspace() as workdir:
             result = run_plan(plan, registry, workdir, progress, cache)
+            if not ranks.is_writer():  # a torchrun rank other than 0 took part in the passes; rank 0 writes
+                return CompileOutcome(plan, out, [], result.final)
             model_path = Path(result.final.model)
             subject = Subject(model_path, plan.target, plan.recipe.budget, dict(result.final.metrics),
                               dict(result.source.metrics), inputs=list(result.final.meta.get("inputs", [])),
@@ -107,7 +110,7 @@ def compile_plan(plan: Plan, registry: Registry, output: Path | None = None, pro
             write_bundle(out, files, manifest)
             result.mark_used()
     finally:
-        if cache is not None:
+        if cache is not None and ranks.is_writer():
             cache.apply_bound()
     return CompileOutcome(plan, out, checks, result.final, subject.findings())
 

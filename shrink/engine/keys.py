@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shrink.api.context import PlanContext
+from shrink.support import ranks
 from shrink.support.files import sha256_file
 from shrink.support.versions import versions
 
@@ -312,6 +313,8 @@ def components(plan: Plan, data: str | None) -> list[dict[str, Any]]:
     shared = {"data": data, "data_code": code_hash(provider) if provider else None, "seed": plan.recipe.seed,
               "target": plan.target.sha256, "family": plan.family.name, "family_code": code_hash(family),
               "shapes": dict(sorted(plan.shapes.items()))}
+    if ranks.world_size() > 1:  # N ranks train a (BatchNorm, rounding) different model than one process
+        shared["ranks"] = ranks.world_size()
     resolve = plan.recipe.resolve_path
 
     def component(name: str, entry: Entry, obj: Any) -> dict[str, Any]:

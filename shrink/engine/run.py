@@ -34,6 +34,7 @@ from shrink.engine.cache import DamagedEntry, Entry, PassCache
 from shrink.errors import CacheError, PassFailed, PluginError, Problem, ShrinkError, UsageError
 from shrink.host.registry import Registry
 from shrink.plan.planner import Plan
+from shrink.support import ranks
 from shrink.support.files import dead_temporaries
 from shrink.support.jsonio import jsonable
 
@@ -122,7 +123,7 @@ class RunResult:
             log.debug("golden I/O failed", exc_info=True)
             raise PluginError(f"running the final {self.final.format} model on the golden inputs failed: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
-        if key:
+        if key and ranks.is_writer():
             self.cache.put(key, {"recipe": self.plan.recipe.name, "step": "golden", "name": "golden",
                                  "reference": reference and reference[1]},
                            files={golden.GOLDEN_FILE: reference[0]} if reference else None)
@@ -234,7 +235,8 @@ class _Run:
         scans = self.cache.base / "import-scans.json"
         keys.load_import_scans(scans)
         self.components = keys.components(self.plan, self.data_fingerprint())
-        keys.save_import_scans(scans)
+        if ranks.is_writer():
+            keys.save_import_scans(scans)
         self.keys = [PassCache.key(c) for c in self.components]
         hits = []
         for i, key in enumerate(self.keys):
@@ -258,7 +260,7 @@ class _Run:
         return f"source {name.removeprefix('source:')}" if position == 0 else f"passes[{position - 1}] {name}"
 
     def store(self, position: int, artifact: Artifact, record: Step) -> None:
-        if not self.keys:
+        if not self.keys or not ranks.is_writer():  # under torchrun, rank 0 alone writes the cache
             return
         family = self.ctx.family(artifact)
 
