@@ -7,8 +7,10 @@ helpers it calls.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
+import sys
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -383,10 +385,11 @@ class QuantizePTQ(Pass[QuantizePTQOptions]):
         ops = ([op for op in (opts.ops or QDQRegistry) if op not in set(opts.exclude_ops)]
                if opts.ops or opts.exclude_ops else None)
         ctx.report(0.3, f"calibrating on {count} inputs ({opts.calibration_method})")
-        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
-                        per_channel=per_channel, reduce_range=reduce_range, activation_type=activation_type,
-                        weight_type=weight_type, nodes_to_exclude=excluded or None, calibrate_method=method,
-                        extra_options=extra)
+        with contextlib.redirect_stdout(sys.stderr):  # ORT's calibrators print() progress: keep stdout the caller's
+            quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
+                            per_channel=per_channel, reduce_range=reduce_range, activation_type=activation_type,
+                            weight_type=weight_type, nodes_to_exclude=excluded or None, calibrate_method=method,
+                            extra_options=extra)
         details["calibration_method"] = opts.calibration_method
         details.update(self._recurrent(out, ctx, per_channel, reduce_range, excluded))
         return details
