@@ -77,7 +77,7 @@ class DistillKD(Pass[DistillKDOptions]):
         from shrink.api.data import labelled_eval
         from shrink.api.factory import load_factory
         from shrink_common.channels import prune_channels
-        from shrink_common.classifier import count_macs, evaluate, split_tensors, train
+        from shrink_common.classifier import count_macs, data_augment, evaluate, split_tensors, train
         from shrink_common.torch_setup import count_params, setup_torch
         from shrink_common.training import TrainConfig
         from shrink_common.widths import record_shapes
@@ -124,7 +124,8 @@ class DistillKD(Pass[DistillKDOptions]):
 
         cfg = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer,
                           weight_decay=opts.weight_decay, schedule=opts.schedule, augment=opts.augment,
-                          max_shift=opts.max_shift, temperature=opts.temperature, alpha=opts.alpha)
+                          max_shift=opts.max_shift, temperature=opts.temperature, alpha=opts.alpha,
+                          feature_augment=data_augment(ctx.data, opts.augment))
         fast_teacher = fused_for_inference(teacher_model)
         share = (0.05, 0.6 if initial is not None else 0.97)
         result = train(student, x, y, cfg, seed, teacher=fast_teacher, report=ctx.report, label="distilling", progress=share)
