@@ -76,3 +76,25 @@ def test_kws_augment_changes_the_data_key_only_when_set() -> None:
     augmented = KeywordSpotting(KwsOptions(augment=KwsAugment())).fingerprint(None)  # type: ignore[arg-type]
     stronger = KeywordSpotting(KwsOptions(augment=KwsAugment(time_masks=3))).fingerprint(None)  # type: ignore[arg-type]
     assert len({plain, augmented, stronger}) == 3
+
+
+def test_the_training_loop_applies_it_reproducibly() -> None:
+    from torch import nn
+
+    from shrink_common.classifier import train
+    from shrink_common.training import TrainConfig
+
+    x = torch.randn(32, 1, 49, 10, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(32) % 3
+    spec = KwsAugment().model_dump()
+
+    def trained(feature_augment: dict | None) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LazyLinear(3))
+        model(x[:1])
+        cfg = TrainConfig(epochs=1, batch_size=16, augment=False, feature_augment=feature_augment, channels_last=False)
+        train(model, x, y, cfg, seed=0)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(trained(spec), trained(spec))
+    assert not torch.equal(trained(spec), trained(None))
