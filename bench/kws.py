@@ -6,8 +6,9 @@ Needs `pip install -e '.[tflite]'`. Compiles the recipe twice with the same data
 (distill.kd → prune.structured → fuse.bn → compress.cluster → export.tflite, LUT-coded) and without
 `compress.cluster` (the baseline: the same student exported as plain full int8). Prints, from the two bundles'
 manifests: the fp32 teacher's and each bundle's accuracy on the unseen eval voices (the int8 `.tflite` under TFLite
-Micro's interpreter), the plain int8 file with zlib and zstd of it, the Huffman-coded and LUT-coded sizes of the
-clustered model, the arena TFLite Micro needs against the static estimate, and the ratios.
+Micro's interpreter), the torch model's after each training pass (where the points go), the plain int8 file with
+zlib and zstd of it, the Huffman-coded and LUT-coded sizes of the clustered model, the arena TFLite Micro needs
+against the static estimate, and the ratios.
 `--train-per-class` overrides the data size to keep the run short (the teacher is not retrained).
 """
 
@@ -67,7 +68,11 @@ def main() -> None:
     int8 = base["int8_bytes"]
     print(f"{'model':48} {'accuracy':>9} {'bytes':>9} {'x int8':>7}")
     converted = plain["history"][-1]["details"].get("converted_bytes")
+    steps = {h["name"]: h["metrics"].get("accuracy") for h in shared["history"]}
     rows = [("fp32 teacher (torch)", teacher, None),
+            ("fp32 student after distill.kd (torch)", steps.get("distill.kd"), None),
+            ("  after prune.structured + fuse.bn (torch)", steps.get("fuse.bn"), None),
+            ("  after compress.cluster (torch)", steps.get("compress.cluster"), None),
             ("int8 .tflite as converted (tensor names kept)", plain["metrics"]["accuracy"], converted),
             ("int8 .tflite, no weight sharing, names dropped", plain["metrics"]["accuracy"], int8),
             ("  zlib -9 of it", None, base["zlib_bytes"]),

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shrink import Context, UsageError
+from shrink import Context, Dataset, UsageError
 from shrink.api.data import labelled_eval
-from shrink_common.classifier import count_macs, evaluate, split_tensors, train
+from shrink_common.classifier import count_macs, data_augment, evaluate, split_tensors, train
 from shrink_common.torch_setup import count_params, setup_torch
 from shrink_common.training import TrainConfig
 from shrink_common.widths import Widths, record_shapes
@@ -49,7 +49,7 @@ def prune_and_recover(original: nn.Module, ctx: Context, opts: StructuredPruneOp
     result = None
     if opts.finetune_epochs:
         teacher = teacher_of(original) if opts.finetune_kd else None
-        result = train(model, x, y, finetune_config(opts), seed, teacher=teacher, report=ctx.report,
+        result = train(model, x, y, finetune_config(opts, ctx.data), seed, teacher=teacher, report=ctx.report,
                        label="fine-tuning" + (" with KD" if teacher is not None else ""), progress=(0.1, 0.95))
     model.eval()
     shapes = record_shapes(model)
@@ -70,11 +70,12 @@ def prune_and_recover(original: nn.Module, ctx: Context, opts: StructuredPruneOp
     return model, shapes, details
 
 
-def finetune_config(opts: StructuredPruneOptions) -> TrainConfig:
-    """The recovery fine-tune's training config from the pruning options."""
+def finetune_config(opts: StructuredPruneOptions, data: Dataset | None = None) -> TrainConfig:
+    """The recovery fine-tune's training config from the pruning options (and `data`'s own augmentation)."""
     return TrainConfig(epochs=opts.finetune_epochs, batch_size=opts.batch_size, lr=opts.lr if opts.lr is not None else 2e-3, optimizer=opts.optimizer,
                        weight_decay=opts.weight_decay, schedule=opts.schedule, augment=opts.augment,
-                       max_shift=opts.max_shift, temperature=opts.temperature, alpha=opts.alpha)
+                       max_shift=opts.max_shift, temperature=opts.temperature, alpha=opts.alpha,
+                       feature_augment=data_augment(data, opts.augment))
 
 
 def describe_channels(before: dict[str, dict[str, int]], model: nn.Module) -> str:

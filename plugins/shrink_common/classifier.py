@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shrink import Split, UsageError
+from shrink import Dataset, Split, UsageError
 from shrink.api.data import rows, to_model, top1
 from shrink.api.inputs import batch_axis
 from shrink_common import distributed
@@ -62,15 +62,51 @@ def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int) ->
     return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)])
 
 
+def data_augment(data: Dataset | None, enabled: bool) -> Mapping[str, Any] | None:
+    """The train-time augmentation the data source declares (`Dataset.meta["augment"]`), when `enabled` (a pass's
+    `augment` option); None otherwise, and for data that declares none (then `augment` means pixel shifts)."""
+    spec = data.meta.get("augment") if data is not None and enabled else None
+    return spec if isinstance(spec, Mapping) else None
+
+
+def spec_augment(x: torch.Tensor, generator: torch.Generator, spec: Mapping[str, Any]) -> torch.Tensor:
+    """SpecAugment-style augmentation of feature maps `[N, C, time, features]` (Park et al., 2019): each sample
+    shifted in time by up to ±`time_shift` frames (edge frames repeated), then `time_masks` bands of up to
+    `time_mask` frames and `feature_masks` bands of up to `feature_mask` features set to `fill` (0: the mean of
+    standardized features)."""
+    if x.ndim != 4:
+        return x
+    n, _, frames, width = x.shape
+    shift = int(spec.get("time_shift", 0))
+    if shift > 0:
+        padded = F.pad(x, (0, 0, shift, shift), mode="replicate")
+        starts = torch.randint(0, 2 * shift + 1, (n,), generator=generator).tolist()
+        x = torch.stack([padded[i, :, s:s + frames] for i, s in enumerate(starts)])
+    else:
+        x = x.clone()
+    fill = float(spec.get("fill", 0.0))
+    for count, size, axis, length in ((int(spec.get("time_masks", 0)), int(spec.get("time_mask", 0)), 2, frames),
+                                      (int(spec.get("feature_masks", 0)), int(spec.get("feature_mask", 0)), 3, width)):
+        if count <= 0 or size <= 0:
+            continue
+        positions = torch.arange(length).view(1, 1, length)
+        sizes = torch.randint(0, min(size, length) + 1, (n, count, 1), generator=generator)
+        starts = (torch.rand((n, count, 1), generator=generator) * (length - sizes + 1)).floor().long()
+        masked = ((positions >= starts) & (positions < starts + sizes)).any(dim=1)  # [N, length]
+        shape = (n, 1, length, 1) if axis == 2 else (n, 1, 1, length)
+        x = x.masked_fill(masked.view(shape), fill)
+    return x
+
+
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-            temperature: float, alpha: float) -> torch.Tensor:
+            temperature: float, alpha: float, label_smoothing: float = 0.0) -> torch.Tensor:
     """Hinton KD: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy on the labels."""
     t = temperature
     soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
                     reduction="batchmean", log_target=True) * (t * t)
     if alpha >= 1.0:
         return soft
-    return alpha * soft + (1.0 - alpha) * F.cross_entropy(student_logits, labels)
+    return alpha * soft + (1.0 - alpha) * F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed: int,
@@ -122,7 +158,9 @@ def _loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
         nonlocal step
         idx, mine = batch if isinstance(batch, tuple) else (batch, batch)  # the global batch, this rank's samples
         xb = x[idx]
-        if cfg.augment:
+        if cfg.feature_augment is not None:
+            xb = spec_augment(xb, generator, cfg.feature_augment)
+        elif cfg.augment:
             xb = random_shift(xb, generator, cfg.max_shift)
         if on_step is not None:
             on_step(step, total_steps)
@@ -132,11 +170,11 @@ def _loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
             xb = xb[distributed.positions()]
         logits = forward(xb)
         if teacher is None:
-            loss = F.cross_entropy(logits, yb)
+            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
         else:
             with torch.no_grad():
                 target = teacher(xb)
-            loss = kd_loss(logits, target, yb, cfg.temperature, cfg.alpha)
+            loss = kd_loss(logits, target, yb, cfg.temperature, cfg.alpha, cfg.label_smoothing)
         if parallel:
             loss = loss * distributed.share_weight(len(yb), len(idx))
         return {"total": loss}

@@ -21,7 +21,7 @@ class TrainingOptions(PassOptions):
     optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer (adam: AdamW when weight_decay > 0; sgd: Nesterov momentum 0.9)")
     weight_decay: float = Field(0.0, ge=0, le=1, description="weight decay")
     schedule: Literal["onecycle", "cosine", "constant"] = Field("onecycle", description="learning-rate schedule over all steps")
-    augment: bool = Field(True, description="random ±max_shift pixel shifts of image inputs (zero pad + crop)")
+    augment: bool = Field(True, description="train-time augmentation: the data source's own when it declares one (kws: data.augment), else random ±max_shift pixel shifts of image inputs (zero pad + crop)")
     max_shift: int = Field(2, ge=0, le=16, description="largest augmentation shift in pixels")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="added to the recipe seed")
 

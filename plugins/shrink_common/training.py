@@ -3,7 +3,7 @@ pass options, and one epoch of optimisation over any kind of batches. Imported o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -29,6 +29,10 @@ class TrainConfig:
     temperature: float = 2.0
     alpha: float = 0.5
     channels_last: bool = True  # faster conv training on CPU; the model is returned contiguous
+    # the data source's own train-time augmentation (Dataset.meta["augment"], e.g. kws's SpecAugment-style masks);
+    # when set, it replaces the pixel shifts of `augment`
+    feature_augment: Mapping[str, Any] | None = None
+    label_smoothing: float = 0.0  # of the cross-entropy on the labels
 
 
 def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:

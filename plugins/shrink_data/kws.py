@@ -46,6 +46,17 @@ INSTALL = "pip install -e '.[kws]'"
 Range = tuple[float, float]
 
 
+class KwsAugment(PassOptions):
+    """Train-time augmentation of the MFCCs, drawn afresh for every batch by the passes that train with `augment`
+    (and by examples/kws/train.py): SpecAugment-style masks and a time shift. The samples themselves do not change."""
+
+    time_shift: int = Field(5, ge=0, le=48, description="largest shift in time, frames (edge frames repeated)")
+    time_masks: int = Field(2, ge=0, le=8, description="bands of frames masked per sample")
+    time_mask: int = Field(6, ge=0, le=48, description="largest masked band, frames")
+    feature_masks: int = Field(1, ge=0, le=8, description="bands of MFCC coefficients masked per sample")
+    feature_mask: int = Field(2, ge=0, le=64, description="largest masked band, coefficients")
+
+
 class KwsOptions(PassOptions):
     """Options of the `kws` data source."""
 
@@ -84,6 +95,8 @@ class KwsOptions(PassOptions):
                                                 "train split's statistics (Dataset.meta['standardization']; a device "
                                                 "applies the same constants): an int8 input's one scale then serves "
                                                 "every coefficient, where c0's range would otherwise dwarf the rest")
+    augment: KwsAugment | None = Field(None, description="train-time augmentation of the MFCCs (masks, time shift) "
+                                                         "for passes that train with `augment` true; none when absent")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every draw")
     workers: Annotated[int, Field(ge=1, le=64)] | None = Field(
         None, description="processes that synthesise (default: the CPU count, at most 8); the samples do not depend on it")
@@ -165,7 +178,9 @@ class KeywordSpotting(DataProvider[KwsOptions]):
 
         if missing_libraries():
             return None
-        digest = hashlib.sha256(self.options.model_dump_json(exclude={"workers"}).encode())
+        # `augment` only when set: data without it keeps the key it had before the option existed
+        unkeyed = {"workers"} | ({"augment"} if self.options.augment is None else set())
+        digest = hashlib.sha256(self.options.model_dump_json(exclude=unkeyed).encode())
         for dist in self.libraries:
             digest.update(f"{dist} {metadata.version(dist)};".encode())
         return "quick-" + digest.hexdigest()
@@ -209,5 +224,7 @@ class KeywordSpotting(DataProvider[KwsOptions]):
             y.setflags(write=False)
             digest.update(name.encode() + x.tobytes() + y.tobytes())
             splits[name] = Split(x, y)
+        if o.augment is not None:
+            meta["augment"] = o.augment.model_dump()
         meta["voices"] = {name: [f"{a}+{v}" for a, v in o.voices("eval" if name == "eval" else "train")] for name in splits}
         return Dataset(self.name, "classification", splits, digest.hexdigest(), meta)

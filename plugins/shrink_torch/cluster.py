@@ -68,7 +68,7 @@ class ClusterCompress(Pass[ClusterOptions]):
         import copy
 
         from shrink.api.data import labelled_eval
-        from shrink_common.classifier import evaluate, split_tensors, train
+        from shrink_common.classifier import data_augment, evaluate, split_tensors, train
         from shrink_common.training import TrainConfig
         from shrink_common.torch_setup import setup_torch
         from shrink_torch.sparsity import select_layers
@@ -93,7 +93,8 @@ class ClusterCompress(Pass[ClusterOptions]):
             x, y = split_tensors(ctx.require_data("train", self.name), self.name)
             cfg = TrainConfig(epochs=opts.finetune_epochs, batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer,
                               weight_decay=0.0, schedule=opts.schedule, augment=opts.augment, max_shift=opts.max_shift,
-                              temperature=opts.temperature, alpha=opts.alpha, channels_last=False)
+                              temperature=opts.temperature, alpha=opts.alpha, channels_last=False,
+                              feature_augment=data_augment(ctx.data, opts.augment))
             teacher = copy.deepcopy(original).eval() if opts.finetune_kd else None
             label = "fine-tuning the shared values" + (" with KD" if teacher is not None else "")
             result = train(model, x, y, cfg, seed, teacher=teacher, report=ctx.report, label=label, progress=(0.1, 0.95))

@@ -80,7 +80,7 @@ class DistillKD(Pass[DistillKDOptions]):
         from shrink.api.factory import load_factory
         from shrink_common import distributed
         from shrink_common.channels import prune_channels
-        from shrink_common.classifier import count_macs, evaluate, split_tensors, train
+        from shrink_common.classifier import count_macs, data_augment, evaluate, split_tensors, train
         from shrink_common.torch_setup import count_params, setup_torch
         from shrink_common.training import TrainConfig
         from shrink_common.widths import record_shapes
@@ -128,7 +128,8 @@ class DistillKD(Pass[DistillKDOptions]):
 
         cfg = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer,
                           weight_decay=opts.weight_decay, schedule=opts.schedule, augment=opts.augment,
-                          max_shift=opts.max_shift, temperature=opts.temperature, alpha=opts.alpha)
+                          max_shift=opts.max_shift, temperature=opts.temperature, alpha=opts.alpha,
+                          feature_augment=data_augment(ctx.data, opts.augment))
         fast_teacher = fused_for_inference(teacher_model)
         share = (0.05, 0.6 if initial is not None else 0.97)
         # under torchrun the student is complete here (pruned to 'width'); train() wraps it, never the teacher

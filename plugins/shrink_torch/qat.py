@@ -94,7 +94,7 @@ class QuantizeQAT(Pass[QuantizeQATOptions]):
         from shrink import UsageError
         from shrink.api.data import labelled_eval
         from shrink.support.ort import run_session
-        from shrink_common.classifier import evaluate, predict, split_tensors, train
+        from shrink_common.classifier import data_augment, evaluate, predict, split_tensors, train
         from shrink_common.onnx_graph import op_counts, opset_problems
         from shrink_common.parity import closeness, parity_feeds, top1_agreement
         from shrink_common.torch_setup import setup_torch
@@ -147,7 +147,8 @@ class QuantizeQAT(Pass[QuantizeQATOptions]):
         teacher = fused_for_inference(original) if opts.kd else None
         cfg = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer,
                           weight_decay=opts.weight_decay, schedule=opts.schedule, augment=opts.augment,
-                          max_shift=opts.max_shift, temperature=opts.temperature, alpha=opts.alpha, channels_last=False)
+                          max_shift=opts.max_shift, temperature=opts.temperature, alpha=opts.alpha, channels_last=False,
+                          feature_augment=data_augment(ctx.data, opts.augment))
         result = train(qmodel, x, y, cfg, seed, teacher=teacher, report=ctx.report,
                        label="quantization-aware training" + (" with KD" if teacher is not None else ""), progress=(0.1, 0.8))
         qmodel.eval()

@@ -121,7 +121,7 @@ class PruneMagnitude(Pass[PruneMagnitudeOptions]):
             teacher = fused_for_inference(original) if opts.finetune_kd else None
             label = f"fine-tuning to {opts.sparsity:.0%} sparsity" + (" with KD" if teacher is not None else "")
             # contiguous weights: torch.nn.utils.prune flattens weights and masks with .view(-1)
-            cfg = dataclasses.replace(finetune_config(opts), channels_last=False)
+            cfg = dataclasses.replace(finetune_config(opts, ctx.data), channels_last=False)
             result = train(model, x, y, cfg, seed, teacher=teacher, report=ctx.report, label=label,
                            progress=(0.05, 0.95), on_step=on_step if gradual else None)
         update(opts.sparsity)  # a no-op unless training skipped the last scheduled step
