@@ -255,3 +255,18 @@ def test_a_search_runs_its_trials_on_a_two_node_ray_cluster(search_recipe, tmp_p
                            t["model_sha256"]) for t in found["trials"]]
     assert [p["trial"] for p in found["front"]] == [r.number for r in front(records, objectives(None))]
     assert found["reproduced"] is True
+
+
+def test_resume_without_a_study_is_exit_2_and_creates_nothing(cli, search_recipe, tmp_path):
+    result = cli("search", search_recipe, "--resume", "-o", tmp_path / "none")
+    assert result.code == 2 and "there is no study to resume" in result.err
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--trials", "0"), "--trials: 0 is not a positive number of trials"),
+    (("--objective", "speed"), "--objective: unknown objective 'speed'"),
+])
+def test_bad_search_arguments_are_one_line(cli, search_recipe, tmp_path, args, message):
+    result = cli("search", search_recipe, *args, "-o", tmp_path / "s")
+    assert result.code == 2 and message in result.err and "Traceback" not in result.err

@@ -84,6 +84,9 @@ def search(recipe: RecipeLike, *, target: str | None = None, trials: int = 30,
     planned = make_plan(recipe_from_raw(spaces.substitute(loaded.raw, found, {}), loaded.path), reg, target,
                         target_where=labels["target"])
     folder = Path(output) if output is not None else Path("dist") / f"{loaded.name}-{planned.target.name}-search"
+    if resume and storage is None and not (folder / study.STUDY_FILE).is_file():  # before anything is created
+        raise UsageError(f"there is no study to resume in {folder}", where=labels["output"],
+                         hint="run without --resume to start one")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
