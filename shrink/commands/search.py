@@ -63,7 +63,8 @@ def search(recipe: RecipeLike, *, target: str | None = None, trials: int = 30,
     the study and the results (default `dist/<name>-<target>-search/`); `storage`: an Optuna RDB URL instead of
     `output/study.db`; `resume`: continue the study there; `sampler`: auto (TPE for one objective, NSGA-II for more),
     tpe, nsga2 or random; `ray_address`: run the trials on that Ray cluster (Ray Tune, the `ray` extra), one CPU each,
-    sharing `$SHRINK_CACHE_DIR` (a shared path on a cluster of several machines). Raises `RecipeError` (exit 2) for bad spaces; no feasible trial is verdict "fail" (exit 4)."""
+    sharing `$SHRINK_CACHE_DIR` (a shared path on a cluster of several machines). Raises `RecipeError` (exit 2) for
+    bad spaces; no feasible trial is verdict "fail" (exit 4)."""
     from shrink.plan import spaces
     from shrink.plan.load import recipe_from_raw
     from shrink.plan.planner import make_plan
