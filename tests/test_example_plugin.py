@@ -54,7 +54,9 @@ def test_plugin_pass_and_target_are_discovered(site):
     steps = shrink(site, "schema", "recipe").json["properties"]["passes"]["items"]["anyOf"]
     lowrank = next(s for s in steps if s.get("title") == "compress.lowrank")
     assert {"rank", "energy", "min_features", "skip", "finetune_epochs", "lr", "seed"} <= set(lowrank["properties"])
-    assert lowrank["properties"]["energy"]["exclusiveMinimum"] == 0 and lowrank["additionalProperties"] is False
+    energy, space = lowrank["properties"]["energy"]["anyOf"]  # a value, or a search space (`shrink search`)
+    assert energy["exclusiveMinimum"] == 0 and space == {"$ref": "#/$defs/search"}
+    assert lowrank["additionalProperties"] is False
 
     targets = shrink(site, "targets", "--json")
     assert {"name": "acme-a53-board", "plugin": LABEL}.items() <= next(
