@@ -246,9 +246,7 @@ def test_tiny_bert_parity_and_op_counts(cli, tmp_path, algorithm):
     options = {"pass": "quantize.weight_only", "block_size": 16, "algorithm": algorithm}
     path = tiny_recipe(folder, tmp_path, passes=[{"pass": "export.onnx"}, options])
     out = tmp_path / "bundle"
-    result = cli("compile", path, "-o", out, "--json")
-    assert result.code == 0, result.err
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = compile_ok(cli, path, out)
     export, wo = manifest["history"][1], manifest["history"][2]
     counts = ops(out / "model.onnx")
     assert counts["MatMulNBits"] == 4 * 6  # q, k, v, output, intermediate, output dense in each of 4 layers
@@ -300,9 +298,7 @@ def test_minilm_teacher_int4(cli, tmp_path):
         "passes": [{"pass": "export.onnx"}, {"pass": "quantize.weight_only"}],
     }))
     out = tmp_path / "bundle"
-    result = cli("compile", path, "-o", out, "--json")
-    assert result.code == 0, result.err
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = compile_ok(cli, path, out)
     export, wo = manifest["history"][1], manifest["history"][2]
     counts = ops(out / "model.onnx")
     assert counts["MatMulNBits"] == 6 * 6 and counts["GatherBlockQuantized"] == 3 and not table_gathers(out / "model.onnx")

@@ -120,15 +120,13 @@ def search(address: str, recipe: Recipe, searched: Sequence[Space], baseline: di
                 self.watch()
 
     def watch() -> None:
-        records = studies.done_trials(study)
+        records = studies.done_trials(study, searched)
         if records and on_trial is not None:
-            state = studies.Progress(total=trials, done=len(records), records=records)
-            studies.update(state, objectives)
-            on_trial(max(records, key=lambda r: r.number), state)
+            on_trial(max(records, key=lambda r: r.number), studies.Progress(trials, objectives, records))
 
     url = studies.storage_url(output, storage)
     study = studies.open_study(url, recipe, searched, objectives, target_name, resume, sampler, recipe.seed, trials, where)
-    before = studies.done_trials(study)
+    before = studies.done_trials(study, searched)
     remaining = trials - len(before)
     started = time.monotonic()
     if remaining > 0:
@@ -159,7 +157,5 @@ def search(address: str, recipe: Recipe, searched: Sequence[Space], baseline: di
             tuner.fit()
         finally:
             ray.shutdown()  # the driver's connection only: the cluster keeps running
-    records = studies.done_trials(study)
-    points = studies.front(records, objectives)
-    return studies.Searched(records, points, points[0] if points else None, url, round(time.monotonic() - started, 3),
-                            len(records) - len(before))
+    records = studies.done_trials(study, searched)
+    return studies.Searched.of(records, objectives, url, time.monotonic() - started, len(records) - len(before))

@@ -71,9 +71,9 @@ class TrialRecord:
                 "baseline": self.baseline, "node": self.node}
 
     @classmethod
-    def of(cls, trial: Any) -> TrialRecord:
-        attrs = trial.user_attrs
-        return cls(trial.number, dict(trial.params), dict(attrs.get("figures", {})),
+    def of(cls, number: int, params: dict[str, Any], attrs: Mapping[str, Any]) -> TrialRecord:
+        """A record from what a trial stores (`score`'s outcome, `baseline`, `node`: its user attributes)."""
+        return cls(number, dict(params), dict(attrs.get("figures", {})),
                    dict(attrs.get("constraints", {})), list(attrs.get("failed", [])), attrs.get("error"),
                    int(attrs.get("cached_steps", 0)), int(attrs.get("steps", 0)), float(attrs.get("seconds", 0.0)),
                    attrs.get("model_sha256"), bool(attrs.get("baseline", False)), attrs.get("node"))
@@ -81,13 +81,24 @@ class TrialRecord:
 
 @dataclass
 class Progress:
-    """Where the search stands, for the progress display."""
+    """Where the search stands, for the progress display: the finished trials of `total`."""
 
     total: int
-    done: int = 0
-    feasible: int = 0
-    best: TrialRecord | None = None
+    objectives: Sequence[Objective]
     records: list[TrialRecord] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return len(self.records)
+
+    @property
+    def feasible(self) -> int:
+        return sum(1 for r in self.records if r.feasible)
+
+    @property
+    def best(self) -> TrialRecord | None:
+        points = front(self.records, self.objectives)
+        return points[0] if points else None
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,12 @@ class Searched:
     storage: str
     seconds: float
     ran: int  # trials run by this call (the rest came from a resumed study)
+
+    @classmethod
+    def of(cls, records: list[TrialRecord], objectives: Sequence[Objective], storage: str, seconds: float,
+           ran: int) -> Searched:
+        points = front(records, objectives)
+        return cls(records, points, points[0] if points else None, storage, round(seconds, 3), ran)
 
 
 def storage_url(output: Path, storage: str | None) -> str:
@@ -177,11 +194,13 @@ def suggest(trial: optuna.Trial, space: Space) -> Any:
     return trial.suggest_float(space.name, float(space.low), float(space.high), step=space.step, log=space.log)
 
 
-def done_trials(study: optuna.Study) -> list[TrialRecord]:
+def done_trials(study: optuna.Study, searched: Sequence[Space]) -> list[TrialRecord]:
     """Trials that finished: complete ones, and those whose compile stopped with an error (they are not repeated)."""
     from optuna.trial import TrialState
 
-    return [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)
+    return [TrialRecord.of(t.number, {s.name: decode(s, t.params[s.name]) for s in searched if s.name in t.params},
+                           t.user_attrs)
+            for t in study.get_trials(deepcopy=False)
             if t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and "error" in t.user_attrs)]
 
 
@@ -245,9 +264,7 @@ def record_result(trial: optuna.Trial, params: dict[str, Any], result: CompileRe
     """Score a trial's compile and store it on the trial."""
     scored = score(result, error, seconds, objectives)
     store(trial, scored, baseline)
-    return TrialRecord(trial.number, params, scored["figures"], scored["constraints"], scored["failed"],
-                       scored["error"], scored["cached_steps"], scored["steps"], scored["seconds"],
-                       scored["model_sha256"], baseline)
+    return TrialRecord.of(trial.number, params, {**scored, "baseline": baseline})
 
 
 def front(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> list[TrialRecord]:
@@ -277,11 +294,9 @@ def search(recipe: Recipe, searched: Sequence[Space], baseline: dict[str, Any] |
 
     url = storage_url(output, storage)
     study = open_study(url, recipe, searched, objectives, target_name, resume, sampler, recipe.seed, trials, where)
-    records = done_trials(study)
     if not resume and baseline is not None:
         study.enqueue_trial(baseline, user_attrs={"baseline": True})
-    state = Progress(total=trials, done=len(records), records=list(records))
-    update(state, objectives)
+    state = Progress(trials, objectives, done_trials(study, searched))
     started = time.monotonic()
     ran = 0
     scratch = output / "trials"
@@ -291,8 +306,7 @@ def search(recipe: Recipe, searched: Sequence[Space], baseline: dict[str, Any] |
                 raise KeyboardInterrupt  # Ctrl-C landed where Python ignores exceptions (a finalizer): stop here
             ran += _one_trial(study, searched, recipe, registry, target, scratch, objectives, inner, state, on_trial)
     shutil.rmtree(scratch, ignore_errors=True)
-    points = front(state.records, objectives)
-    return Searched(state.records, points, points[0] if points else None, url, round(time.monotonic() - started, 3), ran)
+    return Searched.of(state.records, objectives, url, time.monotonic() - started, ran)
 
 
 @contextlib.contextmanager
@@ -340,15 +354,8 @@ def _one_trial(study: optuna.Study, searched: Sequence[Space], recipe: Recipe, r
         study.tell(trial, state=TrialState.FAIL)
     else:
         study.tell(trial, [float(record.figures[o.name]) for o in objectives])  # type: ignore[arg-type]
-    state.done += 1
     state.records.append(record)
-    update(state, objectives)
     if on_trial is not None:
         on_trial(record, state)
     return 1
 
-
-def update(state: Progress, objectives: Sequence[Objective]) -> None:
-    state.feasible = sum(1 for r in state.records if r.feasible)
-    points = front(state.records, objectives)
-    state.best = points[0] if points else None
