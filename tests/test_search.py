@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from shrink.host.registry import Registry
@@ -147,6 +148,42 @@ def test_best_json_paths_resolve_from_its_own_folder_with_the_same_cache_keys(ma
 
 
 # real studies --------------------------------------------------------------------------------------------------
+
+# objectives ---------------------------------------------------------------------------------------------------------
+
+def test_log_loss_is_the_cross_entropy_of_logits_probabilities_and_log_probabilities_alike():
+    from scipy.special import log_softmax, softmax
+    from sklearn.metrics import log_loss
+
+    from shrink.api.data import classification_scores
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 4)) * 3
+    labels = rng.integers(0, 4, size=50)
+    expected = log_loss(labels, softmax(logits, axis=1), labels=range(4))
+    for scores in (logits, softmax(logits, axis=1), log_softmax(logits, axis=1), logits.astype(np.float32)):
+        got = classification_scores(scores, labels)
+        assert got["log_loss"] == pytest.approx(expected, abs=2e-6) and got["accuracy"] == pytest.approx(
+            (logits.argmax(1) == labels).mean())
+    # no figure rather than a wrong one: labels outside the scores, or scores that are not [N, classes]
+    assert "log_loss" not in classification_scores(logits, labels + 4)
+    assert "log_loss" not in classification_scores(np.full((50, 4), np.nan), labels)
+
+
+def test_the_loss_objective_reads_the_log_loss_or_one_minus_the_cosine_and_never_invents_one():
+    from shrink.commands.results import CompileResult
+    from shrink.search.objectives import OBJECTIVES, objectives
+
+    loss = OBJECTIVES["loss"].figure
+
+    def result(**metrics: Any) -> CompileResult:
+        return CompileResult(verdict="pass", exit_code=0, target="t", bundle=None, metrics=metrics)
+
+    assert loss(result(log_loss=0.25, cosine=0.5)) == 0.25
+    assert loss(result(cosine=0.9)) == pytest.approx(0.1)
+    assert loss(result(accuracy=0.9)) is None
+    assert [o.name for o in objectives(None)] == ["accuracy", "size", "loss"]
+
 
 @pytest.fixture
 def search_recipe(make_recipe):

@@ -43,7 +43,7 @@ class HuggingFaceFamily(TorchModelFamily):
 
     def _accuracy(self, artifact: Artifact, ctx: Context) -> dict[str, Any]:
         """Top-1 on the labelled eval split, fed as the family feeds it (tokenized text, or arrays)."""
-        from shrink.api.data import labelled_eval, rows, run_feeds, top1
+        from shrink.api.data import classification_scores, labelled_eval, rows, run_feeds
 
         split = labelled_eval(ctx.data)
         found = self.feeds(artifact, ctx, ("eval",), len(split)) if split is not None else None
@@ -57,7 +57,7 @@ class HuggingFaceFamily(TorchModelFamily):
             outputs = predict_feeds(artifact.model, artifact.inputs, found[0])
         else:
             return {}
-        return {"accuracy": top1(outputs, split.labels)}
+        return classification_scores(outputs, split.labels)
 
     def preprocessing(self, artifact: Artifact, record: dict[str, Any] | None) -> dict[str, Any] | None:
         """Text records get the tokenizer that travels with the model (file, max_length, padding, inputs)."""

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from shrink import Artifact, Context, UsageError
-from shrink.api.data import array_feeds, labelled_eval, top1
+from shrink.api.data import array_feeds, classification_scores, labelled_eval
 from shrink_common.classifier import predict_feeds
 from shrink_common.widths import resize_modules, set_submodule
 
@@ -39,13 +39,13 @@ def load_state_dict(model: torch.nn.Module, path: Path) -> None:
 
 
 def eval_accuracy(artifact: Artifact, ctx: Context) -> dict[str, Any]:
-    """`accuracy`: top-1 on the labelled eval split of classification data (empty without one, or when it does not
-    fit the model's inputs), fed per input as for ONNX models (one array, or a field per input)."""
+    """`accuracy` (top-1) and `log_loss` on the labelled eval split of classification data (empty without one, or
+    when it does not fit the model's inputs), fed per input as for ONNX models (one array, or a field per input)."""
     split = labelled_eval(ctx.data)
     found = array_feeds(artifact.inputs, ctx.data, ("eval",), len(split)) if split is not None else None
     if split is None or found is None:
         return {}
-    return {"accuracy": top1(predict_feeds(artifact.model, artifact.inputs, found[0]), split.labels)}
+    return classification_scores(predict_feeds(artifact.model, artifact.inputs, found[0]), split.labels)
 
 
 # Rebuilding pruned or fused models from recorded widths (so weights load with weights_only=True) ---

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shrink.analysis import analyze
-from shrink.api.data import array_feeds, labelled_eval, rows, run_feeds, sample_feeds, top1
+from shrink.api.data import array_feeds, classification_scores, labelled_eval, rows, run_feeds, sample_feeds
 from shrink.checks.estimates import nodes_by_dtype
 from shrink.support.ort import host_latency_ms
 
@@ -40,7 +40,7 @@ def measure(artifact: Artifact, data: Dataset | None) -> dict[str, Any]:
     split = labelled_eval(data)
     found = array_feeds(artifact.inputs, data, ("eval",), len(split)) if split is not None else None
     if split is not None and found is not None and rows(found[0]) == len(split):
-        metrics["accuracy"] = top1(run_feeds(path, artifact.inputs, found[0])[0], split.labels)
+        metrics.update(classification_scores(run_feeds(path, artifact.inputs, found[0])[0], split.labels))
     return metrics
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shrink.analysis.tflite_model import analyze_tflite
-from shrink.api.data import array_feeds, labelled_eval, rows, top1
+from shrink.api.data import array_feeds, classification_scores, labelled_eval, rows
 from shrink.checks.estimates import nodes_by_dtype
 from shrink.support import tflm
 
@@ -44,7 +44,7 @@ def measure(artifact: Artifact, data: Dataset | None) -> dict[str, Any]:
     split = labelled_eval(data)
     found = array_feeds(artifact.inputs, data, ("eval",), len(split)) if split is not None else None
     if split is not None and found is not None and rows(found[0]) == len(split):
-        metrics["accuracy"] = top1(eval_logits(path, found[0]), split.labels)
+        metrics.update(classification_scores(eval_logits(path, found[0]), split.labels))
     return metrics
 
 

@@ -537,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", "-t", help="target name, alias or profile JSON path (overrides the recipe)")
     p.add_argument("--trials", "-n", type=int, default=30, help="finished trials the study should hold (default 30)")
     p.add_argument("--objective", action="append", metavar="NAME",
-                   help="accuracy, size, latency, macs or ram (repeatable or comma-separated; default accuracy,size)")
+                   help="accuracy, size, loss, latency, macs or ram (repeatable or comma-separated; default accuracy,size,loss)")
     p.add_argument("--output", "-o", metavar="DIR",
                    help="the study (study.db), search.md, front.png, best.json and best/ (default dist/<name>-<target>-search/)")
     p.add_argument("--storage", metavar="URL", help="an Optuna RDB URL (postgresql://..., sqlite:///...) instead of DIR/study.db")

@@ -59,7 +59,8 @@ def search(recipe: RecipeLike, *, target: str | None = None, trials: int = 30,
            where: Mapping[str, str] | None = None) -> SearchResult:
     """Search `recipe`'s spaces for `trials` trials (a resumed study counts the trials it has).
 
-    `objectives`: names from accuracy, size, latency, macs, ram (default accuracy and size); `output`: the folder for
+    `objectives`: names from accuracy, size, loss, latency, macs, ram (default accuracy, size, loss; the first one
+    chooses the best trial, the next ones break its ties); `output`: the folder for
     the study and the results (default `dist/<name>-<target>-search/`); `storage`: an Optuna RDB URL instead of
     `output/study.db`; `resume`: continue the study there; `sampler`: auto (TPE for one objective, NSGA-II for more),
     tpe, nsga2 or random; `ray_address`: run the trials on that Ray cluster (Ray Tune, the `ray` extra), one CPU each,

@@ -51,24 +51,35 @@ def write(folder: Path, name: str, target: str, spaces: Sequence[Any], objective
 
 
 def _plot(path: Path, objectives: Sequence[Any], searched: Any) -> None:
-    """Each trial on the first two objectives (or the first against the trial number), the front joined."""
+    """Each trial on the first two objectives (or the first against the trial number), the front marked: joined when
+    there are two objectives; with a third, feasible trials are coloured by it and the front is ringed (a front in
+    three objectives is no staircase in two)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     scored = [r for r in searched.records if r.error is None]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(6.5 if len(objectives) > 2 else 6, 4), dpi=100)
     x_of = (lambda r: r.figures[objectives[1].name]) if len(objectives) > 1 else (lambda r: r.number)
-    for feasible, style in ((False, dict(c="#bbbbbb", marker="x", label="infeasible")),
-                            (True, dict(c="#1f77b4", marker="o", label="feasible"))):
-        points = [r for r in scored if r.feasible == feasible]
-        if points:
-            ax.scatter([x_of(r) for r in points], [r.figures[objectives[0].name] for r in points], **style)  # type: ignore[arg-type]
-    if searched.front:
+    y_of = lambda r: r.figures[objectives[0].name]  # noqa: E731
+    infeasible = [r for r in scored if not r.feasible]
+    feasible = [r for r in scored if r.feasible]
+    if infeasible:
+        ax.scatter([x_of(r) for r in infeasible], [y_of(r) for r in infeasible], c="#bbbbbb", marker="x", label="infeasible")
+    if feasible and len(objectives) > 2:
+        third = objectives[2]
+        dots = ax.scatter([x_of(r) for r in feasible], [y_of(r) for r in feasible], c=[r.figures[third.name] for r in feasible],
+                          cmap="viridis", marker="o", label="feasible")
+        fig.colorbar(dots, ax=ax, label=f"{third.name} ({third.unit})")
+    elif feasible:
+        ax.scatter([x_of(r) for r in feasible], [y_of(r) for r in feasible], c="#1f77b4", marker="o", label="feasible")
+    if searched.front and len(objectives) > 2:
+        ax.scatter([x_of(r) for r in searched.front], [y_of(r) for r in searched.front], s=140, facecolors="none",
+                   edgecolors="#d62728", linewidths=1.5, label="front")
+    elif searched.front:
         ordered = sorted(searched.front, key=x_of)
-        ax.plot([x_of(r) for r in ordered], [r.figures[objectives[0].name] for r in ordered], c="#d62728",
-                marker="o", label="front")
+        ax.plot([x_of(r) for r in ordered], [y_of(r) for r in ordered], c="#d62728", marker="o", label="front")
     ax.set_xlabel(f"{objectives[1].name} ({objectives[1].unit})" if len(objectives) > 1 else "trial")
     ax.set_ylabel(f"{objectives[0].name} ({objectives[0].unit})")
     ax.legend()
