@@ -165,6 +165,10 @@ def test_log_loss_is_the_cross_entropy_of_logits_probabilities_and_log_probabili
         got = classification_scores(scores, labels)
         assert got["log_loss"] == pytest.approx(expected, abs=2e-6) and got["accuracy"] == pytest.approx(
             (logits.argmax(1) == labels).mean())
+    # an int8 softmax output, dequantized: steps of 1/256 whose rows no longer sum to exactly 1
+    quantized = np.round(softmax(logits, axis=1) * 256) / 256
+    expected = log_loss(labels, np.clip(quantized / quantized.sum(1, keepdims=True), 1e-12, None), labels=range(4))
+    assert classification_scores(quantized, labels)["log_loss"] == pytest.approx(expected, abs=2e-6)
     # no figure rather than a wrong one: labels outside the scores, or scores that are not [N, classes]
     assert "log_loss" not in classification_scores(logits, labels + 4)
     assert "log_loss" not in classification_scores(np.full((50, 4), np.nan), labels)

@@ -68,17 +68,17 @@ def top1(logits: Any, labels: Any) -> float:
 
 
 def log_probabilities(scores: Any) -> np.ndarray | None:
-    """`[N, classes]` scores as log-probabilities: rows that already are probabilities (non-negative, summing to 1)
-    are logged, rows that already are log-probabilities are kept, anything else is taken as logits (log-softmax).
-    None when `scores` is not a 2-D array of finite numbers."""
+    """`[N, classes]` scores as log-probabilities: rows that read as probabilities (in [0, 1], summing to 1 within
+    0.05, as an int8 softmax output dequantized does) are renormalized and logged; anything else is taken as logits
+    or log-probabilities, which the log-softmax turns into (normalized) log-probabilities alike. None when `scores`
+    is not a 2-D array of finite numbers."""
     x = np.asarray(scores, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] < 2 or not np.isfinite(x).all():
         return None
-    if (x >= 0).all() and np.allclose(x.sum(axis=1), 1.0, atol=1e-3):
-        return np.log(np.clip(x, 1e-12, None))
+    if ((x >= 0) & (x <= 1)).all() and np.allclose(x.sum(axis=1), 1.0, atol=0.05):
+        return np.log(np.clip(x / x.sum(axis=1, keepdims=True), 1e-12, None))
     shifted = x - x.max(axis=1, keepdims=True)
-    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return x if (x <= 0).all() and np.allclose(logp, x, atol=1e-3) else logp
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def classification_scores(scores: Any, labels: Any) -> dict[str, float]:
