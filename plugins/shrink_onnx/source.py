@@ -16,6 +16,7 @@ from pydantic.json_schema import SkipJsonSchema
 from shrink import Artifact, Context, PassOptions, PlanContext, Source, UsageError
 from shrink.api.inputs import InputSpec, merge
 from shrink.api.limits import InputShape
+from shrink.support.files import shipped_by
 from shrink_onnx.quantize import COMPUTE_OPS
 
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
@@ -211,8 +212,11 @@ class OnnxSource(Source[OnnxSourceOptions]):
 
     @classmethod
     def claims(cls, model: str) -> dict[str, Any] | None:
-        """An `.onnx` file."""
-        return {"path": model} if model.lower().endswith(".onnx") and Path(model).is_file() else None
+        """An `.onnx` file; one an installed distribution ships is named by `package` and its path inside it."""
+        if not (model.lower().endswith(".onnx") and Path(model).is_file()):
+            return None
+        shipped = shipped_by(Path(model))
+        return {"package": shipped[0], "path": shipped[1]} if shipped else {"path": model}
 
     def inputs(self, plan: PlanContext) -> list[dict[str, Any]]:
         return resolve(declared_inputs(model_path(self.options, plan.path)), self.options, plan.shapes)

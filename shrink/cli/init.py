@@ -42,8 +42,11 @@ def _claimed(registry: Registry, kind: str, value: str, what: str) -> tuple[str,
 
 def _relative(section: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict[str, Any]:
     """Paths the user gave (relative to the working directory) rewritten relative to the recipe's folder; a
-    `file.py:callable` keeps its callable, a `package.module:callable` is left alone."""
+    `file.py:callable` keeps its callable, a `package.module:callable` is left alone, and so is a path inside an
+    installed distribution the section names (`package`)."""
     out = dict(section)
+    if out.get("package"):
+        return out
     for key in keys:
         value = out.get(key)
         if not isinstance(value, str) or not value:
@@ -65,11 +68,15 @@ def starter_recipe(registry: Registry, model: str, target: Target, data: str | N
     model_section = _relative(model_section, ("path", "factory", "weights"), base)
     if shapes:
         model_section["inputs"] = [{"name": name, "shape": dims} for name, dims in shapes.items()]
+    shown = model
+    if model_section.get("package"):  # not the installation's absolute path: the recipe works on other machines
+        shown = f"{model_section['path']} from package {model_section['package']}" if model_section.get("path") \
+            else f"the model of package {model_section['package']}"
     recipe: dict[str, Any] = {
         "schema_version": 1,
         "name": _name(model),
-        "description": f"written by `shrink init` for {model} on {target.name}; edit it freely",
-        "model": {"source": source_name, **model_section, "description": f"{model}, read by the {source_name!r} source"},
+        "description": f"written by `shrink init` for {shown} on {target.name}; edit it freely",
+        "model": {"source": source_name, **model_section, "description": f"{shown}, read by the {source_name!r} source"},
         "target": target.name,
     }
     if data is not None:
