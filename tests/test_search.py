@@ -147,34 +147,36 @@ def test_best_json_paths_resolve_from_its_own_folder_with_the_same_cache_keys(ma
     assert keys[0] == keys[1]
 
 
-# real studies --------------------------------------------------------------------------------------------------
-
 # objectives ---------------------------------------------------------------------------------------------------------
 
-def test_log_loss_is_the_cross_entropy_of_logits_probabilities_and_log_probabilities_alike():
+def test_the_brier_score_reads_logits_probabilities_and_quantized_softmax_outputs_alike():
     from scipy.special import log_softmax, softmax
-    from sklearn.metrics import log_loss
+    from sklearn.metrics import brier_score_loss
 
     from shrink.api.data import classification_scores
 
     rng = np.random.default_rng(0)
-    logits = rng.normal(size=(50, 4)) * 3
-    labels = rng.integers(0, 4, size=50)
-    expected = log_loss(labels, softmax(logits, axis=1), labels=range(4))
-    for scores in (logits, softmax(logits, axis=1), log_softmax(logits, axis=1), logits.astype(np.float32)):
-        got = classification_scores(scores, labels)
-        assert got["log_loss"] == pytest.approx(expected, abs=2e-6) and got["accuracy"] == pytest.approx(
-            (logits.argmax(1) == labels).mean())
-    # an int8 softmax output, dequantized: steps of 1/256 whose rows no longer sum to exactly 1
-    quantized = np.round(softmax(logits, axis=1) * 256) / 256
-    expected = log_loss(labels, np.clip(quantized / quantized.sum(1, keepdims=True), 1e-12, None), labels=range(4))
-    assert classification_scores(quantized, labels)["log_loss"] == pytest.approx(expected, abs=2e-6)
-    # no figure rather than a wrong one: labels outside the scores, or scores that are not [N, classes]
-    assert "log_loss" not in classification_scores(logits, labels + 4)
-    assert "log_loss" not in classification_scores(np.full((50, 4), np.nan), labels)
+    for classes in (4, 100, 1000):  # int8 softmax outputs of many classes: rows far from summing to 1
+        logits = rng.normal(size=(60, classes)) * 4
+        labels = rng.integers(0, classes, size=60)
+        probabilities = softmax(logits, axis=1)
+        expected = brier_score_loss(labels, probabilities, labels=range(classes))
+        for scores in (logits, probabilities, log_softmax(logits, axis=1), logits.astype(np.float32)):
+            got = classification_scores(scores, labels)
+            assert got["brier"] == pytest.approx(expected, abs=2e-6)
+            assert got["accuracy"] == pytest.approx((logits.argmax(1) == labels).mean())
+        quantized = np.round(probabilities * 256) / 256  # dequantized uint8 softmax: steps of 1/256, zeros included
+        assert classification_scores(quantized, labels)["brier"] == pytest.approx(expected, rel=0.03)
+        # labels as whole-number floats or a column are the same labels
+        assert classification_scores(logits, labels.astype(np.float32)[:, None])["brier"] == pytest.approx(expected, abs=2e-6)
+    # no figure rather than a wrong one: labels outside the scores or not whole numbers, scores that are not finite
+    logits, labels = rng.normal(size=(50, 4)), rng.integers(0, 4, size=50)
+    assert "brier" not in classification_scores(logits, labels + 4)
+    assert "brier" not in classification_scores(logits, labels + 0.5)
+    assert "brier" not in classification_scores(np.full((50, 4), np.nan), labels)
 
 
-def test_the_loss_objective_reads_the_log_loss_or_one_minus_the_cosine_and_never_invents_one():
+def test_the_loss_objective_reads_the_brier_score_or_one_minus_the_cosine_and_never_invents_one():
     from shrink.commands.results import CompileResult
     from shrink.search.objectives import OBJECTIVES, objectives
 
@@ -183,11 +185,30 @@ def test_the_loss_objective_reads_the_log_loss_or_one_minus_the_cosine_and_never
     def result(**metrics: Any) -> CompileResult:
         return CompileResult(verdict="pass", exit_code=0, target="t", bundle=None, metrics=metrics)
 
-    assert loss(result(log_loss=0.25, cosine=0.5)) == 0.25
+    assert loss(result(brier=0.25, cosine=0.5)) == 0.25
     assert loss(result(cosine=0.9)) == pytest.approx(0.1)
     assert loss(result(accuracy=0.9)) is None
     assert [o.name for o in objectives(None)] == ["accuracy", "size", "loss"]
 
+
+def test_a_resumed_study_keeps_its_objectives_and_a_mismatch_names_what_differs(make_recipe, tmp_path):
+    from shrink.errors import UsageError
+    from shrink.plan.load import load_recipe
+    from shrink.search.objectives import objectives
+    from shrink.search.study import open_study, saved_objectives, storage_url
+
+    recipe = load_recipe(make_recipe(passes=_search_passes(**SPACES)))
+    found = spaces.find(recipe.raw, "recipe.json")[0]
+    url = storage_url(tmp_path, None)
+    open_study(url, recipe, found, objectives("accuracy,size"), "cortex-a53", False, "auto", 0, 5, "-o")
+    assert saved_objectives(url) == ["accuracy", "size"]  # what `--resume` without `--objective` searches
+    assert saved_objectives(storage_url(tmp_path / "none", None)) is None
+    with pytest.raises(UsageError) as raised:
+        open_study(url, recipe, found, objectives(None), "cortex-a53", True, "auto", 0, 5, "-o")
+    assert "objectives accuracy,size (this run: accuracy,size,loss)" in raised.value.problems[0].message
+
+
+# real studies --------------------------------------------------------------------------------------------------
 
 @pytest.fixture
 def search_recipe(make_recipe):
@@ -220,6 +241,25 @@ def test_a_search_writes_the_front_and_a_best_recipe_that_compiles_to_the_same_m
     # a study is never overwritten by accident
     again = cli("search", search_recipe, "--trials", "5", "-o", out)
     assert again.code == 2 and "already holds a search study" in again.err and "--resume" in again.err
+
+
+@pytest.mark.slow
+def test_an_objective_the_model_does_not_record_stops_after_one_trial(cli, make_recipe, tmp_path):
+    """Unlabelled data: no accuracy and no loss. One compile says so; the rest are not run, and nothing is left to
+    resume."""
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(64, 1, 8, 8)).astype(np.float32))
+    quantize = {"pass": "quantize.ptq", "calibration_samples": 32, "parity_samples": 32, "min_agreement": 0.5,
+                "calibration_method": SPACES["method"]}
+    recipe = make_recipe(passes=[{"pass": "export.onnx"}, quantize], data={"source": "arrays", "path": "x.npy"},
+                         budget=None)
+    result = cli("search", recipe, "--trials", "4", "-o", tmp_path / "s", "--json")
+    assert result.code == 2, result.err
+    message = result.json["errors"][0]["message"]
+    assert message.startswith("trial 0 compiled, but recorded no figure for objective 'accuracy'"), message
+    assert result.json["errors"][0]["hint"] == "search objectives this model records: --objective size"
+    assert not (tmp_path / "s" / "trials").exists()
+    again = cli("search", recipe, "--trials", "1", "-o", tmp_path / "s", "--objective", "size", "--json")
+    assert again.code == 0, again.err  # the folder holds no study of the failed objectives
 
 
 @pytest.mark.slow

@@ -42,7 +42,8 @@ class HuggingFaceFamily(TorchModelFamily):
         return metrics
 
     def _accuracy(self, artifact: Artifact, ctx: Context) -> dict[str, Any]:
-        """Top-1 on the labelled eval split, fed as the family feeds it (tokenized text, or arrays)."""
+        """Top-1 and the Brier score on the labelled eval split, fed as the family feeds it (tokenized text, or
+        arrays)."""
         from shrink.api.data import classification_scores, labelled_eval, rows, run_feeds
 
         split = labelled_eval(ctx.data)

@@ -39,7 +39,7 @@ def load_state_dict(model: torch.nn.Module, path: Path) -> None:
 
 
 def eval_accuracy(artifact: Artifact, ctx: Context) -> dict[str, Any]:
-    """`accuracy` (top-1) and `log_loss` on the labelled eval split of classification data (empty without one, or
+    """`accuracy` (top-1) and `brier` on the labelled eval split of classification data (empty without one, or
     when it does not fit the model's inputs), fed per input as for ONNX models (one array, or a field per input)."""
     split = labelled_eval(ctx.data)
     found = array_feeds(artifact.inputs, ctx.data, ("eval",), len(split)) if split is not None else None

@@ -58,7 +58,8 @@ class ModelFamily:
 
     def measure(self, artifact: Artifact, ctx: Context) -> dict[str, Any]:
         """Metrics of `artifact` after the source and after every pass (`params`, `model_bytes`, `macs`,
-        `accuracy` on the eval split as a fraction, ...). Default: the ONNX metrics for ONNX files, the TFLite
+        `accuracy` on the eval split as a fraction and `brier`, the Brier score of the same outputs, as
+        `shrink.api.data.classification_scores` computes both, ...). Default: the ONNX metrics for ONNX files, the TFLite
         metrics (TFLite Micro's measured arena and accuracy) for `.tflite` files."""
         if artifact.format == "tflite":
             from shrink.api import tflite_format

@@ -67,30 +67,46 @@ def top1(logits: Any, labels: Any) -> float:
     return round(float((np.asarray(logits).argmax(axis=1) == np.asarray(labels)).mean()), 6)
 
 
-def log_probabilities(scores: Any) -> np.ndarray | None:
-    """`[N, classes]` scores as log-probabilities: rows that read as probabilities (in [0, 1], summing to 1 within
-    0.05, as an int8 softmax output dequantized does) are renormalized and logged; anything else is taken as logits
-    or log-probabilities, which the log-softmax turns into (normalized) log-probabilities alike. None when `scores`
-    is not a 2-D array of finite numbers."""
+def class_probabilities(scores: Any) -> np.ndarray | None:
+    """`[N, classes]` scores as class probabilities: scores that all lie in [0, 1] are read as probabilities (a softmax
+    output, also dequantized from int8, whose rows no longer sum to exactly 1; a sigmoid output) and each row is
+    renormalized; any other scores are logits (or log-probabilities), turned into probabilities by the softmax. None
+    when `scores` is not a 2-D array of finite numbers with at least two classes."""
     x = np.asarray(scores, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] < 2 or not np.isfinite(x).all():
         return None
-    if ((x >= 0) & (x <= 1)).all() and np.allclose(x.sum(axis=1), 1.0, atol=0.05):
-        return np.log(np.clip(x / x.sum(axis=1, keepdims=True), 1e-12, None))
-    shifted = x - x.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    if ((x >= 0) & (x <= 1)).all():
+        sums = x.sum(axis=1, keepdims=True)
+        return np.where(sums > 0, x / np.where(sums > 0, sums, 1), 1.0 / x.shape[1])
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def class_indices(labels: Any, classes: int) -> np.ndarray | None:
+    """Labels as integer class indices (`[N]` or `[N, 1]`; whole-number floats accepted), or None when they are not
+    indices below `classes`."""
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.array_equal(y, np.round(y))):
+        return None
+    y = y.astype(np.int64)
+    return y if ((y >= 0) & (y < classes)).all() else None
 
 
 def classification_scores(scores: Any, labels: Any) -> dict[str, float]:
-    """`accuracy` (top-1) of `[N, classes]` scores against integer labels and, when the scores read as logits or
-    probabilities (`log_probabilities`), `log_loss`: the mean cross-entropy of the labels in nats, a continuous
-    figure that still tells apart models whose top-1 ties. Rounded to 6 places."""
+    """`accuracy` (top-1) of `[N, classes]` scores against integer labels and `brier`: the Brier score, the mean
+    squared distance of the predicted class probabilities (`class_probabilities`) from the one-hot labels, in [0, 2]
+    (lower is better). Unlike top-1 it is continuous, so it still tells apart models whose accuracy ties, and unlike
+    the cross-entropy it stays finite when a quantized output rounds the true class's probability to 0. Without
+    probabilities or class indices, `brier` is left out. Rounded to 6 places."""
     out = {"accuracy": top1(scores, labels)}
-    logp = log_probabilities(scores)
-    y = np.asarray(labels)
-    if logp is not None and y.ndim == 1 and len(y) == len(logp) and y.dtype.kind in "iu" \
-            and ((y >= 0) & (y < logp.shape[1])).all():
-        out["log_loss"] = round(float(-logp[np.arange(len(y)), y].mean()), 6)
+    p = class_probabilities(scores)
+    y = class_indices(labels, p.shape[1]) if p is not None else None
+    if p is not None and y is not None and len(y) == len(p):
+        onehot = np.zeros_like(p)
+        onehot[np.arange(len(y)), y] = 1.0
+        out["brier"] = round(float(((p - onehot) ** 2).sum(axis=1).mean()), 6)
     return out
 
 

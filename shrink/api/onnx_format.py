@@ -27,7 +27,7 @@ def pinned_shapes(artifact: Artifact) -> dict[str, list[int]]:
 
 def measure(artifact: Artifact, data: Dataset | None) -> dict[str, Any]:
     """File size, parameters, MACs, nodes and peak activations (static analysis), host latency at batch 1,
-    and top-1 accuracy when the data is labelled classification arrays that fit the model."""
+    and top-1 accuracy and the Brier score when the data is labelled classification arrays that fit the model."""
     path = Path(artifact.model)
     metrics: dict[str, Any] = {"model_bytes": path.stat().st_size}
     analysis = analyze(path, pinned_shapes(artifact) or None)

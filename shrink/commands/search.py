@@ -59,8 +59,8 @@ def search(recipe: RecipeLike, *, target: str | None = None, trials: int = 30,
            where: Mapping[str, str] | None = None) -> SearchResult:
     """Search `recipe`'s spaces for `trials` trials (a resumed study counts the trials it has).
 
-    `objectives`: names from accuracy, size, loss, latency, macs, ram (default accuracy, size, loss; the first one
-    chooses the best trial, the next ones break its ties); `output`: the folder for
+    `objectives`: names from accuracy, size, loss, latency, macs, ram (default accuracy, size, loss, or with `resume`
+    the study's; the first one chooses the best trial, the next ones break its ties); `output`: the folder for
     the study and the results (default `dist/<name>-<target>-search/`); `storage`: an Optuna RDB URL instead of
     `output/study.db`; `resume`: continue the study there; `sampler`: auto (TPE for one objective, NSGA-II for more),
     tpe, nsga2 or random; `ray_address`: run the trials on that Ray cluster (Ray Tune, the `ray` extra), one CPU each,
@@ -89,6 +89,8 @@ def search(recipe: RecipeLike, *, target: str | None = None, trials: int = 30,
     if resume and storage is None and not (folder / study.STUDY_FILE).is_file():  # before anything is created
         raise UsageError(f"there is no study to resume in {folder}", where=labels["output"],
                          hint="run without --resume to start one")
+    if resume and objectives is None:  # the objectives the study was started with, not today's defaults
+        chosen = objectives_mod.objectives(study.saved_objectives(study.storage_url(folder, storage)), labels["objectives"])
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -103,7 +105,7 @@ def search(recipe: RecipeLike, *, target: str | None = None, trials: int = 30,
     else:
         searched = study.search(loaded, found, baseline, reg, chosen, target=target, target_name=planned.target.name,
                                 trials=trials, output=folder, storage=storage, resume=resume, sampler=sampler,
-                                where=place, on_trial=on_trial, inner=progress)
+                                where=place, on_trial=on_trial, inner=progress, objectives_where=labels["objectives"])
     return _finish(loaded, found, searched, chosen, reg, target, planned.target.name, folder)
 
 

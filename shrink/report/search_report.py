@@ -62,7 +62,10 @@ def _plot(path: Path, objectives: Sequence[Any], searched: Any) -> None:
     scored = [r for r in searched.records if r.error is None]
     fig, ax = plt.subplots(figsize=(6.5 if len(objectives) > 2 else 6, 4), dpi=100)
     x_of = (lambda r: r.figures[objectives[1].name]) if len(objectives) > 1 else (lambda r: r.number)
-    y_of = lambda r: r.figures[objectives[0].name]  # noqa: E731
+
+    def y_of(r: Any) -> Any:
+        return r.figures[objectives[0].name]
+
     infeasible = [r for r in scored if not r.feasible]
     feasible = [r for r in scored if r.feasible]
     if infeasible:

@@ -36,7 +36,7 @@ def _metric(*names: str) -> Callable[[CompileResult], float | None]:
 
 
 def _loss(result: CompileResult) -> float | None:
-    value = result.metrics.get("log_loss")
+    value = result.metrics.get("brier")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     cosine = result.metrics.get("cosine")
@@ -63,18 +63,18 @@ class Objective:
             return f"{value:.2%}"
         if self.unit == "ms":
             return f"{value:.4g} ms"
-        if self.unit == "nats":
-            return f"{value:.4f}"
+        if self.unit == "score":
+            return f"{value:.5g}"
         return f"{value:,.0f} {self.unit}"
 
 
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("accuracy", "maximize", _metric("accuracy", "cosine"), "fraction",
               "top-1 accuracy on the eval split; for models without labels, the cosine to the source model's outputs"),
-    Objective("loss", "minimize", _loss, "nats",
-              "a continuous quality figure that still separates models whose top-1 accuracy ties: the cross-entropy "
-              "of the eval labels (log loss, nats) for classifiers; 1 - cosine to the source model's outputs for "
-              "encoders"),
+    Objective("loss", "minimize", _loss, "score",
+              "a continuous quality figure that still separates models whose top-1 accuracy ties: the Brier score of "
+              "the eval split (the mean squared distance of the class probabilities from the one-hot labels) for "
+              "classifiers; 1 - cosine to the source model's outputs for encoders"),
     Objective("size", "minimize", _metric("model_bytes"), "bytes", "bytes of the deployable model file"),
     Objective("latency", "minimize", _check_value("latency"), "ms",
               "the target's latency estimate (upper end), as the latency check computes it"),

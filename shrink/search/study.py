@@ -129,6 +129,33 @@ def _signature(recipe: Recipe, spaces: Sequence[Space], objectives: Sequence[Obj
                        "objectives": [o.name for o in objectives]}, sort_keys=True)
 
 
+def _difference(saved: Any, signature: str) -> str:
+    """What a study's signature has that this run's does not, in words."""
+    try:
+        theirs = json.loads(str(saved))
+    except ValueError:
+        theirs = {}
+    ours = json.loads(signature)
+    shown = {"recipe": lambda v: repr(v), "target": lambda v: repr(v), "objectives": lambda v: ",".join(v or []),
+             "spaces": lambda v: ", ".join(s.get("name", "?") for s in v or [])}
+    parts = [f"{key} {shown[key](theirs.get(key))} (this run: {shown[key](ours.get(key))})"
+             for key in ("recipe", "target", "objectives", "spaces") if theirs.get(key) != ours.get(key)]
+    return "another search: " + "; ".join(parts) if parts else "another search"
+
+
+def saved_objectives(url: str) -> list[str] | None:
+    """The objectives the study at `url` searched (None: no study there, or none recorded)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=STUDY_NAME, storage=url)
+        names = json.loads(str(study.user_attrs["signature"]))["objectives"]
+    except Exception:  # noqa: BLE001 - no study, another storage problem, an old signature: open_study says which
+        return None
+    return [str(n) for n in names] if isinstance(names, list) and names else None
+
+
 def open_study(url: str, recipe: Recipe, spaces: Sequence[Space], objectives: Sequence[Objective], target: str,
                resume: bool, sampler: str, seed: int, trials: int, where: str) -> optuna.Study:
     """The study at `url`: created (refusing one that exists unless `resume`), or loaded and checked to be the same
@@ -152,8 +179,8 @@ def open_study(url: str, recipe: Recipe, spaces: Sequence[Space], objectives: Se
                                 directions=[o.direction for o in objectives])
     if resume:
         if study.user_attrs.get("signature") != signature:
-            raise UsageError("the study in this folder searched another recipe, target, spaces or objectives", where=where,
-                             hint="resume with the same recipe, --target and --objective, or choose another folder")
+            raise UsageError(f"the study in this folder searched {_difference(study.user_attrs.get('signature'), signature)}",
+                             where=where, hint="resume with the same recipe, --target and --objective, or choose another folder")
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
             if trial.state == TrialState.RUNNING:
                 study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # cut off: run it again
@@ -289,8 +316,10 @@ def front(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> li
 def search(recipe: Recipe, searched: Sequence[Space], baseline: dict[str, Any] | None, registry: Registry,
            objectives: Sequence[Objective], *, target: str | None, target_name: str, trials: int, output: Path,
            storage: str | None, resume: bool, sampler: str, where: str, on_trial: OnTrial | None = None,
-           inner: Inner | None = None) -> Searched:
-    """Run the study until it holds `trials` finished trials (a resumed study counts the ones it has)."""
+           inner: Inner | None = None, objectives_where: str = "objectives") -> Searched:
+    """Run the study until it holds `trials` finished trials (a resumed study counts the ones it has). A trial that
+    compiles but gives no figure for an objective stops the search (`UsageError`, naming `objectives_where`)."""
+    import optuna
 
     url = storage_url(output, storage)
     study = open_study(url, recipe, searched, objectives, target_name, resume, sampler, recipe.seed, trials, where)
@@ -305,8 +334,28 @@ def search(recipe: Recipe, searched: Sequence[Space], baseline: dict[str, Any] |
             if stopped.is_set():
                 raise KeyboardInterrupt  # Ctrl-C landed where Python ignores exceptions (a finalizer): stop here
             ran += _one_trial(study, searched, recipe, registry, target, scratch, objectives, inner, state, on_trial)
+            unscored = unscorable(state.records[-1], objectives, objectives_where)
+            if unscored is not None:  # every trial would fail alike: stop after one compile, not after all of them
+                shutil.rmtree(scratch, ignore_errors=True)
+                if len(state.records) == 1 and not resume:
+                    optuna.delete_study(study_name=STUDY_NAME, storage=url)  # nothing worth resuming: start afresh
+                raise unscored
     shutil.rmtree(scratch, ignore_errors=True)
     return Searched.of(state.records, objectives, url, time.monotonic() - started, ran)
+
+
+def unscorable(record: TrialRecord, objectives: Sequence[Objective], where: str) -> UsageError | None:
+    """The error for a trial whose compile finished but recorded no figure for an objective (the model or its data
+    does not give one: no labels, outputs that are no class scores), or None."""
+    if not record.figures:
+        return None  # the compile itself stopped: that trial failed, others may not
+    missing = [o for o in objectives if record.figures.get(o.name) is None]
+    if not missing:
+        return None
+    given = [o.name for o in objectives if o not in missing]
+    return UsageError(f"trial {record.number} compiled, but recorded no figure for objective {missing[0].name!r} "
+                      f"({missing[0].description}), so no trial can be scored", where=where,
+                      hint=f"search objectives this model records{': --objective ' + ','.join(given) if given else ''}")
 
 
 @contextlib.contextmanager
