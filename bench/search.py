@@ -1,6 +1,6 @@
 """`shrink search` on the digits recipe beside the hand-tuned recipe, in one run.
 
-    python bench/search.py [--trials 30] [--target cortex-a53] [--keep DIR]
+    python bench/search.py [--trials 30] [--target cortex-a53] [--sampler auto] [--keep DIR]
 
 Compiles `recipes/digits-cnn.json` as written (the baseline, a cold pass cache), then searches it (the spaces its
 passes declare, the default objectives accuracy, size and loss) in a fresh cache, and prints: trials, feasible count,
@@ -27,6 +27,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--target", default="cortex-a53")
     parser.add_argument("--recipe", default=str(REPO / "recipes" / "digits-cnn.json"))
+    parser.add_argument("--sampler", default="auto", help="the search's sampler (auto, tpe, nsga2, random)")
     parser.add_argument("--keep", metavar="DIR", help="write the search folder here (default: a temporary folder)")
     args = parser.parse_args()
 
@@ -42,7 +43,7 @@ def main() -> int:
         os.environ["SHRINK_CACHE_DIR"] = str(Path(tmp) / "cache-search")  # the search starts cold too
         out = Path(args.keep) if args.keep else Path(tmp) / "search"
         started = time.monotonic()
-        found = shrink.search(args.recipe, target=args.target, trials=args.trials, output=out)
+        found = shrink.search(args.recipe, target=args.target, trials=args.trials, output=out, sampler=args.sampler)
         search_s = time.monotonic() - started
 
         print(f"hand-tuned recipe: {hand.verdict}, accuracy {hand_acc:.2%}, {hand_size:,} B, compiled in {hand_s:.1f} s")

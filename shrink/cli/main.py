@@ -543,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", metavar="URL", help="an Optuna RDB URL (postgresql://..., sqlite:///...) instead of DIR/study.db")
     p.add_argument("--resume", action="store_true", help="continue the study in DIR (or --storage) up to --trials")
     p.add_argument("--sampler", choices=("auto", "tpe", "nsga2", "random"), default="auto",
-                   help="auto: TPE for one objective, NSGA-II for several")
+                   help="auto: TPE, for one objective or several")
     p.add_argument("--budget", action="append", metavar="KEY=VALUE", help="add or override a budget (repeatable)")
     p.add_argument("--ray-address", metavar="ADDR",
                    help="run the trials on this Ray cluster (host:port, or 'auto') through Ray Tune, one CPU each; "

@@ -62,7 +62,7 @@ def search(recipe: RecipeLike, *, target: str | None = None, trials: int = 30,
     `objectives`: names from accuracy, size, loss, latency, macs, ram (default accuracy, size, loss, or with `resume`
     the study's; the first one chooses the best trial, the next ones break its ties); `output`: the folder for
     the study and the results (default `dist/<name>-<target>-search/`); `storage`: an Optuna RDB URL instead of
-    `output/study.db`; `resume`: continue the study there; `sampler`: auto (TPE for one objective, NSGA-II for more),
+    `output/study.db`; `resume`: continue the study there; `sampler`: auto (TPE, for one objective or several),
     tpe, nsga2 or random; `ray_address`: run the trials on that Ray cluster (Ray Tune, the `ray` extra), one CPU each,
     sharing `$SHRINK_CACHE_DIR` (a shared path on a cluster of several machines). Raises `RecipeError` (exit 2) for
     bad spaces; no feasible trial is verdict "fail" (exit 4)."""

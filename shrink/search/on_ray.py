@@ -144,7 +144,7 @@ def search(address: str, recipe: Recipe, searched: Sequence[Space], baseline: di
         searcher = _ConstrainedSearch(
             space=space, metric=[o.name for o in objectives],
             mode=["max" if o.direction == "maximize" else "min" for o in objectives],
-            sampler=_picklable(studies.make_sampler(sampler, len(objectives), recipe.seed, trials)),
+            sampler=_picklable(studies.make_sampler(sampler, recipe.seed, trials)),
             study_name=studies.STUDY_NAME, storage=optuna.storages.get_storage(url))
         fixed = {"recipe": recipe, "spaces": list(searched), "target": target, "objectives": [o.name for o in objectives],
                  "cache": str(default_root().resolve())}
