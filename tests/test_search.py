@@ -228,6 +228,8 @@ def test_a_search_writes_the_front_and_a_best_recipe_that_compiles_to_the_same_m
     assert found["hit_rate"] > 0  # the source step, at least, is shared by every trial
     for name in ("study.db", "search.md", "front.png", "best.json", "search.json", "best/model.onnx"):
         assert (out / name).is_file(), name
+    report = (out / "search.md").read_text()
+    assert "- `loss` (minimize): a continuous quality figure" in report and f"| {found['best']['trial']} (chosen) |" in report
     best = json.loads((out / "best.json").read_text())
     assert not spaces.find(best, "best.json")[0]
     params = found["best"]["params"]

@@ -25,6 +25,8 @@ def write(folder: Path, name: str, target: str, spaces: Sequence[Any], objective
     lines += ["", "## Spaces", ""] + [f"- `{s.name}`: {s.describe()}{' (declared by the pass)' if s.declared else ''}"
                                        for s in spaces]
     heads = [o.name + (" ↑" if o.direction == "maximize" else " ↓") for o in objectives]
+    lines += ["", "## Objectives", ""] + [f"- `{o.name}` ({o.direction}): {o.description}" for o in objectives]
+    lines += ["", "The chosen trial is the front's best on the first objective, ties broken by the next ones in order."]
     lines += ["", "## Pareto front (feasible trials)", ""]
     if searched.front:
         lines += ["| trial | " + " | ".join(heads) + " | values |", "|---" * (len(heads) + 2) + "|"]
