@@ -149,6 +149,16 @@ def test_int8_kernel_keeps_4bit_storage_and_onnxruntime_folds_it_into_int8_matmu
     analysis = analyze(int8 / "model.onnx", {"input": [1, 1, 8, 8]})
     assert analysis.folded_weight_bytes > 0
     assert analysis.weight_bytes + analysis.folded_weight_bytes >= wo["details"]["int8_weight_bytes_loaded"]
+    # the decoding never runs, so the latency estimate's node overhead leaves it out
+    from shrink.checks.estimates import nodes_by_dtype
+
+    decoding = {name for use in analysis.ops if use.op_type in ("BitwiseAnd", "BitShift") for name in use.nodes}
+    assert len(decoding) == 4 and decoding <= set(analysis.folded_nodes)
+    assert not {name for use in analysis.ops if use.op_type in ("MatMulInteger", "DynamicQuantizeLinear")
+                for name in use.nodes} & set(analysis.folded_nodes)
+    running = nodes_by_dtype(analysis.ops, analysis.folded_nodes)
+    assert sum(running.values()) == analysis.nodes - len(analysis.folded_nodes)
+    assert manifest["metrics"]["nodes_by_dtype"] == running
     ram = next(c for c in manifest["checks"] if c["name"] == "ram")
     assert "as constant folding leaves them at load" in ram["cause"]
     # the same 4-bit blocks: the file is as small as MatMulNBits' (its factors are float16, its graph larger)

@@ -67,7 +67,7 @@ def _analyze(model: ModelProto | str | Path, shapes: Mapping[str, list[int]] | N
         notes.append(f"strict shape inference failed: {inference_error}")
     notes += [note for scope in main.walk() for note in scope.notes]
     memory = _scope_memory(main, label)
-    folded, folded_unknown = _folded_at_load(main, label)
+    folded, folded_unknown, folded_nodes = _folded_at_load(main, label)
     count = _count_macs(main)
     weights = _weights(model)
     opsets = {_domain(o.domain): int(o.version) for o in model.opset_import}
@@ -109,6 +109,7 @@ def _analyze(model: ModelProto | str | Path, shapes: Mapping[str, list[int]] | N
         macs_by_dtype=dict(sorted((d, m) for d, m in macs_by_dtype.items() if m)),
         subgraph_macs=tuple(count.subgraphs),
         folded_weight_bytes=folded,
+        folded_nodes=tuple(folded_nodes),
     )
 
 

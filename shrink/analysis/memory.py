@@ -45,16 +45,18 @@ def _constant_names(graph: GraphProto, order: list[int], outer: Collection[str] 
 _KEPT_AT_LOAD = frozenset({"DequantizeLinear", "QuantizeLinear"})  # ONNX Runtime keeps Q/DQ for its QDQ fusions
 
 
-def _folded_at_load(scope: _Scope, label: str) -> tuple[int, list[str]]:
+def _folded_at_load(scope: _Scope, label: str) -> tuple[int, list[str], list[str]]:
     """What ONNX Runtime's constant folding adds to the stored weights when it loads the main graph: the outputs
     of nodes that read only weights (Q/DQ nodes excepted) which a run-time node reads, less the initializers only
-    folded nodes read (dropped once folded); and the folded tensors whose size is unknown."""
+    folded nodes read (dropped once folded); the folded tensors whose size is unknown; and the folded nodes (their
+    labels, as the op inventory names them), which never run."""
     graph = scope.graph
     order = _topological_order(graph, label)
     stored = {t.name: t for t in graph.initializer}
     folded = set(stored) | {t.values.name for t in graph.sparse_initializer}
     made: set[str] = set()
     runtime: list[int] = []
+    gone: list[str] = []
     for index in order:
         node = graph.node[index]
         inputs = [i for i in node.input if i]
@@ -64,6 +66,7 @@ def _folded_at_load(scope: _Scope, label: str) -> tuple[int, list[str]]:
               and not any(True for _ in _subgraphs_of(node))):
             folded.update(filter(None, node.output))
             made.update(filter(None, node.output))
+            gone.append(_node_label(node, index))
         else:
             runtime.append(index)
     read = {name for index in runtime for name in _used_names(graph.node[index])} | {o.name for o in graph.output}
@@ -76,7 +79,7 @@ def _folded_at_load(scope: _Scope, label: str) -> tuple[int, list[str]]:
     if made:
         added -= sum(_nbytes(t.data_type, int(np.prod(t.dims, dtype=np.int64))) for name, t in stored.items()
                      if name not in read and t.data_type != TensorProto.STRING)
-    return added, unknown
+    return added, unknown, gone
 
 
 # liveness and arena ---------------------------------------------------------------------------------

@@ -86,6 +86,7 @@ class Analysis:
     macs_by_dtype: dict[str, int] = field(default_factory=dict)
     subgraph_macs: tuple[SubgraphMacs, ...] = ()
     folded_weight_bytes: int = 0  # what ONNX Runtime's constant folding at load adds to `weight_bytes` (it may be < 0)
+    folded_nodes: tuple[str, ...] = ()  # main-graph nodes that read weights only: folded at load, they never run
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (lists for tuples, plain ints and strings)."""
@@ -93,6 +94,7 @@ class Analysis:
             "params": self.params,
             "weight_bytes": self.weight_bytes,
             "folded_weight_bytes": self.folded_weight_bytes,
+            "folded_nodes": list(self.folded_nodes),
             "weights_by_dtype": {k: dict(v) for k, v in self.weights_by_dtype.items()},
             "macs": self.macs,
             "macs_by_op": dict(self.macs_by_op),

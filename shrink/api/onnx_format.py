@@ -33,7 +33,7 @@ def measure(artifact: Artifact, data: Dataset | None) -> dict[str, Any]:
     analysis = analyze(path, pinned_shapes(artifact) or None)
     metrics.update(params=analysis.params, weight_bytes=analysis.weight_bytes, macs=analysis.macs, nodes=analysis.nodes,
                    peak_activation_bytes=analysis.peak_activation_bytes, macs_by_dtype=dict(analysis.macs_by_dtype),
-                   nodes_by_dtype=nodes_by_dtype(analysis.ops))
+                   nodes_by_dtype=nodes_by_dtype(analysis.ops, analysis.folded_nodes))
     sample = sample_feeds(artifact.inputs, data)
     if sample is not None:
         metrics["host_latency_ms"] = round(host_latency_ms(path, sample), 4)

@@ -8,6 +8,7 @@ is one figure for every node, or one per dtype (`{"float32": 2.5, "int8": 2.95}`
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,13 +30,18 @@ def node_dtype(dtypes: Iterable[str]) -> str:
     return "float32"
 
 
-def nodes_by_dtype(ops: Iterable[Any]) -> dict[str, int]:
-    """Node counts by the dtype they run in, from an analysis's op inventory (`OpUse` records or their dicts)."""
+def nodes_by_dtype(ops: Iterable[Any], folded: Iterable[str] = ()) -> dict[str, int]:
+    """Node counts by the dtype they run in, from an analysis's op inventory (`OpUse` records or their dicts),
+    leaving out the `folded` nodes (`Analysis.folded_nodes`: constant-folded at load, they never run)."""
+    gone = Counter(folded)
     counts: dict[str, int] = {}
     for use in ops:
-        dtypes, count = (use["dtypes"], use["count"]) if isinstance(use, Mapping) else (use.dtypes, use.count)
+        dtypes, count, names = ((use["dtypes"], use["count"], use.get("nodes", ())) if isinstance(use, Mapping)
+                                else (use.dtypes, use.count, use.nodes))
+        skipped = sum(min(n, gone[name]) for name, n in Counter(names).items() if name in gone)
         dtype = node_dtype(dtypes)
-        counts[dtype] = counts.get(dtype, 0) + int(count)
+        if int(count) - skipped:
+            counts[dtype] = counts.get(dtype, 0) + int(count) - skipped
     return dict(sorted(counts.items()))
 
 
@@ -119,4 +125,4 @@ def estimate(profile: Mapping[str, Any], macs_by_dtype: Mapping[str, int],
 def latency_estimate(subject: Subject) -> Estimate | None:
     """`estimate` for the subject's final model on its target, from where its MACs and nodes are."""
     analysis = subject.analysis
-    return estimate(subject.target.profile, analysis.macs_by_dtype, nodes_by_dtype(analysis.ops))
+    return estimate(subject.target.profile, analysis.macs_by_dtype, nodes_by_dtype(analysis.ops, analysis.folded_nodes))
