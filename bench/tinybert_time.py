@@ -91,8 +91,9 @@ class Side:
         return subprocess.Popen([sys.executable, "-P", "-m", "shrink", "compile", str(self.recipe), "-o", str(self.out), "--json"],
                                 env=env, cwd=self.out.parent, stdout=self.log, stderr=subprocess.STDOUT)
 
-    def finish(self, proc: subprocess.Popen[bytes]) -> None:
-        _, status, usage = os.wait4(proc.pid, 0)
+    def finish(self, proc: subprocess.Popen[bytes], waited: tuple[int, int, Any] | None = None) -> None:
+        """Record the side's exit: `waited` is what `os.wait4` returned for it, else it is waited for here."""
+        _, status, usage = waited or os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         self.seconds = time.perf_counter() - self.started
         self.peak_rss = usage.ru_maxrss * 1024
@@ -142,9 +143,12 @@ def main() -> None:
             for side in sides:
                 side.finish(side.start())
         else:
-            procs = [(side, side.start()) for side in sides]
-            for side, proc in procs:
-                side.finish(proc)
+            running = {proc.pid: (side, proc) for side in sides for proc in [side.start()]}
+            while running:  # each side's wall time ends when it exits, whichever exits first
+                pid, status, usage = os.wait4(-1, 0)
+                if pid in running:
+                    side, proc = running.pop(pid)
+                    side.finish(proc, (pid, status, usage))
         load_after = os.getloadavg()
     results = {side.label: side.result() for side in sides}
     before, after = results["before"], results["after"]
