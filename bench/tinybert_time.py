@@ -55,11 +55,26 @@ def import_path(tree: Path, dest: Path) -> Path:
     return dest
 
 
+def foreign_plugins(tree: Path) -> str:
+    """The installed `shrink` entry points whose package `tree` lacks, comma-separated.
+
+    The entry points are this tree's (the installed distribution's); one whose package the older tree does not have
+    would be imported from this tree, beside the older core, so the before side disables it.
+    """
+    from importlib import metadata
+
+    mapping = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    return ",".join(sorted(ep.name for ep in metadata.entry_points(group="shrink")
+                           if ep.value.split(":")[0].split(".")[0] not in mapping))
+
+
 class Side:
     """One compile: which code, where it writes, and what it measured."""
 
-    def __init__(self, label: str, recipe: Path, out: Path, cache: Path, pythonpath: Path | None) -> None:
+    def __init__(self, label: str, recipe: Path, out: Path, cache: Path, pythonpath: Path | None,
+                 disabled: str = "") -> None:
         self.label, self.recipe, self.out, self.cache, self.pythonpath = label, recipe, out, cache, pythonpath
+        self.disabled = disabled
         self.seconds = 0.0
         self.peak_rss = 0
         self.code = -1
@@ -69,13 +84,16 @@ class Side:
         env.pop("PYTHONPATH", None)
         if self.pythonpath is not None:
             env["PYTHONPATH"] = str(self.pythonpath)
+        if self.disabled:
+            env["SHRINK_DISABLE_PLUGINS"] = self.disabled
         self.log = open(self.out.parent / f"{self.label}.log", "wb")  # noqa: SIM115 - closed in finish()
         self.started = time.perf_counter()
         return subprocess.Popen([sys.executable, "-P", "-m", "shrink", "compile", str(self.recipe), "-o", str(self.out), "--json"],
                                 env=env, cwd=self.out.parent, stdout=self.log, stderr=subprocess.STDOUT)
 
-    def finish(self, proc: subprocess.Popen[bytes]) -> None:
-        _, status, usage = os.wait4(proc.pid, 0)
+    def finish(self, proc: subprocess.Popen[bytes], waited: tuple[int, int, Any] | None = None) -> None:
+        """Record the side's exit: `waited` is what `os.wait4` returned for it, else it is waited for here."""
+        _, status, usage = waited or os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         self.seconds = time.perf_counter() - self.started
         self.peak_rss = usage.ru_maxrss * 1024
@@ -114,7 +132,9 @@ def main() -> None:
         after_cache = args.keep_cache or work / "cache-after"
         if after_cache.exists():
             shutil.rmtree(after_cache)
-        sides = [Side("before", tree / args.recipe, args.out / "before", work / "cache-before", import_path(tree, work / "path")),
+        disabled = foreign_plugins(tree)
+        sides = [Side("before", tree / args.recipe, args.out / "before", work / "cache-before", import_path(tree, work / "path"),
+                      disabled),
                  Side("after", REPO / args.recipe, args.out / "after", after_cache, None)]  # an absolute recipe: both
         for side in sides:
             shutil.rmtree(side.out, ignore_errors=True)
@@ -123,16 +143,20 @@ def main() -> None:
             for side in sides:
                 side.finish(side.start())
         else:
-            procs = [(side, side.start()) for side in sides]
-            for side, proc in procs:
-                side.finish(proc)
+            running = {proc.pid: (side, proc) for side in sides for proc in [side.start()]}
+            while running:  # each side's wall time ends when it exits, whichever exits first
+                pid, status, usage = os.wait4(-1, 0)
+                if pid in running:
+                    side, proc = running.pop(pid)
+                    side.finish(proc, (pid, status, usage))
         load_after = os.getloadavg()
     results = {side.label: side.result() for side in sides}
     before, after = results["before"], results["after"]
     ratio = after["wall_seconds"] / before["wall_seconds"]
     drop = before["cosine"] - after["cosine"]
     print(f"before: {args.before} ({commit[:12]}); after: this tree; {'sequential' if args.sequential else 'at once'}; "
-          f"load average {load[0]:.1f} at the start, {load_after[0]:.1f} at the end ({os.cpu_count()} CPUs)")
+          f"load average {load[0]:.1f} at the start, {load_after[0]:.1f} at the end ({os.cpu_count()} CPUs)"
+          + (f"; plugins the older tree lacks, disabled on its side: {disabled}" if disabled else ""))
     groups = sorted(k for k in before if k.startswith("cosine_"))
     print("| | wall s | distillation s | peak RSS | held-out cosine | Spearman | " + " | ".join(groups) + " |")
     print("|---|---|---|---|---|---|" + "---|" * len(groups))

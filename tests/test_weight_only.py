@@ -98,6 +98,9 @@ def test_refused_for_a_profile_admitting_an_older_onnxruntime(cli, models, make_
     ({"kernel": "int8", "bits": 8, "op_types": ["MatMul"]}, "for 8-bit weights use quantize.ptq"),
     ({"kernel": "int8", "accuracy_level": 4}, "accuracy_level applies to kernel 'nbits'"),
     ({"kernel": "int8", "op_types": ["Gather"]}, "kernel 'int8' applies to MatMul/Gemm weights"),
+    ({"table_scales": "float16", "op_types": ["MatMul"]}, "table_scales applies only to 4-bit embedding tables"),
+    ({"table_scales": "float16", "bits": 8, "op_types": ["MatMul"]}, "table_scales applies only"),
+    ({"table_scales": "bfloat16"}, "table_scales"),
 ])
 def test_inconsistent_options_are_recipe_errors(cli, models, tmp_path, options, message):
     result = cli("plan", recipe(tmp_path, models["matmul"], [{"pass": "quantize.weight_only", **options}]))
@@ -213,6 +216,56 @@ def test_int8_kernels_compute_what_matmulnbits_computes(tmp_path, k, block, symm
     assert np.abs(run["nbits"] - exact).mean() / np.abs(exact).mean() > 3 * error  # the 4-bit blocks dominate
 
 
+def quantized_table(rows: int, width: int, block: int, scale: float = 1.0) -> onnx.ModelProto:
+    """A Gather over a random float table, through ONNX Runtime's quantizer (int4 blocks, float32 scales)."""
+    from onnx import TensorProto, helper
+    from onnxruntime.quantization import matmul_nbits_quantizer as q
+
+    table = (np.random.default_rng(2).normal(size=(rows, width)) * scale).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "ids"], ["rows"], name="lookup")], "g",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])],
+                              [helper.make_tensor_value_info("rows", TensorProto.FLOAT, [None, width])],
+                              [numpy_helper.from_array(table, "table")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    config = q.DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, bits=4, op_types_to_quantize=("Gather",),
+                                            quant_axes=(("Gather", -1),))
+    quantizer = q.MatMulNBitsQuantizer(model, bits=4, block_size=block, is_symmetric=True, algo_config=config)
+    quantizer.process()
+    return quantizer.model.model
+
+
+def test_float16_table_scales_halve_the_scales_and_keep_the_rows():
+    """table_scales 'float16' on a table from ONNX Runtime's quantizer: the scales stored in half the bytes, the
+    lookup still returns float32 rows, equal to the float32-scale lookup within float16's rounding of the scales."""
+    from shrink_onnx.table_scales import to_float16_scales
+
+    model = quantized_table(100, 64, 32)
+    assert [n.op_type for n in model.graph.node] == ["GatherBlockQuantized"]
+    before = initializer_bytes_of(model)
+    converted, count, saved = to_float16_scales(onnx.ModelProto.FromString(model.SerializeToString()))
+    assert count == 1 and saved == 100 * (64 // 32) * 2
+    assert before - initializer_bytes_of(converted) == saved
+    assert [n.op_type for n in converted.graph.node] == ["GatherBlockQuantized", "Cast"]
+    onnx.checker.check_model(converted)
+    ids = np.array([0, 5, 99, 5])
+    want, got = (ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
+                 for m in (model, converted))
+    assert got.dtype == np.float32 and got.shape == want.shape == (4, 64)
+    assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()  # float16 keeps ~3 digits of each scale
+    assert np.abs(got - want).max() > 0  # the scales did change
+
+
+def test_float16_table_scales_refuse_scales_float16_cannot_hold():
+    from shrink_onnx.table_scales import to_float16_scales
+
+    with pytest.raises(ValueError, match="outside float16's normal range"):
+        to_float16_scales(quantized_table(10, 32, 32, scale=1e-6))
+
+
+def initializer_bytes_of(model: onnx.ModelProto) -> int:
+    return sum(numpy_helper.to_array(t).nbytes for t in model.graph.initializer)
+
+
 def test_gemm_is_rewritten_and_exclusions_keep_float(cli, models, tmp_path):
     out = tmp_path / "bundle"
     manifest = compile_ok(cli, recipe(tmp_path, models["conv"], [{"pass": "quantize.weight_only", "block_size": 64,
@@ -269,14 +322,16 @@ def test_tiny_bert_parity_and_op_counts(cli, tmp_path, algorithm):
 
 
 @pytest.mark.slow
-def test_tiny_bert_int8_kernels_with_int4_tables(cli, tmp_path):
-    """kernel 'int8': the linears on MatMulInteger (decoded from 4-bit blocks at load), the tables 4-bit lookups,
-    one table left float by name; parity with the float export and a bundle that verifies."""
+@pytest.mark.parametrize("table_scales", ["float32", "float16"])
+def test_tiny_bert_int8_kernels_with_int4_tables(cli, tmp_path, table_scales):
+    """kernel 'int8': the linears on MatMulInteger (decoded from 4-bit blocks at load), the tables 4-bit lookups
+    (with float16 scales: a Cast after each), one table left float by name; parity with the float export and a
+    bundle that verifies."""
     from tests.test_hf import tiny_recipe, write_tiny_bert
 
     folder = write_tiny_bert(tmp_path / "bert")
     options = {"pass": "quantize.weight_only", "block_size": 16, "table_block_size": 32, "kernel": "int8",
-               "exclude_nodes": ["*token_type_embeddings*"]}
+               "table_scales": table_scales, "exclude_nodes": ["*token_type_embeddings*"]}
     out = tmp_path / "bundle"
     result = cli("compile", tiny_recipe(folder, tmp_path, passes=[{"pass": "export.onnx"}, options]), "-o", out, "--json")
     assert result.code == 0, result.err
@@ -288,6 +343,18 @@ def test_tiny_bert_int8_kernels_with_int4_tables(cli, tmp_path):
     kept = table_gathers(out / "model.onnx")
     assert counts["GatherBlockQuantized"] == 2 and len(kept) == 1 and kept[0].endswith("token_type_embeddings/Gather")
     assert wo["details"]["int8_kernel_matmuls"] == 24 and wo["details"]["kept_float"].endswith("token_type_embeddings/Gather")
+    assert wo["details"]["table_scales"] == table_scales
+    if table_scales == "float16":  # word and position tables: their scales in float16, their rows cast back
+        assert wo["details"]["float16_scale_tables"] == 2 and wo["details"]["table_scale_bytes_saved"] > 0
+        model = onnx.load(str(out / "model.onnx"))
+        inits = {t.name: t for t in model.graph.initializer}
+        lookups = [n for n in model.graph.node if n.op_type == "GatherBlockQuantized"]
+        assert all(inits[n.input[2]].data_type == onnx.TensorProto.FLOAT16 for n in lookups)
+        casts = {n.input[0] for n in model.graph.node if n.op_type == "Cast"}
+        assert all(n.output[0] in casts for n in lookups)
+    else:
+        assert "float16_scale_tables" not in wo["details"]
+    assert {c["name"]: c["ok"] for c in manifest["checks"]}["ops"]
     assert wo["details"]["parity_cosine"] >= 0.98 and wo["metrics"]["cosine"] >= 0.98
     macs = wo["metrics"]["macs_by_dtype"]
     assert "int4" not in macs and macs["int8"] > macs.get("float32", 0)  # the linears; attention scores stay float

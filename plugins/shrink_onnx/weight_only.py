@@ -6,6 +6,7 @@ the quantizing: `rtn` (round to nearest), `hqq` (half-quadratic optimisation of 
 point, no data) and `gptq` (error-compensating, with calibration inputs from the recipe's data) for MatMul
 weights; tables always by round to nearest (a lookup has no activations to compensate). Activations stay float
 in the graph; `accuracy_level` 4 lets the kernel quantize them to int8 on the fly, block by block.
+`table_scales: "float16"` stores the tables' block scales in half the bytes (`table_scales`).
 
 `kernel: "int8"` keeps the 4-bit blocks in the file but runs them on ONNX Runtime's dynamic int8 MatMul
 (`nbits_int8`): MatMulNBits is a kernel for one token at a time, and over a whole sequence on x86 it runs 2-3x
@@ -57,6 +58,10 @@ class QuantizeWeightOnlyOptions(PassOptions):
     table_block_size: Literal[16, 32, 64, 128, 256] | SkipJsonSchema[None] = Field(
         None, description="block size of the embedding tables (default: block_size); a lookup copies one row, so "
                           "tables tolerate larger blocks than the layers whose products sum many weights")
+    table_scales: Literal["float32", "float16"] = Field(
+        "float32", description="dtype of the embedding tables' block scales: 'float16' halves them (at block 32 a "
+                               "float32 scale is a fifth of a 4-bit table's bytes); the looked-up rows are cast back "
+                               "to float32; scales outside float16's normal range fail the pass")
     symmetric: bool | SkipJsonSchema[None] = Field(
         None, description="signed weights with a scale per block and no zero point (default); false: a zero point per "
                           "block too; 'hqq' is always asymmetric")
@@ -101,6 +106,8 @@ class QuantizeWeightOnlyOptions(PassOptions):
                              "ONNX Runtime's quantizer); remove 'Gather' or use bits 4")
         if self.table_block_size is not None and not self.tables:
             raise ValueError("table_block_size applies only to 4-bit embedding tables ('Gather' in op_types, bits 4)")
+        if "table_scales" in self.model_fields_set and not self.tables:
+            raise ValueError("table_scales applies only to 4-bit embedding tables ('Gather' in op_types, bits 4)")
         if self.kernel == "int8":
             if self.bits != 4:
                 raise ValueError("kernel 'int8' runs 4-bit weights on int8 kernels; for 8-bit weights use quantize.ptq")
@@ -189,6 +196,7 @@ class QuantizeWeightOnly(Pass[QuantizeWeightOnlyOptions]):
 
         from shrink_onnx.matmul_form import ai_onnx_opset, gemm_to_matmul, to_opset
         from shrink_onnx.nbits_int8 import to_int8_kernels
+        from shrink_onnx.table_scales import to_float16_scales
 
         refuse_requantizing(artifact, self.name)
         opts = self.options
@@ -233,11 +241,17 @@ class QuantizeWeightOnly(Pass[QuantizeWeightOnlyOptions]):
             details["opset_converted"] = f"ai.onnx {old} → {needed} (onnx.version_converter)"
         if tables:
             details["table_block_size"] = opts.table_block
+            details["table_scales"] = opts.table_scales
         ctx.report(0.15, f"{opts.algorithm} int{opts.bits}: {len(linear)} MatMul weight(s), {len(tables)} table(s)")
         if linear:
             model = self._linear(model, linear, artifact, ctx, details)
         if tables:
             model = _quantize(model, _rtn_config(opts, ("Gather",), opts.table_block), _others(model, tables, "Gather"), opts)
+            if opts.table_scales == "float16":
+                try:
+                    model, details["float16_scale_tables"], details["table_scale_bytes_saved"] = to_float16_scales(model)
+                except ValueError as exc:
+                    raise RuntimeError(f"table_scales 'float16': {exc}; use table_scales 'float32'") from None
         if int8_kernels:
             ctx.report(0.6, "rewriting MatMulNBits for the int8 kernels (4-bit storage decoded at load)")
             try:
