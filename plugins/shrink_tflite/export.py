@@ -3,8 +3,9 @@
 1. litert-torch converts the module (traced at the model's pinned input shapes) to a float32 `.tflite`, gated
    against torch under the TFLite interpreter (`tolerance`).
 2. ai-edge-quantizer makes it full int8 (weights per channel, or per tensor when every layer's weights are shared;
-   activations and the model's input and output per tensor), calibrated on the data; the int8 model runs under TensorFlow Lite Micro's interpreter and its top-1
-   class must agree with torch's on `min_agreement` of the parity inputs.
+   activations and the model's input and output per tensor), calibrated on the data; the int8 model runs under
+   TensorFlow Lite Micro's interpreter and its top-1 class must agree with torch's on `min_agreement` of the parity
+   inputs.
 3. Weight tensors with at most `2**max_index_bits` distinct values (what `compress.cluster` leaves: per tensor when
    every layer's weights are shared, so one value table per tensor; per channel otherwise) are LUT-coded with TFLite
    Micro's compression library when the target's runtime decodes it, each only where the file gets smaller; the

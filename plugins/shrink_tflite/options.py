@@ -25,7 +25,8 @@ class TfliteExportOptions(PassOptions):
 
     quantize: Literal["int8", "none"] = Field(
         "int8", description="'int8': full integer (weights per channel or per tensor, see 'weights'; activations and "
-                            "the model's input and output per tensor) with ai-edge-quantizer, calibrated on the data; 'none': float32")
+                            "the model's input and output per tensor) with ai-edge-quantizer, calibrated on the data; "
+                            "'none': float32")
     weights: Literal["auto", "per-channel", "per-tensor"] = Field(
         "auto", description="int8 weight scales: 'auto' is per tensor when every Conv/Linear layer's weights take at "
                             "most 2**max_index_bits values (after compress.cluster: one LUT value table per tensor, "
