@@ -105,7 +105,8 @@ def main() -> None:
           f"{deployed / named:.3f}x the plain file with names dropped only, {named} B) "
           f"(zstd {base['zstd_bytes'] / int8:.3f}x; deployed: {coding['deployed']}"
           + (f", {coding['not_deployed']}" if coding.get("not_deployed") else "")
-          + f") at {drop * 100:+.2f} points accuracy loss against it; compiles {shared_s:.0f} s and {plain_s:.0f} s; verdicts {shared['verdict']}, {plain['verdict']}")
+          + f") at {drop * 100:+.2f} points accuracy loss against it; compiles {shared_s:.0f} s and {plain_s:.0f} s; "
+          f"verdicts {shared['verdict']}, {plain['verdict']}")
 
 
 def _breakdown_line(label: str, rows: dict[str, int]) -> str:
