@@ -23,6 +23,7 @@ import numpy as np
 
 CODED_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}  # builtin -> the weight's channel axis
 DECODE = "TFLM_DECODE"  # the custom code of TFLite Micro's DECODE operator
+KEPT_METADATA = ("OfflineMemoryAllocation",)  # the only metadata TFLite Micro reads (micro_allocator.cc)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ def strip(data: bytes, names: bool = True, zero_points: bool = True) -> bytes:
     """The model without what TensorFlow Lite Micro never reads:
 
     * `names`: the names of its inner tensors (litert-torch writes each one's whole module path, a quarter of a
-      small model's file); the graph's inputs and outputs keep theirs;
+      small model's file; the graph's inputs and outputs keep theirs), the signature (TFLite Micro addresses inputs
+      and outputs by position), the description and the converter's metadata (TFLite Micro reads only
+      `OfflineMemoryAllocation`, which is kept);
     * `zero_points`: per-channel zero-point vectors that are all zero, cut to one value (int64 each: 8 bytes per
       channel of every weight and bias; TFLite Micro's allocator reads the single value for every channel), and the
       quantization of DECODE's encoded inputs (the decoder reads its output tensor's).
@@ -103,6 +106,8 @@ def strip(data: bytes, names: bool = True, zero_points: bool = True) -> bytes:
     from tflite_micro.tensorflow.lite.micro.compression import model_editor
 
     model = model_editor.read(data)
+    if names:
+        _drop_metadata(model, data)
     for graph in model.subgraphs:
         ports = {id(t) for t in [*graph.inputs, *graph.outputs]}
         encoded = {id(op.inputs[0]) for op in graph.operators if op.custom_code == DECODE and op.inputs}
@@ -119,6 +124,18 @@ def strip(data: bytes, names: bool = True, zero_points: bool = True) -> bytes:
             if not isinstance(zeros, int) and len(zeros) > 1 and not np.any(np.asarray(zeros)):
                 tensor.quantization.zero_points = [0]
     return _aligned(model)
+
+
+def _drop_metadata(model: Any, data: bytes) -> None:
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+
+    entries = fb.ModelT.InitFromPackedBuf(data, 0).metadata or []
+    model.metadata = {k: v for k, v in model.metadata.items() if k in KEPT_METADATA}
+    for entry in entries:  # the model editor writes kept entries' values again: empty every old value buffer
+        if 0 < entry.buffer < len(model.buffers):
+            model.buffers[entry.buffer].data = b""
+    model.description = None
+    model._fb.signatureDefs = None  # noqa: SLF001 - the model editor builds from the flatbuffer object it keeps
 
 
 def strip_names(data: bytes) -> bytes:
