@@ -6,6 +6,7 @@ ReLU), global average pooling and one linear layer, `model.classifier`.
 
 * `teacher()`: 64 channels, 4 blocks — MLPerf Tiny's DS-CNN size.
 * `student()`: 48 channels, 4 blocks, the student `distill.kd` trains in `recipes/kws-cortex-m4.json`.
+* `wide_student()`: 64 channels, 4 blocks, the teacher's width (`bench/kws_validation.py` compares it).
 
 `python examples/kws/model.py` prints their parameters and MACs (conv and linear multiply-accumulates).
 """
@@ -49,10 +50,14 @@ def student() -> DSCNN:
     return DSCNN(48, 4)
 
 
+def wide_student() -> DSCNN:
+    return DSCNN(64, 4)
+
+
 if __name__ == "__main__":
     from shrink_common.classifier import count_macs
 
-    for name, build in (("teacher", teacher), ("student", student)):
+    for name, build in (("teacher", teacher), ("student", student), ("wide_student", wide_student)):
         model = build().eval()
         params = sum(p.numel() for p in model.parameters())
         print(f"{name}: {params:,} parameters, {count_macs(model, torch.zeros(INPUT_SHAPE)):,} MACs")
