@@ -5,8 +5,10 @@ stride-2 convolution, then depthwise-separable blocks (3x3 depthwise + 1x1 point
 ReLU), global average pooling and one linear layer, `model.classifier`.
 
 * `teacher()`: 64 channels, 4 blocks — MLPerf Tiny's DS-CNN size.
-* `student()`: 48 channels, 4 blocks, the student `distill.kd` trains in `recipes/kws-cortex-m4.json`.
-* `wide_student()`: 64 channels, 4 blocks, the teacher's width (`bench/kws_validation.py` compares it).
+* `wide_student()`: 64 channels, 4 blocks, the teacher's width: the fresh student `distill.kd` trains in
+  `recipes/kws-cortex-m4.json`.
+* `student()`: 48 channels, 4 blocks, the recipe's student before (`bench/kws_validation.py` compares the two on
+  held-out training voices).
 
 `python examples/kws/model.py` prints their parameters and MACs (conv and linear multiply-accumulates).
 """
