@@ -40,9 +40,6 @@ class Shared:
         """What each value table covers: the whole tensor, or one channel each."""
         return [self.values] if self.axis is None else list(np.moveaxis(self.values, self.axis, 0))
 
-    def tables(self) -> int:
-        return 1 if self.axis is None else int(self.values.shape[self.axis])
-
 
 def shared_weights(data: bytes, max_bits: int) -> tuple[list[Shared], int]:
     """The int8 weight tensors of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED operators whose value tables take
@@ -66,8 +63,7 @@ def shared_weights(data: bytes, max_bits: int) -> tuple[list[Shared], int]:
             continue
         weights.add(tensor.index)
         quant = tensor.quantization
-        scales = [quant.scales] if quant is not None and isinstance(quant.scales, (int, float)) else \
-            (quant.scales if quant is not None else [])
+        scales = [] if quant is None else ([quant.scales] if isinstance(quant.scales, (int, float)) else quant.scales)
         per_tensor = len(scales) <= 1
         table_axis = None if per_tensor else (quant.axis if quant.axis is not None else axis)
         parts = [values] if table_axis is None else list(np.moveaxis(values, table_axis, 0))
@@ -136,11 +132,6 @@ def _drop_metadata(model: Any, data: bytes) -> None:
             model.buffers[entry.buffer].data = b""
     model.description = None
     model._fb.signatureDefs = None  # noqa: SLF001 - the model editor builds from the flatbuffer object it keeps
-
-
-def strip_names(data: bytes) -> bytes:
-    """The model without the names of its inner tensors (`strip` with names only)."""
-    return strip(data, names=True, zero_points=False)
 
 
 def lut_compress(data: bytes, shared: list[Shared], zero_points: bool = True) -> bytes:

@@ -44,9 +44,11 @@ class TfliteExportOptions(PassOptions):
                             "compress.cluster), decoded on the device by TFLite Micro's DECODE operator: 'auto' when the "
                             "target's runtime.decodes lists 'lut', 'lut' always (the storage check then counts the "
                             "coded file only if the runtime decodes it), 'none' never. Coded sizes are reported either way")
-    strip_names: bool = Field(True, description="drop the names of the int8 model's inner tensors (TensorFlow Lite "
-                                                "Micro never reads them; the graph's inputs and outputs keep theirs): "
-                                                "litert-torch writes each one's module path, a quarter of a small file")
+    strip_names: bool = Field(True, description="drop the names of the int8 model's inner tensors, its signature, "
+                                                "description and converter metadata (TensorFlow Lite Micro reads none "
+                                                "of them; the graph's inputs and outputs keep their names): "
+                                                "litert-torch writes each tensor's module path, a quarter of a small "
+                                                "file")
     strip_zero_points: bool = Field(True, description="cut all-zero per-channel zero-point vectors of the int8 "
                                                       "model to one value (TensorFlow Lite Micro reads one for every "
                                                       "channel; each is an int64 per channel of weights and biases) "
