@@ -129,3 +129,20 @@ def test_breakdown_of_a_plain_file_adds_up() -> None:
     # a float scale and an int64 zero point per channel of each weight and bias, one of each per activation
     per_channel = sum(2 * ((4 + 4 * n) + (4 + 8 * n)) for n in (48, 10))
     assert rows["quantization"] == per_channel + 3 * ((4 + 4) + (4 + 8))
+
+
+def test_weight_scales_are_per_tensor_only_when_every_layer_is_shared() -> None:
+    import torch
+    from torch import nn
+
+    from shrink_tflite.export import _all_shared
+
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+    with torch.no_grad():
+        for layer in (model[0], model[2]):
+            values = torch.linspace(-1, 1, 16)
+            layer.weight.copy_(values[torch.randint(0, 16, layer.weight.shape)])
+    assert _all_shared(model, 4) and not _all_shared(model, 3)
+    with torch.no_grad():
+        model[2].weight.add_(torch.randn_like(model[2].weight) * 1e-3)  # one layer left unclustered
+    assert not _all_shared(model, 4)
