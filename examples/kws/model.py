@@ -5,7 +5,10 @@ stride-2 convolution, then depthwise-separable blocks (3x3 depthwise + 1x1 point
 ReLU), global average pooling and one linear layer, `model.classifier`.
 
 * `teacher()`: 64 channels, 4 blocks — MLPerf Tiny's DS-CNN size.
-* `student()`: 48 channels, 4 blocks, the student `distill.kd` trains in `recipes/kws-cortex-m4.json`.
+* `wide_student()`: 64 channels, 4 blocks, the teacher's width: the fresh student `distill.kd` trains in
+  `recipes/kws-cortex-m4.json`.
+* `student()`: 48 channels, 4 blocks, the recipe's student before (`bench/kws_validation.py` compares the two on
+  held-out training voices).
 
 `python examples/kws/model.py` prints their parameters and MACs (conv and linear multiply-accumulates).
 """
@@ -49,10 +52,14 @@ def student() -> DSCNN:
     return DSCNN(48, 4)
 
 
+def wide_student() -> DSCNN:
+    return DSCNN(64, 4)
+
+
 if __name__ == "__main__":
     from shrink_common.classifier import count_macs
 
-    for name, build in (("teacher", teacher), ("student", student)):
+    for name, build in (("teacher", teacher), ("student", student), ("wide_student", wide_student)):
         model = build().eval()
         params = sum(p.numel() for p in model.parameters())
         print(f"{name}: {params:,} parameters, {count_macs(model, torch.zeros(INPUT_SHAPE)):,} MACs")

@@ -2,13 +2,16 @@
 
 1. litert-torch converts the module (traced at the model's pinned input shapes) to a float32 `.tflite`, gated
    against torch under the TFLite interpreter (`tolerance`).
-2. ai-edge-quantizer makes it full int8 (weights per channel; activations and the model's input and output per
-   tensor), calibrated on the data; the int8 model runs under TensorFlow Lite Micro's interpreter and its top-1
-   class must agree with torch's on `min_agreement` of the parity inputs.
-3. Weight tensors with at most `2**max_index_bits` distinct values per channel (what `compress.cluster` leaves) are
-   LUT-coded with TFLite Micro's compression library when the target's runtime decodes it; the coded model must give
-   bit-identical outputs under TFLite Micro, and is deployed only when smaller. The inner tensors' names are dropped
-   (`strip_names`). The sizes (as converted, int8, zlib, zstd, Huffman, LUT) are reported either way.
+2. ai-edge-quantizer makes it full int8 (weights per channel, or per tensor when every layer's weights are shared;
+   activations and the model's input and output per tensor), calibrated on the data; the int8 model runs under
+   TensorFlow Lite Micro's interpreter and its top-1 class must agree with torch's on `min_agreement` of the parity
+   inputs.
+3. Weight tensors with at most `2**max_index_bits` distinct values (what `compress.cluster` leaves: per tensor when
+   every layer's weights are shared, so one value table per tensor; per channel otherwise) are LUT-coded with TFLite
+   Micro's compression library when the target's runtime decodes it, each only where the file gets smaller; the
+   coded model must give bit-identical outputs under TFLite Micro, and is deployed only when smaller. What TFLite
+   Micro never reads is stripped from both files (`strip_names`, `strip_zero_points`). The sizes (as converted, int8,
+   zlib, zstd, Huffman, LUT) and where each file's bytes go are reported either way.
 
 The artifact's inputs stay the float features the data gives; the bundle's manifest records the int8 scale and
 zero point a device applies to them (`model.quantized_io`).
@@ -78,17 +81,20 @@ class ExportTflite(Pass[TfliteExportOptions]):
             raise UsageError("export.tflite needs calibration data that feeds the model (a calibration or train split)")
         calibration = _samples(specs, found[0])
         int8_path = ctx.new_path("export-int8", ".tflite")
-        # per-channel scales keep a layer's shared values at most 2**bits per channel, which is what the per-channel
-        # LUT coding needs; per-tensor scales cost accuracy once BatchNorm is folded (in our KWS run: 73.5% top-1
-        # agreement with torch)
-        per_tensor = opts.weights == "per-tensor"
+        # per-tensor scales cost accuracy once BatchNorm is folded (in our KWS run: 73.5% top-1 agreement with torch)
+        # unless every layer's weights share few values: then the int8 grid holds each shared value, one value table
+        # codes the whole tensor, and one scale replaces a scale and a zero point per channel of weights and biases
+        shared = _all_shared(model, opts.max_index_bits)
+        per_tensor = opts.weights == "per-tensor" or (opts.weights == "auto" and shared)
         details["weight_scales"] = "per-tensor" if per_tensor else "per-channel"
         quantize_int8(float_path, calibration, int8_path, per_tensor)
         details["converted_bytes"] = int8_path.stat().st_size
-        if opts.strip_names:
-            from shrink_tflite.coding import strip_names
+        if opts.strip_names or opts.strip_zero_points:
+            from shrink_tflite.coding import strip
 
-            int8_path.write_bytes(strip_names(int8_path.read_bytes()))
+            converted = int8_path.read_bytes()
+            details["names_dropped_bytes"] = len(strip(converted, names=True, zero_points=False))
+            int8_path.write_bytes(strip(converted, names=opts.strip_names, zero_points=opts.strip_zero_points))
         ctx.report(0.7, "checking the int8 model under TensorFlow Lite Micro")
         plain = TflmModel(int8_path)
         plain_out = [plain(s)[0] for s in samples]
@@ -121,8 +127,13 @@ def _code(int8_path: Any, plain_out: list[np.ndarray], samples: list[list[np.nda
     plain = int8_path.read_bytes()
     shared, weight_tensors = coding.shared_weights(plain, opts.max_index_bits)
     decodes = "lut" in (ctx.target.get("runtime", "decodes") or [])
-    coded = coding.lut_compress(plain, shared) if shared and opts.coding != "none" else None
-    report = coding.report(plain, coded, shared, weight_tensors)
+    chosen: list[coding.Shared] = []
+    coded = None
+    if shared and opts.coding != "none":
+        chosen, coded = coding.choose(plain, shared, opts.strip_zero_points)
+        if coded is None and opts.coding == "lut":  # asked for: all of them, even where it does not pay
+            chosen, coded = shared, coding.lut_compress(plain, shared, opts.strip_zero_points)
+    report = coding.report(plain, coded, shared, chosen, weight_tensors)
     report["runtime_decodes_lut"] = decodes
     if coded is None:
         report["deployed"] = "int8"
@@ -143,6 +154,15 @@ def _code(int8_path: Any, plain_out: list[np.ndarray], samples: list[list[np.nda
     report["not_deployed"] = ("the target's runtime does not decode LUT-coded tensors" if not decodes else
                               "the LUT-coded file is not smaller than the plain int8 file")
     return int8_path, report
+
+
+def _all_shared(model: Any, max_bits: int) -> bool:
+    """Whether every Conv/Linear weight of the torch model takes at most `2**max_bits` distinct values (every layer
+    went through `compress.cluster`)."""
+    import torch
+
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear))]
+    return bool(layers) and all(int(torch.unique(m.weight.detach()).numel()) <= 1 << max_bits for m in layers)
 
 
 def _artifact(artifact: Artifact, path: Any, details: dict[str, Any], quantized_io: dict[str, Any] | None,

@@ -24,11 +24,14 @@ class TfliteExportOptions(PassOptions):
     """Options of `export.tflite`."""
 
     quantize: Literal["int8", "none"] = Field(
-        "int8", description="'int8': full integer (weights per channel, activations and the model's input and output "
-                            "per tensor) with ai-edge-quantizer, calibrated on the data; 'none': float32")
+        "int8", description="'int8': full integer (weights per channel or per tensor, see 'weights'; activations and "
+                            "the model's input and output per tensor) with ai-edge-quantizer, calibrated on the data; "
+                            "'none': float32")
     weights: Literal["auto", "per-channel", "per-tensor"] = Field(
-        "auto", description="int8 weight scales: 'per-channel' (and 'auto'; shared weights stay at most 2**bits values "
-                            "per channel, which the per-channel LUT coding needs), 'per-tensor' (one scale per layer)")
+        "auto", description="int8 weight scales: 'auto' is per tensor when every Conv/Linear layer's weights take at "
+                            "most 2**max_index_bits values (after compress.cluster: one LUT value table per tensor, "
+                            "one scale per layer) and per channel otherwise; 'per-channel'; 'per-tensor' (one scale "
+                            "per layer)")
     calibration_samples: int = Field(200, ge=1, le=100_000, description="calibration inputs (from the calibration "
                                                                           "split, else train)")
     tolerance: float = Field(1e-4, gt=0, le=1, description="largest allowed max |Δ| between torch and the float32 "
@@ -41,8 +44,14 @@ class TfliteExportOptions(PassOptions):
                             "compress.cluster), decoded on the device by TFLite Micro's DECODE operator: 'auto' when the "
                             "target's runtime.decodes lists 'lut', 'lut' always (the storage check then counts the "
                             "coded file only if the runtime decodes it), 'none' never. Coded sizes are reported either way")
-    strip_names: bool = Field(True, description="drop the names of the int8 model's inner tensors (TensorFlow Lite "
-                                                "Micro never reads them; the graph's inputs and outputs keep theirs): "
-                                                "litert-torch writes each one's module path, a quarter of a small file")
+    strip_names: bool = Field(True, description="drop the names of the int8 model's inner tensors, its signature, "
+                                                "description and converter metadata (TensorFlow Lite Micro reads none "
+                                                "of them; the graph's inputs and outputs keep their names): "
+                                                "litert-torch writes each tensor's module path, a quarter of a small "
+                                                "file")
+    strip_zero_points: bool = Field(True, description="cut all-zero per-channel zero-point vectors of the int8 "
+                                                      "model to one value (TensorFlow Lite Micro reads one for every "
+                                                      "channel; each is an int64 per channel of weights and biases) "
+                                                      "and drop the quantization of DECODE's encoded inputs")
     max_index_bits: int = Field(4, ge=1, le=7, description="code a tensor only when every channel has at most "
                                                             "2**max_index_bits distinct values")

@@ -1,0 +1,93 @@
+"""Keyword-spotting recipe choices made on training speakers only: `recipes/kws-cortex-m4.json` compiled with its eval
+split replaced by held-out *training* voices (3 training accents x 5 training variants that speak only validation,
+as `bench/kws_teacher.py` holds them out), once per variant (the student's width, `compress.cluster`'s options),
+side by side in one run.
+
+    python bench/kws_validation.py [--eval-per-class 300] [--out /tmp/kws-validation]
+
+Variants with the same student share the passes before `compress.cluster` (the pass cache compiles them once). Printed: the
+validation accuracy of the fp32 teacher, of the torch model after each pass and of the int8 bundle, and the
+bundle's file size. The recipe's test voices are never loaded, so every choice made here leaves them unseen. The
+teacher was trained on all training voices, validation ones included, which flatters every variant alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VALIDATION_ACCENTS = ["en-gb-x-gbclan", "fr", "pl"]  # as bench/kws_teacher.py
+VALIDATION_VARIANTS = ["m2", "klatt", "Gene", "linda", "f1"]
+# name -> (student factory in examples/kws/model.py, compress.cluster options over the recipe's)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "as written (48 channels)": ("student", {}),
+    "cluster finetune_epochs 8": ("student", {"finetune_epochs": 8}),
+    "cluster init density": ("student", {"init": "density"}),
+    "64 channels": ("wide_student", {}),
+    "64 channels, cluster finetune_epochs 8": ("wide_student", {"finetune_epochs": 8}),
+}
+
+
+def _validation_recipe(source: Path, eval_per_class: int) -> dict:
+    """The recipe with absolute paths and its data's eval split spoken by held-out training voices."""
+    from shrink_data.kws import KwsOptions
+
+    recipe = json.loads(source.read_text())
+    base = source.parent.resolve()
+    recipe["model"]["factory"] = str(base / recipe["model"]["factory"])
+    recipe["model"]["weights"] = str(base / recipe["model"]["weights"])
+    for step in recipe["passes"]:
+        if isinstance(step.get("student"), dict) and "factory" in step["student"]:
+            step["student"]["factory"] = str(base / step["student"]["factory"])
+    data = recipe["data"]
+    options = KwsOptions.model_validate({k: v for k, v in data.items() if k not in ("source", "description")})
+    data.update(accents=[a for a in options.accents if a not in options.test_accents],
+                variants=[v for v in options.variants if v not in options.test_variants],
+                test_accents=VALIDATION_ACCENTS, test_variants=VALIDATION_VARIANTS, eval_per_class=eval_per_class)
+    KwsOptions.model_validate({k: v for k, v in data.items() if k not in ("source", "description")})
+    recipe["name"] += "-validation"
+    return recipe
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "kws-cortex-m4.json")
+    parser.add_argument("--eval-per-class", type=int, default=300)
+    parser.add_argument("--variant", action="append", choices=list(VARIANTS), help="only these (repeatable)")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/kws-validation"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = _validation_recipe(args.recipe, args.eval_per_class)
+    print(f"{'variant':40} {'teacher':>8} {'distill':>8} {'fuse.bn':>8} {'cluster':>8} {'bundle':>8} "
+          f"{'bytes':>7} {'seconds':>7}", flush=True)
+    for name in args.variant or list(VARIANTS):
+        recipe = json.loads(json.dumps(base))
+        student, cluster = VARIANTS[name]
+        distill = next(p for p in recipe["passes"] if p["pass"] == "distill.kd")
+        distill["student"]["factory"] = distill["student"]["factory"].rsplit(":", 1)[0] + f":{student}"
+        next(p for p in recipe["passes"] if p["pass"] == "compress.cluster").update(cluster)
+        path = args.out / f"{name.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}.json"
+        path.write_text(json.dumps(recipe, indent=1))
+        bundle = path.with_suffix("")
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "shrink", "compile", str(path), "-o", str(bundle)],
+                              capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - started
+        if not (bundle / "manifest.json").is_file():
+            sys.exit(f"{name}: compile exited {done.returncode} without a bundle:\n{done.stderr[-2000:]}")
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        steps = {h["name"]: h["metrics"].get("accuracy") for h in manifest["history"]}
+        size = (bundle / "model.tflite").stat().st_size
+        cells = [steps.get("source:torch"), steps.get("distill.kd"), steps.get("fuse.bn"), steps.get("compress.cluster"),
+                 manifest["metrics"]["accuracy"]]
+        print(f"{name:40} " + " ".join(f"{c:>8.2%}" if c is not None else f"{'':>8}" for c in cells)
+              + f" {size:>7} {seconds:>7.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
