@@ -27,13 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _recipe(source: Path, out: Path, train_per_class: int | None, cluster: bool) -> Path:
-    recipe = json.loads(source.read_text())
-    base = source.parent.resolve()
-    recipe["model"]["factory"] = str(base / recipe["model"]["factory"])
-    recipe["model"]["weights"] = str(base / recipe["model"]["weights"])
-    for step in recipe["passes"]:
-        if isinstance(step.get("student"), dict) and "factory" in step["student"]:
-            step["student"]["factory"] = str(base / step["student"]["factory"])
+    from shrink.plan.load import load_recipe
+    from shrink.search.recipes import rebased
+
+    recipe = rebased(json.loads(source.read_text()), load_recipe(source), out)  # its paths resolve from `out`
     if train_per_class:
         recipe["data"]["train_per_class"] = train_per_class
     if not cluster:

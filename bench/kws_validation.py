@@ -33,17 +33,13 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 }
 
 
-def _validation_recipe(source: Path, eval_per_class: int) -> dict:
-    """The recipe with absolute paths and its data's eval split spoken by held-out training voices."""
+def _validation_recipe(source: Path, eval_per_class: int, out: Path) -> dict:
+    """The recipe, its paths resolving from `out`, with its data's eval split spoken by held-out training voices."""
+    from shrink.plan.load import load_recipe
+    from shrink.search.recipes import rebased
     from shrink_data.kws import KwsOptions
 
-    recipe = json.loads(source.read_text())
-    base = source.parent.resolve()
-    recipe["model"]["factory"] = str(base / recipe["model"]["factory"])
-    recipe["model"]["weights"] = str(base / recipe["model"]["weights"])
-    for step in recipe["passes"]:
-        if isinstance(step.get("student"), dict) and "factory" in step["student"]:
-            step["student"]["factory"] = str(base / step["student"]["factory"])
+    recipe = rebased(json.loads(source.read_text()), load_recipe(source), out)
     data = recipe["data"]
     options = KwsOptions.model_validate({k: v for k, v in data.items() if k not in ("source", "description")})
     data.update(accents=[a for a in options.accents if a not in options.test_accents],
@@ -62,7 +58,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/kws-validation"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    base = _validation_recipe(args.recipe, args.eval_per_class)
+    base = _validation_recipe(args.recipe, args.eval_per_class, args.out)
     print(f"{'variant':40} {'teacher':>8} {'distill':>8} {'fuse.bn':>8} {'cluster':>8} {'bundle':>8} "
           f"{'bytes':>7} {'seconds':>7}", flush=True)
     for name in args.variant or list(VARIANTS):

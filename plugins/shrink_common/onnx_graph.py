@@ -1,9 +1,10 @@
-"""ONNX graph helpers the families' passes share: self-contained saving, op counts, the target's opset
-check, and the checked, simplified result of an export. onnx (and onnxsim) are imported only when called."""
+"""ONNX graph helpers the families' passes share: self-contained saving, op counts, names for new nodes, the
+target's opset check, and the checked, simplified result of an export. onnx (and onnxsim) are imported only when called."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,22 @@ def all_nodes(proto: onnx.ModelProto) -> list[onnx.NodeProto]:
     for function in proto.functions:
         found.extend(function.node)
     return found
+
+
+def fresh_names(graph: onnx.GraphProto) -> Callable[[str], str]:
+    """A namer for the nodes and tensors a rewrite adds to `graph`: `name`, or `name_1`, `name_2`, ... when the graph
+    (its inputs, initializers, node names and outputs) or an earlier call already uses it."""
+    taken = ({i.name for i in graph.input} | {t.name for t in graph.initializer}
+             | {n.name for n in graph.node} | {o for n in graph.node for o in n.output})
+
+    def fresh(name: str) -> str:
+        candidate, k = name, 1
+        while candidate in taken:
+            candidate, k = f"{name}_{k}", k + 1
+        taken.add(candidate)
+        return candidate
+
+    return fresh
 
 
 def op_counts(proto: onnx.ModelProto) -> Counter[str]:

@@ -26,6 +26,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from shrink_common.onnx_graph import fresh_names
+
 MS = "com.microsoft"
 
 
@@ -79,15 +81,7 @@ def to_int8_kernels(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, int]:
     cannot be."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    taken = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output} | {n.name for n in graph.node}
-    taken |= {i.name for i in graph.input}
-
-    def fresh(name: str) -> str:
-        candidate, k = name, 1
-        while candidate in taken:
-            candidate, k = f"{name}_{k}", k + 1
-        taken.add(candidate)
-        return candidate
+    fresh = fresh_names(graph)
 
     def const(name: str, array: np.ndarray) -> str:
         name = fresh(name)

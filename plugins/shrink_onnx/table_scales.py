@@ -14,6 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from shrink_common.onnx_graph import fresh_names
+
 MS = "com.microsoft"
 SMALLEST = float(np.finfo(np.float16).tiny)  # below it float16 is subnormal: fewer significant digits
 LARGEST = float(np.finfo(np.float16).max)
@@ -30,14 +32,7 @@ def to_float16_scales(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, int
     for node in graph.node:
         for name in node.input:
             readers[name] = readers.get(name, 0) + 1
-    taken = {o for n in graph.node for o in n.output} | {n.name for n in graph.node} | set(inits)
-
-    def fresh(name: str) -> str:
-        candidate, k = name, 1
-        while candidate in taken:
-            candidate, k = f"{name}_{k}", k + 1
-        taken.add(candidate)
-        return candidate
+    fresh = fresh_names(graph)
 
     nodes: list[onnx.NodeProto] = []
     count = saved = 0
