@@ -41,7 +41,9 @@ def _recipe(source: Path, out: Path, train_per_class: int | None, cluster: bool)
     return path
 
 
-def _compile(recipe: Path, bundle: Path) -> tuple[dict, float]:
+def compile_bundle(recipe: Path, bundle: Path) -> tuple[dict, float]:
+    """`shrink compile` of `recipe` into `bundle` in a child process: its manifest and the wall seconds (exits when
+    no bundle is written)."""
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "shrink", "compile", str(recipe), "-o", str(bundle)],
                           capture_output=True, text=True, check=False)
@@ -58,8 +60,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/kws-bench"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    shared, shared_s = _compile(_recipe(args.recipe, args.out, args.train_per_class, True), args.out / "cluster")
-    plain, plain_s = _compile(_recipe(args.recipe, args.out, args.train_per_class, False), args.out / "no-cluster")
+    shared, shared_s = compile_bundle(_recipe(args.recipe, args.out, args.train_per_class, True), args.out / "cluster")
+    plain, plain_s = compile_bundle(_recipe(args.recipe, args.out, args.train_per_class, False), args.out / "no-cluster")
 
     teacher = shared["history"][0]["metrics"]["accuracy"]
     coding = shared["metrics"]["coding"]

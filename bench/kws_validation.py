@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from kws import compile_bundle  # bench/kws.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 VALIDATION_ACCENTS = ["en-gb-x-gbclan", "fr", "pl"]  # as bench/kws_teacher.py
@@ -70,13 +69,7 @@ def main() -> None:
         path = args.out / f"{name.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}.json"
         path.write_text(json.dumps(recipe, indent=1))
         bundle = path.with_suffix("")
-        started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "shrink", "compile", str(path), "-o", str(bundle)],
-                              capture_output=True, text=True, check=False)
-        seconds = time.perf_counter() - started
-        if not (bundle / "manifest.json").is_file():
-            sys.exit(f"{name}: compile exited {done.returncode} without a bundle:\n{done.stderr[-2000:]}")
-        manifest = json.loads((bundle / "manifest.json").read_text())
+        manifest, seconds = compile_bundle(path, bundle)
         steps = {h["name"]: h["metrics"].get("accuracy") for h in manifest["history"]}
         size = (bundle / "model.tflite").stat().st_size
         cells = [steps.get("source:torch"), steps.get("distill.kd"), steps.get("fuse.bn"), steps.get("compress.cluster"),
