@@ -33,11 +33,15 @@ def test_sigint_during_training_exits_130_and_keeps_the_previous_bundle(tmp_path
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    # a shell without job control starts background jobs with SIGINT ignored, and Python keeps it ignored: give
-    # the compile the default disposition, as a terminal would, whatever started the tests
-    proc = subprocess.Popen([sys.executable, "-m", "shrink", "compile", str(recipe), "-o", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # a shell without job control starts background jobs with SIGINT ignored, and a child inherits an ignored signal
+    # (a caught one is reset to the default at exec): catch it here while starting the compile, so it gets the
+    # default disposition, as from a terminal, whatever started the tests
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "shrink", "compile", str(recipe), "-o", str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    finally:
+        signal.signal(signal.SIGINT, handler)
     seen = []
     try:
         deadline = time.monotonic() + 180

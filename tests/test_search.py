@@ -168,7 +168,9 @@ def test_the_brier_score_reads_logits_probabilities_and_quantized_softmax_output
         quantized = np.round(probabilities * 256) / 256  # dequantized uint8 softmax: steps of 1/256, zeros included
         assert classification_scores(quantized, labels)["brier"] == pytest.approx(expected, rel=0.03)
         # labels as whole-number floats or a column are the same labels
-        assert classification_scores(logits, labels.astype(np.float32)[:, None])["brier"] == pytest.approx(expected, abs=2e-6)
+        column = classification_scores(logits, labels.astype(np.float32)[:, None])
+        assert column["brier"] == pytest.approx(expected, abs=2e-6)
+        assert column["accuracy"] == pytest.approx((logits.argmax(1) == labels).mean())
     # no figure rather than a wrong one: labels outside the scores or not whole numbers, scores that are not finite
     logits, labels = rng.normal(size=(50, 4)), rng.integers(0, 4, size=50)
     assert "brier" not in classification_scores(logits, labels + 4)
@@ -189,6 +191,23 @@ def test_the_loss_objective_reads_the_brier_score_or_one_minus_the_cosine_and_ne
     assert loss(result(cosine=0.9)) == pytest.approx(0.1)
     assert loss(result(accuracy=0.9)) is None
     assert [o.name for o in objectives(None)] == ["accuracy", "size", "loss"]
+
+
+def test_only_an_objective_no_trial_has_a_figure_for_stops_the_search():
+    from shrink.search.objectives import objectives
+    from shrink.search.study import TrialRecord, unscorable
+
+    def record(number: int, **figures: Any) -> TrialRecord:
+        return TrialRecord(number, {}, figures, {}, [], None, 0, 1, 1.0, None)
+
+    chosen = objectives(None)
+    scored = record(0, accuracy=0.9, size=100.0, loss=0.1)
+    diverged = record(1, accuracy=0.1, size=100.0, loss=None)  # non-finite outputs: no Brier score, this trial only
+    assert unscorable([scored, diverged], chosen, "--objective") is None
+    unlabelled = [record(0, accuracy=None, size=100.0, loss=None), record(1)]  # the second compile stopped
+    assert unscorable(unlabelled[:1], chosen, "--objective").problems[0].hint == \
+        "search objectives this model records: --objective size"
+    assert unscorable(unlabelled, chosen, "--objective") is None  # the latest trial failed before any figure
 
 
 def test_a_resumed_study_keeps_its_objectives_and_a_mismatch_names_what_differs(make_recipe, tmp_path):

@@ -162,6 +162,9 @@ def test_int8_kernel_keeps_4bit_storage_and_onnxruntime_folds_it_into_int8_matmu
     running = nodes_by_dtype(analysis.ops, analysis.folded_nodes)
     assert sum(running.values()) == analysis.nodes - len(analysis.folded_nodes)
     assert manifest["metrics"]["nodes_by_dtype"] == running
+    # a folded node's name repeated by a node that runs (ONNX allows it) takes one node off, not both
+    uses = [{"dtypes": ["float32"], "count": 1, "nodes": ["n"]}, {"dtypes": ["int8"], "count": 2, "nodes": ["n", "m"]}]
+    assert nodes_by_dtype(uses, ["n"]) == {"int8": 2}
     ram = next(c for c in manifest["checks"] if c["name"] == "ram")
     assert "as constant folding leaves them at load" in ram["cause"]
     # the same 4-bit blocks: the file is as small as MatMulNBits' (its factors are float16, its graph larger)

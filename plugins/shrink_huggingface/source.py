@@ -149,7 +149,8 @@ class HuggingFaceSource(Source[HuggingFaceSourceOptions]):
             architectures = []  # planning the recipe says what is wrong with the folder
         text_classifier = any(str(a).endswith("ForSequenceClassification") for a in architectures)
         shipped = shipped_by(config)
-        packaged = shipped is not None and package_folder(shipped[0]) == config.parent.resolve()
+        folder = package_folder(shipped[0]) if shipped is not None else None
+        packaged = folder is not None and folder.resolve() == config.parent.resolve()
         return {**({"package": shipped[0]} if packaged and shipped else {"path": model}),
                 **({"task": "sequence-classification"} if text_classifier else {})}
 

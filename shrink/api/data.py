@@ -63,8 +63,11 @@ def labelled_eval(data: Dataset | None) -> Split | None:
 
 
 def top1(logits: Any, labels: Any) -> float:
-    """Top-1 accuracy of `[N, classes]` scores against integer labels, rounded to 6 places."""
-    return round(float((np.asarray(logits).argmax(axis=1) == np.asarray(labels)).mean()), 6)
+    """Top-1 accuracy of `[N, classes]` scores against integer labels (`[N]` or a `[N, 1]` column), rounded to 6
+    places."""
+    y = np.asarray(labels)
+    y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y  # a column of labels, not a row per sample
+    return round(float((np.asarray(logits).argmax(axis=1) == y).mean()), 6)
 
 
 def class_probabilities(scores: Any) -> np.ndarray | None:

@@ -38,7 +38,11 @@ def nodes_by_dtype(ops: Iterable[Any], folded: Iterable[str] = ()) -> dict[str, 
     for use in ops:
         dtypes, count, names = ((use["dtypes"], use["count"], use.get("nodes", ())) if isinstance(use, Mapping)
                                 else (use.dtypes, use.count, use.nodes))
-        skipped = sum(min(n, gone[name]) for name, n in Counter(names).items() if name in gone)
+        skipped = 0
+        for name, n in Counter(names).items():  # a folded name counts once, even where another node repeats it
+            taken = min(n, gone[name])
+            gone[name] -= taken
+            skipped += taken
         dtype = node_dtype(dtypes)
         if int(count) - skipped:
             counts[dtype] = counts.get(dtype, 0) + int(count) - skipped

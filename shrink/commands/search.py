@@ -101,7 +101,8 @@ def search(recipe: RecipeLike, *, target: str | None = None, trials: int = 30,
 
         searched = on_ray.search(ray_address, loaded, found, baseline, chosen, target=target,
                                  target_name=planned.target.name, trials=trials, output=folder, storage=storage,
-                                 resume=resume, sampler=sampler, where=place, on_trial=on_trial)
+                                 resume=resume, sampler=sampler, where=place, on_trial=on_trial,
+                                 objectives_where=labels["objectives"])
     else:
         searched = study.search(loaded, found, baseline, reg, chosen, target=target, target_name=planned.target.name,
                                 trials=trials, output=folder, storage=storage, resume=resume, sampler=sampler,

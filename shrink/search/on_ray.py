@@ -76,8 +76,10 @@ def _picklable(sampler: Any) -> Any:
 
 def search(address: str, recipe: Recipe, searched: Sequence[Space], baseline: dict[str, Any] | None,
            objectives: Sequence[Objective], *, target: str | None, target_name: str, trials: int, output: Path,
-           storage: str | None, resume: bool, sampler: str, where: str, on_trial: OnTrial | None = None) -> Searched:
-    """Run the study to `trials` finished trials on the Ray cluster at `address`."""
+           storage: str | None, resume: bool, sampler: str, where: str, on_trial: OnTrial | None = None,
+           objectives_where: str = "objectives") -> Searched:
+    """Run the study to `trials` finished trials on the Ray cluster at `address`; `UsageError` (naming
+    `objectives_where`) when no finished trial has a figure for an objective."""
     import optuna
 
     try:
@@ -158,4 +160,8 @@ def search(address: str, recipe: Recipe, searched: Sequence[Space], baseline: di
         finally:
             ray.shutdown()  # the driver's connection only: the cluster keeps running
     records = studies.done_trials(study, searched)
+    scored = [r for r in records if r.figures]  # trials whose compile finished
+    unscored = studies.unscorable(scored, objectives, objectives_where)
+    if unscored is not None:  # the workers ran every trial (Ray Tune has no stop here): say why none could be scored
+        raise unscored
     return studies.Searched.of(records, objectives, url, time.monotonic() - started, len(records) - len(before))

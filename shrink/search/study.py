@@ -135,9 +135,11 @@ def _difference(saved: Any, signature: str) -> str:
         theirs = json.loads(str(saved))
     except ValueError:
         theirs = {}
+    if not isinstance(theirs, dict):
+        theirs = {}
     ours = json.loads(signature)
     shown = {"recipe": lambda v: repr(v), "target": lambda v: repr(v), "objectives": lambda v: ",".join(v or []),
-             "spaces": lambda v: ", ".join(s.get("name", "?") for s in v or [])}
+             "spaces": lambda v: json.dumps(v, sort_keys=True)}
     parts = [f"{key} {shown[key](theirs.get(key))} (this run: {shown[key](ours.get(key))})"
              for key in ("recipe", "target", "objectives", "spaces") if theirs.get(key) != ours.get(key)]
     return "another search: " + "; ".join(parts) if parts else "another search"
@@ -335,26 +337,28 @@ def search(recipe: Recipe, searched: Sequence[Space], baseline: dict[str, Any] |
             if stopped.is_set():
                 raise KeyboardInterrupt  # Ctrl-C landed where Python ignores exceptions (a finalizer): stop here
             ran += _one_trial(study, searched, recipe, registry, target, scratch, objectives, inner, state, on_trial)
-            unscored = unscorable(state.records[-1], objectives, objectives_where)
+            unscored = unscorable(state.records, objectives, objectives_where)
             if unscored is not None:  # every trial would fail alike: stop after one compile, not after all of them
                 shutil.rmtree(scratch, ignore_errors=True)
-                if len(state.records) == 1 and not resume:
-                    optuna.delete_study(study_name=STUDY_NAME, storage=url)  # nothing worth resuming: start afresh
+                if not resume:  # no trial of this study could be scored: nothing worth resuming, start afresh
+                    with contextlib.suppress(Exception):
+                        optuna.delete_study(study_name=STUDY_NAME, storage=url)
                 raise unscored
     shutil.rmtree(scratch, ignore_errors=True)
     return Searched.of(state.records, objectives, url, time.monotonic() - started, ran)
 
 
-def unscorable(record: TrialRecord, objectives: Sequence[Objective], where: str) -> UsageError | None:
-    """The error for a trial whose compile finished but recorded no figure for an objective (the model or its data
-    does not give one: no labels, outputs that are no class scores), or None."""
-    if not record.figures:
-        return None  # the compile itself stopped: that trial failed, others may not
-    missing = [o for o in objectives if record.figures.get(o.name) is None]
+def unscorable(records: Sequence[TrialRecord], objectives: Sequence[Objective], where: str) -> UsageError | None:
+    """The error when the latest trial compiled but recorded no figure for an objective that no trial so far has a
+    figure for (the model or its data does not give one: no labels, outputs that are no class scores), or None. A
+    figure one trial lacks and others have (a diverged trial's non-finite outputs) only fails that trial."""
+    if not records or not records[-1].figures:
+        return None  # no trial yet, or the latest compile itself stopped: that trial failed, others may not
+    missing = [o for o in objectives if all(r.figures.get(o.name) is None for r in records)]
     if not missing:
         return None
     given = [o.name for o in objectives if o not in missing]
-    return UsageError(f"trial {record.number} compiled, but recorded no figure for objective {missing[0].name!r} "
+    return UsageError(f"trial {records[-1].number} compiled, but recorded no figure for objective {missing[0].name!r} "
                       f"({missing[0].description}), so no trial can be scored", where=where,
                       hint=f"search objectives this model records{': --objective ' + ','.join(given) if given else ''}")
 
