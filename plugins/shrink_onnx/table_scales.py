@@ -10,6 +10,8 @@ refused. onnx and numpy are imported by the caller's `run()` path only.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -28,10 +30,7 @@ def to_float16_scales(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, int
     read too."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    readers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    readers = Counter(name for node in graph.node for name in node.input)
     fresh = fresh_names(graph)
 
     nodes: list[onnx.NodeProto] = []

@@ -65,9 +65,13 @@ def labelled_eval(data: Dataset | None) -> Split | None:
 def top1(logits: Any, labels: Any) -> float:
     """Top-1 accuracy of `[N, classes]` scores against integer labels (`[N]` or a `[N, 1]` column), rounded to 6
     places."""
+    return round(float((np.asarray(logits).argmax(axis=1) == _label_vector(labels)).mean()), 6)
+
+
+def _label_vector(labels: Any) -> np.ndarray:
+    """Labels as `[N]`: a `[N, 1]` column is one label per row, not a row per sample."""
     y = np.asarray(labels)
-    y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y  # a column of labels, not a row per sample
-    return round(float((np.asarray(logits).argmax(axis=1) == y).mean()), 6)
+    return y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
 
 
 def class_probabilities(scores: Any) -> np.ndarray | None:
@@ -88,9 +92,7 @@ def class_probabilities(scores: Any) -> np.ndarray | None:
 def class_indices(labels: Any, classes: int) -> np.ndarray | None:
     """Labels as integer class indices (`[N]` or `[N, 1]`; whole-number floats accepted), or None when they are not
     indices below `classes`."""
-    y = np.asarray(labels)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
+    y = _label_vector(labels)
     if y.ndim != 1 or y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.array_equal(y, np.round(y))):
         return None
     y = y.astype(np.int64)

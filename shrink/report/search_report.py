@@ -72,13 +72,13 @@ def _plot(path: Path, objectives: Sequence[Any], searched: Any) -> None:
     feasible = [r for r in scored if r.feasible]
     if infeasible:
         ax.scatter([x_of(r) for r in infeasible], [y_of(r) for r in infeasible], c="#bbbbbb", marker="x", label="infeasible")
-    if feasible and len(objectives) > 2:
-        third = objectives[2]
-        dots = ax.scatter([x_of(r) for r in feasible], [y_of(r) for r in feasible], c=[r.figures[third.name] for r in feasible],
-                          cmap="viridis", marker="o", label="feasible")
-        fig.colorbar(dots, ax=ax, label=f"{third.name} ({third.unit})")
-    elif feasible:
-        ax.scatter([x_of(r) for r in feasible], [y_of(r) for r in feasible], c="#1f77b4", marker="o", label="feasible")
+    if feasible:
+        third = objectives[2] if len(objectives) > 2 else None
+        colour: dict[str, Any] = ({"c": [r.figures[third.name] for r in feasible], "cmap": "viridis"} if third
+                                  else {"c": "#1f77b4"})
+        dots = ax.scatter([x_of(r) for r in feasible], [y_of(r) for r in feasible], marker="o", label="feasible", **colour)
+        if third:
+            fig.colorbar(dots, ax=ax, label=f"{third.name} ({third.unit})")
     if searched.front and len(objectives) > 2:
         ax.scatter([x_of(r) for r in searched.front], [y_of(r) for r in searched.front], s=140, facecolors="none",
                    edgecolors="#d62728", linewidths=1.5, label="front")

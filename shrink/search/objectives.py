@@ -16,33 +16,26 @@ if TYPE_CHECKING:
     from shrink.commands.results import CompileResult
 
 
+def _number(value: Any) -> float | None:
+    """A figure as a float; None for anything that is not a number (a missing figure, a bool, text)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _check_value(name: str) -> Callable[[CompileResult], float | None]:
     def figure(result: CompileResult) -> float | None:
-        for check in result.checks:
-            if check.name == name and isinstance(check.value, (int, float)) and not isinstance(check.value, bool):
-                return float(check.value)
-        return None
+        return next((v for c in result.checks if c.name == name and (v := _number(c.value)) is not None), None)
     return figure
 
 
 def _metric(*names: str) -> Callable[[CompileResult], float | None]:
     def figure(result: CompileResult) -> float | None:
-        for name in names:
-            value = result.metrics.get(name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-        return None
+        return next((v for name in names if (v := _number(result.metrics.get(name))) is not None), None)
     return figure
 
 
 def _loss(result: CompileResult) -> float | None:
-    value = result.metrics.get("brier")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    cosine = result.metrics.get("cosine")
-    if isinstance(cosine, (int, float)) and not isinstance(cosine, bool):
-        return 1.0 - float(cosine)
-    return None
+    brier, cosine = _number(result.metrics.get("brier")), _number(result.metrics.get("cosine"))
+    return brier if brier is not None else (None if cosine is None else 1.0 - cosine)
 
 
 @dataclass(frozen=True)
