@@ -323,29 +323,42 @@ def adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> tuple[t
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay), "AdamW"
 
 
-def sparse_table(student: Encoder) -> nn.Embedding | None:
-    """The student's word table, switched to sparse gradients, when it can train that way: one process (DDP
-    all-reduces dense gradients) and a table no other module shares. None otherwise."""
+class RowAdam(torch.optim.SparseAdam):
+    """SparseAdam that also takes a dense gradient, as its nonzero rows: under torchrun DDP all-reduces the word
+    table's gradient dense, and the table still gets the update one process gives it."""
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        for group in self.param_groups:
+            for param in group["params"]:
+                grad = param.grad
+                if grad is not None and not grad.is_sparse:
+                    rows = grad.abs().sum(1).nonzero().flatten()
+                    param.grad = torch.sparse_coo_tensor(rows[None], grad[rows], grad.shape)
+        return super().step(closure)
+
+
+def row_table(student: Encoder) -> nn.Embedding | None:
+    """The student's word table when it can train by rows: no other module shares it. Alone, it gets sparse
+    gradients (the rows of the batch's tokens); under torchrun DDP all-reduces a dense one (`RowAdam`)."""
     table = word_table(student)
-    shared = sum(p is table.weight for _, p in student.named_parameters(remove_duplicate=False))
-    if distributed.active() or shared != 1:
+    if sum(p is table.weight for _, p in student.named_parameters(remove_duplicate=False)) != 1:
         return None
-    table.sparse = True
+    table.sparse = not distributed.active()
     return table
 
 
 def optimizers(student: Encoder, losses: Losses, lr: float, weight_decay: float) -> tuple[list[torch.optim.Optimizer], str]:
-    """The optimizers of a distillation and their description: AdamW for every weight, except a word table with
-    sparse gradients (`sparse_table`), which SparseAdam updates row by row. A step then touches only the rows of the
-    batch's tokens (their Adam moments move when the token is seen, and no weight decay pulls the rows of tokens the
-    text never shows), where a dense gradient would rewrite the whole table, most of the student's weights, in every
-    step."""
-    table = sparse_table(student)
+    """The optimizers of a distillation and their description: AdamW for every weight but the word table
+    (`row_table`), which lazy Adam updates by rows. A step then touches only the rows of the batch's tokens (their
+    Adam moments move when the token is seen, and no weight decay pulls the rows of tokens the text never shows),
+    where a dense gradient and AdamW would rewrite the whole table, most of the student's weights, in every step."""
+    table = row_table(student)
     params = [p for p in list(student.parameters()) + list(losses.parameters()) if table is None or p is not table.weight]
     dense, name = adamw(params, lr, weight_decay)
     if table is None:
         return [dense], name
-    return [dense, torch.optim.SparseAdam([table.weight], lr=lr)], f"{name}; SparseAdam for the word table's rows"
+    return [dense, RowAdam([table.weight], lr=lr)], f"{name}; lazy Adam (SparseAdam) for the word table's rows"
 
 
 class TimedOptimizer:
