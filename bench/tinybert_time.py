@@ -10,7 +10,8 @@ an empty pass cache of its own, so everything runs: the source, the distillation
 default both run at once (one torch thread each, on a machine shared with other jobs both see the same load; the
 side that finishes first leaves the other the machine, which favours the later one); `--sequential` runs them
 one after the other instead. Reported per side: wall time of the compile process, the distillation's own time
-and split (from the manifest), the process's peak resident memory (`wait4`), and the bundle's held-out cosine
+and split (from the manifest), the process's CPU time and peak resident memory (`wait4`: with one torch thread the
+CPU time is what the wall time would be alone on a core, whatever else runs), and the bundle's held-out cosine
 and Spearman to the teacher (per held-out source too). Goal (issue 19): after ≤ 60% of before's wall time at a
 held-out cosine at most 0.005 lower. `--keep-cache DIR` keeps the after side's pass cache there (a later
 `bench/minilm.py` with `SHRINK_CACHE_DIR=DIR` restores the distillation).
@@ -77,6 +78,7 @@ class Side:
         self.disabled = disabled
         self.seconds = 0.0
         self.peak_rss = 0
+        self.cpu_seconds = 0.0
         self.code = -1
 
     def start(self) -> subprocess.Popen[bytes]:
@@ -97,6 +99,7 @@ class Side:
         proc.returncode = os.waitstatus_to_exitcode(status)
         self.seconds = time.perf_counter() - self.started
         self.peak_rss = usage.ru_maxrss * 1024
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
         self.code = proc.returncode
         self.log.close()
 
@@ -106,7 +109,8 @@ class Side:
         manifest = json.loads((self.out / "manifest.json").read_text())
         step = next(h for h in manifest["history"] if h["name"] == "distill.tinybert")
         details, metrics = step.get("details", {}), manifest["metrics"]
-        return {"wall_seconds": round(self.seconds, 1), "distill_seconds": details.get("train_seconds"),
+        return {"wall_seconds": round(self.seconds, 1), "cpu_seconds": round(self.cpu_seconds, 1),
+                "distill_seconds": details.get("train_seconds"),
                 "time_split_seconds": details.get("time_split_seconds"), "teacher_cache": details.get("teacher_cache"),
                 "precision": details.get("precision"), "optimizer": details.get("optimizer"),
                 "peak_rss_bytes": self.peak_rss, "cosine": metrics.get("cosine"), "spearman": metrics.get("spearman"),
@@ -158,15 +162,17 @@ def main() -> None:
           f"load average {load[0]:.1f} at the start, {load_after[0]:.1f} at the end ({os.cpu_count()} CPUs)"
           + (f"; plugins the older tree lacks, disabled on its side: {disabled}" if disabled else ""))
     groups = sorted(k for k in before if k.startswith("cosine_"))
-    print("| | wall s | distillation s | peak RSS | held-out cosine | Spearman | " + " | ".join(groups) + " |")
-    print("|---|---|---|---|---|---|" + "---|" * len(groups))
+    print("| | wall s | CPU s | distillation s | peak RSS | held-out cosine | Spearman | " + " | ".join(groups) + " |")
+    print("|---|---|---|---|---|---|---|" + "---|" * len(groups))
     for label, r in results.items():
-        print(f"| {label} | {r['wall_seconds']:.0f} | {r['distill_seconds']:.0f} | {r['peak_rss_bytes'] / 2**30:.2f} GiB | "
+        print(f"| {label} | {r['wall_seconds']:.0f} | {r['cpu_seconds']:.0f} | {r['distill_seconds']:.0f} | "
+              f"{r['peak_rss_bytes'] / 2**30:.2f} GiB | "
               f"{r['cosine']:.4f} | {r['spearman']:.4f} | " + " | ".join(f"{r[g]:.4f}" for g in groups) + " |")
     for label, r in results.items():
         print(f"{label}: split {r['time_split_seconds']}; teacher cache: {r['teacher_cache']}; precision: {r['precision']}; "
               f"optimizer: {r['optimizer']}")
     met = ratio <= 0.60 and drop <= 0.005
+    print(f"after / before CPU time: {after['cpu_seconds'] / before['cpu_seconds']:.1%}")
     print(f"after / before wall time: {ratio:.1%}; held-out cosine {after['cosine']:.4f} vs {before['cosine']:.4f} "
           f"({-drop:+.4f}); goal (≤60%, cosine at most 0.005 lower): {'met' if met else 'not met'}")
     (args.out / "results.json").write_text(json.dumps({"before_ref": args.before, "before_commit": commit,

@@ -284,6 +284,35 @@ def test_teacher_targets_read_back_what_the_teacher_gives(tiny_bert, tmp_path):
     assert not (tmp_path / "targets").exists()
 
 
+def test_word_table_trains_by_rows(tiny_bert):
+    """The word table gets sparse gradients and SparseAdam: one step moves the rows of the batch's tokens and
+    leaves every other row as it was; everything else trains under AdamW."""
+    import torch
+
+    from shrink_huggingface.model import word_table
+    from shrink_huggingface.tinybert_train import TERMS, Losses, TimedOptimizer, build_student, optimizers
+
+    teacher = load_encoder(tiny_bert)
+    student, mapping, _, _ = build_student(options(student={"layers": 2, "embedding_size": 16}), teacher)
+    losses = Losses(student, teacher, mapping, dict.fromkeys(TERMS, 1.0), temperature=1.0)
+    steppers, name = optimizers(student, losses, lr=1e-2, weight_decay=0.01)
+    assert [type(o).__name__ for o in steppers] == ["AdamW", "RowAdam"] and "SparseAdam" in name
+    table = word_table(student)
+    assert sum(len(group["params"]) for group in steppers[0].param_groups) == len(list(student.parameters())) - 1 + \
+        len(list(losses.parameters()))
+    before = table.weight.detach().clone()
+    ids, mask = batch(teacher.config.vocab_size)
+    timed = TimedOptimizer(steppers)
+    timed.zero_grad()
+    losses(student, losses.targets(teacher, ids, mask), ids, mask)["total"].backward()
+    losses.close()
+    assert table.weight.grad.is_sparse
+    timed.step()
+    moved = set(torch.nonzero((table.weight.detach() - before).abs().sum(1)).flatten().tolist())
+    seen = set(ids[mask == 1].tolist())
+    assert moved and moved <= seen
+
+
 def test_narrow_student_shapes(tiny_bert):
     import torch
 

@@ -78,9 +78,9 @@ class DistillTinyBERTOptions(PassOptions):
                             "read its targets (float16, on disk in the compile's work folder) in every epoch, when the "
                             "disk has room; 'off': run the teacher in every step")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="the student's training arithmetic: 'bfloat16' autocasts its matrix products to bf16 "
-                            "(weights, optimizer and losses stay float32); 'auto': bfloat16 where the CPU multiplies "
-                            "it natively (AVX512-BF16, AMX, Arm BF16), else float32")
+        "auto", description="the arithmetic of the student's training and of the teacher's forward passes: 'bfloat16' "
+                            "autocasts their matrix products to bf16 (weights, optimizer and losses stay float32); "
+                            "'auto': bfloat16 where the CPU multiplies it natively (AVX512-BF16, AMX, Arm BF16), else float32")
 
     @model_validator(mode="after")
     def _consistent(self) -> DistillTinyBERTOptions:

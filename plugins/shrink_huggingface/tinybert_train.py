@@ -7,8 +7,8 @@ which is what TinyBERT's "zero the masked scores in both models" amounts to. The
 the teacher and the student and whatever attention implementation the model uses.
 
 Speed: the teacher is fixed, so with more than one epoch its targets are computed once and read back
-(`teacher_targets`); the student trains in bfloat16 autocast where the CPU multiplies bf16 natively
-(`precision`), with a fused AdamW. The step's time split is in the details (`time_split`).
+(`teacher_targets`); the student trains, and the teacher runs, in bfloat16 autocast where the CPU multiplies
+bf16 natively (`precision`), with a fused AdamW. The step's time split is in the details (`time_split`).
 """
 
 from __future__ import annotations
@@ -323,20 +323,71 @@ def adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> tuple[t
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay), "AdamW"
 
 
-class TimedOptimizer:
-    """An optimizer that adds up the time its steps take (for the pass's time split)."""
+class RowAdam(torch.optim.SparseAdam):
+    """SparseAdam that also takes a dense gradient, as its nonzero rows: under torchrun DDP all-reduces the word
+    table's gradient dense, and the table still gets the update one process gives it."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.optimizer = optimizer
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        for group in self.param_groups:
+            for param in group["params"]:
+                grad = param.grad
+                if grad is not None and not grad.is_sparse:
+                    rows = grad.abs().sum(1).nonzero().flatten()
+                    param.grad = torch.sparse_coo_tensor(rows[None], grad[rows], grad.shape)
+        return super().step(closure)
+
+
+def row_table(student: Encoder) -> nn.Embedding | None:
+    """The student's word table when it can train by rows: no other module shares it. Alone, it gets sparse
+    gradients (the rows of the batch's tokens); under torchrun DDP all-reduces a dense one (`RowAdam`)."""
+    table = word_table(student)
+    if sum(p is table.weight for _, p in student.named_parameters(remove_duplicate=False)) != 1:
+        return None
+    table.sparse = not distributed.active()
+    return table
+
+
+def optimizers(student: Encoder, losses: Losses, lr: float, weight_decay: float) -> tuple[list[torch.optim.Optimizer], str]:
+    """The optimizers of a distillation and their description: AdamW for every weight but the word table
+    (`row_table`), which lazy Adam updates by rows. A step then touches only the rows of the batch's tokens (their
+    Adam moments move when the token is seen, and no weight decay pulls the rows of tokens the text never shows),
+    where a dense gradient and AdamW would rewrite the whole table, most of the student's weights, in every step."""
+    table = row_table(student)
+    params = [p for p in list(student.parameters()) + list(losses.parameters()) if table is None or p is not table.weight]
+    dense, name = adamw(params, lr, weight_decay)
+    if table is None:
+        return [dense], name
+    return [dense, RowAdam([table.weight], lr=lr)], f"{name}; lazy Adam (SparseAdam) for the word table's rows"
+
+
+class TimedOptimizer:
+    """Optimizers stepped together, adding up the time their steps take (for the pass's time split)."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]) -> None:
+        self.optimizers = optimizers
         self.seconds = 0.0
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
 
     def step(self) -> None:
         started = time.perf_counter()
-        self.optimizer.step()
+        for optimizer in self.optimizers:
+            optimizer.step()
         self.seconds += time.perf_counter() - started
+
+
+class Schedulers:
+    """One learning-rate schedule applied to several optimizers."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer], factor: Any) -> None:
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(optimizer, factor) for optimizer in optimizers]
+
+    def step(self) -> None:
+        for scheduler in self.schedulers:
+            scheduler.step()
 
 
 def peak_rss_bytes() -> int:
@@ -346,9 +397,9 @@ def peak_rss_bytes() -> int:
 
 
 def teacher_store(opts: DistillTinyBERTOptions, losses: Losses, teacher: Encoder, ids_all: np.ndarray, mask_all: np.ndarray,
-                  ctx: Context) -> tuple[TeacherTargets | None, str]:
-    """The teacher's targets for every sentence, computed once (`teacher_cache` 'auto' with more than one epoch),
-    or None and why not."""
+                  ctx: Context, precision: str) -> tuple[TeacherTargets | None, str]:
+    """The teacher's targets for every sentence, computed once (`teacher_cache` 'auto' with more than one epoch)
+    in `precision`, or None and why not."""
     if opts.teacher_cache == "off":
         return None, "off (set in the recipe): the teacher runs in every step"
     if opts.epochs < 2:
@@ -360,9 +411,10 @@ def teacher_store(opts: DistillTinyBERTOptions, losses: Losses, teacher: Encoder
     ctx.report(0.03, f"running the teacher once over {len(ids_all):,} sentences")
     found: TeacherTargets | str | None = None
     if distributed.is_writer():  # under torchrun rank 0 writes the targets, and every rank reads them
-        found = TeacherTargets.build(teacher, losses.teacher_scores, ids_all, mask_all, losses.layers, losses.score_layers,
-                                     ctx.new_path("teacher-targets", ""),
-                                     report=lambda f: ctx.report(0.03 + 0.02 * f, "running the teacher once"))
+        with autocast(precision):
+            found = TeacherTargets.build(teacher, losses.teacher_scores, ids_all, mask_all, losses.layers,
+                                         losses.score_layers, ctx.new_path("teacher-targets", ""),
+                                         report=lambda f: ctx.report(0.03 + 0.02 * f, "running the teacher once"))
     if distributed.active():
         shared = distributed.from_writer(found.state() if isinstance(found, TeacherTargets) else found)
         if not distributed.is_writer():
@@ -393,28 +445,27 @@ def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who:
     losses = Losses(student, teacher, mapping, weights, opts.temperature)
     # under torchrun DDP wraps the complete student and the projections, never the teacher
     objective = distributed.wrap(Objective(student, losses), unused=True)
-    params = list(student.parameters()) + list(losses.parameters())
-    optimizer, optimizer_name = adamw(params, opts.lr, opts.weight_decay)
-    timed = TimedOptimizer(optimizer)
+    steppers, optimizer_name = optimizers(student, losses, opts.lr, opts.weight_decay)
+    timed = TimedOptimizer(steppers)
     precision, precision_reason = resolve_precision(opts.precision)
     steps_per_epoch = math.ceil(len(ids_all) / opts.batch_size)
     total = opts.epochs * steps_per_epoch
     warmup = int(opts.warmup * total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _schedule(step, total, warmup))
+    scheduler = Schedulers(steppers, lambda step: _schedule(step, total, warmup))
     generator = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
     split = dict.fromkeys(("teacher", "targets_read", "student_forward_and_loss"), 0.0)
     store: TeacherTargets | None = None
     try:
-        store, cache_note = teacher_store(opts, losses, teacher, ids_all, mask_all, ctx)
+        store, cache_note = teacher_store(opts, losses, teacher, ids_all, mask_all, ctx, precision)
         if store is not None:
             split["teacher"] = store.seconds
 
         def loss_terms(ids: torch.Tensor, mask: torch.Tensor, idx: np.ndarray) -> dict[str, torch.Tensor]:
             started = time.perf_counter()
-            targets = store.batch(idx, ids.shape[1]) if store is not None else losses.targets(teacher, ids, mask)
-            middle = time.perf_counter()
             with autocast(precision):
+                targets = store.batch(idx, ids.shape[1]) if store is not None else losses.targets(teacher, ids, mask)
+                middle = time.perf_counter()
                 terms = objective(targets, ids, mask)
             split["targets_read" if store is not None else "teacher"] += middle - started
             split["student_forward_and_loss"] += time.perf_counter() - middle
@@ -440,6 +491,7 @@ def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who:
         if store is not None:
             store.close()
     student.eval()
+    word_table(student).sparse = False
     final = history[-1] if history else {}
     backward = seconds - sum(split.values()) - timed.seconds
     time_split = {"tokenize": round(tokenize_seconds, 2), "teacher": round(split["teacher"], 1),
