@@ -23,8 +23,9 @@ from kws import compile_bundle  # bench/kws.py, beside this script
 REPO = Path(__file__).resolve().parents[1]
 VALIDATION_ACCENTS = ["en-gb-x-gbclan", "fr", "pl"]  # as bench/kws_teacher.py
 VALIDATION_VARIANTS = ["m2", "klatt", "Gene", "linda", "f1"]
-# name -> what the variant changes: "student" (a factory in examples/kws/model.py), and options merged over the
-# recipe's "distill" (distill.kd), "cluster" (compress.cluster) and "data" (the kws source; the validation voices stay)
+# name -> what the variant changes: "student" (a factory in examples/kws/model.py), options merged over the recipe's
+# "distill" (distill.kd), "cluster" (compress.cluster) and "data" (the kws source; the validation voices stay), and
+# "plain": true drops compress.cluster (plain full int8: what weight sharing costs)
 VARIANTS: dict[str, dict] = {
     "as written (48 channels)": {"student": "student"},
     "cluster finetune_epochs 8": {"student": "student", "cluster": {"finetune_epochs": 8}},
@@ -34,6 +35,10 @@ VARIANTS: dict[str, dict] = {
     "64 channels, distill 24 epochs": {"student": "wide_student", "distill": {"epochs": 24}},
     "64 channels, KD temperature 4": {"student": "wide_student", "distill": {"temperature": 4.0}},
     "64 channels, 3000 clips per class": {"student": "wide_student", "data": {"train_per_class": 3000}},
+    "64 channels, plain int8": {"student": "wide_student", "plain": True},
+    "64 channels, depthwise 8 clusters": {"student": "wide_student", "cluster": {"clusters_by_kind": {"depthwise": 8}}},
+    "64 channels, depthwise 8 clusters, finetune_epochs 8": {
+        "student": "wide_student", "cluster": {"clusters_by_kind": {"depthwise": 8}, "finetune_epochs": 8}},
 }
 
 
@@ -78,6 +83,8 @@ def main() -> None:
         distill.update(variant.get("distill", {}))
         passes["compress.cluster"].update(variant.get("cluster", {}))
         recipe["data"].update(variant.get("data", {}))
+        if variant.get("plain"):
+            recipe["passes"] = [p for p in recipe["passes"] if p["pass"] != "compress.cluster"]
         path = args.out / f"{name.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}.json"
         path.write_text(json.dumps(recipe, indent=1))
         bundle = path.with_suffix("")
