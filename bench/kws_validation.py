@@ -39,6 +39,8 @@ VARIANTS: dict[str, dict] = {
     "64 channels, depthwise 8 clusters": {"student": "wide_student", "cluster": {"clusters_by_kind": {"depthwise": 8}}},
     "64 channels, depthwise 8 clusters, finetune_epochs 8": {
         "student": "wide_student", "cluster": {"clusters_by_kind": {"depthwise": 8}, "finetune_epochs": 8}},
+    "64 channels, distill 24 epochs, depthwise 8 clusters": {
+        "student": "wide_student", "distill": {"epochs": 24}, "cluster": {"clusters_by_kind": {"depthwise": 8}}},
 }
 
 
