@@ -1,7 +1,7 @@
 """Keyword-spotting recipe choices made on training speakers only: `recipes/kws-cortex-m4.json` compiled with its eval
 split replaced by held-out *training* voices (3 training accents x 5 training variants that speak only validation,
-as `bench/kws_teacher.py` holds them out), once per variant (the student's width, the options of `distill.kd` and `compress.cluster`, the data's),
-side by side in one run.
+as `bench/kws_teacher.py` holds them out), once per variant (the student's width, the options of `distill.kd` and
+`compress.cluster`, the data's; `--teacher` swaps the teacher's weights for every variant), side by side in one run.
 
     python bench/kws_validation.py [--eval-per-class 300] [--variant NAME ...] [--teacher PATH] [--out /tmp/kws-validation]
 
@@ -23,24 +23,27 @@ from kws import compile_bundle  # bench/kws.py, beside this script
 REPO = Path(__file__).resolve().parents[1]
 VALIDATION_ACCENTS = ["en-gb-x-gbclan", "fr", "pl"]  # as bench/kws_teacher.py
 VALIDATION_VARIANTS = ["m2", "klatt", "Gene", "linda", "f1"]
-# name -> what the variant changes: "student" (a factory in examples/kws/model.py), options merged over the recipe's
-# "distill" (distill.kd), "cluster" (compress.cluster) and "data" (the kws source; the validation voices stay), and
-# "plain": true drops compress.cluster (plain full int8: what weight sharing costs)
+# name -> what the variant changes in the recipe: "student" (a factory in examples/kws/model.py), options merged over
+# the recipe's "distill" (distill.kd), "cluster" (compress.cluster) and "data" (the kws source; the validation voices
+# stay), and "plain": true drops compress.cluster (plain full int8: what weight sharing costs). "before" is the recipe
+# before its last choices: 12 distillation epochs, 16 shared values in every layer.
+BEFORE = {"distill": {"epochs": 12}, "cluster": {"clusters_by_kind": {}}}
 VARIANTS: dict[str, dict] = {
-    "as written (48 channels)": {"student": "student"},
-    "cluster finetune_epochs 8": {"student": "student", "cluster": {"finetune_epochs": 8}},
-    "cluster init density": {"student": "student", "cluster": {"init": "density"}},
-    "64 channels": {"student": "wide_student"},
-    "64 channels, cluster finetune_epochs 8": {"student": "wide_student", "cluster": {"finetune_epochs": 8}},
-    "64 channels, distill 24 epochs": {"student": "wide_student", "distill": {"epochs": 24}},
-    "64 channels, KD temperature 4": {"student": "wide_student", "distill": {"temperature": 4.0}},
-    "64 channels, 3000 clips per class": {"student": "wide_student", "data": {"train_per_class": 3000}},
-    "64 channels, plain int8": {"student": "wide_student", "plain": True},
-    "64 channels, depthwise 8 clusters": {"student": "wide_student", "cluster": {"clusters_by_kind": {"depthwise": 8}}},
-    "64 channels, depthwise 8 clusters, finetune_epochs 8": {
-        "student": "wide_student", "cluster": {"clusters_by_kind": {"depthwise": 8}, "finetune_epochs": 8}},
-    "64 channels, distill 24 epochs, depthwise 8 clusters": {
-        "student": "wide_student", "distill": {"epochs": 24}, "cluster": {"clusters_by_kind": {"depthwise": 8}}},
+    "as written": {},
+    "as written, plain int8": {"plain": True},
+    "before": BEFORE,
+    "before, plain int8": {**BEFORE, "plain": True},
+    "before, 48 channels": {**BEFORE, "student": "student"},
+    "before, 48 channels, cluster finetune_epochs 8": {"student": "student", "distill": {"epochs": 12},
+                                                       "cluster": {"clusters_by_kind": {}, "finetune_epochs": 8}},
+    "before, 48 channels, cluster init density": {"student": "student", "distill": {"epochs": 12},
+                                                  "cluster": {"clusters_by_kind": {}, "init": "density"}},
+    "before, cluster finetune_epochs 8": {"distill": {"epochs": 12}, "cluster": {"clusters_by_kind": {}, "finetune_epochs": 8}},
+    "before, distill 24 epochs": {"cluster": {"clusters_by_kind": {}}},
+    "before, KD temperature 4": {"distill": {"epochs": 12, "temperature": 4.0}, "cluster": {"clusters_by_kind": {}}},
+    "before, depthwise 8 values": {"distill": {"epochs": 12}},
+    "before, depthwise 8 values, cluster finetune_epochs 8": {"distill": {"epochs": 12}, "cluster": {"finetune_epochs": 8}},
+    "before, 3000 clips per class": {**BEFORE, "data": {"train_per_class": 3000}},
 }
 
 
