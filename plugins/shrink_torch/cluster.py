@@ -1,7 +1,8 @@
 """`compress.cluster`: Deep Compression's weight sharing (Han et al. 2016, stage 3): each layer's weights are
-clustered into `clusters` shared values (or its kind's count in `clusters_by_kind`) by k-means (scikit-learn, 1-D, linear or density initialisation), then
-the shared values (centroids) are fine-tuned, with KD from the unclustered model, while every weight stays tied
-to its cluster (the gradient of a centroid is the sum over its weights).
+clustered into `clusters` shared values (or its kind's count in `clusters_by_kind`: depthwise, other conv, linear)
+by k-means (scikit-learn, 1-D, linear or density initialisation), then the shared values (centroids) are
+fine-tuned, with KD from the unclustered model, while every weight stays tied to its cluster (the gradient of a
+centroid is the sum over its weights).
 
 The result is a torch model whose Conv/Linear weights take at most `clusters` distinct values per layer. Storage
 is `ceil(log2 clusters)` index bits per weight plus the codebook; `export.tflite` codes it as TFLite Micro
@@ -102,7 +103,8 @@ class ClusterCompress(Pass[ClusterOptions]):
         if not targets:
             raise UsageError(f"compress.cluster: no Conv/Linear layer has {opts.min_weights} weights or more to cluster")
         counts = [opts.clusters_for(module) for module, _ in targets]
-        ctx.report(0.05, f"k-means into {'/'.join(map(str, sorted(set(counts))))} shared values per layer ({len(targets)} layers)")
+        shared = "/".join(map(str, sorted(set(counts))))
+        ctx.report(0.05, f"k-means into {shared} shared values per layer ({len(targets)} layers)")
         tied = [_tie(module, k, opts.init, seed) for (module, _), k in zip(targets, counts)]
         after_kmeans = evaluate(model, evaluation)
         result = None
