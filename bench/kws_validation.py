@@ -1,14 +1,15 @@
 """Keyword-spotting recipe choices made on training speakers only: `recipes/kws-cortex-m4.json` compiled with its eval
 split replaced by held-out *training* voices (3 training accents x 5 training variants that speak only validation,
-as `bench/kws_teacher.py` holds them out), once per variant (the student's width, `compress.cluster`'s options),
-side by side in one run.
+as `bench/kws_teacher.py` holds them out), once per variant (the student's width, the options of `distill.kd` and
+`compress.cluster`, the data's; `--teacher` swaps the teacher's weights for every variant), side by side in one run.
 
-    python bench/kws_validation.py [--eval-per-class 300] [--out /tmp/kws-validation]
+    python bench/kws_validation.py [--eval-per-class 300] [--variant NAME ...] [--teacher PATH] [--out /tmp/kws-validation]
 
 Variants with the same student share the passes before `compress.cluster` (the pass cache compiles them once). Printed: the
 validation accuracy of the fp32 teacher, of the torch model after each pass and of the int8 bundle, and the
 bundle's file size. The recipe's test voices are never loaded, so every choice made here leaves them unseen. The
-teacher was trained on all training voices, validation ones included, which flatters every variant alike.
+teacher (the recipe's, or `--teacher`'s weights) was trained on all training voices, validation ones included, which
+flatters every variant alike.
 """
 
 from __future__ import annotations
@@ -22,13 +23,27 @@ from kws import compile_bundle  # bench/kws.py, beside this script
 REPO = Path(__file__).resolve().parents[1]
 VALIDATION_ACCENTS = ["en-gb-x-gbclan", "fr", "pl"]  # as bench/kws_teacher.py
 VALIDATION_VARIANTS = ["m2", "klatt", "Gene", "linda", "f1"]
-# name -> (student factory in examples/kws/model.py, compress.cluster options over the recipe's)
-VARIANTS: dict[str, tuple[str, dict]] = {
-    "as written (48 channels)": ("student", {}),
-    "cluster finetune_epochs 8": ("student", {"finetune_epochs": 8}),
-    "cluster init density": ("student", {"init": "density"}),
-    "64 channels": ("wide_student", {}),
-    "64 channels, cluster finetune_epochs 8": ("wide_student", {"finetune_epochs": 8}),
+# name -> what the variant changes in the recipe: "student" (a factory in examples/kws/model.py), options merged over
+# the recipe's "distill" (distill.kd), "cluster" (compress.cluster) and "data" (the kws source; the validation voices
+# stay), and "plain": true drops compress.cluster (plain full int8: what weight sharing costs). "before" is the recipe
+# before its last choices: 12 distillation epochs, 16 shared values in every layer.
+BEFORE = {"distill": {"epochs": 12}, "cluster": {"clusters_by_kind": {}}}
+VARIANTS: dict[str, dict] = {
+    "as written": {},
+    "as written, plain int8": {"plain": True},
+    "before": BEFORE,
+    "before, plain int8": {**BEFORE, "plain": True},
+    "before, 48 channels": {**BEFORE, "student": "student"},
+    "before, 48 channels, cluster finetune_epochs 8": {"student": "student", "distill": {"epochs": 12},
+                                                       "cluster": {"clusters_by_kind": {}, "finetune_epochs": 8}},
+    "before, 48 channels, cluster init density": {"student": "student", "distill": {"epochs": 12},
+                                                  "cluster": {"clusters_by_kind": {}, "init": "density"}},
+    "before, cluster finetune_epochs 8": {"distill": {"epochs": 12}, "cluster": {"clusters_by_kind": {}, "finetune_epochs": 8}},
+    "before, distill 24 epochs": {"cluster": {"clusters_by_kind": {}}},
+    "before, KD temperature 4": {"distill": {"epochs": 12, "temperature": 4.0}, "cluster": {"clusters_by_kind": {}}},
+    "before, depthwise 8 values": {"distill": {"epochs": 12}},
+    "before, depthwise 8 values, cluster finetune_epochs 8": {"distill": {"epochs": 12}, "cluster": {"finetune_epochs": 8}},
+    "before, 3000 clips per class": {**BEFORE, "data": {"train_per_class": 3000}},
 }
 
 
@@ -54,18 +69,27 @@ def main() -> None:
     parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "kws-cortex-m4.json")
     parser.add_argument("--eval-per-class", type=int, default=300)
     parser.add_argument("--variant", action="append", choices=list(VARIANTS), help="only these (repeatable)")
+    parser.add_argument("--teacher", type=Path, help="teacher weights instead of the recipe's (a state_dict file)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/kws-validation"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     base = _validation_recipe(args.recipe, args.eval_per_class, args.out)
+    if args.teacher:
+        base["model"]["weights"] = str(args.teacher.resolve())
     print(f"{'variant':40} {'teacher':>8} {'distill':>8} {'fuse.bn':>8} {'cluster':>8} {'bundle':>8} "
           f"{'bytes':>7} {'seconds':>7}", flush=True)
     for name in args.variant or list(VARIANTS):
         recipe = json.loads(json.dumps(base))
-        student, cluster = VARIANTS[name]
-        distill = next(p for p in recipe["passes"] if p["pass"] == "distill.kd")
-        distill["student"]["factory"] = distill["student"]["factory"].rsplit(":", 1)[0] + f":{student}"
-        next(p for p in recipe["passes"] if p["pass"] == "compress.cluster").update(cluster)
+        variant = VARIANTS[name]
+        passes = {p["pass"]: p for p in recipe["passes"]}
+        distill = passes["distill.kd"]
+        if "student" in variant:
+            distill["student"]["factory"] = distill["student"]["factory"].rsplit(":", 1)[0] + f":{variant['student']}"
+        distill.update(variant.get("distill", {}))
+        passes["compress.cluster"].update(variant.get("cluster", {}))
+        recipe["data"].update(variant.get("data", {}))
+        if variant.get("plain"):
+            recipe["passes"] = [p for p in recipe["passes"] if p["pass"] != "compress.cluster"]
         path = args.out / f"{name.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}.json"
         path.write_text(json.dumps(recipe, indent=1))
         bundle = path.with_suffix("")

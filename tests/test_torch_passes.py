@@ -64,6 +64,13 @@ class Untraceable(nn.Sequential):
 
 def untraceable() -> nn.Module:
     return Untraceable(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
+
+
+def separable() -> nn.Module:
+    """A depthwise-separable block: a 3x3 Conv, a 3x3 depthwise Conv, a 1x1 pointwise Conv, then the Linear."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(),
+                         nn.Conv2d(8, 8, 1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 10))
 '''
 
 
@@ -128,6 +135,10 @@ def test_ratio_out_of_range_is_a_plan_error(cli, tmp_path):
     ({"pass": "distill.kd", "student": {"factory": "missing.py:small"}}, "student: factory file"),
     ({"pass": "distill.kd", "student": {"factory": "nets.py:small", "kwarg": {}}}, "passes[0].student: unknown key 'kwarg'"),
     ({"pass": "distill.kd", "width": 1.5}, "passes[0].width: 1.5 is greater than or equal to the maximum of 1"),
+    ({"pass": "compress.cluster", "layers": ["conv"], "clusters_by_kind": {"linear": 8}},
+     "clusters_by_kind: linear layers are not clustered (layers: conv)"),
+    ({"pass": "compress.cluster", "clusters_by_kind": {"pointwise": 8}}, "passes[0].clusters_by_kind"),
+    ({"pass": "compress.cluster", "clusters_by_kind": {"depthwise": 1}}, "passes[0].clusters_by_kind.depthwise"),
 ])
 def test_cross_field_and_plan_checks(cli, tmp_path, step, fragment):
     result = cli("plan", write_recipe(tmp_path, [step, {"pass": "export.onnx"}]))
@@ -258,6 +269,21 @@ def test_fuse_bn_falls_back_to_sequential_order(tmp_path):
     out = h.run()
     assert out.details["method"] == "sequential" and out.meta["fused_bn"] == [["0", "1"]]
     assert out.details["batchnorm_left"] == 0
+
+
+def test_cluster_gives_each_kind_of_layer_its_count(tmp_path):
+    """clusters_by_kind: the depthwise kernel shares 4 values (2-bit indices), the other layers `clusters` (16)."""
+    h = Harness(tmp_path, [{"pass": "fuse.bn"}, {"pass": "compress.cluster", "clusters": 16, "finetune_epochs": 0,
+                                                 "min_weights": 1, "clusters_by_kind": {"depthwise": 4}}],
+                factory="nets.py:separable")
+    out = h.run(1, h.run(0))
+    distinct = {name: int(m.weight.detach().unique().numel()) for name, m in out.model.named_modules()
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    assert distinct == {"0": 16, "2": 4, "4": 16, "7": 16}
+    assert out.details["index_bits"] == "2, 4" and out.details["clusters_by_kind"] == {"depthwise": 4}
+    weights = {"0": 72, "2": 72, "4": 64, "7": 5120}
+    bits = {"0": 4, "2": 2, "4": 4, "7": 4}
+    assert out.details["coded_weight_bytes"] == sum(-(-weights[n] * bits[n] // 8) + 4 * (1 << bits[n]) for n in weights)
 
 
 def test_fuse_bn_gate_raises_beyond_tolerance(tmp_path):

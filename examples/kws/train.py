@@ -9,7 +9,7 @@ The data is the `kws` source with the options of `recipes/kws-cortex-m4.json` (e
 MFCCs, synthesised on the fly): it trains on the train voices and reports accuracy on the eval voices, which share no
 accent and no voice variant with them. The shipped teacher uses the defaults. `--augment` trains with the recipe's
 `data.augment` (time shift and SpecAugment-style masks, drawn afresh for every batch): a better teacher on its own
-(82.25% against 76.58% on the unseen voices), which the recipe's 12-epoch student follows less well (README);
+(82.25% against 76.58% on the unseen voices), which the recipe's student follows less well (README);
 `--label-smoothing` and `--weight-decay` are the other regularisers (`bench/kws_teacher.py` compares them on
 held-out training voices). The saved file is a plain `state_dict` (`torch.load(..., weights_only=True)`).
 """

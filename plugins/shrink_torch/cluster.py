@@ -1,7 +1,8 @@
 """`compress.cluster`: Deep Compression's weight sharing (Han et al. 2016, stage 3): each layer's weights are
-clustered into `clusters` shared values by k-means (scikit-learn, 1-D, linear or density initialisation), then
-the shared values (centroids) are fine-tuned, with KD from the unclustered model, while every weight stays tied
-to its cluster (the gradient of a centroid is the sum over its weights).
+clustered into `clusters` shared values (or its kind's count in `clusters_by_kind`: depthwise, other conv, linear)
+by k-means (scikit-learn, 1-D, linear or density initialisation), then the shared values (centroids) are
+fine-tuned, with KD from the unclustered model, while every weight stays tied to its cluster (the gradient of a
+centroid is the sum over its weights).
 
 The result is a torch model whose Conv/Linear weights take at most `clusters` distinct values per layer. Storage
 is `ceil(log2 clusters)` index bits per weight plus the codebook; `export.tflite` codes it as TFLite Micro
@@ -12,9 +13,9 @@ folding it afterwards scales each channel and undoes the sharing.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shrink import Artifact, Context, Pass, PlanContext, UsageError
 from shrink_common.options import TrainingOptions
@@ -30,6 +31,10 @@ class ClusterOptions(TrainingOptions):
     search_space = {"clusters": {"choice": [8, 16, 32, 64]}, "finetune_epochs": {"int": [0, 10]}}
 
     clusters: int = Field(16, ge=2, le=256, description="shared values per layer (16: 4-bit indices)")
+    clusters_by_kind: dict[Literal["conv", "depthwise", "linear"], Annotated[int, Field(ge=2, le=256)]] = Field(
+        default_factory=dict, description="shared values for the layers of a kind instead of `clusters`: 'depthwise' "
+                                          "(a Conv whose groups equal its input channels), 'conv' (every other Conv), "
+                                          "'linear'; e.g. {\"depthwise\": 8}: 3-bit indices for depthwise kernels")
     init: Literal["linear", "density"] = Field(
         "linear", description="k-means initialisation: 'linear' (evenly over [min, max], keeps the rare large weights: "
                               "Deep Compression's choice) or 'density' (at the weights' quantiles)")
@@ -40,6 +45,18 @@ class ClusterOptions(TrainingOptions):
     finetune_epochs: int = Field(3, ge=0, le=1000, description="centroid fine-tune epochs (0: k-means only)")
     finetune_kd: bool = Field(True, description="fine-tune with Hinton KD from the unclustered model")
     lr: float = Field(1e-3, gt=0, le=10, description="fine-tune peak learning rate")
+
+    @model_validator(mode="after")
+    def _kinds_clustered(self) -> ClusterOptions:
+        # a depthwise layer is a Conv: clustered when `layers` has "conv"
+        stray = sorted(kind for kind in self.clusters_by_kind if ("conv" if kind == "depthwise" else kind) not in self.layers)
+        if stray:
+            raise ValueError(f"clusters_by_kind: {', '.join(stray)} layers are not clustered (layers: {', '.join(self.layers)})")
+        return self
+
+    def clusters_for(self, module: Any) -> int:
+        """The shared values for `module`: its kind's count in `clusters_by_kind`, else `clusters`."""
+        return self.clusters_by_kind.get(layer_kind(module), self.clusters)
 
 
 class ClusterCompress(Pass[ClusterOptions]):
@@ -85,8 +102,10 @@ class ClusterCompress(Pass[ClusterOptions]):
                    if m.weight.numel() >= opts.min_weights]
         if not targets:
             raise UsageError(f"compress.cluster: no Conv/Linear layer has {opts.min_weights} weights or more to cluster")
-        ctx.report(0.05, f"k-means into {opts.clusters} shared values per layer ({len(targets)} layers)")
-        tied = [_tie(module, opts.clusters, opts.init, seed) for module, _ in targets]
+        counts = [opts.clusters_for(module) for module, _ in targets]
+        shared = "/".join(map(str, sorted(set(counts))))
+        ctx.report(0.05, f"k-means into {shared} shared values per layer ({len(targets)} layers)")
+        tied = [_tie(module, k, opts.init, seed) for (module, _), k in zip(targets, counts)]
         after_kmeans = evaluate(model, evaluation)
         result = None
         if opts.finetune_epochs:
@@ -100,23 +119,36 @@ class ClusterCompress(Pass[ClusterOptions]):
             result = train(model, x, y, cfg, seed, teacher=teacher, report=ctx.report, label=label, progress=(0.1, 0.95))
         layers = [_untie(module, parametrization) for (module, _), parametrization in zip(targets, tied)]
         model.eval()
-        bits = math.ceil(math.log2(opts.clusters))
+        bits = [math.ceil(math.log2(k)) for k in counts]
         weights = sum(n for n, _ in layers)
         clustered = {name: {"weights": n, "values": v} for (_, name), (n, v) in zip(targets, layers)}
+        index_bits = ", ".join(f"{b}" for b in sorted(set(bits)))
         details: dict[str, Any] = {
             "clusters": opts.clusters, "init": opts.init, "clustered_layers": len(targets), "clustered_weights": weights,
-            "index_bits": bits, "layer_values": ", ".join(f"{name}: {c['values']}" for name, c in clustered.items()),
-            "coded_weight_bytes": math.ceil(weights * bits / 8) + 4 * opts.clusters * len(targets),
+            "index_bits": bits[0] if len(set(bits)) == 1 else index_bits,
+            "layer_values": ", ".join(f"{name}: {c['values']}" for name, c in clustered.items()),
+            "coded_weight_bytes": sum(math.ceil(n * b / 8) + 4 * k for (n, _), b, k in zip(layers, bits, counts)),
             "float32_weight_bytes": 4 * weights,
-            "storage_encoding": f"{bits}-bit index per weight + a float32 codebook of {opts.clusters} values per layer",
+            "storage_encoding": f"{index_bits}-bit index per weight + a float32 codebook per layer (its shared values)",
             "accuracy_before": evaluate(original, evaluation), "accuracy_after_kmeans": after_kmeans,
             "finetune_epochs": opts.finetune_epochs, "finetune_kd": bool(opts.finetune_kd and opts.finetune_epochs),
         }
         if result is not None:
             details["finetune_loss"] = result.final_loss
         details["accuracy"] = evaluate(model, evaluation)
+        if opts.clusters_by_kind:
+            details["clusters_by_kind"] = dict(opts.clusters_by_kind)
         meta = {"weight_sharing": {"clusters": opts.clusters, "layers": sorted(clustered)}}
         return artifact.evolve(model=model, meta=meta, details=details)
+
+
+def layer_kind(module: Any) -> str:
+    """'depthwise' (a Conv whose groups equal its input channels, more than one), 'conv' or 'linear'."""
+    from torch import nn
+
+    if isinstance(module, nn.Linear):
+        return "linear"
+    return "depthwise" if module.groups > 1 and module.groups == module.in_channels else "conv"
 
 
 def _refuse_batchnorm(model: nn.Module) -> None:
