@@ -90,6 +90,12 @@ def test_lut_coding_decodes_bit_identically_with_the_tables_the_quantization_all
     rows = coding.breakdown(coded)
     assert sum(v for k, v in rows.items() if k != "total") == rows["total"] == len(coded)
     assert rows["weights"] < coding.breakdown(plain)["weights"]
+    # the analysis counts a coded weight's decoded elements as parameters, its indices and tables as bytes
+    from shrink.analysis.tflite_model import analyze_tflite
+
+    a, b = analyze_tflite(tmp_path / "plain.tflite"), analyze_tflite(tmp_path / "coded.tflite")
+    assert a.params == b.params == 64 * 48 + 48 + 48 * 10 + 10
+    assert b.weight_bytes < a.weight_bytes
 
 
 def test_a_per_tensor_table_under_per_channel_scales_decodes_wrongly(tmp_path: Path) -> None:

@@ -30,13 +30,14 @@ INSTALL = "pip install -e '.[tflite]'"
 _DTYPES = {0: ("float32", 4), 1: ("float16", 2), 2: ("int32", 4), 3: ("uint8", 1), 4: ("int64", 8), 5: ("string", 1),
            6: ("bool", 1), 7: ("int16", 2), 9: ("int8", 1), 10: ("float64", 8), 13: ("uint64", 8), 15: ("uint32", 4),
            16: ("uint16", 2), 17: ("int4", 1)}
+DECODE = "CUSTOM:TFLM_DECODE"  # TFLite Micro's DECODE of compressed (LUT-coded) tensors
 FREE_OPS = frozenset({
     "ADD", "SUB", "MUL", "DIV", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "PRELU", "HARD_SWISH", "LOGISTIC", "TANH",
     "SOFTMAX", "LOG_SOFTMAX", "QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "PAD", "PADV2",
     "MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D", "CONCATENATION", "SPLIT",
     "SPLIT_V", "STRIDED_SLICE", "SLICE", "GATHER", "MAXIMUM", "MINIMUM", "SHAPE", "PACK", "UNPACK", "CAST", "ABS",
     "NEG", "SQRT", "RSQRT", "EXP", "LOG", "SQUARED_DIFFERENCE", "L2_NORMALIZATION", "RESIZE_NEAREST_NEIGHBOR",
-    "RESIZE_BILINEAR", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "FILL", "ZEROS_LIKE", "CUSTOM:TFLM_DECODE",
+    "RESIZE_BILINEAR", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "FILL", "ZEROS_LIKE", DECODE,
 })
 
 
@@ -132,12 +133,6 @@ def analyze_tflite(path: Path, shapes: Mapping[str, list[int]] | None = None) ->
     model = read(path)
     graph = model.Subgraphs(0)
     tensors = [_tensor(graph, model, i) for i in range(graph.TensorsLength())]
-    weights: dict[str, dict[str, int]] = {}
-    for t in tensors:
-        if t["constant"]:
-            entry = weights.setdefault(t["dtype"], {"params": 0, "bytes": 0})
-            entry["params"] += t["elements"]
-            entry["bytes"] += t["stored"]
     order: list[tuple[str, int, list[int], list[int]]] = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
@@ -145,6 +140,16 @@ def analyze_tflite(path: Path, shapes: Mapping[str, list[int]] | None = None) ->
         ins = [int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else []
         outs = [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else []
         order.append((name, version, ins, outs))
+    # a LUT-coded weight is stored as DECODE's inputs (indices and value tables: bytes, not parameters) and
+    # exists as DECODE's output (the parameters, decoded on the device)
+    coded = {i for name, _, ins, _ in order if name == DECODE for i in ins if i >= 0}
+    decoded = {o for name, _, _, outs in order if name == DECODE for o in outs}
+    weights: dict[str, dict[str, int]] = {}
+    for index, t in enumerate(tensors):
+        if t["constant"] or index in decoded:
+            entry = weights.setdefault(t["dtype"], {"params": 0, "bytes": 0})
+            entry["params"] += 0 if index in coded else t["elements"]
+            entry["bytes"] += t["stored"]
     macs_total, macs_by_op, incomplete = 0, {}, []
     uses: dict[tuple[str, int, tuple[str, ...]], dict[str, Any]] = {}
     for step, (name, version, ins, outs) in enumerate(order):
