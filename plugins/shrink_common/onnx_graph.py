@@ -64,11 +64,22 @@ def all_nodes(proto: onnx.ModelProto) -> list[onnx.NodeProto]:
     return found
 
 
+def _graph_names(graph: onnx.GraphProto) -> set[str]:
+    """The names `graph` and its subgraphs (If/Loop/Scan bodies) use: inputs, initializers, nodes and outputs."""
+    names = ({i.name for i in graph.input} | {t.name for t in graph.initializer}
+             | {n.name for n in graph.node} | {o for n in graph.node for o in n.output})
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                names |= _graph_names(sub)
+    return names
+
+
 def fresh_names(graph: onnx.GraphProto) -> Callable[[str], str]:
     """A namer for the nodes and tensors a rewrite adds to `graph`: `name`, or `name_1`, `name_2`, ... when the graph
-    (its inputs, initializers, node names and outputs) or an earlier call already uses it."""
-    taken = ({i.name for i in graph.input} | {t.name for t in graph.initializer}
-             | {n.name for n in graph.node} | {o for n in graph.node for o in n.output})
+    or one of its subgraphs (inputs, initializers, node names and outputs; a name must be unique in the whole model)
+    or an earlier call already uses it."""
+    taken = _graph_names(graph)
 
     def fresh(name: str) -> str:
         candidate, k = name, 1
