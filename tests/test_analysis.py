@@ -153,6 +153,11 @@ def test_constant_node_is_a_weight_not_an_activation() -> None:
     assert (a.params, a.weight_bytes, a.macs) == (12, 48, 24)
     assert a.peak_activation_bytes == 32 + 24
     assert a.peak_node == "mm"
+    # the Constant becomes an initializer at load and the Transposes that read only it are folded: none of them
+    # runs, so only the MatMul counts in the latency estimate's node overhead
+    from shrink.checks.estimates import nodes_by_dtype
+
+    assert len(a.folded_nodes) == 3 and sum(nodes_by_dtype(a.ops, a.folded_nodes).values()) == 1
 
 
 # quantized graphs --------------------------------------------------------------------------------------

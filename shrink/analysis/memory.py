@@ -60,8 +60,9 @@ def _folded_at_load(scope: _Scope, label: str) -> tuple[int, list[str], list[str
     for index in order:
         node = graph.node[index]
         inputs = [i for i in node.input if i]
-        if node.domain in ("", "ai.onnx") and node.op_type == "Constant":
+        if node.domain in ("", "ai.onnx") and node.op_type == "Constant":  # an initializer once loaded
             folded.update(filter(None, node.output))
+            gone.append(_node_label(node, index))
         elif (inputs and all(i in folded for i in inputs) and node.op_type not in _KEPT_AT_LOAD | _RANDOM_OPS
               and not any(True for _ in _subgraphs_of(node))):
             folded.update(filter(None, node.output))
