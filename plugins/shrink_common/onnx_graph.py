@@ -4,7 +4,7 @@ target's opset check, and the checked, simplified result of an export. onnx (and
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,41 +45,31 @@ def save_inline(proto: onnx.ModelProto, path: Path) -> None:
         raise RuntimeError(f"{path.name} still references external data after saving")
 
 
-def all_nodes(proto: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """Every node, including those in subgraphs (If/Loop/Scan bodies) and local functions."""
-    found: list[Any] = []
-
-    def walk(graph: Any) -> None:
-        for node in graph.node:
-            found.append(node)
-            for attr in node.attribute:
-                if attr.HasField("g"):
-                    walk(attr.g)
-                for sub in attr.graphs:
-                    walk(sub)
-
-    walk(proto.graph)
-    for function in proto.functions:
-        found.extend(function.node)
-    return found
-
-
-def _graph_names(graph: onnx.GraphProto) -> set[str]:
-    """The names `graph` and its subgraphs (If/Loop/Scan bodies) use: inputs, initializers, nodes and outputs."""
-    names = ({i.name for i in graph.input} | {t.name for t in graph.initializer}
-             | {n.name for n in graph.node} | {o for n in graph.node for o in n.output})
+def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """`graph` and every graph nested in it (If/Loop/Scan bodies, at any depth)."""
+    yield graph
     for node in graph.node:
         for attr in node.attribute:
             for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                names |= _graph_names(sub)
-    return names
+                yield from _graphs(sub)
+
+
+def all_nodes(proto: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Every node, including those in subgraphs (If/Loop/Scan bodies) and local functions."""
+    found: list[Any] = [node for graph in _graphs(proto.graph) for node in graph.node]
+    for function in proto.functions:
+        found.extend(function.node)
+    return found
 
 
 def fresh_names(graph: onnx.GraphProto) -> Callable[[str], str]:
     """A namer for the nodes and tensors a rewrite adds to `graph`: `name`, or `name_1`, `name_2`, ... when the graph
     or one of its subgraphs (inputs, initializers, node names and outputs; a name must be unique in the whole model)
     or an earlier call already uses it."""
-    taken = _graph_names(graph)
+    taken: set[str] = set()
+    for g in _graphs(graph):
+        taken |= ({i.name for i in g.input} | {t.name for t in g.initializer}
+                  | {n.name for n in g.node} | {o for n in g.node for o in n.output})
 
     def fresh(name: str) -> str:
         candidate, k = name, 1
