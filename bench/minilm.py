@@ -127,9 +127,13 @@ def main() -> None:
             slug = label.lower()
             student_key = json.dumps(recipe["passes"][:-1], sort_keys=True)
             if student_key not in students_fp32:
-                fp32, t_fp32 = compile_variant(recipe, recipe["passes"][:-1], f"{slug}-fp32", args.out, work, path.parent)
-                print(f"compile: {label} fp32 {t_fp32:.0f} s (includes the distillation unless cached)", file=sys.stderr)
-                students_fp32[student_key] = models[f"{label} fp32"] = fp32
+                # a second student of the same kind (e.g. the int4 recipe's quantization-aware one) is named by its recipe
+                fp32_name = f"{label} fp32" if f"{label} fp32" not in models else f"{label} fp32 ({recipe['name']})"
+                fp32, t_fp32 = compile_variant(recipe, recipe["passes"][:-1], f"{slug}-fp32-{len(students_fp32)}",
+                                               args.out, work, path.parent)
+                print(f"compile: {fp32_name} {t_fp32:.0f} s (includes the distillation unless cached)", file=sys.stderr)
+                students_fp32[student_key] = fp32_name
+                models[fp32_name] = fp32
             quantized, t_q = compile_variant(recipe, recipe["passes"], f"{slug}-{variant}", args.out, work, path.parent)
             print(f"compile: {label} {variant} {t_q:.0f} s", file=sys.stderr)
             models[f"{label} {variant}"] = quantized
@@ -141,7 +145,7 @@ def main() -> None:
                                                                                args.out, work, path.parent)
                 print(f"compile: {label} {variant} MatMulNBits {t_n:.0f} s", file=sys.stderr)
             students.append({"label": label, "variant": variant, "recipe": path, "bundle": quantized,
-                             "fp32": f"{label} fp32", "compile_seconds": round(t_q, 1)})
+                             "fp32": students_fp32[student_key], "compile_seconds": round(t_q, 1)})
     models["teacher int4 (ORT default)"] = ort_int4(models["teacher fp32"], args.out / "teacher-ort-int4")
 
     texts, groups = eval_sentences(first, first_path.parent)
@@ -223,12 +227,14 @@ def main() -> None:
               "overall and on each held-out source"
               f"{', smaller than ORT int4' if variant == 'int4' else ''}): {'met' if goal else 'not met'}")
         manifest = json.loads((student["bundle"] / "manifest.json").read_text())
-        step = next((h for h in manifest["history"] if h["name"].startswith("distill.")), {"name": "no distillation"})
-        details = step.get("details", {})
-        stages = details.get("stages")
-        plan = (", ".join(f"{st['stage']} {st['sentences']}x{st['epochs']}" for st in stages) if stages
-                else f"{details.get('sentences')} sentences x {details.get('epochs')} epochs")
-        print(f"  {step['name']}: {plan}; {details.get('train_seconds')} s; final losses {details.get('final_losses')}")
+        steps = [h for h in manifest["history"] if h["name"].startswith("distill.")] or [{"name": "no distillation"}]
+        for step in steps:
+            details = step.get("details", {})
+            stages = details.get("stages")
+            plan = (", ".join(f"{st['stage']} {st['sentences']}x{st['epochs']}" for st in stages) if stages
+                    else f"{details.get('sentences')} sentences x {details.get('epochs')} epochs")
+            print(f"  {step['name']}: {plan}; {details.get('train_seconds')} s; final losses {details.get('final_losses')}")
+        details = steps[0].get("details", {})
         summary.append({"label": label, "variant": variant, "smaller": round(smaller, 2), "faster": round(faster, 2),
                         "lowest_source_cosine": round(worst, 4), "goal_met": goal,
                         "train_seconds": details.get("train_seconds"), "student": details.get("student")})

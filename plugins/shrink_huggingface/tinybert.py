@@ -47,18 +47,9 @@ class LossWeights(PassOptions):
         return self
 
 
-class DistillTinyBERTOptions(PassOptions):
-    """Options of the `distill.tinybert` pass."""
+class TrainingOptions(PassOptions):
+    """What a TinyBERT training loop takes (`tinybert_train.train`): loss weights, schedule, data and arithmetic."""
 
-    student: StudentShape | SkipJsonSchema[None] = Field(None, description="the student's shape; or 'keep_layers'")
-    keep_layers: list[LayerIndex] | SkipJsonSchema[None] = Field(
-        None, min_length=1, max_length=64, description="student = these teacher layers (0-based, ascending), initialised "
-                                                         "from them and mapped to them; instead of 'student'")
-    layer_map: Literal["uniform"] | list[LayerIndex] | SkipJsonSchema[None] = Field(
-        None, description="teacher layer (0-based) each student layer learns from: 'uniform' (student layer i ← teacher "
-                          "layer (i+1)·T/S − 1) or a list; default: 'uniform', or keep_layers")
-    init: Literal["teacher", "random"] = Field("teacher", description="'teacher': copy the embeddings and the mapped "
-                                               "teacher layers' tensors wherever the shapes match; 'random': fresh weights")
     weights: LossWeights = Field(default_factory=LossWeights, description="loss term weights")
     temperature: float = Field(1.0, gt=0, le=20, description="softmax temperature of the logit KD term (classifiers)")
     epochs: int = Field(3, ge=1, le=1000, description="passes over the training sentences")
@@ -66,8 +57,6 @@ class DistillTinyBERTOptions(PassOptions):
     lr: float = Field(1e-4, gt=0, le=1, description="peak learning rate (AdamW, linear warm-up then linear decay)")
     warmup: float = Field(0.06, ge=0, le=0.5, description="fraction of the steps spent warming up")
     weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay")
-    dropout: float = Field(0.0, ge=0, lt=1, description="the student's dropout while distilling (hidden and attention); "
-                                                       "0 favours fidelity to the teacher")
     max_sentences: Annotated[int, Field(ge=2, le=10_000_000)] | SkipJsonSchema[None] = Field(
         None, description="use at most this many training sentences")
     max_length: Annotated[int, Field(ge=2, le=4096)] | SkipJsonSchema[None] = Field(
@@ -81,6 +70,22 @@ class DistillTinyBERTOptions(PassOptions):
         "auto", description="the arithmetic of the student's training and of the teacher's forward passes: 'bfloat16' "
                             "autocasts their matrix products to bf16 (weights, optimizer and losses stay float32); "
                             "'auto': bfloat16 where the CPU multiplies it natively (AVX512-BF16, AMX, Arm BF16), else float32")
+
+
+class DistillTinyBERTOptions(TrainingOptions):
+    """Options of the `distill.tinybert` pass."""
+
+    student: StudentShape | SkipJsonSchema[None] = Field(None, description="the student's shape; or 'keep_layers'")
+    keep_layers: list[LayerIndex] | SkipJsonSchema[None] = Field(
+        None, min_length=1, max_length=64, description="student = these teacher layers (0-based, ascending), initialised "
+                                                         "from them and mapped to them; instead of 'student'")
+    layer_map: Literal["uniform"] | list[LayerIndex] | SkipJsonSchema[None] = Field(
+        None, description="teacher layer (0-based) each student layer learns from: 'uniform' (student layer i ← teacher "
+                          "layer (i+1)·T/S − 1) or a list; default: 'uniform', or keep_layers")
+    init: Literal["teacher", "random"] = Field("teacher", description="'teacher': copy the embeddings and the mapped "
+                                               "teacher layers' tensors wherever the shapes match; 'random': fresh weights")
+    dropout: float = Field(0.0, ge=0, lt=1, description="the student's dropout while distilling (hidden and attention); "
+                                                       "0 favours fidelity to the teacher")
 
     @model_validator(mode="after")
     def _consistent(self) -> DistillTinyBERTOptions:

@@ -17,6 +17,7 @@ import math
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from shrink_huggingface.precision import autocast, resolve_precision
 from shrink_huggingface.teacher_targets import Targets, TeacherTargets, live, prefix_masks
 
 if TYPE_CHECKING:
-    from shrink_huggingface.tinybert import DistillTinyBERTOptions
+    from shrink_huggingface.tinybert import DistillTinyBERTOptions, TrainingOptions
 
 TERMS = ("embedding", "hidden", "attention", "prediction")
 
@@ -342,19 +343,20 @@ def row_table(student: Encoder) -> nn.Embedding | None:
     """The student's word table when it can train by rows: no other module shares it. Alone, it gets sparse
     gradients (the rows of the batch's tokens); under torchrun DDP all-reduces a dense one (`RowAdam`)."""
     table = word_table(student)
-    if sum(p is table.weight for _, p in student.named_parameters(remove_duplicate=False)) != 1:
+    if not table.weight.requires_grad or sum(p is table.weight for _, p in student.named_parameters(remove_duplicate=False)) != 1:
         return None
     table.sparse = not distributed.active()
     return table
 
 
 def optimizers(student: Encoder, losses: Losses, lr: float, weight_decay: float) -> tuple[list[torch.optim.Optimizer], str]:
-    """The optimizers of a distillation and their description: AdamW for every weight but the word table
+    """The optimizers of a distillation and their description: AdamW for every trainable weight but the word table
     (`row_table`), which lazy Adam updates by rows. A step then touches only the rows of the batch's tokens (their
     Adam moments move when the token is seen, and no weight decay pulls the rows of tokens the text never shows),
     where a dense gradient and AdamW would rewrite the whole table, most of the student's weights, in every step."""
     table = row_table(student)
-    params = [p for p in list(student.parameters()) + list(losses.parameters()) if table is None or p is not table.weight]
+    params = [p for p in list(student.parameters()) + list(losses.parameters())
+              if p.requires_grad and (table is None or p is not table.weight)]
     dense, name = adamw(params, lr, weight_decay)
     if table is None:
         return [dense], name
@@ -396,7 +398,7 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def teacher_store(opts: DistillTinyBERTOptions, losses: Losses, teacher: Encoder, ids_all: np.ndarray, mask_all: np.ndarray,
+def teacher_store(opts: TrainingOptions, losses: Losses, teacher: Encoder, ids_all: np.ndarray, mask_all: np.ndarray,
                   ctx: Context, precision: str) -> tuple[TeacherTargets | None, str]:
     """The teacher's targets for every sentence, computed once (`teacher_cache` 'auto' with more than one epoch)
     in `precision`, or None and why not."""
@@ -426,21 +428,32 @@ def teacher_store(opts: DistillTinyBERTOptions, losses: Losses, teacher: Encoder
                    f"({human_bytes(found.nbytes)}, float16 on disk) were read back in every epoch")
 
 
-def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who: str) -> Artifact:
-    from shrink_common.torch_setup import setup_torch
-    from shrink_huggingface.tokens import train_tokens
+@dataclass
+class Training:
+    """What `train` did: each epoch's mean loss terms, the steps, the seconds and where they went."""
 
-    seed = ctx.seed + opts.seed
-    setup_torch(seed)
-    distributed.init(opts.batch_size, f"{who}: batch_size")
-    began = time.perf_counter()
-    teacher: Encoder = artifact.model.eval()
-    ids_all, mask_all, max_length = train_tokens(opts, artifact, ctx, who)
-    tokenize_seconds = time.perf_counter() - began
+    history: list[dict[str, float]]
+    steps: int
+    seconds: float
+    split: dict[str, float]  # teacher, targets_read, student_forward_and_loss, backward, optimizer_step
+    teacher_cache: str
+    precision: str
+    optimizer: str
 
-    ctx.report(0.02, "building the student")
-    torch.manual_seed(seed)
-    student, mapping, sources, described = build_student(opts, teacher)
+    def described(self) -> dict[str, Any]:
+        final = self.history[-1] if self.history else {}
+        return {"epochs": len(self.history), "steps": self.steps, "train_seconds": round(self.seconds, 3),
+                "teacher_cache": self.teacher_cache, "precision": self.precision, "optimizer": self.optimizer,
+                "peak_rss_bytes": peak_rss_bytes(),
+                "final_losses": {name: round(value, 6) for name, value in final.items()},
+                "loss_per_epoch": [round(h["total"], 6) for h in self.history]}
+
+
+def train(opts: TrainingOptions, student: Encoder, teacher: Encoder, mapping: list[int], ids_all: np.ndarray,
+          mask_all: np.ndarray, ctx: Context, seed: int) -> Training:
+    """The TinyBERT loop: `opts.epochs` over the tokenized sentences, the student learning the teacher's embedding
+    output, mapped hidden states, attention scores and prediction (weighted by `opts.weights`). Trainable are the
+    student's parameters that require a gradient, and the loss projections."""
     weights = opts.weights.model_dump()
     losses = Losses(student, teacher, mapping, weights, opts.temperature)
     # under torchrun DDP wraps the complete student and the projections, never the teacher
@@ -490,24 +503,37 @@ def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who:
         losses.close()
         if store is not None:
             store.close()
+        word_table(student).sparse = False
     student.eval()
-    word_table(student).sparse = False
-    final = history[-1] if history else {}
-    backward = seconds - sum(split.values()) - timed.seconds
-    time_split = {"tokenize": round(tokenize_seconds, 2), "teacher": round(split["teacher"], 1),
-                  "targets_read": round(split["targets_read"], 1),
-                  "student_forward_and_loss": round(split["student_forward_and_loss"], 1),
-                  "backward": round(backward, 1), "optimizer_step": round(timed.seconds, 1)}
+    split["backward"] = seconds - sum(split.values()) - timed.seconds
+    split["optimizer_step"] = timed.seconds
+    return Training(history, step, seconds, {k: round(v, 1) for k, v in split.items()}, cache_note,
+                    f"{precision} ({precision_reason})", optimizer_name)
+
+
+def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who: str) -> Artifact:
+    from shrink_common.torch_setup import setup_torch
+    from shrink_huggingface.tokens import train_tokens
+
+    seed = ctx.seed + opts.seed
+    setup_torch(seed)
+    distributed.init(opts.batch_size, f"{who}: batch_size")
+    began = time.perf_counter()
+    teacher: Encoder = artifact.model.eval()
+    ids_all, mask_all, max_length = train_tokens(opts, artifact, ctx, who)
+    tokenize_seconds = time.perf_counter() - began
+
+    ctx.report(0.02, "building the student")
+    torch.manual_seed(seed)
+    student, mapping, sources, described = build_student(opts, teacher)
+    training = train(opts, student, teacher, mapping, ids_all, mask_all, ctx, seed)
     details: dict[str, Any] = {
         "student": described, "layer_map": mapping, "initialised_from": sources if opts.init == "teacher" else None,
         "teacher_layers": int(teacher.config.num_hidden_layers),
         "teacher_params": sum(p.numel() for p in teacher.parameters()), "student_params": sum(p.numel() for p in student.parameters()),
-        "weights": weights, "sentences": len(ids_all), "max_length": max_length, "epochs": opts.epochs, "steps": step,
-        "train_seconds": round(seconds, 3), "time_split_seconds": time_split,
-        "teacher_cache": cache_note, "precision": f"{precision} ({precision_reason})", "optimizer": optimizer_name,
-        "peak_rss_bytes": peak_rss_bytes(),
-        "final_losses": {name: round(value, 6) for name, value in final.items()},
-        "loss_per_epoch": [round(h["total"], 6) for h in history],
+        "weights": opts.weights.model_dump(), "sentences": len(ids_all), "max_length": max_length,
+        **training.described(),
+        "time_split_seconds": {"tokenize": round(tokenize_seconds, 2), **training.split},
         "attention_scores": "pre-softmax QKᵀ/√d from hooks on query/key projections; padding masked",
     }
     if distributed.active():

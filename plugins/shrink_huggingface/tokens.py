@@ -17,7 +17,7 @@ from shrink_common.tokenize import encode, load_tokenizer
 if TYPE_CHECKING:
     from shrink import Artifact, Context
     from shrink_huggingface.mobilebert import DistillMobileBERTOptions
-    from shrink_huggingface.tinybert import DistillTinyBERTOptions
+    from shrink_huggingface.tinybert import TrainingOptions
 
 TOKENIZER_FILE = "tokenizer.json"
 INPUT_NAMES = ("input_ids", "attention_mask")
@@ -68,7 +68,7 @@ def token_feeds(artifact: Artifact, ctx: Context, splits: tuple[str, ...], count
     return {INPUT_NAMES[0]: ids, INPUT_NAMES[1]: mask}, f"{name}[:{len(texts)}] (tokenized)"
 
 
-def train_tokens(opts: DistillTinyBERTOptions | DistillMobileBERTOptions, artifact: Artifact, ctx: Context, who: str) -> tuple[np.ndarray, np.ndarray, int]:
+def train_tokens(opts: TrainingOptions | DistillMobileBERTOptions, artifact: Artifact, ctx: Context, who: str) -> tuple[np.ndarray, np.ndarray, int]:
     """The train split's sentences tokenized for a distillation pass (its `max_sentences` and `max_length`
     options): `(ids, mask, max_length)`, padded to `max_length`."""
     from shrink import UsageError
