@@ -4,7 +4,8 @@
                            [--seq 128] [--runs 200] [--out dist/bench-minilm]
 
 Compiles, with shrink, the teacher exported alone (`export.onnx`, from the first recipe) and, for every
-recipe, the student without its last pass (fp32; once per distinct student) and the whole recipe (its last
+recipe, the student without its last pass (fp32; once per distinct student; without `distill.quantization_aware`,
+which trains for that last pass: the float student it starts from) and the whole recipe (its last
 pass names the variant: `quantize.ptq` int8, `quantize.weight_only` int4; an int4 recipe with `kernel: "int8"` is
 also compiled with `kernel: "nbits"`, the same 4-bit blocks on MatMulNBits); they share the pass cache, so each
 distillation runs once. The teacher is also quantized by ONNX Runtime's `MatMulNBitsQuantizer` with its
@@ -125,11 +126,14 @@ def main() -> None:
             label = next((LABELS[p["pass"]] for p in recipe["passes"] if p["pass"] in LABELS), recipe["name"])
             variant = VARIANTS.get(recipe["passes"][-1]["pass"], recipe["passes"][-1]["pass"])
             slug = label.lower()
-            student_key = json.dumps(recipe["passes"][:-1], sort_keys=True)
+            # the float student: the recipe without its last pass, and without the quantization-aware training that
+            # only makes sense before that pass (it is the student the training started from)
+            float_passes = [p for p in recipe["passes"][:-1] if p["pass"] != "distill.quantization_aware"]
+            student_key = json.dumps(float_passes, sort_keys=True)
             if student_key not in students_fp32:
                 # a second student of the same kind (e.g. the int4 recipe's quantization-aware one) is named by its recipe
                 fp32_name = f"{label} fp32" if f"{label} fp32" not in models else f"{label} fp32 ({recipe['name']})"
-                fp32, t_fp32 = compile_variant(recipe, recipe["passes"][:-1], f"{slug}-fp32-{len(students_fp32)}",
+                fp32, t_fp32 = compile_variant(recipe, float_passes, f"{slug}-fp32-{len(students_fp32)}",
                                                args.out, work, path.parent)
                 print(f"compile: {fp32_name} {t_fp32:.0f} s (includes the distillation unless cached)", file=sys.stderr)
                 students_fp32[student_key] = fp32_name

@@ -11,7 +11,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from shrink_common.block_rounding import RoundedWeights, round_blocks
+from shrink_common.block_rounding import RoundedWeights, round_activations, round_blocks
 from tests.test_hf import tiny_recipe, write_tiny_bert
 from tests.test_onnx_passes import compile_ok
 
@@ -56,6 +56,19 @@ def test_table_rounding_is_onnxruntimes():
     assert np.array_equal(round_blocks(torch.from_numpy(table), 32).numpy(), theirs)
 
 
+@pytest.mark.parametrize("low, high", [(-3.0, 5.0), (0.5, 2.0), (-4.0, -1.0)])
+def test_activation_rounding_is_dynamicquantizelinears(low, high):
+    """DynamicQuantizeLinear then DequantizeLinear in ONNX Runtime gives what round_activations does."""
+    x = np.random.default_rng(3).uniform(low, high, (4, 7, 24)).astype(np.float32)
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(x.shape))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    (theirs,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert np.allclose(round_activations(torch.from_numpy(x)).numpy(), theirs, rtol=0, atol=1e-6)
+
+
 def test_rounded_weights_train_straight_through_and_bake_onto_the_grid():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Embedding(10, 32), torch.nn.Linear(32, 16), torch.nn.Embedding(3, 32))
@@ -68,6 +81,12 @@ def test_rounded_weights_train_straight_through_and_bake_onto_the_grid():
     assert torch.allclose(latent.grad, torch.ones(2, 16).T @ model[0](torch.tensor([1, 2])))  # the float gradient
     rounded.bake()
     assert not rounded.off_grid() and not hasattr(model[1], "parametrizations")
+    x = torch.randn(3, 32)
+    with_inputs = RoundedWeights(model, block=16, table_block=32, exclude=("0", "2"), activations=True)
+    assert torch.equal(model[1](x), torch.nn.functional.linear(round_activations(x), round_blocks(model[1].weight, 16),
+                                                               model[1].bias))
+    with_inputs.bake()
+    assert torch.equal(model[1](x), torch.nn.functional.linear(x, model[1].weight, model[1].bias))  # hooks gone
     with pytest.raises(ValueError, match="match no linear layer or embedding"):
         RoundedWeights(model, 16, 16, exclude=("*nothing*",))
 
@@ -91,9 +110,11 @@ QAT = {"pass": "distill.quantization_aware", "block_size": 16, "epochs": 1, "bat
     ({"block_size": 16, "op_types": ["MatMul"]}, "keeps the embedding tables"),
     ({"block_size": 16, "table_block_size": 64}, "table_block_size 16 differs"),
     ({"block_size": 16, "symmetric": False}, "asymmetric"),
+    ({"block_size": 16, "kernel": "nbits"}, "activations 'int8' trains for kernel 'int8'"),
 ])
 def test_a_later_weight_only_pass_that_rounds_otherwise_is_refused(cli, tiny_bert, tmp_path, later, message):
-    passes = [QAT, {"pass": "export.onnx"}] + ([{"pass": "quantize.weight_only", **later}] if later is not None else [])
+    qat = {**QAT, "activations": "int8"} if "kernel" in (later or {}) else QAT
+    passes = [qat, {"pass": "export.onnx"}] + ([{"pass": "quantize.weight_only", **later}] if later is not None else [])
     result = cli("plan", tiny_recipe(tiny_bert, tmp_path, passes=passes))
     assert result.code == 2 and message in result.err and "Traceback" not in result.err
 

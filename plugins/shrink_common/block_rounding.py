@@ -32,6 +32,23 @@ def round_blocks(weight: torch.Tensor, block: int, bits: int = 4) -> torch.Tenso
     return (levels * scale).reshape(*weight.shape[:-1], -1)[..., :width]
 
 
+def round_activations(x: torch.Tensor) -> torch.Tensor:
+    """`x` through ONNX's DynamicQuantizeLinear and back: one uint8 scale and zero point for the whole tensor, from
+    its range widened to include 0 (what ONNX Runtime's dynamic int8 MatMul does to a linear layer's input)."""
+    x = x.float()
+    low, high = torch.clamp(x.min(), max=0.0), torch.clamp(x.max(), min=0.0)
+    scale = (high - low) / 255
+    if scale == 0:
+        return torch.zeros_like(x)
+    zero = torch.clamp(torch.round(-low / scale), 0, 255)
+    return (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
+
+
+def _activation_hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    x = args[0]
+    return (x + (round_activations(x.detach()).to(x.dtype) - x.detach()), *args[1:])
+
+
 class _StraightThrough(nn.Module):
     """A weight parametrization: forward sees the rounded weight, backward passes the gradient unchanged."""
 
@@ -48,12 +65,14 @@ class RoundedWeights:
 
     Each `nn.Linear` weight gets a straight-through parametrization (`block`); each `nn.Embedding` table is
     rounded once (`table_block`) and frozen, since a lookup's gradient would only move rows off their grid
-    (`tables=False` leaves the tables alone). Modules whose qualified name matches an `exclude` pattern (fnmatch)
-    keep float weights; a pattern matching no linear or table is an error. `bake()` ends the training: the
-    parametrizations go, and every rounded weight holds exactly its rounded value."""
+    (`tables=False` leaves the tables alone). With `activations`, each linear layer's input is also seen through
+    `round_activations` (straight through), as ONNX Runtime's dynamic int8 kernels quantize it. Modules whose
+    qualified name matches an `exclude` pattern (fnmatch) keep float weights; a pattern matching no linear or table
+    is an error. `bake()` ends the training: the parametrizations go, and every rounded weight holds exactly its
+    rounded value."""
 
     def __init__(self, model: nn.Module, block: int, table_block: int, bits: int = 4, tables: bool = True,
-                 exclude: tuple[str, ...] = ()) -> None:
+                 exclude: tuple[str, ...] = (), activations: bool = False) -> None:
         self.block, self.table_block, self.bits = block, table_block, bits
         candidates = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear | nn.Embedding)}
         unmatched = [p for p in exclude if not any(fnmatch.fnmatchcase(name, p) for name in candidates)]
@@ -66,13 +85,16 @@ class RoundedWeights:
         self.tables = {name: m for name, m in chosen.items() if isinstance(m, nn.Embedding) and tables}
         for module in self.linears.values():
             parametrize.register_parametrization(module, "weight", _StraightThrough(block, bits))
+        self._hooks = [m.register_forward_pre_hook(_activation_hook) for m in self.linears.values()] if activations else []
         with torch.no_grad():
             for module in self.tables.values():
                 module.weight.copy_(round_blocks(module.weight, table_block, bits))
                 module.weight.requires_grad_(False)
 
     def bake(self) -> None:
-        """Remove the parametrizations, leaving each linear weight at exactly its rounded value."""
+        """Remove the parametrizations (and activation hooks), leaving each linear weight at exactly its rounded value."""
+        for hook in self._hooks:
+            hook.remove()
         for module in self.linears.values():
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
             with torch.no_grad():

@@ -21,7 +21,7 @@ from shrink_huggingface.tinybert import TrainingOptions
 BlockSize = Literal[16, 32, 64, 128, 256]
 # quantize.weight_only's defaults, for reading its raw options at plan time (tests/test_quantization_aware.py keeps
 # them equal to that pass's)
-WEIGHT_ONLY_DEFAULTS: dict[str, Any] = {"bits": 4, "block_size": 32, "algorithm": "rtn",
+WEIGHT_ONLY_DEFAULTS: dict[str, Any] = {"bits": 4, "block_size": 32, "algorithm": "rtn", "kernel": "nbits",
                                         "op_types": ["MatMul", "Gemm", "Gather"]}
 
 
@@ -35,6 +35,9 @@ class QuantizationAwareOptions(TrainingOptions):
                                            "in its op_types")
     exclude: tuple[str, ...] = Field((), description="module names or fnmatch patterns to keep float (as that pass's "
                                                      "exclude_nodes does by node name), e.g. '*token_type_embeddings*'")
+    activations: Literal["float", "int8"] = Field(
+        "float", description="'int8': each linear layer's input is also seen rounded to 8 bits per tensor, as that "
+                             "pass's kernel 'int8' (ONNX Runtime's dynamic int8 MatMul) rounds it; needs kernel 'int8' there")
     epochs: int = Field(1, ge=1, le=1000, description="passes over the training sentences")
     lr: float = Field(1e-4, gt=0, le=1, description="peak learning rate (AdamW, linear warm-up then linear decay)")
 
@@ -66,6 +69,9 @@ def weight_only_problems(opts: QuantizationAwareOptions, plan: PlanContext, who:
     if theirs["algorithm"] != "rtn":
         problems.append(f"the quantize.weight_only pass's algorithm {theirs['algorithm']!r} re-fits the blocks; this pass "
                         "trains for round to nearest: use algorithm 'rtn' there")
+    if opts.activations == "int8" and theirs["kernel"] != "int8":
+        problems.append(f"activations 'int8' trains for kernel 'int8' (inputs rounded per tensor); the "
+                        f"quantize.weight_only pass runs kernel {theirs['kernel']!r}")
     if theirs.get("symmetric") is False:
         problems.append("the quantize.weight_only pass is asymmetric (symmetric false); this pass trains for its "
                         "symmetric rounding")

@@ -46,7 +46,8 @@ def finetune(opts: QuantizationAwareOptions, artifact: Artifact, ctx: Context, w
     ids_all, mask_all, max_length = train_tokens(opts, artifact, ctx, who)
     tokenize_seconds = time.perf_counter() - began
     try:
-        rounded = RoundedWeights(student, opts.block_size, opts.table_block, opts.bits, opts.tables, opts.exclude)
+        rounded = RoundedWeights(student, opts.block_size, opts.table_block, opts.bits, opts.tables, opts.exclude,
+                                 activations=opts.activations == "int8")
     except ValueError as exc:
         raise RuntimeError(f"{who}: {exc}") from None
     torch.manual_seed(seed)
@@ -57,9 +58,9 @@ def finetune(opts: QuantizationAwareOptions, artifact: Artifact, ctx: Context, w
         raise RuntimeError(f"{who}: weights left off their 4-bit grid after training: {', '.join(off)}")
     details: dict[str, Any] = {
         "rounding": {"bits": opts.bits, "block_size": opts.block_size, "table_block_size": opts.table_block,
-                     "linears": len(rounded.linears), "tables": sorted(rounded.tables), "kept_float": rounded.kept_float,
-                     "how": "linear weights straight-through (rounded forward, float update); tables rounded once and "
-                            "frozen; all baked onto their grid"},
+                     "activations": opts.activations, "linears": len(rounded.linears), "tables": sorted(rounded.tables), "kept_float": rounded.kept_float,
+                     "how": "linear weights (and, with activations 'int8', their inputs) straight-through (rounded "
+                            "forward, float update); tables rounded once and frozen; all baked onto their grid"},
         "layer_map": mapping, "layer_map_origin": mapping_origin, "weights": opts.weights.model_dump(),
         "sentences": len(ids_all), "max_length": max_length, **training.described(),
         "time_split_seconds": {"tokenize": round(tokenize_seconds, 2), **training.split},
