@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 # Validation voices, all training voices of the recipe (never a test accent or variant), held out from training here.
@@ -54,6 +55,9 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "examples" / "kws"))
     from model import teacher
 
+    import numpy as np
+
+    from shrink import Split
     from shrink_common.classifier import evaluate, split_tensors, train
     from shrink_common.training import TrainConfig
     from shrink_data.kws import KeywordSpotting, KwsAugment, KwsOptions
@@ -69,7 +73,8 @@ def main() -> None:
         "calibration_size": 1, "seed": 7, "workers": args.workers})
     KwsOptions.model_validate(options.model_dump())  # the validation voices must be training voices of the recipe
     augment = (recipe.augment or KwsAugment()).model_dump()
-    # name -> (data.augment or None, label smoothing, voices added to the recipe's training voices)
+    # name -> (data.augment or None, label smoothing, data options changed: "accents" and "variants" are added to the
+    # recipe's training voices, others replace the recipe's)
     variants = {"no augmentation (before)": (None, 0.0, {}), "data.augment": (augment, 0.0, {}),
                 "data.augment + label smoothing 0.1": (augment, 0.1, {}),
                 "data.augment + more voices": (augment, 0.0, MORE_VOICES),
@@ -79,20 +84,39 @@ def main() -> None:
                 "data.augment + channel offset 0.6": ({**augment, "channel_offset": 0.6}, 0.0, {}),
                 "data.augment + mixup 0.2 + channel offset 0.3": ({**augment, "mixup": 0.2, "channel_offset": 0.3}, 0.0, {}),
                 "stronger masks": ({**augment, "time_masks": 3, "time_mask": 8, "feature_masks": 2, "feature_mask": 2},
-                                   0.0, {})}
-    loaded: dict[str, tuple] = {}
+                                   0.0, {}),
+                # the data's own speaker and channel ranges widened (clips synthesised again)
+                "data.augment + tempo 0.8-1.25": (augment, 0.0, {"tempo": (0.8, 1.25)}),
+                "data.augment + pitch 0-99": (augment, 0.0, {"pitch": (0.0, 99.0)}),
+                "data.augment + tempo 0.8-1.25, pitch 0-99, rate 80-280": (
+                    augment, 0.0, {"tempo": (0.8, 1.25), "pitch": (0.0, 99.0), "rate_wpm": (80.0, 280.0)}),
+                "data.augment + band limit 0.6": (augment, 0.0, {"band_limit_probability": 0.6})}
+    loaded: dict[str, Any] = {}
 
-    def data_for(more: dict[str, list[str]]) -> tuple:
+    def data_for(more: dict) -> tuple:
         key = json.dumps(more)
         if key not in loaded:
-            extended = options.model_copy(update={k: [*getattr(options, k), *more.get(k, [])] for k in ("accents", "variants")})
+            voices = {k: [*getattr(options, k), *more[k]] for k in ("accents", "variants") if k in more}
+            # options other than the voices would change the validation clips too: those keep the recipe's
+            # validation clips (standardized again with the new training clips' constants), so all compare alike
+            other = set(more) - {"accents", "variants"}
+            extended = options.model_copy(update={**more, **voices, **({"eval_per_class": 1} if other else {})})
             KwsOptions.model_validate(extended.model_dump())
             started = time.perf_counter()
             data = KeywordSpotting(extended).load(None)  # type: ignore[arg-type]  # the kws source does not use the context
+            validation = data.split("eval")
+            if other:
+                base_validation = data_for({})[2]
+                old, new = loaded["standardization"], data.meta["standardization"]
+                raw = np.asarray(base_validation.inputs) * np.asarray(old["std"]) + np.asarray(old["mean"])
+                validation = Split(((raw - np.asarray(new["mean"])) / np.asarray(new["std"])).astype(np.float32),
+                                   base_validation.labels)
+            elif not more:
+                loaded["standardization"] = data.meta["standardization"]
             print(f"data ({len(extended.voices('train'))} training voices): {len(data.split('train').inputs)} train clips, "
-                  f"{len(data.split('eval').inputs)} validation clips (held-out training voices) in "
+                  f"{len(validation.inputs)} validation clips (held-out training voices) in "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
-            loaded[key] = (*split_tensors(data.split("train"), "kws_teacher"), data.split("eval"))
+            loaded[key] = (*split_tensors(data.split("train"), "kws_teacher"), validation)
         return loaded[key]
 
     unknown = sorted(set(args.variant or []) - set(variants))
