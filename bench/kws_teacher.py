@@ -53,7 +53,7 @@ def main() -> None:
     import torch
 
     sys.path.insert(0, str(REPO / "examples" / "kws"))
-    from model import teacher
+    import model as models  # examples/kws/model.py
 
     import numpy as np
 
@@ -74,7 +74,7 @@ def main() -> None:
     KwsOptions.model_validate(options.model_dump())  # the validation voices must be training voices of the recipe
     augment = (recipe.augment or KwsAugment()).model_dump()
     # name -> (data.augment or None, label smoothing, data options changed: "accents" and "variants" are added to the
-    # recipe's training voices, others replace the recipe's)
+    # recipe's training voices, others replace the recipe's[, the model's factory in examples/kws/model.py])
     variants = {"no augmentation (before)": (None, 0.0, {}), "data.augment": (augment, 0.0, {}),
                 "data.augment + label smoothing 0.1": (augment, 0.1, {}),
                 "data.augment + more voices": (augment, 0.0, MORE_VOICES),
@@ -90,7 +90,9 @@ def main() -> None:
                 "data.augment + pitch 0-99": (augment, 0.0, {"pitch": (0.0, 99.0)}),
                 "data.augment + tempo 0.8-1.25, pitch 0-99, rate 80-280": (
                     augment, 0.0, {"tempo": (0.8, 1.25), "pitch": (0.0, 99.0), "rate_wpm": (80.0, 280.0)}),
-                "data.augment + band limit 0.6": (augment, 0.0, {"band_limit_probability": 0.6})}
+                "data.augment + band limit 0.6": (augment, 0.0, {"band_limit_probability": 0.6}),
+                # a larger teacher (examples/kws/model.py:large_teacher): room for what augmentation asks of it
+                "data.augment, large teacher": (augment, 0.0, {}, "large_teacher")}
     loaded: dict[str, Any] = {}
 
     def data_for(more: dict) -> tuple:
@@ -125,10 +127,10 @@ def main() -> None:
     base = None
     print(f"{'teacher':40} {'train loss':>10} {'validation':>10} {'vs first':>10} {'seconds':>8}")
     for name in args.variant or list(variants):
-        spec, smoothing, more = variants[name]
+        spec, smoothing, more, *factory = variants[name]
         x, y, validation = data_for(more)
         torch.manual_seed(0)
-        model = teacher()
+        model = getattr(models, factory[0] if factory else "teacher")()
         cfg = TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, weight_decay=1e-3, augment=False,
                           feature_augment=spec, label_smoothing=smoothing)
         result = train(model, x, y, cfg, 0)
