@@ -1,13 +1,17 @@
 """Keyword-spotting teacher choices, made on training speakers only: the DS-CNN teacher trained as before (no
 augmentation), with the `kws` source's `data.augment` (time shift + SpecAugment-style masks), with augmentation
-and label smoothing, and with augmentation on clips spoken by more training voices (`MORE_ACCENTS`,
-`MORE_VARIANTS`), side by side in one run, each scored on a validation split of held-out *training* voices.
+and label smoothing, mixup or a channel offset, with stronger masks, on clips spoken by more training voices
+(`MORE_ACCENTS`, `MORE_VARIANTS`), on clips with wider speaking rate, pitch and tempo ranges or more band limiting,
+and a larger teacher, side by side in one run, each scored on a validation split of held-out *training* voices.
 
-    python bench/kws_teacher.py [--train-per-class 600] [--epochs 30] [--variant NAME ...]
+    python bench/kws_teacher.py [--train-per-class 600] [--epochs 30] [--split matched] [--variant NAME ...]
+                                [--save DIR] [--workers 1]
 
 The validation split never touches the test voices: it is the `kws` source restricted to the training accents and
-variants of `recipes/kws-cortex-m4.json`, with 3 of those accents x 5 of those variants speaking only validation
-(speaker-independent, as the real split), so every choice here leaves the recipe's eval voices unseen.
+variants of `recipes/kws-cortex-m4.json`, with some of those accents x some of those variants speaking only
+validation (`--split`: "before" 3 x 5, "matched" 4 x 7 built like the test voices; speaker-independent, as the real
+split), so every choice here leaves the recipe's eval voices unseen. Variants that change the clips (ranges, band
+limiting) keep the same validation clips. `--save DIR` writes each teacher for `bench/kws_validation.py --teacher`.
 """
 
 from __future__ import annotations
