@@ -29,7 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 # dialects and 2 other languages; 1 numbered, 1 klatt and 5 named variants, where "before" had 2 named): 4 x 7 voices.
 SPLITS = {"before": (["en-gb-x-gbclan", "fr", "pl"], ["m2", "klatt", "Gene", "linda", "f1"]),
           "matched": (["en-gb-x-gbclan", "en-us-nyc", "fr", "pl"], ["m2", "klatt", "Gene", "linda", "Michael", "anika", "max"])}
-VALIDATION_ACCENTS, VALIDATION_VARIANTS = SPLITS["before"]
 # More training voices: the eSpeak NG languages of Europe written in the Latin script that the recipe did not list
 # (fo has no dictionary in the wheel), and every variant without `breath` noise (which would make the data differ
 # from run to run) except robots, names with spaces and the relatives of a test or validation variant (AnxiousAndy,
@@ -49,7 +48,7 @@ def main() -> None:
     parser.add_argument("--validation-per-class", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--variant", action="append", help="only these (repeatable; names as printed)")
-    parser.add_argument("--split", choices=list(SPLITS), default="before", help="the validation voices")
+    parser.add_argument("--split", choices=list(SPLITS), default="matched", help="the validation voices")
     parser.add_argument("--workers", type=int, default=None, help="synthesis processes (default: the CPU count)")
     parser.add_argument("--save", type=Path, help="write each teacher's state_dict here (for kws_validation.py --teacher)")
     args = parser.parse_args()

@@ -52,7 +52,7 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def _validation_recipe(source: Path, eval_per_class: int, out: Path, split: str = "before",
+def _validation_recipe(source: Path, eval_per_class: int, out: Path, split: str = "matched",
                        workers: int | None = None) -> dict:
     """The recipe, its paths resolving from `out`, with its data's eval split spoken by held-out training voices."""
     from shrink.plan.load import load_recipe
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--variant", action="append", choices=list(VARIANTS), help="only these (repeatable)")
     parser.add_argument("--teacher", type=Path, help="teacher weights instead of the recipe's (a state_dict file)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/kws-validation"))
-    parser.add_argument("--split", choices=list(SPLITS), default="before", help="the validation voices (kws_teacher.py)")
+    parser.add_argument("--split", choices=list(SPLITS), default="matched", help="the validation voices (kws_teacher.py)")
     parser.add_argument("--workers", type=int, default=None, help="synthesis processes (default: the CPU count)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
