@@ -46,6 +46,7 @@ VARIANTS: dict[str, dict] = {
     "before, depthwise 8 values": {"distill": {"epochs": 12}},
     "before, depthwise 8 values, cluster finetune_epochs 8": {"distill": {"epochs": 12}, "cluster": {"finetune_epochs": 8}},
     "before, 3000 clips per class": {**BEFORE, "data": {"train_per_class": 3000}},
+    "3000 clips per class": {"data": {"train_per_class": 3000}},
     "mixup 0.2": {"augment": {"mixup": 0.2}},
     "channel offset 0.3": {"augment": {"channel_offset": 0.3}},
     "mixup 0.2, channel offset 0.3": {"augment": {"mixup": 0.2, "channel_offset": 0.3}},
