@@ -1,13 +1,17 @@
 """Keyword-spotting teacher choices, made on training speakers only: the DS-CNN teacher trained as before (no
 augmentation), with the `kws` source's `data.augment` (time shift + SpecAugment-style masks), with augmentation
-and label smoothing, and with augmentation on clips spoken by more training voices (`MORE_ACCENTS`,
-`MORE_VARIANTS`), side by side in one run, each scored on a validation split of held-out *training* voices.
+and label smoothing, mixup or a channel offset, with stronger masks, on clips spoken by more training voices
+(`MORE_ACCENTS`, `MORE_VARIANTS`), on clips with wider speaking rate, pitch and tempo ranges or more band limiting,
+and a larger teacher, side by side in one run, each scored on a validation split of held-out *training* voices.
 
-    python bench/kws_teacher.py [--train-per-class 600] [--epochs 30] [--variant NAME ...]
+    python bench/kws_teacher.py [--train-per-class 600] [--epochs 30] [--split matched] [--variant NAME ...]
+                                [--save DIR] [--workers 1]
 
 The validation split never touches the test voices: it is the `kws` source restricted to the training accents and
-variants of `recipes/kws-cortex-m4.json`, with 3 of those accents x 5 of those variants speaking only validation
-(speaker-independent, as the real split), so every choice here leaves the recipe's eval voices unseen.
+variants of `recipes/kws-cortex-m4.json`, with some of those accents x some of those variants speaking only
+validation (`--split`: "before" 3 x 5, "matched" 4 x 7 built like the test voices; speaker-independent, as the real
+split), so every choice here leaves the recipe's eval voices unseen. Variants that change the clips (ranges, band
+limiting) keep the same validation clips. `--save DIR` writes each teacher for `bench/kws_validation.py --teacher`.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-VALIDATION_ACCENTS = ["en-gb-x-gbclan", "fr", "pl"]
-VALIDATION_VARIANTS = ["m2", "klatt", "Gene", "linda", "f1"]
+# Validation voices, all training voices of the recipe (never a test accent or variant), held out from training here.
+# "before": 3 accents x 5 variants, as the first choices were made. "matched": built like the test voices (2 English
+# dialects and 2 other languages; 1 numbered, 1 klatt and 5 named variants, where "before" had 2 named): 4 x 7 voices.
+SPLITS = {"before": (["en-gb-x-gbclan", "fr", "pl"], ["m2", "klatt", "Gene", "linda", "f1"]),
+          "matched": (["en-gb-x-gbclan", "en-us-nyc", "fr", "pl"], ["m2", "klatt", "Gene", "linda", "Michael", "anika", "max"])}
 # More training voices: the eSpeak NG languages of Europe written in the Latin script that the recipe did not list
 # (fo has no dictionary in the wheel), and every variant without `breath` noise (which would make the data differ
 # from run to run) except robots, names with spaces and the relatives of a test or validation variant (AnxiousAndy,
@@ -40,13 +48,19 @@ def main() -> None:
     parser.add_argument("--validation-per-class", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--variant", action="append", help="only these (repeatable; names as printed)")
+    parser.add_argument("--split", choices=list(SPLITS), default="matched", help="the validation voices")
+    parser.add_argument("--workers", type=int, default=None, help="synthesis processes (default: the CPU count)")
+    parser.add_argument("--save", type=Path, help="write each teacher's state_dict here (for kws_validation.py --teacher)")
     args = parser.parse_args()
 
     import torch
 
     sys.path.insert(0, str(REPO / "examples" / "kws"))
-    from model import teacher
+    import model as models  # examples/kws/model.py
 
+    import numpy as np
+
+    from shrink import Split
     from shrink_common.classifier import evaluate, split_tensors, train
     from shrink_common.training import TrainConfig
     from shrink_data.kws import KeywordSpotting, KwsAugment, KwsOptions
@@ -57,28 +71,57 @@ def main() -> None:
     options = recipe.model_copy(update={
         "accents": [a for a in recipe.accents if a not in recipe.test_accents],
         "variants": [v for v in recipe.variants if v not in recipe.test_variants],
-        "test_accents": VALIDATION_ACCENTS, "test_variants": VALIDATION_VARIANTS,
+        "test_accents": SPLITS[args.split][0], "test_variants": SPLITS[args.split][1],
         "train_per_class": args.train_per_class, "eval_per_class": args.validation_per_class,
-        "calibration_size": 1, "seed": 7})
+        "calibration_size": 1, "seed": 7, "workers": args.workers})
     KwsOptions.model_validate(options.model_dump())  # the validation voices must be training voices of the recipe
     augment = (recipe.augment or KwsAugment()).model_dump()
-    # name -> (data.augment or None, label smoothing, voices added to the recipe's training voices)
+    # name -> (data.augment or None, label smoothing, data options changed: "accents" and "variants" are added to the
+    # recipe's training voices, others replace the recipe's[, the model's factory in examples/kws/model.py])
     variants = {"no augmentation (before)": (None, 0.0, {}), "data.augment": (augment, 0.0, {}),
                 "data.augment + label smoothing 0.1": (augment, 0.1, {}),
-                "data.augment + more voices": (augment, 0.0, MORE_VOICES)}
-    loaded: dict[str, tuple] = {}
+                "data.augment + more voices": (augment, 0.0, MORE_VOICES),
+                "data.augment + mixup 0.2": ({**augment, "mixup": 0.2}, 0.0, {}),
+                "data.augment + mixup 0.5": ({**augment, "mixup": 0.5}, 0.0, {}),
+                "data.augment + channel offset 0.3": ({**augment, "channel_offset": 0.3}, 0.0, {}),
+                "data.augment + channel offset 0.6": ({**augment, "channel_offset": 0.6}, 0.0, {}),
+                "data.augment + mixup 0.2 + channel offset 0.3": ({**augment, "mixup": 0.2, "channel_offset": 0.3}, 0.0, {}),
+                "stronger masks": ({**augment, "time_masks": 3, "time_mask": 8, "feature_masks": 2, "feature_mask": 2},
+                                   0.0, {}),
+                # the data's own speaker and channel ranges widened (clips synthesised again)
+                "data.augment + tempo 0.8-1.25": (augment, 0.0, {"tempo": (0.8, 1.25)}),
+                "data.augment + pitch 0-99": (augment, 0.0, {"pitch": (0.0, 99.0)}),
+                "data.augment + tempo 0.8-1.25, pitch 0-99, rate 80-280": (
+                    augment, 0.0, {"tempo": (0.8, 1.25), "pitch": (0.0, 99.0), "rate_wpm": (80.0, 280.0)}),
+                "data.augment + band limit 0.6": (augment, 0.0, {"band_limit_probability": 0.6}),
+                # a larger teacher (examples/kws/model.py:large_teacher): room for what augmentation asks of it
+                "data.augment, large teacher": (augment, 0.0, {}, "large_teacher")}
+    loaded: dict[str, Any] = {}
 
-    def data_for(more: dict[str, list[str]]) -> tuple:
+    def data_for(more: dict) -> tuple:
         key = json.dumps(more)
         if key not in loaded:
-            extended = options.model_copy(update={k: [*getattr(options, k), *more.get(k, [])] for k in ("accents", "variants")})
+            voices = {k: [*getattr(options, k), *more[k]] for k in ("accents", "variants") if k in more}
+            # options other than the voices would change the validation clips too: those keep the recipe's
+            # validation clips (standardized again with the new training clips' constants), so all compare alike
+            other = set(more) - {"accents", "variants"}
+            extended = options.model_copy(update={**more, **voices, **({"eval_per_class": 1} if other else {})})
             KwsOptions.model_validate(extended.model_dump())
             started = time.perf_counter()
             data = KeywordSpotting(extended).load(None)  # type: ignore[arg-type]  # the kws source does not use the context
+            validation = data.split("eval")
+            if other:
+                base_validation = data_for({})[2]
+                old, new = loaded["standardization"], data.meta["standardization"]
+                raw = np.asarray(base_validation.inputs) * np.asarray(old["std"]) + np.asarray(old["mean"])
+                validation = Split(((raw - np.asarray(new["mean"])) / np.asarray(new["std"])).astype(np.float32),
+                                   base_validation.labels)
+            elif not more:
+                loaded["standardization"] = data.meta["standardization"]
             print(f"data ({len(extended.voices('train'))} training voices): {len(data.split('train').inputs)} train clips, "
-                  f"{len(data.split('eval').inputs)} validation clips (held-out training voices) in "
+                  f"{len(validation.inputs)} validation clips (held-out training voices) in "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
-            loaded[key] = (*split_tensors(data.split("train"), "kws_teacher"), data.split("eval"))
+            loaded[key] = (*split_tensors(data.split("train"), "kws_teacher"), validation)
         return loaded[key]
 
     unknown = sorted(set(args.variant or []) - set(variants))
@@ -87,10 +130,10 @@ def main() -> None:
     base = None
     print(f"{'teacher':40} {'train loss':>10} {'validation':>10} {'vs first':>10} {'seconds':>8}")
     for name in args.variant or list(variants):
-        spec, smoothing, more = variants[name]
+        spec, smoothing, more, *factory = variants[name]
         x, y, validation = data_for(more)
         torch.manual_seed(0)
-        model = teacher()
+        model = getattr(models, factory[0] if factory else "teacher")()
         cfg = TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, weight_decay=1e-3, augment=False,
                           feature_augment=spec, label_smoothing=smoothing)
         result = train(model, x, y, cfg, 0)
@@ -98,6 +141,9 @@ def main() -> None:
         base = accuracy if base is None else base
         print(f"{name:40} {result.final_loss:>10.4f} {accuracy:>10.2%} {(accuracy - base) * 100:>+9.2f}p "
               f"{result.seconds:>8.0f}", flush=True)
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), args.save / f"{args.split}-{name.replace(' ', '_').replace('+', 'and')}.pt")
 
 
 if __name__ == "__main__":

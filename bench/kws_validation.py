@@ -1,15 +1,18 @@
 """Keyword-spotting recipe choices made on training speakers only: `recipes/kws-cortex-m4.json` compiled with its eval
-split replaced by held-out *training* voices (3 training accents x 5 training variants that speak only validation,
-as `bench/kws_teacher.py` holds them out), once per variant (the student's width, the options of `distill.kd` and
-`compress.cluster`, the data's; `--teacher` swaps the teacher's weights for every variant), side by side in one run.
+split replaced by held-out *training* voices (`--split`: "before", 3 training accents x 5 training variants, or
+"matched", 4 x 7 built like the test voices; as `bench/kws_teacher.py` holds them out), once per variant (the
+student's width, the options of `distill.kd` and `compress.cluster`, the data's and its `augment`'s; `--teacher`
+swaps the teacher's weights for every variant), side by side in one run.
 
-    python bench/kws_validation.py [--eval-per-class 300] [--variant NAME ...] [--teacher PATH] [--out /tmp/kws-validation]
+    python bench/kws_validation.py [--eval-per-class 300] [--variant NAME ...] [--teacher PATH] [--split matched]
+                                   [--workers 1] [--out /tmp/kws-validation]
 
 Variants with the same student share the passes before `compress.cluster` (the pass cache compiles them once). Printed: the
 validation accuracy of the fp32 teacher, of the torch model after each pass and of the int8 bundle, and the
 bundle's file size. The recipe's test voices are never loaded, so every choice made here leaves them unseen. The
-teacher (the recipe's, or `--teacher`'s weights) was trained on all training voices, validation ones included, which
-flatters every variant alike.
+recipe's teacher was trained on all training voices, validation ones included, which flatters every variant alike
+and the teacher itself most; a teacher from `bench/kws_teacher.py --save DIR --split S` (trained without the
+validation voices of split S) passed as `--teacher` with the same `--split` keeps them unseen end to end.
 """
 
 from __future__ import annotations
@@ -19,13 +22,12 @@ import json
 from pathlib import Path
 
 from kws import compile_bundle  # bench/kws.py, beside this script
+from kws_teacher import SPLITS  # the validation voices, as bench/kws_teacher.py holds them out
 
 REPO = Path(__file__).resolve().parents[1]
-VALIDATION_ACCENTS = ["en-gb-x-gbclan", "fr", "pl"]  # as bench/kws_teacher.py
-VALIDATION_VARIANTS = ["m2", "klatt", "Gene", "linda", "f1"]
 # name -> what the variant changes in the recipe: "student" (a factory in examples/kws/model.py), options merged over
-# the recipe's "distill" (distill.kd), "cluster" (compress.cluster) and "data" (the kws source; the validation voices
-# stay), and "plain": true drops compress.cluster (plain full int8: what weight sharing costs). "before" is the recipe
+# the recipe's "distill" (distill.kd), "cluster" (compress.cluster), "data" (the kws source; the validation voices
+# stay) and "augment" (merged over data.augment), and "plain": true drops compress.cluster (plain full int8: what weight sharing costs). "before" is the recipe
 # before its last choices: 12 distillation epochs, 16 shared values in every layer.
 BEFORE = {"distill": {"epochs": 12}, "cluster": {"clusters_by_kind": {}}}
 VARIANTS: dict[str, dict] = {
@@ -44,10 +46,15 @@ VARIANTS: dict[str, dict] = {
     "before, depthwise 8 values": {"distill": {"epochs": 12}},
     "before, depthwise 8 values, cluster finetune_epochs 8": {"distill": {"epochs": 12}, "cluster": {"finetune_epochs": 8}},
     "before, 3000 clips per class": {**BEFORE, "data": {"train_per_class": 3000}},
+    "3000 clips per class": {"data": {"train_per_class": 3000}},
+    "mixup 0.2": {"augment": {"mixup": 0.2}},
+    "channel offset 0.3": {"augment": {"channel_offset": 0.3}},
+    "mixup 0.2, channel offset 0.3": {"augment": {"mixup": 0.2, "channel_offset": 0.3}},
 }
 
 
-def _validation_recipe(source: Path, eval_per_class: int, out: Path) -> dict:
+def _validation_recipe(source: Path, eval_per_class: int, out: Path, split: str = "matched",
+                       workers: int | None = None) -> dict:
     """The recipe, its paths resolving from `out`, with its data's eval split spoken by held-out training voices."""
     from shrink.plan.load import load_recipe
     from shrink.search.recipes import rebased
@@ -58,7 +65,9 @@ def _validation_recipe(source: Path, eval_per_class: int, out: Path) -> dict:
     options = KwsOptions.model_validate({k: v for k, v in data.items() if k not in ("source", "description")})
     data.update(accents=[a for a in options.accents if a not in options.test_accents],
                 variants=[v for v in options.variants if v not in options.test_variants],
-                test_accents=VALIDATION_ACCENTS, test_variants=VALIDATION_VARIANTS, eval_per_class=eval_per_class)
+                test_accents=SPLITS[split][0], test_variants=SPLITS[split][1], eval_per_class=eval_per_class)
+    if workers:
+        data["workers"] = workers
     KwsOptions.model_validate({k: v for k, v in data.items() if k not in ("source", "description")})
     recipe["name"] += "-validation"
     return recipe
@@ -71,9 +80,11 @@ def main() -> None:
     parser.add_argument("--variant", action="append", choices=list(VARIANTS), help="only these (repeatable)")
     parser.add_argument("--teacher", type=Path, help="teacher weights instead of the recipe's (a state_dict file)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/kws-validation"))
+    parser.add_argument("--split", choices=list(SPLITS), default="matched", help="the validation voices (kws_teacher.py)")
+    parser.add_argument("--workers", type=int, default=None, help="synthesis processes (default: the CPU count)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    base = _validation_recipe(args.recipe, args.eval_per_class, args.out)
+    base = _validation_recipe(args.recipe, args.eval_per_class, args.out, args.split, args.workers)
     if args.teacher:
         base["model"]["weights"] = str(args.teacher.resolve())
     print(f"{'variant':40} {'teacher':>8} {'distill':>8} {'fuse.bn':>8} {'cluster':>8} {'bundle':>8} "
@@ -88,6 +99,8 @@ def main() -> None:
         distill.update(variant.get("distill", {}))
         passes["compress.cluster"].update(variant.get("cluster", {}))
         recipe["data"].update(variant.get("data", {}))
+        if "augment" in variant:
+            recipe["data"]["augment"] = {**recipe["data"].get("augment", {}), **variant["augment"]}
         if variant.get("plain"):
             recipe["passes"] = [p for p in recipe["passes"] if p["pass"] != "compress.cluster"]
         path = args.out / f"{name.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}.json"

@@ -98,3 +98,82 @@ def test_the_training_loop_applies_it_reproducibly() -> None:
 
     assert torch.equal(trained(spec), trained(spec))
     assert not torch.equal(trained(spec), trained(None))
+
+
+@pytest.mark.skipif(bool(missing_libraries()), reason="the kws data source needs pip install -e '.[kws]'")
+def test_channel_offset_and_mixup_enter_the_data_key_only_when_on() -> None:
+    def key(**augment: float) -> str | None:
+        return KeywordSpotting(KwsOptions(augment=KwsAugment(**augment))).fingerprint(None)  # type: ignore[arg-type]
+
+    before = KwsOptions(augment=KwsAugment()).model_dump_json(exclude={"workers": True, "augment": {"channel_offset": True,
+                                                                                                   "mixup": True}})
+    assert '"channel_offset"' not in before and '"time_masks"' in before
+    assert key() == key(channel_offset=0.0, mixup=0.0)
+    assert len({key(), key(channel_offset=0.3), key(mixup=0.2), key(channel_offset=0.3, mixup=0.2)}) == 4
+
+
+def test_a_channel_offset_is_one_constant_per_sample_and_feature() -> None:
+    x = _maps()
+    out = spec_augment(x, torch.Generator().manual_seed(0), {"channel_offset": 0.5})
+    offset = out - x
+    # the same in every frame, different between features and between samples
+    assert torch.allclose(offset, offset[:, :, :1, :].expand_as(offset), atol=1e-3)  # float32 rounding of large values
+    assert offset[0, 0, 0].unique().numel() == 10
+    assert not torch.allclose(offset[0], offset[1])
+    assert 0.2 < float(offset[:, 0, 0].std()) < 1.0
+    assert torch.equal(spec_augment(x, torch.Generator().manual_seed(0), {"channel_offset": 0.0}), x)
+
+
+def test_mixup_blends_inputs_and_labels_alike() -> None:
+    from shrink_common.classifier import mixed_labels, mixup
+
+    x = torch.randn(16, 1, 49, 10, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(16) % 4
+    mixed, partner, lam = mixup(x, torch.Generator().manual_seed(3), 0.4)
+    assert bool(((lam >= 0) & (lam <= 1)).all()) and lam.unique().numel() > 1
+    assert torch.allclose(mixed, lam.view(-1, 1, 1, 1) * x + (1 - lam.view(-1, 1, 1, 1)) * x[partner])
+    probs = mixed_labels(y, partner, lam, 6)
+    assert probs.shape == (16, 6) and torch.allclose(probs.sum(dim=1), torch.ones(16))
+    same = y == y[partner]
+    assert torch.allclose(probs[torch.arange(16), y], torch.where(same, torch.ones(16), lam))
+    again = mixup(x, torch.Generator().manual_seed(3), 0.4)
+    assert torch.equal(again[0], mixed) and torch.equal(again[1], partner)
+
+
+@pytest.mark.parametrize("teacher", [False, True])
+def test_the_training_loop_mixes_reproducibly_with_and_without_a_teacher(teacher: bool) -> None:
+    from torch import nn
+
+    from shrink_common.classifier import train
+    from shrink_common.training import TrainConfig
+
+    x = torch.randn(32, 1, 49, 10, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(32) % 3
+
+    def build() -> nn.Module:
+        model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LazyLinear(5))  # more logits than labels seen
+        model(x[:1])
+        return model
+
+    torch.manual_seed(1)
+    guide = build().eval() if teacher else None
+
+    def trained(spec: dict) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = build()
+        cfg = TrainConfig(epochs=1, batch_size=16, augment=False, feature_augment=spec, channels_last=False, alpha=0.5)
+        result = train(model, x, y, cfg, seed=0, teacher=guide)
+        assert result.losses and all(np.isfinite(result.losses))
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    mixing = {**KwsAugment().model_dump(), "mixup": 0.4}
+    assert torch.equal(trained(mixing), trained(mixing))
+    assert not torch.equal(trained(mixing), trained(KwsAugment().model_dump()))
+
+
+def test_kws_augment_rejects_negative_mixup_and_offsets() -> None:
+    from pydantic import ValidationError
+
+    for bad in ({"mixup": -0.1}, {"channel_offset": -1.0}, {"channel_offset": 5.0}):
+        with pytest.raises(ValidationError):
+            KwsAugment(**bad)

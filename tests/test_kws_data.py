@@ -67,3 +67,29 @@ def test_the_cmsis_mfcc_record_is_valid_and_reads_back() -> None:
     again, mean, std = cmsis_mfcc_prep(record)
     assert again == prep and mean.tolist() == standard["mean"] and std.tolist() == standard["std"]
     assert record_problems({**record, "normalization": {**record["normalization"], "std": [0.0] * 10}}, "r") != []
+
+
+@pytest.mark.parametrize("split", ["before", "matched"])
+def test_the_benchs_validation_voices_are_training_voices_never_test_voices(split: str) -> None:
+    """bench/kws_teacher.py and bench/kws_validation.py choose on voices that the recipe trains on and that speak
+    none of its test clips; within the bench they are held out from training (speaker-independent again)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("shrink_kws_teacher_bench", repo / "bench" / "kws_teacher.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    section = json.loads((repo / "recipes" / "kws-cortex-m4.json").read_text())["data"]
+    recipe = KwsOptions.model_validate({k: v for k, v in section.items() if k not in ("source", "description")})
+    accents, variants = bench.SPLITS[split]
+    train_accents, train_variants, test_accents, test_variants = _split_voices(recipe)
+    assert set(accents) <= train_accents and set(variants) <= train_variants
+    assert not set(accents) & test_accents and not set(variants) & test_variants
+    held_out = recipe.model_copy(update={"accents": sorted(train_accents), "variants": sorted(train_variants),
+                                         "test_accents": accents, "test_variants": variants})
+    inner = _split_voices(KwsOptions.model_validate(held_out.model_dump()))
+    assert inner[2] == set(accents) and inner[3] == set(variants)
+    assert not inner[0] & inner[2] and not inner[1] & inner[3]

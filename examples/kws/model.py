@@ -7,6 +7,8 @@ ReLU), global average pooling and one linear layer, `model.classifier`.
 * `teacher()`: 64 channels, 4 blocks — MLPerf Tiny's DS-CNN size.
 * `wide_student()`: 64 channels, 4 blocks, the teacher's width: the fresh student `distill.kd` trains in
   `recipes/kws-cortex-m4.json`.
+* `large_teacher()`: 128 channels, 5 blocks, a larger teacher `bench/kws_teacher.py` compares on held-out
+  training voices.
 * `student()`: 48 channels, 4 blocks, the recipe's student before (`bench/kws_validation.py` compares the two on
   held-out training voices).
 
@@ -56,10 +58,15 @@ def wide_student() -> DSCNN:
     return DSCNN(64, 4)
 
 
+def large_teacher() -> DSCNN:
+    return DSCNN(128, 5)
+
+
 if __name__ == "__main__":
     from shrink_common.classifier import count_macs
 
-    for name, build in (("teacher", teacher), ("student", student), ("wide_student", wide_student)):
+    for name, build in (("teacher", teacher), ("student", student), ("wide_student", wide_student),
+                        ("large_teacher", large_teacher)):
         model = build().eval()
         params = sum(p.numel() for p in model.parameters())
         print(f"{name}: {params:,} parameters, {count_macs(model, torch.zeros(INPUT_SHAPE)):,} MACs")

@@ -46,12 +46,17 @@ def main() -> None:
     parser.add_argument("--augment", action="store_true", help="train with the recipe's data.augment")
     parser.add_argument("--weight-decay", type=float, default=1e-3)
     parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--train-per-class", type=int, default=None, help="train clips per class (default: the recipe's)")
+    parser.add_argument("--workers", type=int, default=None, help="synthesis processes (default: the CPU count)")
     parser.add_argument("--out", type=Path, default=HERE / "teacher.pt")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
-    data = KeywordSpotting(recipe_data()).load(None)  # type: ignore[arg-type]  # the kws source does not use the context
+    options = recipe_data()
+    changes = {"train_per_class": args.train_per_class, "workers": args.workers}
+    options = KwsOptions.model_validate({**options.model_dump(), **{k: v for k, v in changes.items() if v is not None}})
+    data = KeywordSpotting(options).load(None)  # type: ignore[arg-type]  # the kws source does not use the context
     print(f"data: {', '.join(f'{k} {len(v)}' for k, v in data.splits.items())} in {time.perf_counter() - started:.1f} s")
     model = (teacher if args.model == "teacher" else student)()
     x, y = split_tensors(data.split("train"), "train.py")

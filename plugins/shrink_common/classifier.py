@@ -73,7 +73,9 @@ def spec_augment(x: torch.Tensor, generator: torch.Generator, spec: Mapping[str,
     """SpecAugment-style augmentation of feature maps `[N, C, time, features]` (Park et al., 2019): each sample
     shifted in time by up to ±`time_shift` frames (edge frames repeated), then `time_masks` bands of up to
     `time_mask` frames and `feature_masks` bands of up to `feature_mask` features set to `fill` (0: the mean of
-    standardized features)."""
+    standardized features). `channel_offset` > 0 first adds to each sample one normal offset per feature (that standard
+    deviation), the same in every frame: a microphone's or room's fixed frequency response is a constant offset of
+    the log-mel spectrum, hence of its cepstrum (MFCCs are a linear transform of it)."""
     if x.ndim != 4:
         return x
     n, _, frames, width = x.shape
@@ -84,6 +86,9 @@ def spec_augment(x: torch.Tensor, generator: torch.Generator, spec: Mapping[str,
         x = torch.stack([padded[i, :, s:s + frames] for i, s in enumerate(starts)])
     else:
         x = x.clone()
+    offset = float(spec.get("channel_offset", 0.0))
+    if offset > 0:  # one constant per sample and feature, over all frames: a fixed channel response
+        x = x + offset * torch.randn((n, 1, 1, width), generator=generator, dtype=x.dtype)
     fill = float(spec.get("fill", 0.0))
     for count, size, axis, length in ((int(spec.get("time_masks", 0)), int(spec.get("time_mask", 0)), 2, frames),
                                       (int(spec.get("feature_masks", 0)), int(spec.get("feature_mask", 0)), 3, width)):
@@ -98,9 +103,28 @@ def spec_augment(x: torch.Tensor, generator: torch.Generator, spec: Mapping[str,
     return x
 
 
+def mixup(x: torch.Tensor, generator: torch.Generator, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """mixup (Zhang et al., 2018): each sample blended with a partner drawn from the same batch, with weight
+    lambda ~ Beta(alpha, alpha) per sample (numpy's, seeded from `generator`). Returns (mixed inputs, partner
+    indices, lambdas); `mixed_labels` blends the labels alike."""
+    n = len(x)
+    partner = torch.randperm(n, generator=generator)
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    lam = torch.from_numpy(np.random.default_rng(seed).beta(alpha, alpha, n)).to(x.dtype)
+    weight = lam.view(n, *([1] * (x.ndim - 1)))
+    return weight * x + (1 - weight) * x[partner], partner, lam
+
+
+def mixed_labels(labels: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor, classes: int) -> torch.Tensor:
+    """Class probabilities `[N, classes]` of mixup's blends: lambda of the sample's label, the rest its partner's."""
+    onehot = F.one_hot(labels, classes).to(lam.dtype)
+    return lam.view(-1, 1) * onehot + (1 - lam.view(-1, 1)) * onehot[partner]
+
+
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
             temperature: float, alpha: float, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Hinton KD: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy on the labels."""
+    """Hinton KD: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy on the labels (class
+    indices, or class probabilities as mixup gives)."""
     t = temperature
     soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
                     reduction="batchmean", log_target=True) * (t * t)
@@ -166,9 +190,16 @@ def _loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
             on_step(step, total_steps)
         step += 1
         yb = y[mine]
+        alpha_mix = float(cfg.feature_augment.get("mixup", 0.0)) if cfg.feature_augment is not None else 0.0
+        mixing = mixup(xb, generator, alpha_mix) if alpha_mix > 0 else None  # over the global batch, as the other draws
+        if mixing is not None:
+            xb = mixing[0]
         if parallel:  # the global batch is drawn and augmented as in one process; this rank takes its share
             xb = xb[distributed.positions()]
         logits = forward(xb)
+        if mixing is not None:
+            yb = mixed_labels(y[idx], mixing[1], mixing[2], logits.shape[1])
+            yb = yb[distributed.positions()] if parallel else yb
         if teacher is None:
             loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
         else:

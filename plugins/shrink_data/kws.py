@@ -42,19 +42,26 @@ VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f4", "klatt",
 TEST_ACCENTS = ("en-gb-scotland", "en-029", "it", "sv")
 TEST_VARIANTS = ("m4", "klatt3", "Andy", "belinda", "iven", "norbert", "Lee")
 INSTALL = "pip install -e '.[kws]'"
+LATER_AUGMENT = ("channel_offset", "mixup")  # KwsAugment options added later: in the data key only when on
 
 Range = tuple[float, float]
 
 
 class KwsAugment(PassOptions):
     """Train-time augmentation of the MFCCs, drawn afresh for every batch by the passes that train with `augment`
-    (and by examples/kws/train.py): SpecAugment-style masks and a time shift. The samples themselves do not change."""
+    (and by examples/kws/train.py): SpecAugment-style masks, a time shift, a channel offset and mixup. The samples
+    themselves do not change."""
 
     time_shift: int = Field(5, ge=0, le=48, description="largest shift in time, frames (edge frames repeated)")
     time_masks: int = Field(2, ge=0, le=8, description="bands of frames masked per sample")
     time_mask: int = Field(6, ge=0, le=48, description="largest masked band, frames")
     feature_masks: int = Field(1, ge=0, le=8, description="bands of MFCC coefficients masked per sample")
     feature_mask: int = Field(2, ge=0, le=64, description="largest masked band, coefficients")
+    channel_offset: float = Field(0.0, ge=0, le=4, description="standard deviation of one offset per sample and MFCC "
+                                                               "coefficient, the same in every frame (a microphone's or "
+                                                               "room's fixed frequency response), in standardized units; 0: none")
+    mixup: float = Field(0.0, ge=0, le=10, description="mixup: each sample blended with another of its batch, weight "
+                                                       "~ Beta(mixup, mixup), labels blended alike; 0: none")
 
 
 class KwsOptions(PassOptions):
@@ -178,8 +185,13 @@ class KeywordSpotting(DataProvider[KwsOptions]):
 
         if missing_libraries():
             return None
-        # `augment` only when set: data without it keeps the key it had before the option existed
-        unkeyed = {"workers"} | ({"augment"} if self.options.augment is None else set())
+        # `augment` only when set, and its later options only when on: data keeps the key it had before they existed
+        augment = self.options.augment
+        unkeyed: dict[str, Any] = {"workers": True}
+        if augment is None:
+            unkeyed["augment"] = True
+        elif later := {name: True for name in LATER_AUGMENT if not getattr(augment, name)}:
+            unkeyed["augment"] = later
         digest = hashlib.sha256(self.options.model_dump_json(exclude=unkeyed).encode())
         for dist in self.libraries:
             digest.update(f"{dist} {metadata.version(dist)};".encode())
