@@ -7,7 +7,8 @@ Compiles, with shrink, the teacher exported alone (`export.onnx`, from the first
 recipe, the student without its last pass (fp32; once per distinct student; without `distill.quantization_aware`,
 which trains for that last pass: the float student it starts from) and the whole recipe (its last
 pass names the variant: `quantize.ptq` int8, `quantize.weight_only` int4; an int4 recipe with `kernel: "int8"` is
-also compiled with `kernel: "nbits"`, the same 4-bit blocks on MatMulNBits); they share the pass cache, so each
+also compiled with `kernel: "nbits"`, the same 4-bit blocks on MatMulNBits, unless its `distill.quantization_aware`
+trained for int8 kernel inputs); they share the pass cache, so each
 distillation runs once. The teacher is also quantized by ONNX Runtime's `MatMulNBitsQuantizer` with its
 default settings (4 bits, block 128, asymmetric, MatMul weights only): the baseline a user gets without shrink.
 Then, on this machine and in this process: file size, median batch-1 latency under ONNX Runtime at a fixed
@@ -142,7 +143,9 @@ def main() -> None:
             print(f"compile: {label} {variant} {t_q:.0f} s", file=sys.stderr)
             models[f"{label} {variant}"] = quantized
             last = recipe["passes"][-1]
-            if last["pass"] == "quantize.weight_only" and last.get("kernel") == "int8":
+            int8_inputs = any(p["pass"] == "distill.quantization_aware" and p.get("activations") == "int8"
+                              for p in recipe["passes"])
+            if last["pass"] == "quantize.weight_only" and last.get("kernel") == "int8" and not int8_inputs:
                 # the same 4-bit blocks on ONNX Runtime's MatMulNBits (accuracy_level 4: int8 activations per block)
                 nbits = [*recipe["passes"][:-1], {**last, "kernel": "nbits"}]
                 models[f"{label} {variant} MatMulNBits"], t_n = compile_variant(recipe, nbits, f"{slug}-{variant}-nbits",
