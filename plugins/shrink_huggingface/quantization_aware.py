@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from shrink import Artifact, Context, Pass, PlanContext
 from shrink_huggingface.tinybert import TrainingOptions
@@ -30,7 +31,7 @@ class QuantizationAwareOptions(TrainingOptions):
 
     bits: Literal[4] = Field(4, description="bits per weight of the later quantize.weight_only pass")
     block_size: BlockSize = Field(32, description="its block_size: weights per block of the linear layers")
-    table_block_size: BlockSize | None = Field(None, description="its table_block_size (default: block_size)")
+    table_block_size: BlockSize | SkipJsonSchema[None] = Field(None, description="its table_block_size (default: block_size)")
     tables: bool = Field(True, description="round (and freeze) the embedding tables, as that pass does with 'Gather' "
                                            "in its op_types")
     exclude: tuple[str, ...] = Field((), description="module names or fnmatch patterns to keep float (as that pass's "
