@@ -1,5 +1,6 @@
 """Block-wise 4-bit rounding in torch, exactly as ONNX Runtime's weight-only quantizer rounds (`quantize.weight_only`,
-algorithm 'rtn', symmetric), so that a model can train through it (`RoundedWeights`).
+algorithm 'rtn', symmetric), and the per-tensor 8-bit rounding of its dynamic int8 kernels' inputs, so that a model
+can train through them (`RoundedWeights`).
 
 ONNX Runtime (MLAS) gives each block of `block` consecutive weights along the reduction axis (a table: along its
 width) one scale: the block's largest-magnitude value over -2^(bits-1). That value is kept exactly (level -8) and
