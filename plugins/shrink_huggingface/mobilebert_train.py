@@ -27,7 +27,7 @@ from torch import nn
 
 from shrink import Artifact, Context, UsageError
 from shrink_common import distributed
-from shrink_huggingface.model import Encoder, build, config_dict, head_counts
+from shrink_huggingface.model import Encoder, build, config_dict
 from shrink_huggingface.tinybert_train import (
     ScoreCapture,
     _copy_matching,
@@ -35,6 +35,7 @@ from shrink_huggingface.tinybert_train import (
     layers_of,
     length_batches,
     masked_mse,
+    student_artifact,
     token_epoch,
     truncated_svd,
     uniform_map,
@@ -351,7 +352,4 @@ def distill(opts: DistillMobileBERTOptions, artifact: Artifact, ctx: Context, wh
         "attention_transfer": "KL(teacher ‖ student) of attention distributions from pre-softmax scores (hooks on query/key); "
                               "padding masked",
     }
-    if distributed.active():
-        details["ranks"] = distributed.world()
-    meta = {"hf_config": config_dict(student), "heads": head_counts(student)}
-    return artifact.evolve(model=student, meta=meta, details=details)
+    return student_artifact(artifact, student, details)

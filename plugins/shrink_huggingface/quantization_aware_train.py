@@ -12,8 +12,8 @@ import torch
 from shrink import Artifact, Context
 from shrink_common import distributed
 from shrink_common.block_rounding import RoundedWeights
-from shrink_huggingface.model import Encoder, config_dict, head_counts
-from shrink_huggingface.tinybert_train import layers_of, train, uniform_map
+from shrink_huggingface.model import Encoder
+from shrink_huggingface.tinybert_train import layers_of, student_artifact, train, uniform_map
 
 if TYPE_CHECKING:
     from shrink_huggingface.quantization_aware import QuantizationAwareOptions
@@ -58,14 +58,11 @@ def finetune(opts: QuantizationAwareOptions, artifact: Artifact, ctx: Context, w
         raise RuntimeError(f"{who}: weights left off their 4-bit grid after training: {', '.join(off)}")
     details: dict[str, Any] = {
         "rounding": {"bits": opts.bits, "block_size": opts.block_size, "table_block_size": opts.table_block,
-                     "activations": opts.activations, "linears": len(rounded.linears), "tables": sorted(rounded.tables), "kept_float": rounded.kept_float,
+                     "activations": opts.activations, "linears": len(rounded.linears), "tables": sorted(rounded.tables),
+                     "kept_float": rounded.kept_float,
                      "how": "linear weights (and, with activations 'int8', their inputs) straight-through (rounded "
                             "forward, float update); tables rounded once and frozen; all baked onto their grid"},
         "layer_map": mapping, "layer_map_origin": mapping_origin, "weights": opts.weights.model_dump(),
-        "sentences": len(ids_all), "max_length": max_length, **training.described(),
-        "time_split_seconds": {"tokenize": round(tokenize_seconds, 2), **training.split},
+        "sentences": len(ids_all), "max_length": max_length, **training.described(tokenize_seconds),
     }
-    if distributed.active():
-        details["ranks"] = distributed.world()
-    meta = {"hf_config": config_dict(student), "heads": head_counts(student)}
-    return artifact.evolve(model=student, meta=meta, details=details)
+    return student_artifact(artifact, student, details)

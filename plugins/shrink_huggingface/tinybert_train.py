@@ -440,9 +440,11 @@ class Training:
     precision: str
     optimizer: str
 
-    def described(self) -> dict[str, Any]:
+    def described(self, tokenize_seconds: float) -> dict[str, Any]:
+        """The pass details of the training, with the tokenization before it in the time split."""
         final = self.history[-1] if self.history else {}
         return {"epochs": len(self.history), "steps": self.steps, "train_seconds": round(self.seconds, 3),
+                "time_split_seconds": {"tokenize": round(tokenize_seconds, 2), **self.split},
                 "teacher_cache": self.teacher_cache, "precision": self.precision, "optimizer": self.optimizer,
                 "peak_rss_bytes": peak_rss_bytes(),
                 "final_losses": {name: round(value, 6) for name, value in final.items()},
@@ -532,10 +534,14 @@ def distill(opts: DistillTinyBERTOptions, artifact: Artifact, ctx: Context, who:
         "teacher_layers": int(teacher.config.num_hidden_layers),
         "teacher_params": sum(p.numel() for p in teacher.parameters()), "student_params": sum(p.numel() for p in student.parameters()),
         "weights": opts.weights.model_dump(), "sentences": len(ids_all), "max_length": max_length,
-        **training.described(),
-        "time_split_seconds": {"tokenize": round(tokenize_seconds, 2), **training.split},
+        **training.described(tokenize_seconds),
         "attention_scores": "pre-softmax QKᵀ/√d from hooks on query/key projections; padding masked",
     }
+    return student_artifact(artifact, student, details)
+
+
+def student_artifact(artifact: Artifact, student: Encoder, details: dict[str, Any]) -> Artifact:
+    """`artifact` evolved to a trained student: its config and head counts in the meta, the ranks under torchrun."""
     if distributed.active():
         details["ranks"] = distributed.world()
     meta = {"hf_config": config_dict(student), "heads": head_counts(student)}
