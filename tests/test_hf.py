@@ -469,3 +469,19 @@ def test_the_text_corpus_key_does_not_depend_on_the_working_folder(tmp_path, mon
     monkeypatch.syspath_prepend(str(tmp_path))
     assert sum((d.metadata["Name"] or "").lower() == "shrink" for d in metadata.distributions()) >= 2
     assert corpus.source_digest() == before
+
+
+def test_the_conversations_source_reads_the_dialogue_wheel():
+    """`train_sources: "conversations"`: the English turns of chatterbot-corpus (a core dependency), short
+    everyday questions and answers, offered by the recipe schema exactly as the corpus names its sources."""
+    import typing
+
+    from shrink_huggingface import corpus
+    from shrink_huggingface.text import TextDataOptions
+
+    turns = corpus.conversation_sentences()
+    assert len(turns) > 1500 and len({t.lower() for t in turns}) == len(turns)
+    assert all(len(t.split()) >= corpus.CONVERSATIONS_MIN_WORDS and t == " ".join(t.split()) for t in turns)
+    assert turns[0] == "What is AI?" and sum(t.endswith("?") and len(t.split()) <= 8 for t in turns) > 300
+    offered = typing.get_args(typing.get_args(TextDataOptions.model_fields["train_sources"].annotation)[0])
+    assert offered == corpus.TRAIN_SOURCES

@@ -5,8 +5,9 @@ reference shipped as `pydoc_data.topics` (`reference`), docstrings of installed 
 modules (`site-packages`, at most `SITE_CAP` sentences per distribution so no one package dominates),
 the comments of the standard library's and those distributions' code (`comments`: whole-line `#`
 comments joined into paragraphs; the informal first- and second-person voice docstrings lack, capped
-the same way) and short requests, questions and remarks generated from templates over a vocabulary
-(`templates`, seeded).
+the same way), short requests, questions and remarks generated from templates over a vocabulary
+(`templates`, seeded) and the English dialogues of the `chatterbot-corpus` wheel (`conversations`:
+everyday questions and answers on food, health, money, films, sports, greetings, ...).
 Held-out `eval` sentences come from *different* sources: the package descriptions (METADATA) of
 installed distributions and a fixed list of short spoken-style requests (`requests.txt`), so a student
 is judged on text it never saw. No training source reads METADATA or `requests.txt`, and the dataset
@@ -35,7 +36,8 @@ _EXCLUDED_DIRS = {"site-packages", "test", "tests", "idlelib", "lib2to3", "__pyc
 _SITE_EXCLUDED = {"test", "tests", "testing", "_vendor", "vendor", "__pycache__"}
 SITE_CAP = 600
 TEMPLATE_COUNT = 4000
-TRAIN_SOURCES = ("stdlib", "reference", "site-packages", "comments", "templates")
+TRAIN_SOURCES = ("stdlib", "reference", "site-packages", "comments", "templates", "conversations")
+CONVERSATIONS_MIN_WORDS = 2
 REQUESTS_FILE = Path(__file__).with_name("requests.txt")
 
 
@@ -192,10 +194,36 @@ def template_sentences(count: int = TEMPLATE_COUNT, seed: int = 0) -> tuple[str,
     return tuple(generate(count, seed))
 
 
+@lru_cache(maxsize=1)
+def conversation_sentences() -> tuple[str, ...]:
+    """The lines of the English dialogues shipped in the `chatterbot-corpus` wheel (its `data/english/*.yml`,
+    sorted by file), whitespace-normalised, of at least `CONVERSATIONS_MIN_WORDS` words: short turns of
+    conversation, unlike every other source here. Not the sentence filter of the prose sources: a turn such as
+    "What is your favorite food?" is exactly the register they lack."""
+    from importlib import resources
+
+    import yaml
+
+    try:
+        root = resources.files("chatterbot_corpus") / "data" / "english"
+    except ModuleNotFoundError:
+        from shrink import UsageError
+
+        raise UsageError("train_sources 'conversations' needs the chatterbot-corpus package: "
+                         "pip install chatterbot-corpus") from None
+    found: list[str] = []
+    for name in sorted(entry.name for entry in root.iterdir() if entry.name.endswith(".yml")):
+        document = yaml.safe_load((root / name).read_text(encoding="utf-8")) or {}
+        for dialogue in document.get("conversations") or []:
+            found += [line for turn in dialogue if isinstance(turn, str)
+                      if len((line := " ".join(turn.split())).split()) >= CONVERSATIONS_MIN_WORDS]
+    return tuple(dedupe(found))
+
+
 def train_sentences(source: str) -> tuple[str, ...]:
     """The sentences of one training source (one of `TRAIN_SOURCES`)."""
     readers = {"stdlib": stdlib_sentences, "reference": reference_sentences, "site-packages": site_sentences,
-               "comments": comment_sentences, "templates": template_sentences}
+               "comments": comment_sentences, "templates": template_sentences, "conversations": conversation_sentences}
     return readers[source]()
 
 

@@ -19,11 +19,12 @@ class TextDataOptions(PassOptions):
     corpus: Literal["packages", "none"] = Field(
         "packages", description="'packages': train on the built-in offline corpus ('train_sources'); "
                                 "'none': only the sentences of 'file'")
-    train_sources: list[Literal["stdlib", "reference", "site-packages", "comments", "templates"]] = Field(
+    train_sources: list[Literal["stdlib", "reference", "site-packages", "comments", "templates", "conversations"]] = Field(
         ["stdlib"], min_length=1, description="built-in training sources (corpus 'packages'): 'stdlib' (the standard "
         "library's docstrings), 'reference' (the language reference in pydoc_data), 'site-packages' (installed "
         "distributions' docstrings, never their descriptions), 'comments' (the '#' comments of the standard library's "
-        "and installed distributions' code) and 'templates' (generated everyday requests and remarks)")
+        "and installed distributions' code), 'templates' (generated everyday requests and remarks) and 'conversations' "
+        "(the English dialogues of the chatterbot-corpus package: everyday questions and answers)")
     file: str | SkipJsonSchema[None] = Field(None, min_length=1, description="your own training sentences, one per line "
                                              "(relative to the recipe); added to the corpus")
     eval_file: str | SkipJsonSchema[None] = Field(None, min_length=1, description="your own held-out sentences, one per line; "
