@@ -28,25 +28,32 @@ REPO = Path(__file__).resolve().parents[1]
 # name -> what the variant changes in the recipe: "student" (a factory in examples/kws/model.py), options merged over
 # the recipe's "distill" (distill.kd), "cluster" (compress.cluster), "data" (the kws source; the validation voices
 # stay) and "augment" (merged over data.augment), and "plain": true drops compress.cluster (plain full int8: what weight sharing costs). "before" is the recipe
-# before its last choices: 12 distillation epochs, 16 shared values in every layer.
-BEFORE = {"distill": {"epochs": 12}, "cluster": {"clusters_by_kind": {}}}
+# before its last choices: 12 distillation epochs, 16 shared values in every layer, the shared values fine-tuned alone
+# (Deep Compression's fine-tune, `finetune: "centroids"`) where the recipe now trains the weights clustering-aware.
+CENTROIDS = {"finetune": "centroids"}
+BEFORE = {"distill": {"epochs": 12}, "cluster": {"clusters_by_kind": {}, **CENTROIDS}}
 VARIANTS: dict[str, dict] = {
     "as written": {},
     "as written, plain int8": {"plain": True},
+    "as written, centroids only": {"cluster": CENTROIDS},
     "before": BEFORE,
     "before, plain int8": {**BEFORE, "plain": True},
     "before, 48 channels": {**BEFORE, "student": "student"},
     "before, 48 channels, cluster finetune_epochs 8": {"student": "student", "distill": {"epochs": 12},
-                                                       "cluster": {"clusters_by_kind": {}, "finetune_epochs": 8}},
+                                                       "cluster": {"clusters_by_kind": {}, "finetune_epochs": 8, **CENTROIDS}},
     "before, 48 channels, cluster init density": {"student": "student", "distill": {"epochs": 12},
-                                                  "cluster": {"clusters_by_kind": {}, "init": "density"}},
-    "before, cluster finetune_epochs 8": {"distill": {"epochs": 12}, "cluster": {"clusters_by_kind": {}, "finetune_epochs": 8}},
-    "before, distill 24 epochs": {"cluster": {"clusters_by_kind": {}}},
-    "before, KD temperature 4": {"distill": {"epochs": 12, "temperature": 4.0}, "cluster": {"clusters_by_kind": {}}},
-    "before, depthwise 8 values": {"distill": {"epochs": 12}},
-    "before, depthwise 8 values, cluster finetune_epochs 8": {"distill": {"epochs": 12}, "cluster": {"finetune_epochs": 8}},
+                                                  "cluster": {"clusters_by_kind": {}, "init": "density", **CENTROIDS}},
+    "before, cluster finetune_epochs 8": {"distill": {"epochs": 12},
+                                          "cluster": {"clusters_by_kind": {}, "finetune_epochs": 8, **CENTROIDS}},
+    "before, distill 24 epochs": {"cluster": {"clusters_by_kind": {}, **CENTROIDS}},
+    "before, KD temperature 4": {"distill": {"epochs": 12, "temperature": 4.0}, "cluster": {"clusters_by_kind": {}, **CENTROIDS}},
+    "before, depthwise 8 values": {"distill": {"epochs": 12}, "cluster": CENTROIDS},
+    "before, depthwise 8 values, cluster finetune_epochs 8": {"distill": {"epochs": 12},
+                                                              "cluster": {"finetune_epochs": 8, **CENTROIDS}},
     "before, 3000 clips per class": {**BEFORE, "data": {"train_per_class": 3000}},
     "3000 clips per class": {"data": {"train_per_class": 3000}},
+    "3000 clips per class, centroids only": {"data": {"train_per_class": 3000}, "cluster": CENTROIDS},
+    "3000 clips per class, cluster 8 epochs": {"data": {"train_per_class": 3000}, "cluster": {"finetune_epochs": 8}},
     "mixup 0.2": {"augment": {"mixup": 0.2}},
     "channel offset 0.3": {"augment": {"channel_offset": 0.3}},
     "mixup 0.2, channel offset 0.3": {"augment": {"mixup": 0.2, "channel_offset": 0.3}},

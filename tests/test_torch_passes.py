@@ -286,6 +286,36 @@ def test_cluster_gives_each_kind_of_layer_its_count(tmp_path):
     assert out.details["coded_weight_bytes"] == sum(-(-weights[n] * bits[n] // 8) + 4 * (1 << bits[n]) for n in weights)
 
 
+def test_cluster_aware_training_moves_weights_between_shared_values():
+    """finetune 'weights': the forward pass sees each weight's nearest shared value, the weight gets the gradient
+    straight through and each shared value the sum over the weights it holds."""
+    from shrink_torch.cluster import NearestShared
+
+    shared = NearestShared(torch.tensor([0.5, -1.0, 0.0]))  # unsorted on purpose
+    weight = torch.tensor([-0.9, -0.4, 0.2, 0.3, 2.0], requires_grad=True)
+    out = shared(weight)
+    assert out.tolist() == [-1.0, 0.0, 0.0, 0.5, 0.5]
+    out.backward(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    assert weight.grad.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert shared.centroids.grad.tolist() == [9.0, 1.0, 5.0]
+    with torch.no_grad():
+        weight[1] = -0.8  # nearer to -1.0 now: it moves to that cluster
+    assert shared(weight).tolist()[1] == -1.0
+
+
+def test_cluster_aware_fine_tune_keeps_the_sharing(tmp_path):
+    h = Harness(tmp_path, [{"pass": "fuse.bn"}, {"pass": "compress.cluster", "clusters": 8, "finetune_epochs": 2,
+                                                 "finetune": "weights", "min_weights": 1}], factory="nets.py:separable")
+    fused = h.run(0)
+    out = h.run(1, fused)
+    for name, module in out.model.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            assert module.weight.detach().unique().numel() <= 8, name
+            assert not hasattr(module, "parametrizations"), name  # a plain weight again
+    assert out.details["finetune_epochs"] == 2 and 0 <= out.details["accuracy"] <= 1
+    assert out.details["finetune"] == "weights"
+
+
 def test_fuse_bn_gate_raises_beyond_tolerance(tmp_path):
     from shrink_torch.fuse import FusionError
 

@@ -44,6 +44,11 @@ class ClusterOptions(TrainingOptions):
     min_weights: int = Field(64, ge=1, le=10**9, description="leave layers with fewer weights than this unclustered")
     finetune_epochs: int = Field(3, ge=0, le=1000, description="centroid fine-tune epochs (0: k-means only)")
     finetune_kd: bool = Field(True, description="fine-tune with Hinton KD from the unclustered model")
+    finetune: Literal["centroids", "weights"] = Field(
+        "centroids", description="what the fine-tune trains: 'centroids' (Deep Compression: the shared values, every "
+                                 "weight tied to its cluster) or 'weights' (clustering-aware training, as TensorFlow Model "
+                                 "Optimization's: each weight trains straight through its rounding to the nearest shared "
+                                 "value and may move to another cluster; the shared values train too)")
     lr: float = Field(1e-3, gt=0, le=10, description="fine-tune peak learning rate")
 
     @model_validator(mode="after")
@@ -105,7 +110,7 @@ class ClusterCompress(Pass[ClusterOptions]):
         counts = [opts.clusters_for(module) for module, _ in targets]
         shared = "/".join(map(str, sorted(set(counts))))
         ctx.report(0.05, f"k-means into {shared} shared values per layer ({len(targets)} layers)")
-        tied = [_tie(module, k, opts.init, seed) for (module, _), k in zip(targets, counts)]
+        tied = [_tie(module, k, opts.init, seed, opts.finetune == "weights") for (module, _), k in zip(targets, counts)]
         after_kmeans = evaluate(model, evaluation)
         result = None
         if opts.finetune_epochs:
@@ -132,6 +137,7 @@ class ClusterCompress(Pass[ClusterOptions]):
             "storage_encoding": f"{index_bits}-bit index per weight + a float32 codebook per layer (its shared values)",
             "accuracy_before": evaluate(original, evaluation), "accuracy_after_kmeans": after_kmeans,
             "finetune_epochs": opts.finetune_epochs, "finetune_kd": bool(opts.finetune_kd and opts.finetune_epochs),
+            "finetune": opts.finetune,
         }
         if result is not None:
             details["finetune_loss"] = result.final_loss
@@ -168,8 +174,9 @@ def _initial(values: Any, clusters: int, init: str) -> Any:
     return np.quantile(values, (np.arange(clusters) + 0.5) / clusters)
 
 
-def _tie(module: nn.Module, clusters: int, init: str, seed: int) -> Any:
-    """Cluster `module.weight` and parametrize it as `centroids[index]` (centroids trainable, indices fixed)."""
+def _tie(module: nn.Module, clusters: int, init: str, seed: int, nearest: bool = False) -> Any:
+    """Cluster `module.weight` and parametrize it as `centroids[index]`: centroids trainable, indices fixed, or with
+    `nearest` each weight's index its nearest centroid at every forward pass (the weight trains straight through)."""
     import numpy as np
     import torch
     from sklearn.cluster import KMeans
@@ -179,8 +186,11 @@ def _tie(module: nn.Module, clusters: int, init: str, seed: int) -> Any:
     k = min(clusters, len(np.unique(values)))
     kmeans = KMeans(n_clusters=k, init=_initial(values, k, init).reshape(-1, 1), n_init=1, random_state=seed)
     index = kmeans.fit_predict(values)
-    shared = SharedWeight(torch.tensor(kmeans.cluster_centers_.ravel(), dtype=module.weight.dtype),
-                          torch.from_numpy(index.astype(np.int64)).reshape(module.weight.shape))
+    centroids = torch.tensor(kmeans.cluster_centers_.ravel(), dtype=module.weight.dtype)
+    if nearest:
+        shared = NearestShared(centroids)
+    else:
+        shared = SharedWeight(centroids, torch.from_numpy(index.astype(np.int64)).reshape(module.weight.shape))
     parametrize.register_parametrization(module, "weight", shared)
     return shared
 
@@ -213,3 +223,28 @@ def _shared_module() -> type:
 
 def SharedWeight(centroids: torch.Tensor, index: torch.Tensor) -> Any:  # noqa: N802 - builds the torch module lazily
     return _shared_module()(centroids, index)
+
+
+def _nearest_module() -> type:
+    import torch
+    from torch import nn
+
+    class _Nearest(nn.Module):
+        """`weight -> centroids[nearest(weight)]` in value; the gradient reaches the weight unchanged (straight
+        through) and each centroid as the sum over the weights it now holds."""
+
+        def __init__(self, centroids: torch.Tensor) -> None:
+            super().__init__()
+            self.centroids = nn.Parameter(centroids)
+
+        def forward(self, weight: torch.Tensor) -> torch.Tensor:
+            order = torch.argsort(self.centroids.detach())
+            ordered = self.centroids.detach()[order]
+            index = order[torch.bucketize(weight.detach(), (ordered[1:] + ordered[:-1]) / 2)]
+            return self.centroids[index] + (weight - weight.detach())
+
+    return _Nearest
+
+
+def NearestShared(centroids: torch.Tensor) -> Any:  # noqa: N802 - builds the torch module lazily
+    return _nearest_module()(centroids)
