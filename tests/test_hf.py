@@ -485,3 +485,27 @@ def test_the_conversations_source_reads_the_dialogue_wheel():
     assert turns[0] == "What is AI?" and sum(t.endswith("?") and len(t.split()) <= 8 for t in turns) > 300
     offered = typing.get_args(typing.get_args(TextDataOptions.model_fields["train_sources"].annotation)[0])
     assert offered == corpus.TRAIN_SOURCES
+
+
+def test_the_conversations_source_without_its_package_is_refused_at_plan_time(cli, tiny_bert, tmp_path, monkeypatch):
+    """Without chatterbot-corpus the plan names the option and the install command (exit 2, no traceback);
+    a direct call of the reader says the same."""
+    import sys
+
+    from shrink import UsageError
+    from shrink_huggingface import corpus
+
+    recipe = json.loads(tiny_recipe(tiny_bert, tmp_path, passes=[{"pass": "export.onnx"}]).read_text())
+    recipe["data"]["train_sources"] = ["templates", "conversations"]
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    assert cli("plan", tmp_path / "recipe.json").code == 0
+    monkeypatch.setitem(sys.modules, "chatterbot_corpus", None)  # as if not installed
+    result = cli("plan", tmp_path / "recipe.json")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "train_sources: 'conversations' needs the chatterbot-corpus package (pip install chatterbot-corpus)" in result.err
+    corpus.conversation_sentences.cache_clear()
+    try:
+        with pytest.raises(UsageError, match="pip install chatterbot-corpus"):
+            corpus.conversation_sentences()
+    finally:
+        corpus.conversation_sentences.cache_clear()

@@ -206,11 +206,11 @@ def conversation_sentences() -> tuple[str, ...]:
 
     try:
         root = resources.files("chatterbot_corpus") / "data" / "english"
-    except ModuleNotFoundError:
+    except ModuleNotFoundError:  # the plan refuses this first (TextData.check); here for direct callers
         from shrink import UsageError
+        from shrink_huggingface.text import CONVERSATIONS_INSTALL
 
-        raise UsageError("train_sources 'conversations' needs the chatterbot-corpus package: "
-                         "pip install chatterbot-corpus") from None
+        raise UsageError(f"train_sources 'conversations' needs the chatterbot-corpus package: {CONVERSATIONS_INSTALL}") from None
     found: list[str] = []
     for name in sorted(entry.name for entry in root.iterdir() if entry.name.endswith(".yml")):
         document = yaml.safe_load((root / name).read_text(encoding="utf-8")) or {}

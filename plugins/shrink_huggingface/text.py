@@ -12,6 +12,8 @@ from shrink import DataProvider, Dataset, PassOptions, PlanContext, Split
 from shrink.api.context import Context
 from shrink.api.preprocessing import RECORD_VERSION
 
+CONVERSATIONS_INSTALL = "pip install chatterbot-corpus"
+
 
 class TextDataOptions(PassOptions):
     """Options of the `text` data source."""
@@ -59,9 +61,14 @@ class TextData(DataProvider[TextDataOptions]):
     labels = False
 
     def check(self, plan: PlanContext) -> list[str]:
+        from importlib.util import find_spec
+
         opts = self.options
-        return [f"{key} {str(plan.path(value))!r} does not exist" for key, value in (("file", opts.file), ("eval_file", opts.eval_file))
-                if value is not None and not plan.path(value).is_file()]
+        problems = [f"{key} {str(plan.path(value))!r} does not exist" for key, value in (("file", opts.file), ("eval_file", opts.eval_file))
+                    if value is not None and not plan.path(value).is_file()]
+        if opts.corpus == "packages" and "conversations" in opts.train_sources and find_spec("chatterbot_corpus") is None:
+            problems.append(f"train_sources: 'conversations' needs the chatterbot-corpus package ({CONVERSATIONS_INSTALL})")
+        return problems
 
     def fingerprint(self, ctx: Context) -> str | None:
         """The options, the user's files and a digest of the corpus sources (file sizes, package versions)."""
