@@ -139,6 +139,7 @@ def test_ratio_out_of_range_is_a_plan_error(cli, tmp_path):
      "clusters_by_kind: linear layers are not clustered (layers: conv)"),
     ({"pass": "compress.cluster", "clusters_by_kind": {"pointwise": 8}}, "passes[0].clusters_by_kind"),
     ({"pass": "compress.cluster", "clusters_by_kind": {"depthwise": 1}}, "passes[0].clusters_by_kind.depthwise"),
+    ({"pass": "compress.cluster", "finetune": "weights", "finetune_epochs": 0}, "finetune 'weights' needs finetune_epochs > 0"),
 ])
 def test_cross_field_and_plan_checks(cli, tmp_path, step, fragment):
     result = cli("plan", write_recipe(tmp_path, [step, {"pass": "export.onnx"}]))
@@ -303,17 +304,33 @@ def test_cluster_aware_training_moves_weights_between_shared_values():
     assert shared(weight).tolist()[1] == -1.0
 
 
-def test_cluster_aware_fine_tune_keeps_the_sharing(tmp_path):
-    h = Harness(tmp_path, [{"pass": "fuse.bn"}, {"pass": "compress.cluster", "clusters": 8, "finetune_epochs": 2,
-                                                 "finetune": "weights", "min_weights": 1}], factory="nets.py:separable")
+def test_cluster_aware_fine_tune_moves_weights_and_keeps_the_sharing(tmp_path):
+    """From the same k-means: 'centroids' keeps every weight in its cluster (the same partition), 'weights' moves
+    some to another; both leave at most `clusters` plain values per layer."""
+    common = {"pass": "compress.cluster", "clusters": 8, "min_weights": 1, "lr": 0.01}
+    h = Harness(tmp_path, [{"pass": "fuse.bn"}, {**common, "finetune_epochs": 0},
+                           {**common, "finetune_epochs": 2, "finetune": "centroids"},
+                           {**common, "finetune_epochs": 2, "finetune": "weights"}], factory="nets.py:separable")
     fused = h.run(0)
-    out = h.run(1, fused)
-    for name, module in out.model.named_modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-            assert module.weight.detach().unique().numel() <= 8, name
-            assert not hasattr(module, "parametrizations"), name  # a plain weight again
-    assert out.details["finetune_epochs"] == 2 and 0 <= out.details["accuracy"] <= 1
-    assert out.details["finetune"] == "weights"
+    kmeans, centroids, weights = (h.run(i, fused) for i in (1, 2, 3))
+
+    def partitions(model: Any) -> dict[str, set[tuple[int, int]]]:
+        found = {}
+        for name, module in model.named_modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                assert module.weight.detach().unique().numel() <= 8, name
+                assert not hasattr(module, "parametrizations"), name  # a plain weight again
+                found[name] = module.weight.detach().flatten().unique(return_inverse=True)[1]
+        return found
+
+    def same_partition(a: Any, b: Any) -> bool:
+        pairs = set(zip(a.tolist(), b.tolist()))
+        return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+    before, kept, moved = partitions(kmeans.model), partitions(centroids.model), partitions(weights.model)
+    assert all(same_partition(before[n], kept[n]) for n in before)
+    assert any(not same_partition(before[n], moved[n]) for n in before)
+    assert weights.details["finetune"] == "weights" and centroids.details["finetune"] == "centroids"
 
 
 def test_fuse_bn_gate_raises_beyond_tolerance(tmp_path):

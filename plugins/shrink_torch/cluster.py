@@ -1,8 +1,10 @@
 """`compress.cluster`: Deep Compression's weight sharing (Han et al. 2016, stage 3): each layer's weights are
 clustered into `clusters` shared values (or its kind's count in `clusters_by_kind`: depthwise, other conv, linear)
-by k-means (scikit-learn, 1-D, linear or density initialisation), then the shared values (centroids) are
-fine-tuned, with KD from the unclustered model, while every weight stays tied to its cluster (the gradient of a
-centroid is the sum over its weights).
+by k-means (scikit-learn, 1-D, linear or density initialisation), then fine-tuned with KD from the unclustered
+model: `finetune: "centroids"` trains the shared values (centroids) while every weight stays tied to its cluster
+(the gradient of a centroid is the sum over its weights); `finetune: "weights"` is clustering-aware training (as
+TensorFlow Model Optimization's clustering): the forward pass uses each weight's nearest centroid, the weight
+trains straight through and may change cluster, and the centroids train as above.
 
 The result is a torch model whose Conv/Linear weights take at most `clusters` distinct values per layer. Storage
 is `ceil(log2 clusters)` index bits per weight plus the codebook; `export.tflite` codes it as TFLite Micro
@@ -42,7 +44,7 @@ class ClusterOptions(TrainingOptions):
                                                     description="layer types whose weights are shared (biases never)")
     ignore: list[str] = Field(default_factory=list, max_length=1000, description="module names left unclustered")
     min_weights: int = Field(64, ge=1, le=10**9, description="leave layers with fewer weights than this unclustered")
-    finetune_epochs: int = Field(3, ge=0, le=1000, description="centroid fine-tune epochs (0: k-means only)")
+    finetune_epochs: int = Field(3, ge=0, le=1000, description="fine-tune epochs ('finetune'; 0: k-means only)")
     finetune_kd: bool = Field(True, description="fine-tune with Hinton KD from the unclustered model")
     finetune: Literal["centroids", "weights"] = Field(
         "centroids", description="what the fine-tune trains: 'centroids' (Deep Compression: the shared values, every "
@@ -57,6 +59,8 @@ class ClusterOptions(TrainingOptions):
         stray = sorted(kind for kind in self.clusters_by_kind if ("conv" if kind == "depthwise" else kind) not in self.layers)
         if stray:
             raise ValueError(f"clusters_by_kind: {', '.join(stray)} layers are not clustered (layers: {', '.join(self.layers)})")
+        if self.finetune == "weights" and not self.finetune_epochs:
+            raise ValueError("finetune 'weights' needs finetune_epochs > 0 (with 0 nothing trains)")
         return self
 
     def clusters_for(self, module: Any) -> int:
@@ -65,7 +69,8 @@ class ClusterOptions(TrainingOptions):
 
 
 class ClusterCompress(Pass[ClusterOptions]):
-    """Share weights per layer by k-means (Deep Compression), then fine-tune the shared values with KD."""
+    """Share weights per layer by k-means (Deep Compression), then fine-tune the shared values (or the weights,
+    clustering-aware) with KD."""
 
     name = "compress.cluster"
     consumes = ("torch",)
@@ -120,7 +125,8 @@ class ClusterCompress(Pass[ClusterOptions]):
                               temperature=opts.temperature, alpha=opts.alpha, channels_last=False,
                               feature_augment=data_augment(ctx.data, opts.augment))
             teacher = copy.deepcopy(original).eval() if opts.finetune_kd else None
-            label = "fine-tuning the shared values" + (" with KD" if teacher is not None else "")
+            label = ("clustering-aware training" if opts.finetune == "weights" else "fine-tuning the shared values") + (
+                " with KD" if teacher is not None else "")
             result = train(model, x, y, cfg, seed, teacher=teacher, report=ctx.report, label=label, progress=(0.1, 0.95))
         layers = [_untie(module, parametrization) for (module, _), parametrization in zip(targets, tied)]
         model.eval()
@@ -238,7 +244,7 @@ def _nearest_module() -> type:
             self.centroids = nn.Parameter(centroids)
 
         def forward(self, weight: torch.Tensor) -> torch.Tensor:
-            order = torch.argsort(self.centroids.detach())
+            order = torch.argsort(self.centroids.detach(), stable=True)
             ordered = self.centroids.detach()[order]
             index = order[torch.bucketize(weight.detach(), (ordered[1:] + ordered[:-1]) / 2)]
             return self.centroids[index] + (weight - weight.detach())
