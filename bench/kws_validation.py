@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 # the recipe's "distill" (distill.kd), "cluster" (compress.cluster), "data" (the kws source; the validation voices
 # stay) and "augment" (merged over data.augment), and "plain": true drops compress.cluster (plain full int8: what weight sharing costs). "before" is the recipe
 # before its last choices: 12 distillation epochs, 16 shared values in every layer, the shared values fine-tuned alone
-# (Deep Compression's fine-tune, `finetune: "centroids"`) where the recipe now trains the weights clustering-aware.
+# (Deep Compression's fine-tune, `finetune: "centroids"`) where the recipe now trains the weights clustering-aware,
+# 1,500 clips per class where it now has 3,000.
 CENTROIDS = {"finetune": "centroids"}
 BEFORE = {"distill": {"epochs": 12}, "cluster": {"clusters_by_kind": {}, **CENTROIDS}}
 VARIANTS: dict[str, dict] = {
@@ -54,10 +55,15 @@ VARIANTS: dict[str, dict] = {
     "3000 clips per class": {"data": {"train_per_class": 3000}},
     "3000 clips per class, centroids only": {"data": {"train_per_class": 3000}, "cluster": CENTROIDS},
     "3000 clips per class, cluster 8 epochs": {"data": {"train_per_class": 3000}, "cluster": {"finetune_epochs": 8}},
+    "1500 clips per class": {"data": {"train_per_class": 1500}},
+    "1500 clips per class, centroids only": {"data": {"train_per_class": 1500}, "cluster": CENTROIDS},
     "mixup 0.2": {"augment": {"mixup": 0.2}},
     "channel offset 0.3": {"augment": {"channel_offset": 0.3}},
     "mixup 0.2, channel offset 0.3": {"augment": {"mixup": 0.2, "channel_offset": 0.3}},
 }
+for _name, _variant in VARIANTS.items():  # the "before" variants predate the recipe's 3,000 clips per class
+    if _name.startswith("before"):
+        _variant.setdefault("data", {"train_per_class": 1500})
 
 
 def _validation_recipe(source: Path, eval_per_class: int, out: Path, split: str = "matched",
