@@ -55,6 +55,7 @@ VARIANTS: dict[str, dict] = {
     "3000 clips per class": {"data": {"train_per_class": 3000}},
     "3000 clips per class, centroids only": {"data": {"train_per_class": 3000}, "cluster": CENTROIDS},
     "3000 clips per class, cluster 8 epochs": {"data": {"train_per_class": 3000}, "cluster": {"finetune_epochs": 8}},
+    "3000 clips per class, cluster lr 3e-3": {"data": {"train_per_class": 3000}, "cluster": {"lr": 3e-3}},
     "1500 clips per class": {"data": {"train_per_class": 1500}},
     "1500 clips per class, centroids only": {"data": {"train_per_class": 1500}, "cluster": CENTROIDS},
     "mixup 0.2": {"augment": {"mixup": 0.2}},
