@@ -38,6 +38,7 @@ SITE_CAP = 600
 TEMPLATE_COUNT = 4000
 TRAIN_SOURCES = ("stdlib", "reference", "site-packages", "comments", "templates", "conversations")
 CONVERSATIONS_MIN_WORDS = 2
+CONVERSATIONS_INSTALL = "pip install chatterbot-corpus"
 REQUESTS_FILE = Path(__file__).with_name("requests.txt")
 
 
@@ -208,7 +209,6 @@ def conversation_sentences() -> tuple[str, ...]:
         root = resources.files("chatterbot_corpus") / "data" / "english"
     except ModuleNotFoundError:  # the plan refuses this first (TextData.check); here for direct callers
         from shrink import UsageError
-        from shrink_huggingface.text import CONVERSATIONS_INSTALL
 
         raise UsageError(f"train_sources 'conversations' needs the chatterbot-corpus package: {CONVERSATIONS_INSTALL}") from None
     found: list[str] = []

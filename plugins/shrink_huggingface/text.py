@@ -12,8 +12,6 @@ from shrink import DataProvider, Dataset, PassOptions, PlanContext, Split
 from shrink.api.context import Context
 from shrink.api.preprocessing import RECORD_VERSION
 
-CONVERSATIONS_INSTALL = "pip install chatterbot-corpus"
-
 
 class TextDataOptions(PassOptions):
     """Options of the `text` data source."""
@@ -62,6 +60,8 @@ class TextData(DataProvider[TextDataOptions]):
 
     def check(self, plan: PlanContext) -> list[str]:
         from importlib.util import find_spec
+
+        from shrink_huggingface.corpus import CONVERSATIONS_INSTALL
 
         opts = self.options
         problems = [f"{key} {str(plan.path(value))!r} does not exist" for key, value in (("file", opts.file), ("eval_file", opts.eval_file))
