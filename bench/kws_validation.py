@@ -2,10 +2,11 @@
 split replaced by held-out *training* voices (`--split`: "before", 3 training accents x 5 training variants, or
 "matched", 4 x 7 built like the test voices; as `bench/kws_teacher.py` holds them out), once per variant (the
 student's width, the options of `distill.kd` and `compress.cluster`, the data's and its `augment`'s; `--teacher`
-swaps the teacher's weights for every variant), side by side in one run.
+swaps the teacher's weights for every variant, `--teacher-factory` its
+architecture), side by side in one run.
 
-    python bench/kws_validation.py [--eval-per-class 300] [--variant NAME ...] [--teacher PATH] [--split matched]
-                                   [--workers 1] [--out /tmp/kws-validation]
+    python bench/kws_validation.py [--eval-per-class 300] [--variant NAME ...] [--teacher PATH] [--teacher-factory NAME]
+                                   [--split matched] [--workers 1] [--out /tmp/kws-validation]
 
 Variants with the same student share the passes before `compress.cluster` (the pass cache compiles them once). Printed: the
 validation accuracy of the fp32 teacher, of the torch model after each pass and of the int8 bundle, and the
@@ -37,6 +38,8 @@ VARIANTS: dict[str, dict] = {
     "as written": {},
     "as written, plain int8": {"plain": True},
     "as written, centroids only": {"cluster": CENTROIDS},
+    "as written, cluster init density": {"cluster": {"init": "density"}},
+    "as written, linear 32 values": {"cluster": {"clusters_by_kind": {"depthwise": 8, "linear": 32}}},
     "before": BEFORE,
     "before, plain int8": {**BEFORE, "plain": True},
     "before, 48 channels": {**BEFORE, "student": "student"},
@@ -93,6 +96,8 @@ def main() -> None:
     parser.add_argument("--eval-per-class", type=int, default=300)
     parser.add_argument("--variant", action="append", choices=list(VARIANTS), help="only these (repeatable)")
     parser.add_argument("--teacher", type=Path, help="teacher weights instead of the recipe's (a state_dict file)")
+    parser.add_argument("--teacher-factory", help="the teacher's factory in examples/kws/model.py instead of the recipe's "
+                                                  "(e.g. large_teacher, with --teacher)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/kws-validation"))
     parser.add_argument("--split", choices=list(SPLITS), default="matched", help="the validation voices (kws_teacher.py)")
     parser.add_argument("--workers", type=int, default=None, help="synthesis processes (default: the CPU count)")
@@ -101,6 +106,8 @@ def main() -> None:
     base = _validation_recipe(args.recipe, args.eval_per_class, args.out, args.split, args.workers)
     if args.teacher:
         base["model"]["weights"] = str(args.teacher.resolve())
+    if args.teacher_factory:
+        base["model"]["factory"] = base["model"]["factory"].rsplit(":", 1)[0] + f":{args.teacher_factory}"
     print(f"{'variant':40} {'teacher':>8} {'distill':>8} {'fuse.bn':>8} {'cluster':>8} {'bundle':>8} "
           f"{'bytes':>7} {'seconds':>7}", flush=True)
     for name in args.variant or list(VARIANTS):

@@ -1,17 +1,17 @@
-"""Deterministically train the keyword-spotting teacher (or, for a baseline, the student) on CPU.
+"""Deterministically train the keyword-spotting teacher (or, for a baseline, another DS-CNN) on CPU.
 
 Usage::
 
-    python examples/kws/train.py                     # teacher -> examples/kws/teacher.pt
-    python examples/kws/train.py --model student     # student baseline, not saved
+    python examples/kws/train.py --augment           # the recipe's teacher -> examples/kws/teacher.pt
+    python examples/kws/train.py --model student     # a baseline, not saved
 
 The data is the `kws` source with the options of `recipes/kws-cortex-m4.json` (eSpeak NG voices, noise, CMSIS-DSP
 MFCCs, synthesised on the fly): it trains on the train voices and reports accuracy on the eval voices, which share no
-accent and no voice variant with them. The shipped teacher uses the defaults. `--augment` trains with the recipe's
-`data.augment` (time shift and SpecAugment-style masks, drawn afresh for every batch): a better teacher on its own
-(82.25% against 76.58% on the unseen voices), which the recipe's student follows less well (README);
-`--label-smoothing` and `--weight-decay` are the other regularisers (`bench/kws_teacher.py` compares them on
-held-out training voices). The saved file is a plain `state_dict` (`torch.load(..., weights_only=True)`).
+accent and no voice variant with them. `--model` defaults to the recipe's teacher (its `model.factory` in
+`examples/kws/model.py`). The shipped teacher is `--augment` (the recipe's `data.augment`: time shift and
+SpecAugment-style masks, drawn afresh for every batch) with the other defaults; `--label-smoothing` and
+`--weight-decay` are the other regularisers (`bench/kws_teacher.py` compares them on held-out training voices). The
+saved file is a plain `state_dict` (`torch.load(..., weights_only=True)`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import json
 import time
 from pathlib import Path
 
+import model as models  # examples/kws/model.py
 import torch
-from model import INPUT_SHAPE, student, teacher
 
 from shrink_common.classifier import count_macs, evaluate, split_tensors, train
 from shrink_common.training import TrainConfig
@@ -38,9 +38,16 @@ def recipe_data() -> KwsOptions:
     return KwsOptions.model_validate({k: v for k, v in section.items() if k not in ("source", "description")})
 
 
+def recipe_teacher() -> str:
+    """The name of the recipe's teacher factory in examples/kws/model.py."""
+    return str(json.loads(RECIPE.read_text())["model"]["factory"]).rsplit(":", 1)[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("teacher", "student"), default="teacher")
+    parser.add_argument("--model", choices=("teacher", "large_teacher", "wide_student", "student"), default=recipe_teacher(),
+                        help="the DS-CNN of examples/kws/model.py (default: the recipe's teacher, saved to --out; "
+                             "others are not saved)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augment", action="store_true", help="train with the recipe's data.augment")
@@ -58,7 +65,7 @@ def main() -> None:
     options = KwsOptions.model_validate({**options.model_dump(), **{k: v for k, v in changes.items() if v is not None}})
     data = KeywordSpotting(options).load(None)  # type: ignore[arg-type]  # the kws source does not use the context
     print(f"data: {', '.join(f'{k} {len(v)}' for k, v in data.splits.items())} in {time.perf_counter() - started:.1f} s")
-    model = (teacher if args.model == "teacher" else student)()
+    model = getattr(models, args.model)()
     x, y = split_tensors(data.split("train"), "train.py")
     # --augment: the recipe's data.augment (masks and a time shift, fresh every batch), as the compile's passes use it
     cfg = TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, weight_decay=args.weight_decay, augment=False,
@@ -67,9 +74,9 @@ def main() -> None:
     result = train(model, x, y, cfg, args.seed, report=lambda _f, line: print(line, flush=True))
     accuracy = evaluate(model, data.split("eval"))
     params = sum(p.numel() for p in model.parameters())
-    print(f"{args.model}: {params:,} parameters, {count_macs(model, torch.zeros(INPUT_SHAPE)):,} MACs, "
+    print(f"{args.model}: {params:,} parameters, {count_macs(model, torch.zeros(models.INPUT_SHAPE)):,} MACs, "
           f"eval accuracy (unseen voices) {accuracy:.2%}, {result.seconds:.0f} s")
-    if args.model == "teacher":
+    if args.model == recipe_teacher():
         torch.save(model.state_dict(), args.out)
         print(f"wrote {args.out}")
 
