@@ -304,6 +304,26 @@ def test_cluster_aware_training_moves_weights_between_shared_values():
     assert shared(weight).tolist()[1] == -1.0
 
 
+def test_cluster_density_init_puts_shared_values_where_the_weights_are():
+    """init 'density' starts k-means at the weights' quantiles, 'linear' evenly over [min, max]: on a bell of weights
+    with one rare large weight, density keeps more shared values inside the bell (the recipe's choice for KWS) and
+    linear keeps the large weight exact (Deep Compression's argument for it)."""
+    from shrink_torch.cluster import _tie
+
+    torch.manual_seed(0)
+    shared = {}
+    for init in ("linear", "density"):
+        layer = torch.nn.Linear(64, 64, bias=False)
+        with torch.no_grad():
+            layer.weight.normal_(0.0, 0.1)
+            layer.weight[0, 0] = 1.0
+        _tie(layer, 8, init, seed=0)
+        shared[init] = sorted(layer.parametrizations.weight[0].centroids.detach().tolist())
+    inside = {init: sum(abs(v) <= 0.1 for v in values) for init, values in shared.items()}
+    assert inside["density"] > inside["linear"]
+    assert shared["linear"][-1] == pytest.approx(1.0) and shared["density"][-1] < 0.5
+
+
 def test_cluster_aware_fine_tune_moves_weights_and_keeps_the_sharing(tmp_path):
     """From the same k-means: 'centroids' keeps every weight in its cluster (the same partition), 'weights' moves
     some to another; both leave at most `clusters` plain values per layer."""
