@@ -28,8 +28,8 @@ from kws_teacher import SPLITS  # the validation voices, as bench/kws_teacher.py
 REPO = Path(__file__).resolve().parents[1]
 # name -> what the variant changes in the recipe: "student" (a factory in examples/kws/model.py), options merged over
 # the recipe's "distill" (distill.kd), "cluster" (compress.cluster), "data" (the kws source; the validation voices
-# stay) and "augment" (merged over data.augment), and "plain": true drops compress.cluster (plain full int8: what weight sharing costs). "before" is the recipe
-# before its last choices: 12 distillation epochs, 16 shared values in every layer, the shared values fine-tuned alone
+# stay) and "augment" (merged over data.augment), and "plain": true drops compress.cluster (plain full int8: what
+# weight sharing costs). "before" is the recipe before its last choices: 12 distillation epochs, 16 shared values in every layer, the shared values fine-tuned alone
 # (Deep Compression's fine-tune, `finetune: "centroids"`) where the recipe now trains the weights clustering-aware,
 # 1,500 clips per class where it now has 3,000.
 CENTROIDS = {"finetune": "centroids"}
@@ -39,6 +39,7 @@ VARIANTS: dict[str, dict] = {
     "as written, plain int8": {"plain": True},
     "as written, centroids only": {"cluster": CENTROIDS},
     "as written, cluster init density": {"cluster": {"init": "density"}},
+    "as written, cluster init linear": {"cluster": {"init": "linear"}},
     "as written, linear 32 values": {"cluster": {"clusters_by_kind": {"depthwise": 8, "linear": 32}}},
     "before": BEFORE,
     "before, plain int8": {**BEFORE, "plain": True},
@@ -65,9 +66,11 @@ VARIANTS: dict[str, dict] = {
     "channel offset 0.3": {"augment": {"channel_offset": 0.3}},
     "mixup 0.2, channel offset 0.3": {"augment": {"mixup": 0.2, "channel_offset": 0.3}},
 }
-for _name, _variant in VARIANTS.items():  # the "before" variants predate the recipe's 3,000 clips per class
-    if _name.startswith("before"):
+for _name, _variant in VARIANTS.items():
+    if _name.startswith("before"):  # the "before" variants predate the recipe's 3,000 clips per class
         _variant.setdefault("data", {"train_per_class": 1500})
+    if not _name.startswith("as written"):  # and the others its `init: "density"`: k-means started evenly then
+        _variant["cluster"] = {"init": "linear", **_variant.get("cluster", {})}
 
 
 def _validation_recipe(source: Path, eval_per_class: int, out: Path, split: str = "matched",
