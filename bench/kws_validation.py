@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 # name -> what the variant changes in the recipe: "student" (a factory in examples/kws/model.py), options merged over
 # the recipe's "distill" (distill.kd), "cluster" (compress.cluster), "data" (the kws source; the validation voices
 # stay) and "augment" (merged over data.augment), and "plain": true drops compress.cluster (plain full int8: what
-# weight sharing costs). "before" is the recipe before its last choices: 12 distillation epochs, 16 shared values in every layer, the shared values fine-tuned alone
-# (Deep Compression's fine-tune, `finetune: "centroids"`) where the recipe now trains the weights clustering-aware,
-# 1,500 clips per class where it now has 3,000.
+# weight sharing costs). "before" is the recipe before its last choices: 12 distillation epochs, 16 shared values in
+# every layer, the shared values fine-tuned alone (Deep Compression's fine-tune, `finetune: "centroids"`) where the
+# recipe now trains the weights clustering-aware, 1,500 clips per class where it now has 3,000.
 CENTROIDS = {"finetune": "centroids"}
 BEFORE = {"distill": {"epochs": 12}, "cluster": {"clusters_by_kind": {}, **CENTROIDS}}
 VARIANTS: dict[str, dict] = {
