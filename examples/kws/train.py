@@ -3,7 +3,7 @@
 Usage::
 
     python examples/kws/train.py --augment           # the recipe's teacher -> examples/kws/teacher.pt
-    python examples/kws/train.py --model student     # a baseline, not saved
+    python examples/kws/train.py --model student     # a baseline, not saved (unless --out FILE)
 
 The data is the `kws` source with the options of `recipes/kws-cortex-m4.json` (eSpeak NG voices, noise, CMSIS-DSP
 MFCCs, synthesised on the fly): it trains on the train voices and reports accuracy on the eval voices, which share no
@@ -46,8 +46,7 @@ def recipe_teacher() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("teacher", "large_teacher", "wide_student", "student"), default=recipe_teacher(),
-                        help="the DS-CNN of examples/kws/model.py (default: the recipe's teacher, saved to --out; "
-                             "others are not saved)")
+                        help="the DS-CNN of examples/kws/model.py (default: the recipe's teacher)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augment", action="store_true", help="train with the recipe's data.augment")
@@ -55,7 +54,8 @@ def main() -> None:
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--train-per-class", type=int, default=None, help="train clips per class (default: the recipe's)")
     parser.add_argument("--workers", type=int, default=None, help="synthesis processes (default: the CPU count)")
-    parser.add_argument("--out", type=Path, default=HERE / "teacher.pt")
+    parser.add_argument("--out", type=Path, help="where to save the state_dict (default: examples/kws/teacher.pt for the "
+                                                 "recipe's teacher; other models are saved only with --out)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -76,9 +76,10 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     print(f"{args.model}: {params:,} parameters, {count_macs(model, torch.zeros(models.INPUT_SHAPE)):,} MACs, "
           f"eval accuracy (unseen voices) {accuracy:.2%}, {result.seconds:.0f} s")
-    if args.model == recipe_teacher():
-        torch.save(model.state_dict(), args.out)
-        print(f"wrote {args.out}")
+    out = args.out or (HERE / "teacher.pt" if args.model == recipe_teacher() else None)
+    if out is not None:
+        torch.save(model.state_dict(), out)
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":
