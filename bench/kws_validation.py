@@ -93,6 +93,11 @@ def _validation_recipe(source: Path, eval_per_class: int, out: Path, split: str 
     return recipe
 
 
+def _other_factory(factory: str, name: str) -> str:
+    """`factory` ("path:function") with another function of the same file."""
+    return f"{factory.rsplit(':', 1)[0]}:{name}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "kws-cortex-m4.json")
@@ -110,7 +115,7 @@ def main() -> None:
     if args.teacher:
         base["model"]["weights"] = str(args.teacher.resolve())
     if args.teacher_factory:
-        base["model"]["factory"] = base["model"]["factory"].rsplit(":", 1)[0] + f":{args.teacher_factory}"
+        base["model"]["factory"] = _other_factory(base["model"]["factory"], args.teacher_factory)
     print(f"{'variant':40} {'teacher':>8} {'distill':>8} {'fuse.bn':>8} {'cluster':>8} {'bundle':>8} "
           f"{'bytes':>7} {'seconds':>7}", flush=True)
     for name in args.variant or list(VARIANTS):
@@ -119,7 +124,7 @@ def main() -> None:
         passes = {p["pass"]: p for p in recipe["passes"]}
         distill = passes["distill.kd"]
         if "student" in variant:
-            distill["student"]["factory"] = distill["student"]["factory"].rsplit(":", 1)[0] + f":{variant['student']}"
+            distill["student"]["factory"] = _other_factory(distill["student"]["factory"], variant["student"])
         distill.update(variant.get("distill", {}))
         passes["compress.cluster"].update(variant.get("cluster", {}))
         recipe["data"].update(variant.get("data", {}))

@@ -32,20 +32,16 @@ HERE = Path(__file__).resolve().parent
 RECIPE = HERE.parent.parent / "recipes" / "kws-cortex-m4.json"
 
 
-def recipe_data() -> KwsOptions:
+def recipe_data(recipe: dict) -> KwsOptions:
     """The data section of the KWS recipe, so the teacher sees exactly the data the compile uses."""
-    section = json.loads(RECIPE.read_text())["data"]
-    return KwsOptions.model_validate({k: v for k, v in section.items() if k not in ("source", "description")})
-
-
-def recipe_teacher() -> str:
-    """The name of the recipe's teacher factory in examples/kws/model.py."""
-    return str(json.loads(RECIPE.read_text())["model"]["factory"]).rsplit(":", 1)[1]
+    return KwsOptions.model_validate({k: v for k, v in recipe["data"].items() if k not in ("source", "description")})
 
 
 def main() -> None:
+    recipe = json.loads(RECIPE.read_text())
+    recipe_teacher = str(recipe["model"]["factory"]).rsplit(":", 1)[1]  # its function in examples/kws/model.py
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("teacher", "large_teacher", "wide_student", "student"), default=recipe_teacher(),
+    parser.add_argument("--model", choices=("teacher", "large_teacher", "wide_student", "student"), default=recipe_teacher,
                         help="the DS-CNN of examples/kws/model.py (default: the recipe's teacher)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
@@ -60,7 +56,7 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
-    options = recipe_data()
+    options = recipe_data(recipe)
     changes = {"train_per_class": args.train_per_class, "workers": args.workers}
     options = KwsOptions.model_validate({**options.model_dump(), **{k: v for k, v in changes.items() if v is not None}})
     data = KeywordSpotting(options).load(None)  # type: ignore[arg-type]  # the kws source does not use the context
@@ -76,7 +72,7 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     print(f"{args.model}: {params:,} parameters, {count_macs(model, torch.zeros(models.INPUT_SHAPE)):,} MACs, "
           f"eval accuracy (unseen voices) {accuracy:.2%}, {result.seconds:.0f} s")
-    out = args.out or (HERE / "teacher.pt" if args.model == recipe_teacher() else None)
+    out = args.out or (HERE / "teacher.pt" if args.model == recipe_teacher else None)
     if out is not None:
         torch.save(model.state_dict(), out)
         print(f"wrote {out}")
