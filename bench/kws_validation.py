@@ -40,7 +40,11 @@ VARIANTS: dict[str, dict] = {
     "as written, centroids only": {"cluster": CENTROIDS},
     "as written, cluster init density": {"cluster": {"init": "density"}},
     "as written, cluster init linear": {"cluster": {"init": "linear"}},
-    "as written, linear 32 values": {"cluster": {"clusters_by_kind": {"depthwise": 8, "linear": 32}}},
+    "as written, linear 32 values": {"cluster": {"clusters_by_kind": {"linear": 32}}},
+    "as written, depthwise 8 values": {"cluster": {"clusters_by_kind": {"depthwise": 8}}},
+    "as written, cluster 6 epochs": {"cluster": {"finetune_epochs": 6}},
+    "as written, 64x4 student, depthwise 8 values": {"student": "wide_student", "cluster": {"clusters_by_kind": {"depthwise": 8}}},
+    "as written, 64x4 student, plain int8": {"student": "wide_student", "plain": True},
     "before": BEFORE,
     "before, plain int8": {**BEFORE, "plain": True},
     "before, 48 channels": {**BEFORE, "student": "student"},
@@ -69,8 +73,11 @@ VARIANTS: dict[str, dict] = {
 for _name, _variant in VARIANTS.items():
     if _name.startswith("before"):  # the "before" variants predate the recipe's 3,000 clips per class
         _variant.setdefault("data", {"train_per_class": 1500})
-    if not _name.startswith("as written"):  # and the others its `init: "density"`: k-means started evenly then
-        _variant["cluster"] = {"init": "linear", **_variant.get("cluster", {})}
+    if not _name.startswith("as written"):  # and the others its `init: "density"`, its 96x5 student and 16 values
+        # for the depthwise kernels: they had k-means started evenly, the 64x4 student and 8 values (their README rows
+        # also had the 64x4 teacher: `--teacher-factory teacher --teacher FILE`)
+        _variant["cluster"] = {"init": "linear", "clusters_by_kind": {"depthwise": 8}, **_variant.get("cluster", {})}
+        _variant.setdefault("student", "wide_student")
 
 
 def _validation_recipe(source: Path, eval_per_class: int, out: Path, split: str = "matched",

@@ -4,13 +4,12 @@ The architecture of MLPerf Tiny's keyword-spotting reference (Zhang et al., "Hel
 stride-2 convolution, then depthwise-separable blocks (3x3 depthwise + 1x1 pointwise, each with BatchNorm and
 ReLU), global average pooling and one linear layer, `model.classifier`.
 
-* `teacher()`: 64 channels, 4 blocks — MLPerf Tiny's DS-CNN size.
-* `wide_student()`: 64 channels, 4 blocks, the teacher's width: the fresh student `distill.kd` trains in
-  `recipes/kws-cortex-m4.json`.
-* `large_teacher()`: 128 channels, 5 blocks, a larger teacher `bench/kws_teacher.py` compares on held-out
-  training voices.
-* `student()`: 48 channels, 4 blocks, the recipe's student before (`bench/kws_validation.py` compares the two on
+* `large_teacher()`: 128 channels, 5 blocks: the teacher of `recipes/kws-cortex-m4.json` (`examples/kws/teacher.pt`).
+* `large_student()`: 96 channels, 5 blocks: the fresh student `distill.kd` trains in the recipe.
+* `teacher()`: 64 channels, 4 blocks — MLPerf Tiny's DS-CNN size; the recipe's teacher before.
+* `wide_student()`: 64 channels, 4 blocks: the recipe's student before (`bench/kws_validation.py` compares them on
   held-out training voices).
+* `student()`: 48 channels, 4 blocks, the recipe's student before that.
 
 `python examples/kws/model.py` prints their parameters and MACs (conv and linear multiply-accumulates).
 """
@@ -62,11 +61,15 @@ def large_teacher() -> DSCNN:
     return DSCNN(128, 5)
 
 
+def large_student() -> DSCNN:
+    return DSCNN(96, 5)
+
+
 if __name__ == "__main__":
     from shrink_common.classifier import count_macs
 
     for name, build in (("teacher", teacher), ("student", student), ("wide_student", wide_student),
-                        ("large_teacher", large_teacher)):
+                        ("large_teacher", large_teacher), ("large_student", large_student)):
         model = build().eval()
         params = sum(p.numel() for p in model.parameters())
         print(f"{name}: {params:,} parameters, {count_macs(model, torch.zeros(INPUT_SHAPE)):,} MACs")

@@ -41,7 +41,8 @@ def main() -> None:
     recipe = json.loads(RECIPE.read_text())
     recipe_teacher = str(recipe["model"]["factory"]).rsplit(":", 1)[1]  # its function in examples/kws/model.py
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("teacher", "large_teacher", "wide_student", "student"), default=recipe_teacher,
+    parser.add_argument("--model", default=recipe_teacher,
+                        choices=("teacher", "large_teacher", "wide_student", "student", "large_student"),
                         help="the DS-CNN of examples/kws/model.py (default: the recipe's teacher)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
