@@ -108,6 +108,8 @@ def synthesize(options: KwsOptions, split: str, count: int, seed: list[int], wor
                                  max_tasks_per_child=1) as pool:
             parts = list(pool.map(_waves if waves else _chunk, *zip(*chunks)))
     except BrokenProcessPool as exc:
-        raise RuntimeError("the kws data source synthesises in worker processes (spawned), and one could not start; "
-                           "a script that loads it must guard its entry point with `if __name__ == \"__main__\":`") from exc
+        raise RuntimeError("the kws data source synthesises in worker processes (spawned), and one died: either it "
+                           "could not start (a script that loads the source must guard its entry point with `if "
+                           "__name__ == \"__main__\":`) or eSpeak NG crashed on a clip (it segfaults on a few voice, word "
+                           "and rate draws, e.g. gd+rob saying \"backward\" at 124 wpm: drop that accent or variant)") from exc
     return np.concatenate(parts).astype(np.float32), labels
