@@ -38,9 +38,11 @@ def recipe_data(recipe: dict) -> KwsOptions:
 
 
 def main() -> None:
-    recipe = json.loads(RECIPE.read_text())
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--recipe", type=Path, default=RECIPE, help="whose data and teacher (default: the KWS recipe)")
+    recipe = json.loads(first.parse_known_args()[0].recipe.read_text())
     recipe_teacher = str(recipe["model"]["factory"]).rsplit(":", 1)[1]  # its function in examples/kws/model.py
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[first])
     parser.add_argument("--model", default=recipe_teacher,
                         choices=("teacher", "large_teacher", "wide_student", "student", "large_student"),
                         help="the DS-CNN of examples/kws/model.py (default: the recipe's teacher)")
@@ -52,7 +54,7 @@ def main() -> None:
     parser.add_argument("--train-per-class", type=int, default=None, help="train clips per class (default: the recipe's)")
     parser.add_argument("--workers", type=int, default=None, help="synthesis processes (default: the CPU count)")
     parser.add_argument("--out", type=Path, help="where to save the state_dict (default: examples/kws/teacher.pt for the "
-                                                 "recipe's teacher; other models are saved only with --out)")
+                                                 "KWS recipe's teacher; anything else is saved only with --out)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -73,7 +75,7 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     print(f"{args.model}: {params:,} parameters, {count_macs(model, torch.zeros(models.INPUT_SHAPE)):,} MACs, "
           f"eval accuracy (unseen voices) {accuracy:.2%}, {result.seconds:.0f} s")
-    out = args.out or (HERE / "teacher.pt" if args.model == recipe_teacher else None)
+    out = args.out or (HERE / "teacher.pt" if args.model == recipe_teacher and args.recipe == RECIPE else None)
     if out is not None:
         torch.save(model.state_dict(), out)
         print(f"wrote {out}")
