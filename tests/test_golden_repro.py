@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,14 @@ TRAINING = [
     {"pass": "fuse.bn"},
     {"pass": "export.onnx"},
     {"pass": "quantize.ptq"},
+]
+
+# a pass that trains after fuse.bn, and an export after compress.cluster (which registers the weight again)
+PARTLY_CACHED = [
+    {"pass": "distill.kd", "student": {"factory": "tiny.py:tiny", "kwargs": {"width": 4}}, "epochs": 2},
+    {"pass": "fuse.bn"},
+    {"pass": "compress.cluster", "clusters": 8, "min_weights": 1, "finetune": "weights", "finetune_epochs": 2},
+    {"pass": "export.onnx"},
 ]
 
 
@@ -161,3 +170,23 @@ def test_the_readme_says_exactly_what_is_identical_across_compiles(make_recipe, 
             assert any(pattern.match(k) for m in manifests for k in m), f"the README names {field}, which no manifest has"
         else:
             assert any(pattern.match(k) for k in differing), f"the README names {field}, which never differed"
+
+
+@pytest.mark.slow
+def test_passes_after_cached_ones_give_the_bytes_of_a_fresh_compile(make_recipe, tmp_path: Path, private_pass_cache: Path):
+    """The pass cache restores a model that trains and exports as the one the passes made: compiles that take the
+    first 3 steps, then the first 4, from the cache write the model.onnx of a compile that ran everything (fuse.bn
+    once left torch's new biases frozen where the cache restores them trainable, and compress.cluster put the weight
+    after the bias, so the export named its initializers in another order)."""
+    recipe = make_recipe(passes=PARTLY_CACHED)
+    env = {"SHRINK_TORCH_THREADS": "1"}
+    cached = []
+    for run, drop in (("fresh", ()), ("fuse-cached", ("passes[2]", "passes[3]")), ("cluster-cached", ("passes[3]",))):
+        for entry in list(private_pass_cache.rglob("entry.json")):
+            if json.loads(entry.read_text()).get("step") in (*drop, "golden"):
+                shutil.rmtree(entry.parent)
+        result = run_subprocess("compile", recipe, "-o", tmp_path / run, env=env)
+        assert result.code == 0, result.err
+        cached.append([h["cached"] for h in json.loads((tmp_path / run / "manifest.json").read_text())["history"]])
+    assert cached == [[False] * 5, [True, True, True, False, False], [True, True, True, True, False]]
+    assert len({sha256_file(tmp_path / run / "model.onnx") for run in ("fresh", "fuse-cached", "cluster-cached")}) == 1

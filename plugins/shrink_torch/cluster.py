@@ -206,6 +206,8 @@ def _untie(module: nn.Module, shared: Any) -> tuple[int, int]:
     from torch.nn.utils import parametrize
 
     parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    for name in [n for n in module._parameters if n != "weight"]:  # weight first again, as the factory built it: the
+        module._parameters[name] = module._parameters.pop(name)  # export's initializer order, cached or not
     return int(module.weight.numel()), int(module.weight.detach().unique().numel())
 
 

@@ -138,7 +138,11 @@ def fuse_conv_bn(model: nn.Module) -> tuple[nn.Module, list[tuple[str, str]], st
         if bn.running_mean is None or bn.running_var is None or conv.out_channels != bn.num_features:
             continue
         transpose = isinstance(conv, nn.modules.conv._ConvTransposeNd)
-        set_submodule(model, conv_name, fuse_conv_bn_eval(conv, bn, transpose=transpose))
+        fused = fuse_conv_bn_eval(conv, bn, transpose=transpose)
+        # torch leaves a bias it had to create frozen; trainable like the weight, as in the model the pass cache
+        # restores (`rebuild`), so a pass that trains after this one does the same either way
+        fused.bias.requires_grad_(fused.weight.requires_grad)
+        set_submodule(model, conv_name, fused)
         set_submodule(model, bn_name, nn.Identity())
         done.append((conv_name, bn_name))
     return model, done, method
