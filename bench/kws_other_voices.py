@@ -1,11 +1,12 @@
 """A keyword-spotting bundle on voices that neither its training nor its eval split used, as an outside scorer would
 run it: `shrink verify BUNDLE --data FOLDER` on WAV files in label folders, beside the compile's own accuracy.
 
-    python bench/kws_other_voices.py [BUNDLE] [--per-class 50] [--out /tmp/kws-other-voices] [--workers 2]
+    python bench/kws_other_voices.py [BUNDLE] [--per-class 50] [--voices all] [--out /tmp/kws-other-voices] [--workers 2]
 
 The voices are eSpeak NG's that the recipe lists nowhere (`bench/kws_teacher.py`'s `MORE_ACCENTS` x
-`MORE_VARIANTS`: 20 European languages speaking the English words, 37 voice variants: not `rob`, on which the eSpeak NG of espeakng-loader 0.2.4
-segfaults, gd+rob saying "backward" at 124 wpm). Two scenes, each written as
+`MORE_VARIANTS`: 20 European languages speaking the English words, 37 voice variants: not `rob`, on which the eSpeak
+NG of espeakng-loader 0.2.4 segfaults, gd+rob saying "backward" at 124 wpm). `--voices "other half"` takes only the
+half of them (`OTHER_VOICES`) that a recipe trained on the other half has never heard. Two scenes, each written as
 16 kHz float WAV files and scored by `verify --data` in a fresh process through the bundle's own record (CMSIS-DSP
 MFCCs, the train split's standardization) under TFLite Micro, against the recipe's budgets:
 
@@ -24,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from kws_teacher import MORE_ACCENTS, MORE_VARIANTS  # bench/kws_teacher.py, beside this script
+from kws_teacher import MORE_ACCENTS, MORE_VARIANTS, OTHER_VOICES  # bench/kws_teacher.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = [v for v in MORE_VARIANTS if v != "rob"]  # eSpeak NG segfaults on gd+rob "backward" at some rates
@@ -35,7 +36,8 @@ SCENES: dict[str, dict] = {
 }
 
 
-def _write_scene(recipe: dict, scene: dict, per_class: int, folder: Path, workers: int) -> int:
+def _write_scene(recipe: dict, scene: dict, per_class: int, folder: Path, workers: int,
+                 voices: tuple[list[str], list[str]]) -> int:
     """The scene's clips as WAV files in `folder/<label>/`; the number written."""
     import numpy as np
     from scipy.io import wavfile
@@ -46,8 +48,8 @@ def _write_scene(recipe: dict, scene: dict, per_class: int, folder: Path, worker
     data = {k: v for k, v in recipe["data"].items() if k not in ("source", "description", "augment")}
     options = KwsOptions.model_validate(data)
     options = KwsOptions.model_validate({**options.model_dump(), **scene,
-                                         "accents": [*options.accents, *MORE_ACCENTS], "test_accents": MORE_ACCENTS,
-                                         "variants": [*options.variants, *VARIANTS], "test_variants": VARIANTS,
+                                         "accents": [*options.accents, *voices[0]], "test_accents": voices[0],
+                                         "variants": [*options.variants, *voices[1]], "test_variants": voices[1],
                                          "eval_per_class": per_class})
     waves, labels = synthesize(options, "eval", per_class * len(options.classes), [options.seed, 7], workers=workers,
                                waves=True)
@@ -64,6 +66,8 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("/tmp/kws-other-voices"))
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    parser.add_argument("--voices", choices=("all", "other half"), default="all",
+                        help="all the more voices, or the half that kws_teacher.py's 'half the more voices' never trains on")
     args = parser.parse_args()
     manifest = json.loads((args.bundle / "manifest.json").read_text())
     recipe = manifest["recipe"]["raw"]
@@ -71,9 +75,10 @@ def main() -> None:
     print(f"{'the compile, its own eval voices':48} {'':>6} {manifest['metrics']['accuracy']:>9.2%} "
           f"{manifest['verdict']:>8}")
     for index, (name, scene) in enumerate(SCENES.items()):
-        folder = args.out / f"scene{index}"
+        folder = args.out / f"{args.voices.replace(' ', '-')}-{args.per_class}-scene{index}"
         if not folder.is_dir():
-            _write_scene(recipe, scene, args.per_class, folder, args.workers)
+            _write_scene(recipe, scene, args.per_class, folder, args.workers,
+                         (MORE_ACCENTS, VARIANTS) if args.voices == "all" else OTHER_VOICES)
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "shrink", "verify", str(args.bundle), "--data", str(folder),
                                "--json"], capture_output=True, text=True, check=False)
