@@ -45,9 +45,25 @@ MORE_VOICES = {"accents": MORE_ACCENTS, "variants": MORE_VARIANTS}
 # Those voices in two halves: one to train on, the other (`--other-voices`) to score every teacher on voices outside
 # the recipe's lists that no teacher here trains on. Without `rob`: eSpeak NG segfaults on gd+rob "backward" at some
 # rates (bench/kws_other_voices.py).
-_MORE_VARIANTS = [v for v in MORE_VARIANTS if v != "rob"]
-HALF_MORE_VOICES = {"accents": MORE_ACCENTS[0::2], "variants": _MORE_VARIANTS[0::2]}
-OTHER_VOICES = (MORE_ACCENTS[1::2], _MORE_VARIANTS[1::2])
+SPEAKABLE_MORE_VARIANTS = [v for v in MORE_VARIANTS if v != "rob"]
+HALF_MORE_VOICES = {"accents": MORE_ACCENTS[0::2], "variants": SPEAKABLE_MORE_VARIANTS[0::2]}
+OTHER_VOICES = (MORE_ACCENTS[1::2], SPEAKABLE_MORE_VARIANTS[1::2])
+
+
+def eval_only(options: Any, voices: tuple[list[str], list[str]]) -> dict[str, list[str]]:
+    """KwsOptions fields that add `voices` (accents, variants) to `options`' and let them speak only the eval split."""
+    return {"accents": [*options.accents, *voices[0]], "test_accents": list(voices[0]),
+            "variants": [*options.variants, *voices[1]], "test_variants": list(voices[1])}
+
+
+def restandardized(inputs: Any, labels: Any, old: dict, new: dict) -> Any:
+    """A `Split` of MFCCs standardized with the constants `old`, standardized with `new` instead."""
+    import numpy as np
+
+    from shrink import Split
+
+    raw = np.asarray(inputs) * np.asarray(old["std"]) + np.asarray(old["mean"])
+    return Split(((raw - np.asarray(new["mean"])) / np.asarray(new["std"])).astype(np.float32), labels)
 
 
 def main() -> None:
@@ -67,8 +83,6 @@ def main() -> None:
 
     sys.path.insert(0, str(REPO / "examples" / "kws"))
     import model as models  # examples/kws/model.py
-
-    import numpy as np
 
     from shrink import Split
     from shrink_common.classifier import evaluate, split_tensors, train
@@ -124,12 +138,8 @@ def main() -> None:
             validation = data.split("eval")
             if other:
                 base_validation = data_for({})[2]
-                old, new = loaded["standardization"], data.meta["standardization"]
-                raw = np.asarray(base_validation.inputs) * np.asarray(old["std"]) + np.asarray(old["mean"])
-                validation = Split(((raw - np.asarray(new["mean"])) / np.asarray(new["std"])).astype(np.float32),
-                                   base_validation.labels)
-            elif not more:
-                loaded["standardization"] = data.meta["standardization"]
+                validation = restandardized(base_validation.inputs, base_validation.labels,
+                                            loaded["standardization", json.dumps({})], data.meta["standardization"])
             print(f"data ({len(extended.voices('train'))} training voices): {len(data.split('train').inputs)} train clips, "
                   f"{len(validation.inputs)} validation clips (held-out training voices) in "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
@@ -140,16 +150,12 @@ def main() -> None:
     def other_voices(more: dict) -> Split:
         """`--other-voices` clips per class spoken by OTHER_VOICES, standardized as the teacher's training clips."""
         if "other" not in loaded:
-            voices = {"accents": [*options.accents, *OTHER_VOICES[0]], "variants": [*options.variants, *OTHER_VOICES[1]],
-                      "test_accents": OTHER_VOICES[0], "test_variants": OTHER_VOICES[1]}
-            other = options.model_copy(update={**voices, "train_per_class": 50, "eval_per_class": args.other_voices})
+            other = options.model_copy(update={**eval_only(options, OTHER_VOICES), "train_per_class": 50,
+                                               "eval_per_class": args.other_voices})
             data = KeywordSpotting(KwsOptions.model_validate(other.model_dump())).load(None)  # type: ignore[arg-type]
-            own = data.meta["standardization"]
-            loaded["other"] = (np.asarray(data.split("eval").inputs) * np.asarray(own["std"]) + np.asarray(own["mean"]),
-                               data.split("eval").labels)
-        raw, labels = loaded["other"]
-        constants = loaded["standardization", json.dumps(more)]
-        return Split(((raw - np.asarray(constants["mean"])) / np.asarray(constants["std"])).astype(np.float32), labels)
+            loaded["other"] = data.split("eval"), data.meta["standardization"]
+        clips, own = loaded["other"]
+        return restandardized(clips.inputs, clips.labels, own, loaded["standardization", json.dumps(more)])
 
     unknown = sorted(set(args.variant or []) - set(variants))
     if unknown:
