@@ -393,7 +393,7 @@ def net() -> nn.Module:
 
 
 @pytest.mark.slow
-def test_audio_source_bundle_scores_its_eval_wavs_and_refuses_another_sample_rate(cli, tmp_path):
+def test_audio_source_bundle_scores_its_eval_wavs_and_resamples_another_sample_rate(cli, tmp_path):
     import torch
     import torch.nn.functional as F
 
@@ -438,11 +438,11 @@ def test_audio_source_bundle_scores_its_eval_wavs_and_refuses_another_sample_rat
     result = verify(cli, out, copy_by_label(files, names, tmp_path / "eval"), "--budget", "accuracy=0.8")
     assert result.code == 0 and result.json["data"]["correct"] == correct and result.json["data"]["samples"] == 15
 
-    tone_wavs(tmp_path / "slow", per_class=1, rate=8000)
-    refused = verify(cli, out, tmp_path / "slow")
-    assert refused.code == 2
-    message = refused.json["errors"][0]["message"]
-    assert "sampled at 8000 Hz" in message and "16000 Hz" in message and "slow/high/00.wav" in message
+    # files at another rate are resampled to the record's (the tones stay below 4 kHz), and the origin says so
+    tone_wavs(tmp_path / "slow", per_class=5, rate=8000)
+    resampled = verify(cli, out, tmp_path / "slow", "--budget", "accuracy=0.8")
+    assert resampled.code == 0 and resampled.json["data"]["samples"] == 15
+    assert "15 at 8000 Hz, resampled to 16000 Hz" in resampled.json["data"]["origin"]
 
 
 @pytest.mark.slow

@@ -2,12 +2,14 @@
 an image or WAV folder with one subfolder per label, a JSONL/CSV file of text and labels, an `.npz` of model
 inputs and labels. Each reader is rebuilt from the record alone (`shrink_data.records`) and decodes with the
 code the compile's data source used; labels map to the record's label names by name. A file that cannot be
-read, a label the bundle does not know or a WAV file at another sample rate is one `UsageError` naming it.
+read or a label the bundle does not know is one `UsageError` naming it. WAV files at another sample rate are
+resampled to the record's, as the `audio` source does at compile time, and the origin says how many were.
 """
 
 from __future__ import annotations
 
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,10 @@ class _Folder:
         """Why the file cannot be read as the record needs it (read from its header), or None."""
         raise NotImplementedError
 
+    def conversions(self, files: tuple[Path, ...]) -> str:
+        """What reading `files` changes beyond the record's decoding, for the origin ("" if nothing)."""
+        return ""
+
     def read(self, path: Path) -> LabelledSamples:
         if path.is_file():
             raise UsageError(f"{str(path)!r} is a file; give a folder of {self.kind} with one subfolder per label "
@@ -87,7 +93,8 @@ class _Folder:
         labels = label_indices(list(folder.file_classes or ()), self.labels, WHERE)
         decoder = Decoder(_reading(self.decode, folder.files), self.prep.shape, self.prep.dtype)
         samples = LazySamples(decoder, np.arange(len(folder.files)))
-        origin = f"folder {str(path)!r} ({len(folder.files)} {self.kind} in {len(folder.classes)} class folders)"
+        origin = (f"folder {str(path)!r} ({len(folder.files)} {self.kind} in {len(folder.classes)} class folders"
+                  f"{self.conversions(folder.files)})")
         return LabelledSamples({self.input: samples}, labels, origin)
 
 
@@ -141,10 +148,17 @@ class WavFolder(_Folder):
             rate, _ = wavfile.read(path, mmap=True)
         except Exception as exc:  # noqa: BLE001 - scipy raises several kinds for a file it cannot parse
             return f"cannot read it: {type(exc).__name__}: {exc}"
-        if rate != self.prep.sample_rate:
-            return (f"sampled at {rate} Hz, but the bundle's preprocessing takes {self.prep.sample_rate} Hz; resample it "
-                    f"to {self.prep.sample_rate} Hz first")
         return None
+
+    def conversions(self, files: tuple[Path, ...]) -> str:
+        from scipy.io import wavfile
+
+        others = Counter(rate for rate in (int(wavfile.read(path, mmap=True)[0]) for path in files)
+                         if rate != self.prep.sample_rate)
+        if not others:
+            return ""
+        rates = ", ".join(f"{count} at {rate} Hz" for rate, count in sorted(others.items()))
+        return f"; {rates}, resampled to {self.prep.sample_rate} Hz"
 
 
 class CmsisMfccWavFolder(WavFolder):

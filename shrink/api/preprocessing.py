@@ -62,7 +62,8 @@ class Preprocessor(Protocol):
     def read(self, path: Path) -> LabelledSamples:
         """The labelled samples at `path` (a folder with one subfolder per label, a labelled file), preprocessed as
         the record says. A file that cannot be read, a label the record does not name or a sample the record
-        cannot take (another sample rate) is a `UsageError` that names the file (exit 2)."""
+        cannot take is a `UsageError` that names the file (exit 2); a conversion the reader makes (a WAV file
+        resampled) is said in the origin."""
         ...
 
 
