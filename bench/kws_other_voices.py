@@ -1,17 +1,20 @@
 """A keyword-spotting bundle on voices that neither its training nor its eval split used, as an outside scorer would
 run it: `shrink verify BUNDLE --data FOLDER` on WAV files in label folders, beside the compile's own accuracy.
 
-    python bench/kws_other_voices.py [BUNDLE] [--per-class 50] [--voices all] [--out /tmp/kws-other-voices] [--workers 2]
+    python bench/kws_other_voices.py [BUNDLE] [--per-class 50] [--out /tmp/kws-other-voices] [--workers 2]
 
-The voices are eSpeak NG's that the recipe lists nowhere (`bench/kws_teacher.py`'s `MORE_ACCENTS` x
-`MORE_VARIANTS`: 20 European languages speaking the English words, 37 voice variants: not `rob`, on which the eSpeak
-NG of espeakng-loader 0.2.4 segfaults, gd+rob saying "backward" at 124 wpm). `--voices "other half"` takes only the
-half of them (`OTHER_VOICES`) that a recipe trained on the other half has never heard. Two scenes, each written as
+The voices are eSpeak NG's that the bundle's recipe lists nowhere (`bench/kws_teacher.py`'s `outside_voices`: of
+its `MORE_ACCENTS`, European languages speaking the English words, x its `MORE_VARIANTS` less `rob`, on which the
+eSpeak NG of espeakng-loader 0.2.4 segfaults, gd+rob saying "backward" at 124 wpm, those the recipe does not train
+on; for recipes/kws-cortex-m4.json, 10 languages x 18 variants, the half it does not take). Two scenes, each written as
 16 kHz float WAV files and scored by `verify --data` in a fresh process through the bundle's own record (CMSIS-DSP
 MFCCs, the train split's standardization) under TFLite Micro, against the recipe's budgets:
 
 1. the recipe's noise (5-30 dB SNR, 30% of clips through a cheap microphone);
-2. louder noise and a worse microphone (0-15 dB SNR on every word clip, 80% of clips band-limited).
+2. louder noise and a worse microphone (0-15 dB SNR on every word clip, 80% of clips band-limited);
+3. files as someone else would make them: eSpeak NG at its default rate and pitch, each word alone as eSpeak NG
+   writes it (22,050 Hz 16-bit, 0.2-0.5 s: `verify` resamples and pads it), white noise at 10-20 dB SNR, other words
+   than the recipe's for `_unknown_` and white noise alone for `_silence_`.
 
 Prints each scene's accuracy and verdict beside the compile's accuracy on its own eval voices.
 """
@@ -19,13 +22,15 @@ Prints each scene's accuracy and verdict beside the compile's accuracy on its ow
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from kws_teacher import MORE_ACCENTS, OTHER_VOICES, SPEAKABLE_MORE_VARIANTS, eval_only  # bench/kws_teacher.py
+from kws_teacher import eval_only, outside_voices  # bench/kws_teacher.py
 
 REPO = Path(__file__).resolve().parents[1]
 SCENES: dict[str, dict] = {
@@ -33,20 +38,20 @@ SCENES: dict[str, dict] = {
     "other voices, 0-15 dB SNR, 80% band-limited": {"snr_db": (0.0, 15.0), "noise_probability": 1.0,
                                                     "band_limit_probability": 0.8},
 }
+PLAIN = "other voices, plain eSpeak NG files, white noise"
+OTHER_WORDS = ("hello", "computer", "banana", "morning", "table", "orange", "garden", "pencil", "river", "coffee")
 
 
-def _write_scene(recipe: dict, scene: dict, per_class: int, folder: Path, workers: int,
-                 voices: tuple[list[str], list[str]]) -> int:
-    """The scene's clips as WAV files in `folder/<label>/`; the number written."""
+def _write_scene(options: Any, scene: dict, per_class: int, folder: Path, workers: int) -> int:
+    """The scene's clips, spoken by the voices outside the KwsOptions `options`, as WAV files in `folder/<label>/`;
+    the number written."""
     import numpy as np
     from scipy.io import wavfile
 
     from shrink_data.kws import KwsOptions
     from shrink_data.kws_synth import synthesize
 
-    data = {k: v for k, v in recipe["data"].items() if k not in ("source", "description", "augment")}
-    options = KwsOptions.model_validate(data)
-    options = KwsOptions.model_validate({**options.model_dump(), **scene, **eval_only(options, voices),
+    options = KwsOptions.model_validate({**options.model_dump(), **scene, **eval_only(options, outside_voices(options)),
                                          "eval_per_class": per_class})
     waves, labels = synthesize(options, "eval", per_class * len(options.classes), [options.seed, 7], workers=workers,
                                waves=True)
@@ -57,25 +62,58 @@ def _write_scene(recipe: dict, scene: dict, per_class: int, folder: Path, worker
     return len(labels)
 
 
+def _write_plain(options: Any, per_class: int, folder: Path) -> int:
+    """Scene 3: eSpeak NG's own 22,050 Hz output of each word alone, at its default rate (175 wpm) and pitch (50),
+    by the voices outside `options`, with white noise at 10-20 dB SNR, as 16-bit WAV files in `folder/<label>/`."""
+    import numpy as np
+    from scipy.io import wavfile
+
+    from shrink_data.speech import Synthesizer, Voice
+
+    accents, variants = outside_voices(options)
+    words = [w for w in OTHER_WORDS if w not in (*options.keywords, *options.unknown_words)]
+    synth, rng = Synthesizer.get(), np.random.default_rng(11)
+    for label in options.classes:
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            if label == options.classes[-1]:  # _silence_
+                wave = rng.standard_normal(synth.sample_rate) * rng.uniform(0.005, 0.1)
+            else:
+                word = label if label in options.keywords else words[index % len(words)]
+                voice = Voice(str(rng.choice(accents)), str(rng.choice(variants)))
+                wave = synth.say(word, voice, 175, 50, 50).astype(np.float64)
+                noise = rng.standard_normal(len(wave))
+                wave += noise * np.sqrt(np.mean(wave ** 2) / np.mean(noise ** 2) / 10 ** (rng.uniform(10, 20) / 10))
+                wave *= 0.7 / max(1e-6, float(np.abs(wave).max()))
+            wavfile.write(folder / label / f"{index:05d}.wav", synth.sample_rate, (wave * 32767).astype(np.int16))
+    return per_class * len(options.classes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path, nargs="?", default=REPO / "dist" / "kws-cortex-m4")
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("/tmp/kws-other-voices"))
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
-    parser.add_argument("--voices", choices=("all", "other half"), default="all",
-                        help="all the more voices, or the half that kws_teacher.py's 'half the more voices' never trains on")
     args = parser.parse_args()
     manifest = json.loads((args.bundle / "manifest.json").read_text())
-    recipe = manifest["recipe"]["raw"]
+    from shrink_data.kws import KwsOptions
+
+    data = manifest["recipe"]["raw"]["data"]
+    options = KwsOptions.model_validate({k: v for k, v in data.items() if k not in ("source", "description", "augment")})
+    accents, variants = outside_voices(options)
+    voices = hashlib.sha256(json.dumps([accents, variants]).encode()).hexdigest()[:8]
+    print(f"{len(accents)} accents x {len(variants)} variants outside the recipe's lists")
     print(f"{'scene':48} {'clips':>6} {'accuracy':>9} {'verdict':>8} {'seconds':>8}")
     print(f"{'the compile, its own eval voices':48} {'':>6} {manifest['metrics']['accuracy']:>9.2%} "
           f"{manifest['verdict']:>8}")
-    for index, (name, scene) in enumerate(SCENES.items()):
-        folder = args.out / f"{args.voices.replace(' ', '-')}-{args.per_class}-scene{index}"
+    for index, name in enumerate([*SCENES, PLAIN]):
+        folder = args.out / f"voices-{voices}-{args.per_class}-scene{index}"
         if not folder.is_dir():
-            _write_scene(recipe, scene, args.per_class, folder, args.workers,
-                         (MORE_ACCENTS, SPEAKABLE_MORE_VARIANTS) if args.voices == "all" else OTHER_VOICES)
+            if name == PLAIN:
+                _write_plain(options, args.per_class, folder)
+            else:
+                _write_scene(options, SCENES[name], args.per_class, folder, args.workers)
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "shrink", "verify", str(args.bundle), "--data", str(folder),
                                "--json"], capture_output=True, text=True, check=False)

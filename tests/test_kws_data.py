@@ -4,10 +4,16 @@ classes, the recorded voices, and the same samples for the same options whatever
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 from pydantic import ValidationError
 
 from shrink_data.kws import SILENCE, UNKNOWN, KeywordSpotting, KwsOptions, missing_libraries
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _split_voices(options: KwsOptions) -> tuple[set[str], set[str], set[str], set[str]]:
@@ -30,6 +36,7 @@ def test_split_shares_no_accent_and_no_variant(overrides: dict) -> None:
     ({"unknown_words": ["yes", "cat"]}, "unknown_words: yes are keywords"),
     ({"snr_db": [30, 5]}, "snr_db: low 30 is above high 5"),
     ({"fft_length": 500}, "fft_length 500 is not a power of two"),
+    ({"variants": ["m1", "f1", "m1"], "test_variants": ["f1"]}, "variants: m1 listed twice"),
 ])
 def test_bad_options_are_refused_with_the_field(overrides: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
@@ -69,21 +76,40 @@ def test_the_cmsis_mfcc_record_is_valid_and_reads_back() -> None:
     assert record_problems({**record, "normalization": {**record["normalization"], "std": [0.0] * 10}}, "r") != []
 
 
+def _kws_bench() -> ModuleType:
+    """bench/kws_teacher.py, where the voices it holds out and adds are defined."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("shrink_kws_teacher_bench", REPO / "bench" / "kws_teacher.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def _recipe_data() -> KwsOptions:
+    section = json.loads((REPO / "recipes" / "kws-cortex-m4.json").read_text())["data"]
+    return KwsOptions.model_validate({k: v for k, v in section.items() if k not in ("source", "description")})
+
+
+def test_the_voices_outside_the_recipe_are_in_none_of_its_lists() -> None:
+    """bench/kws_other_voices.py scores the bundle on voices its recipe lists nowhere, a proxy for voices nobody
+    here chose; the recipe trains on the defaults plus the other half of kws_teacher's more voices."""
+    from shrink_data.kws import ACCENTS, VARIANTS
+
+    bench, recipe = _kws_bench(), _recipe_data()
+    accents, variants = bench.outside_voices(recipe)
+    assert len(accents) >= 10 and len(variants) >= 18
+    assert not set(accents) & set(recipe.accents) and not set(variants) & set(recipe.variants)
+    more = bench.HALF_MORE_VOICES
+    assert recipe.accents == [*ACCENTS, *more["accents"]] and recipe.variants == [*VARIANTS, *more["variants"]]
+
+
 @pytest.mark.parametrize("split", ["before", "matched"])
 def test_the_benchs_validation_voices_are_training_voices_never_test_voices(split: str) -> None:
     """bench/kws_teacher.py and bench/kws_validation.py choose on voices that the recipe trains on and that speak
     none of its test clips; within the bench they are held out from training (speaker-independent again)."""
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("shrink_kws_teacher_bench", repo / "bench" / "kws_teacher.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    section = json.loads((repo / "recipes" / "kws-cortex-m4.json").read_text())["data"]
-    recipe = KwsOptions.model_validate({k: v for k, v in section.items() if k not in ("source", "description")})
+    bench, recipe = _kws_bench(), _recipe_data()
     accents, variants = bench.SPLITS[split]
     train_accents, train_variants, test_accents, test_variants = _split_voices(recipe)
     assert set(accents) <= train_accents and set(variants) <= train_variants

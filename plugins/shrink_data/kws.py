@@ -114,6 +114,10 @@ class KwsOptions(PassOptions):
             low, high = getattr(self, name)
             if low > high:
                 raise ValueError(f"{name}: low {low:g} is above high {high:g}")
+        for field in ("keywords", "unknown_words", "accents", "variants", "test_accents", "test_variants"):
+            twice = sorted({item for item in getattr(self, field) if getattr(self, field).count(item) > 1})
+            if twice:  # a voice listed twice would speak twice as many clips, unasked
+                raise ValueError(f"{field}: {', '.join(twice)} listed twice")
         for field, pool in (("test_accents", "accents"), ("test_variants", "variants")):
             chosen, every = getattr(self, field), getattr(self, pool)
             stray = sorted(set(chosen) - set(every))
