@@ -1,7 +1,7 @@
 """A keyword-spotting bundle on voices that neither its training nor its eval split used, as an outside scorer would
 run it: `shrink verify BUNDLE --data FOLDER` on WAV files in label folders, beside the compile's own accuracy.
 
-    python bench/kws_other_voices.py [BUNDLE] [--per-class 50] [--out /tmp/kws-other-voices] [--workers 2]
+    python bench/kws_other_voices.py [BUNDLE] [--per-class 50] [--teacher] [--out /tmp/kws-other-voices] [--workers 2]
 
 The voices are eSpeak NG's that the bundle's recipe lists nowhere (`bench/kws_teacher.py`'s `outside_voices`: of
 its `MORE_ACCENTS`, European languages speaking the English words, x its `MORE_VARIANTS` less `rob`, on which the
@@ -16,7 +16,9 @@ MFCCs, the train split's standardization) under TFLite Micro, against the recipe
    writes it (22,050 Hz 16-bit, 0.2-0.5 s: `verify` resamples and pads it), white noise at 10-20 dB SNR, other words
    than the recipe's for `_unknown_` and white noise alone for `_silence_`.
 
-Prints each scene's accuracy and verdict beside the compile's accuracy on its own eval voices.
+Prints each scene's accuracy and verdict beside the compile's accuracy on its own eval voices. `--teacher` also
+scores the recipe's fp32 teacher (torch) on the same files through the same record, and the bundle's drop from it:
+the recipe's `accuracy_drop` budget, on these voices.
 """
 
 from __future__ import annotations
@@ -89,12 +91,41 @@ def _write_plain(options: Any, per_class: int, folder: Path) -> int:
     return per_class * len(options.classes)
 
 
+def _teacher_accuracy(manifest: dict, bundle: Path, folder: Path) -> float:
+    """The fp32 teacher of the bundle's recipe (its `model.factory` and `model.weights`) on the WAV files in `folder`,
+    read through the bundle's preprocessing record as `verify --data` reads them."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    from shrink_data.readers import reader_for
+
+    torch.set_num_threads(1)
+    model, base = manifest["recipe"]["raw"]["model"], Path(manifest["recipe"]["path"]).parent
+    source, function = str(model["factory"]).rsplit(":", 1)
+    spec = importlib.util.spec_from_file_location("kws_teacher_factory", base / source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    net = getattr(module, function)()
+    net.load_state_dict(torch.load(base / model["weights"], map_location="cpu"))
+    reader = reader_for(manifest["preprocessing"], bundle)
+    samples = reader.read(folder)
+    inputs = samples.inputs[reader.input]
+    x = torch.from_numpy(np.stack([inputs[i] for i in range(len(samples))])).reshape(-1, *model["input_shape"][1:])
+    with torch.no_grad():
+        predicted = net.eval()(x).argmax(1).numpy()
+    return float((predicted == np.asarray(samples.labels)).mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path, nargs="?", default=REPO / "dist" / "kws-cortex-m4")
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("/tmp/kws-other-voices"))
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    parser.add_argument("--teacher", action="store_true", help="also score the recipe's fp32 teacher (imports torch)")
     args = parser.parse_args()
     manifest = json.loads((args.bundle / "manifest.json").read_text())
     from shrink_data.kws import KwsOptions
@@ -104,7 +135,8 @@ def main() -> None:
     accents, variants = outside_voices(options)
     voices = hashlib.sha256(json.dumps([accents, variants]).encode()).hexdigest()[:8]
     print(f"{len(accents)} accents x {len(variants)} variants outside the recipe's lists")
-    print(f"{'scene':48} {'clips':>6} {'accuracy':>9} {'verdict':>8} {'seconds':>8}")
+    print(f"{'scene':48} {'clips':>6} {'accuracy':>9} {'verdict':>8} {'seconds':>8}"
+          + (f" {'teacher':>8} {'drop':>7}" if args.teacher else ""))
     print(f"{'the compile, its own eval voices':48} {'':>6} {manifest['metrics']['accuracy']:>9.2%} "
           f"{manifest['verdict']:>8}")
     for index, name in enumerate([*SCENES, PLAIN]):
@@ -123,7 +155,11 @@ def main() -> None:
         result = json.loads(done.stdout)
         data = result["data"]
         verdict = "pass" if done.returncode == 0 else "fail"
-        print(f"{name:48} {data['samples']:>6} {data['accuracy']:>9.2%} {verdict:>8} {seconds:>8.0f}", flush=True)
+        teacher = ""
+        if args.teacher:
+            fp32 = _teacher_accuracy(manifest, args.bundle, folder)
+            teacher = f" {fp32:>8.2%} {(fp32 - data['accuracy']) * 100:>6.2f}p"
+        print(f"{name:48} {data['samples']:>6} {data['accuracy']:>9.2%} {verdict:>8} {seconds:>8.0f}{teacher}", flush=True)
 
 
 if __name__ == "__main__":

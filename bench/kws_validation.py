@@ -27,11 +27,12 @@ from kws_teacher import SPLITS  # the validation voices, as bench/kws_teacher.py
 
 REPO = Path(__file__).resolve().parents[1]
 # name -> what the variant changes in the recipe: "student" (a factory in examples/kws/model.py), options merged over
-# the recipe's "distill" (distill.kd), "cluster" (compress.cluster), "data" (the kws source; the validation voices
-# stay) and "augment" (merged over data.augment), and "plain": true drops compress.cluster (plain full int8: what
-# weight sharing costs). "before" is the recipe before its last choices: 12 distillation epochs, 16 shared values in
-# every layer, the shared values fine-tuned alone (Deep Compression's fine-tune, `finetune: "centroids"`) where the
-# recipe now trains the weights clustering-aware, 1,500 clips per class where it now has 3,000.
+# the recipe's "distill" (distill.kd), "prune" (prune.structured), "cluster" (compress.cluster), "data" (the kws
+# source; the validation voices stay) and "augment" (merged over data.augment), and "plain": true drops
+# compress.cluster (plain full int8: what weight sharing costs). "before" is the recipe before its last choices: 12
+# distillation epochs, 16 shared values in every layer, the shared values fine-tuned alone (Deep Compression's
+# fine-tune, `finetune: "centroids"`) where the recipe now trains the weights clustering-aware, 1,500 clips per class
+# where it now has 3,000.
 CENTROIDS = {"finetune": "centroids"}
 BEFORE = {"distill": {"epochs": 12}, "cluster": {"clusters_by_kind": {}, **CENTROIDS}}
 VARIANTS: dict[str, dict] = {
@@ -43,6 +44,7 @@ VARIANTS: dict[str, dict] = {
     "as written, linear 32 values": {"cluster": {"clusters_by_kind": {"linear": 32}}},
     "as written, depthwise 8 values": {"cluster": {"clusters_by_kind": {"depthwise": 8}}},
     "as written, cluster 6 epochs": {"cluster": {"finetune_epochs": 6}},
+    "as written, prune 8 epochs": {"prune": {"finetune_epochs": 8}},
     "as written, 64x4 student, depthwise 8 values": {"student": "wide_student", "cluster": {"clusters_by_kind": {"depthwise": 8}}},
     "as written, 64x4 student, plain int8": {"student": "wide_student", "plain": True},
     "before": BEFORE,
@@ -133,6 +135,7 @@ def main() -> None:
         if "student" in variant:
             distill["student"]["factory"] = _other_factory(distill["student"]["factory"], variant["student"])
         distill.update(variant.get("distill", {}))
+        passes["prune.structured"].update(variant.get("prune", {}))
         passes["compress.cluster"].update(variant.get("cluster", {}))
         recipe["data"].update(variant.get("data", {}))
         if "augment" in variant:
