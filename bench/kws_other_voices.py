@@ -109,7 +109,7 @@ def _teacher_accuracy(manifest: dict, bundle: Path, folder: Path) -> float:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     net = getattr(module, function)()
-    net.load_state_dict(torch.load(base / model["weights"], map_location="cpu"))
+    net.load_state_dict(torch.load(base / model["weights"], map_location="cpu", weights_only=True))
     reader = reader_for(manifest["preprocessing"], bundle)
     samples = reader.read(folder)
     inputs = samples.inputs[reader.input]
