@@ -29,6 +29,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ def _write_plain(options: Any, per_class: int, folder: Path) -> int:
     import numpy as np
     from scipy.io import wavfile
 
+    from shrink_data.kws import SILENCE
     from shrink_data.speech import Synthesizer, Voice
 
     accents, variants = outside_voices(options)
@@ -78,7 +80,7 @@ def _write_plain(options: Any, per_class: int, folder: Path) -> int:
     for label in options.classes:
         (folder / label).mkdir(parents=True, exist_ok=True)
         for index in range(per_class):
-            if label == options.classes[-1]:  # _silence_
+            if label == SILENCE:
                 wave = rng.standard_normal(synth.sample_rate) * rng.uniform(0.005, 0.1)
             else:
                 word = label if label in options.keywords else words[index % len(words)]
@@ -91,32 +93,30 @@ def _write_plain(options: Any, per_class: int, folder: Path) -> int:
     return per_class * len(options.classes)
 
 
-def _teacher_accuracy(manifest: dict, bundle: Path, folder: Path) -> float:
-    """The fp32 teacher of the bundle's recipe (its `model.factory` and `model.weights`) on the WAV files in `folder`,
-    read through the bundle's preprocessing record as `verify --data` reads them."""
-    import importlib.util
-
+def _teacher_scorer(manifest: dict, bundle: Path) -> Callable[[Path], float]:
+    """The accuracy of the bundle's recipe's fp32 teacher (its `model.factory` and `model.weights`) on the WAV files
+    in a folder, read through the bundle's preprocessing record as `verify --data` reads them."""
     import numpy as np
     import torch
 
+    from shrink.api.factory import load_factory
     from shrink_data.readers import reader_for
 
     torch.set_num_threads(1)
     model, base = manifest["recipe"]["raw"]["model"], Path(manifest["recipe"]["path"]).parent
-    source, function = str(model["factory"]).rsplit(":", 1)
-    spec = importlib.util.spec_from_file_location("kws_teacher_factory", base / source)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    net = getattr(module, function)()
+    net = load_factory(str(model["factory"]), base)()
     net.load_state_dict(torch.load(base / model["weights"], map_location="cpu", weights_only=True))
     reader = reader_for(manifest["preprocessing"], bundle)
-    samples = reader.read(folder)
-    inputs = samples.inputs[reader.input]
-    x = torch.from_numpy(np.stack([inputs[i] for i in range(len(samples))])).reshape(-1, *model["input_shape"][1:])
-    with torch.no_grad():
-        predicted = net.eval()(x).argmax(1).numpy()
-    return float((predicted == np.asarray(samples.labels)).mean())
+
+    def accuracy(folder: Path) -> float:
+        samples = reader.read(folder)
+        inputs = samples.inputs[reader.input]
+        x = torch.from_numpy(np.stack([inputs[i] for i in range(len(samples))])).reshape(-1, *model["input_shape"][1:])
+        with torch.no_grad():
+            predicted = net.eval()(x).argmax(1).numpy()
+        return float((predicted == np.asarray(samples.labels)).mean())
+
+    return accuracy
 
 
 def main() -> None:
@@ -139,6 +139,7 @@ def main() -> None:
           + (f" {'teacher':>8} {'drop':>7}" if args.teacher else ""))
     print(f"{'the compile, its own eval voices':48} {'':>6} {manifest['metrics']['accuracy']:>9.2%} "
           f"{manifest['verdict']:>8}")
+    teacher_accuracy = _teacher_scorer(manifest, args.bundle) if args.teacher else None
     for index, name in enumerate([*SCENES, PLAIN]):
         folder = args.out / f"voices-{voices}-{args.per_class}-scene{index}"
         if not folder.is_dir():
@@ -156,8 +157,8 @@ def main() -> None:
         data = result["data"]
         verdict = "pass" if done.returncode == 0 else "fail"
         teacher = ""
-        if args.teacher:
-            fp32 = _teacher_accuracy(manifest, args.bundle, folder)
+        if teacher_accuracy:
+            fp32 = teacher_accuracy(folder)
             teacher = f" {fp32:>8.2%} {(fp32 - data['accuracy']) * 100:>6.2f}p"
         print(f"{name:48} {data['samples']:>6} {data['accuracy']:>9.2%} {verdict:>8} {seconds:>8.0f}{teacher}", flush=True)
 
