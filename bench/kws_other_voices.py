@@ -6,15 +6,19 @@ run it: `shrink verify BUNDLE --data FOLDER` on WAV files in label folders, besi
 The voices are eSpeak NG's that the bundle's recipe lists nowhere (`bench/kws_teacher.py`'s `outside_voices`: of
 its `MORE_ACCENTS`, European languages speaking the English words, x its `MORE_VARIANTS` less `rob`, on which the
 eSpeak NG of espeakng-loader 0.2.4 segfaults, gd+rob saying "backward" at 124 wpm, those the recipe does not train
-on; for recipes/kws-cortex-m4.json, 10 languages x 18 variants, the half it does not take). Two scenes, each written as
-16 kHz float WAV files and scored by `verify --data` in a fresh process through the bundle's own record (CMSIS-DSP
-MFCCs, the train split's standardization) under TFLite Micro, against the recipe's budgets:
+on; for recipes/kws-cortex-m4.json, 10 languages x 18 variants, the half it does not take). Three scenes of them and
+one of the recipe's own eval voices, each written as WAV files (16 kHz float; scene 3: eSpeak NG's 22,050 Hz int16)
+and scored by `verify --data` in a fresh process through the bundle's own record (CMSIS-DSP MFCCs, the train
+split's standardization) under TFLite Micro, against the recipe's budgets:
 
 1. the recipe's noise (5-30 dB SNR, 30% of clips through a cheap microphone);
 2. louder noise and a worse microphone (0-15 dB SNR on every word clip, 80% of clips band-limited);
 3. files as someone else would make them: eSpeak NG at its default rate and pitch, each word alone as eSpeak NG
    writes it (22,050 Hz 16-bit, 0.2-0.5 s: `verify` resamples and pads it), white noise at 10-20 dB SNR, other words
-   than the recipe's for `_unknown_` and white noise alone for `_silence_`.
+   than the recipe's for `_unknown_` and white noise alone for `_silence_`;
+4. not other voices: the recipe's own eval voices (its `test_accents` x `test_variants`) with its noise, new clips
+   (another draw than the compile's eval split): how much of a difference between two bundles on the compile's own
+   figure is the draw of its clips.
 
 Prints each scene's accuracy and verdict beside the compile's accuracy on its own eval voices. `--teacher` also
 scores the recipe's fp32 teacher (torch) on the same files through the same record, and the bundle's drop from it:
@@ -42,20 +46,21 @@ SCENES: dict[str, dict] = {
                                                     "band_limit_probability": 0.8},
 }
 PLAIN = "other voices, plain eSpeak NG files, white noise"
+OWN = "its own eval voices, new clips"
 OTHER_WORDS = ("hello", "computer", "banana", "morning", "table", "orange", "garden", "pencil", "river", "coffee")
 
 
-def _write_scene(options: Any, scene: dict, per_class: int, folder: Path, workers: int) -> int:
-    """The scene's clips, spoken by the voices outside the KwsOptions `options`, as WAV files in `folder/<label>/`;
-    the number written."""
+def _write_scene(options: Any, scene: dict, per_class: int, folder: Path, workers: int, own: bool = False) -> int:
+    """The scene's clips, spoken by the voices outside the KwsOptions `options` (`own`: by its eval voices), as WAV
+    files in `folder/<label>/`; the number written."""
     import numpy as np
     from scipy.io import wavfile
 
     from shrink_data.kws import KwsOptions
     from shrink_data.kws_synth import synthesize
 
-    options = KwsOptions.model_validate({**options.model_dump(), **scene, **eval_only(options, outside_voices(options)),
-                                         "eval_per_class": per_class})
+    voices = {} if own else eval_only(options, outside_voices(options))
+    options = KwsOptions.model_validate({**options.model_dump(), **scene, **voices, "eval_per_class": per_class})
     waves, labels = synthesize(options, "eval", per_class * len(options.classes), [options.seed, 7], workers=workers,
                                waves=True)
     for index, (wave, label) in enumerate(zip(waves, labels)):
@@ -134,19 +139,20 @@ def main() -> None:
     options = KwsOptions.model_validate({k: v for k, v in data.items() if k not in ("source", "description", "augment")})
     accents, variants = outside_voices(options)
     voices = hashlib.sha256(json.dumps([accents, variants]).encode()).hexdigest()[:8]
+    own = hashlib.sha256(json.dumps([options.test_accents, options.test_variants]).encode()).hexdigest()[:8]
     print(f"{len(accents)} accents x {len(variants)} variants outside the recipe's lists")
     print(f"{'scene':48} {'clips':>6} {'accuracy':>9} {'verdict':>8} {'seconds':>8}"
           + (f" {'teacher':>8} {'drop':>7}" if args.teacher else ""))
     print(f"{'the compile, its own eval voices':48} {'':>6} {manifest['metrics']['accuracy']:>9.2%} "
           f"{manifest['verdict']:>8}")
     teacher_accuracy = _teacher_scorer(manifest, args.bundle) if args.teacher else None
-    for index, name in enumerate([*SCENES, PLAIN]):
-        folder = args.out / f"voices-{voices}-{args.per_class}-scene{index}"
+    for index, name in enumerate([*SCENES, PLAIN, OWN]):
+        folder = args.out / f"voices-{own if name == OWN else voices}-{args.per_class}-scene{index}"
         if not folder.is_dir():
             if name == PLAIN:
                 _write_plain(options, args.per_class, folder)
             else:
-                _write_scene(options, SCENES[name], args.per_class, folder, args.workers)
+                _write_scene(options, SCENES.get(name, {}), args.per_class, folder, args.workers, own=name == OWN)
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "shrink", "verify", str(args.bundle), "--data", str(folder),
                                "--json"], capture_output=True, text=True, check=False)

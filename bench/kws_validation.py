@@ -47,6 +47,7 @@ VARIANTS: dict[str, dict] = {
     "as written, prune 8 epochs": {"prune": {"finetune_epochs": 8}},
     "as written, prune a sixteenth": {"prune": {"ratio": 0.0625}},
     "as written, prune a sixteenth, 8 epochs": {"prune": {"ratio": 0.0625, "finetune_epochs": 8}},
+    "as written, distill 40 epochs, prune 8 epochs": {"distill": {"epochs": 40}, "prune": {"finetune_epochs": 8}},
     "as written, 64x4 student, depthwise 8 values": {"student": "wide_student", "cluster": {"clusters_by_kind": {"depthwise": 8}}},
     "as written, 64x4 student, plain int8": {"student": "wide_student", "plain": True},
     "before": BEFORE,
