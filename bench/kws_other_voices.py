@@ -136,7 +136,7 @@ def main() -> None:
     from shrink_data.kws import KwsOptions
 
     data = manifest["recipe"]["raw"]["data"]
-    options = KwsOptions.model_validate({k: v for k, v in data.items() if k not in ("source", "description", "augment")})
+    options = KwsOptions.from_section({**data, "augment": None}, "source")
     accents, variants = outside_voices(options)
     voices = hashlib.sha256(json.dumps([accents, variants]).encode()).hexdigest()[:8]
     own = hashlib.sha256(json.dumps([options.test_accents, options.test_variants]).encode()).hexdigest()[:8]

@@ -97,7 +97,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     section = json.loads((REPO / "recipes" / "kws-cortex-m4.json").read_text())["data"]
-    recipe = KwsOptions.model_validate({k: v for k, v in section.items() if k not in ("source", "description")})
+    recipe = KwsOptions.from_section(section, "source")
     options = recipe.model_copy(update={
         "accents": [a for a in recipe.accents if a not in recipe.test_accents],
         "variants": [v for v in recipe.variants if v not in recipe.test_variants],

@@ -94,13 +94,13 @@ def _validation_recipe(source: Path, eval_per_class: int, out: Path, split: str 
 
     recipe = rebased(json.loads(source.read_text()), load_recipe(source), out)
     data = recipe["data"]
-    options = KwsOptions.model_validate({k: v for k, v in data.items() if k not in ("source", "description")})
+    options = KwsOptions.from_section(data, "source")
     data.update(accents=[a for a in options.accents if a not in options.test_accents],
                 variants=[v for v in options.variants if v not in options.test_variants],
                 test_accents=SPLITS[split][0], test_variants=SPLITS[split][1], eval_per_class=eval_per_class)
     if workers:
         data["workers"] = workers
-    KwsOptions.model_validate({k: v for k, v in data.items() if k not in ("source", "description")})
+    KwsOptions.from_section(data, "source")
     recipe["name"] += "-validation"
     return recipe
 

@@ -89,7 +89,7 @@ def _kws_bench() -> ModuleType:
 
 def _recipe_data() -> KwsOptions:
     section = json.loads((REPO / "recipes" / "kws-cortex-m4.json").read_text())["data"]
-    return KwsOptions.model_validate({k: v for k, v in section.items() if k not in ("source", "description")})
+    return KwsOptions.from_section(section, "source")
 
 
 def test_the_voices_outside_the_recipe_are_in_none_of_its_lists() -> None:

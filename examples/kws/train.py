@@ -34,7 +34,7 @@ RECIPE = HERE.parent.parent / "recipes" / "kws-cortex-m4.json"
 
 def recipe_data(recipe: dict) -> KwsOptions:
     """The data section of the KWS recipe, so the teacher sees exactly the data the compile uses."""
-    return KwsOptions.model_validate({k: v for k, v in recipe["data"].items() if k not in ("source", "description")})
+    return KwsOptions.from_section(recipe["data"], "source")
 
 
 def main() -> None:

@@ -6,7 +6,8 @@ cross-field checks and run at plan time.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,3 +21,9 @@ class PassOptions(BaseModel):
     """The spaces `shrink search` explores for the main options when a recipe writes no `$search` of its own, as
     `{"ratio": {"float": [0.1, 0.7]}, "epochs": {"choice": [15, 30]}}` (`shrink.plan.spaces`); each must lie inside
     its option's bounds."""
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], discriminator: str) -> Self:
+        """The options a recipe section writes: all its keys but `discriminator` (`"source"`, `"pass"`, ...) and the
+        `description` note. Raises pydantic's `ValidationError`."""
+        return cls.model_validate({k: v for k, v in section.items() if k not in (discriminator, "description")})

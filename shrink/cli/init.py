@@ -103,9 +103,8 @@ def _facts(source: Any, recipe: dict[str, Any], target: Target, shapes: dict[str
     the section does not validate yet: planning the written recipe then says why)."""
     from pydantic import ValidationError
 
-    section = {k: v for k, v in recipe["model"].items() if k not in ("source", "description")}
     try:
-        instance = source(source.Options.model_validate(section))
+        instance = source(source.Options.from_section(recipe["model"], "source"))
     except ValidationError:
         return None, {}
     plan = PlanContext(Recipe(recipe_path.resolve(), recipe), target, shapes=shapes)

@@ -131,9 +131,8 @@ class _Planner:
         if problems:
             self.problems.extend(problems)
             return None
-        values = {k: v for k, v in raw.items() if k not in (discriminator, "description")}
         try:
-            options = entry.obj.Options.model_validate(values)
+            options = entry.obj.Options.from_section(raw, discriminator)
         except ValidationError as exc:
             self.problems.extend(_pydantic_problems(exc, self.label, path))
             return None
