@@ -98,6 +98,11 @@ def _write_plain(options: Any, per_class: int, folder: Path) -> int:
     return per_class * len(options.classes)
 
 
+def _digest(accents: list[str], variants: list[str]) -> str:
+    """A short name for a voice set, for the folder its clips are written to."""
+    return hashlib.sha256(json.dumps([accents, variants]).encode()).hexdigest()[:8]
+
+
 def _teacher_scorer(manifest: dict, bundle: Path) -> Callable[[Path], float]:
     """The accuracy of the bundle's recipe's fp32 teacher (its `model.factory` and `model.weights`) on the WAV files
     in a folder, read through the bundle's preprocessing record as `verify --data` reads them."""
@@ -111,6 +116,7 @@ def _teacher_scorer(manifest: dict, bundle: Path) -> Callable[[Path], float]:
     model, base = manifest["recipe"]["raw"]["model"], Path(manifest["recipe"]["path"]).parent
     net = load_factory(str(model["factory"]), base)()
     net.load_state_dict(torch.load(base / model["weights"], map_location="cpu", weights_only=True))
+    net.eval()
     reader = reader_for(manifest["preprocessing"], bundle)
 
     def accuracy(folder: Path) -> float:
@@ -118,7 +124,7 @@ def _teacher_scorer(manifest: dict, bundle: Path) -> Callable[[Path], float]:
         inputs = samples.inputs[reader.input]
         x = torch.from_numpy(np.stack([inputs[i] for i in range(len(samples))])).reshape(-1, *model["input_shape"][1:])
         with torch.no_grad():
-            predicted = net.eval()(x).argmax(1).numpy()
+            predicted = net(x).argmax(1).numpy()
         return float((predicted == np.asarray(samples.labels)).mean())
 
     return accuracy
@@ -138,8 +144,7 @@ def main() -> None:
     data = manifest["recipe"]["raw"]["data"]
     options = KwsOptions.from_section({**data, "augment": None}, "source")
     accents, variants = outside_voices(options)
-    voices = hashlib.sha256(json.dumps([accents, variants]).encode()).hexdigest()[:8]
-    own = hashlib.sha256(json.dumps([options.test_accents, options.test_variants]).encode()).hexdigest()[:8]
+    voices, own = _digest(accents, variants), _digest(options.test_accents, options.test_variants)
     print(f"{len(accents)} accents x {len(variants)} variants outside the recipe's lists")
     print(f"{'scene':48} {'clips':>6} {'accuracy':>9} {'verdict':>8} {'seconds':>8}"
           + (f" {'teacher':>8} {'drop':>7}" if args.teacher else ""))
